@@ -1,0 +1,54 @@
+/*
+ * vmhook: pause and resume the virtual machines that use the files being cut
+ * over.  One hook per --hook SPEC given to "relocctl cutover":
+ *
+ *   qmp:SOCKET             QEMU's QMP on a UNIX socket: stop / cont / query-status
+ *   libvirt:DOMAIN[@URI]   suspend / resume a libvirt domain
+ *   exec:PROGRAM           runs "PROGRAM pause" / "PROGRAM resume"; the files
+ *                          being cut over are in RELOCFS_FILES (newline
+ *                          separated, absolute paths through the mount) and
+ *                          RELOCFS_MOUNTPOINT is set
+ *   freeze                 relocfs's own I/O hold only (the default)
+ *   none                   no hypervisor hook
+ *
+ * The daemon always holds new I/O to the migrating files while it switches
+ * them, whatever the hooks; hooks make the guest quiesce first (QEMU drains
+ * and flushes its block devices on "stop").
+ *
+ * All calls block the calling thread for at most timeout_ms and are called
+ * by the daemon's cutover thread only; a struct vmhook is not shared between
+ * threads.  Errors: -errno and one line (no newline) in err.
+ */
+#ifndef RELOCFS_VMHOOK_H
+#define RELOCFS_VMHOOK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct vmhook;
+
+/* Parse a spec and prepare the hook (no connection yet). */
+int vmhook_new(const char *spec, struct vmhook **out, char *err, size_t errlen);
+void vmhook_free(struct vmhook *h);
+
+/* The spec as given, for status and error messages. */
+const char *vmhook_spec(const struct vmhook *h);
+
+/* true for "freeze" and "none", which pause nothing outside relocfs */
+bool vmhook_is_internal(const struct vmhook *h);
+
+/* Pause the VM.  On success the VM is paused and its I/O drained; on failure
+ * the VM is left running (a hook that got as far as pausing resumes it before
+ * it returns an error). */
+int vmhook_pause(struct vmhook *h, const char *mountpoint, const char *const *files,
+		 int nfiles, int timeout_ms, char *err, size_t errlen);
+
+/* Resume a VM paused by vmhook_pause.  Retries within timeout_ms. */
+int vmhook_resume(struct vmhook *h, int timeout_ms, char *err, size_t errlen);
+
+/* Ask the VM's run state ("running", "paused", ...).  -ENOTSUP for hooks
+ * that cannot tell (exec, freeze, none). */
+int vmhook_query(struct vmhook *h, char *state, size_t len, int timeout_ms,
+		 char *err, size_t errlen);
+
+#endif
