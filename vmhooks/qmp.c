@@ -1,0 +1,632 @@
+/*
+ * qmp: the QMP client (see qmp.h for the protocol) and the "qmp:SOCKET" hook
+ * built on it.
+ *
+ * The hook pauses with "stop" and confirms with "query-status" that the VM no
+ * longer runs (QEMU drains and flushes every block device before it answers
+ * "stop").  It remembers whether it was the one that stopped the VM: a VM the
+ * operator had paused before the cutover stays paused afterwards.  Between
+ * pause and resume the connection stays open, so that resuming costs one
+ * round trip and not a reconnect; if it broke meanwhile, resume reconnects.
+ *
+ * Not done here: QMP out-of-band commands, pretty-printed (multi-line) QMP
+ * output, more than one command in flight, TCP sockets.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs/log.h"
+#include "vmhooks/hook_impl.h"
+#include "vmhooks/qmp.h"
+
+#define QMP_LINE_MAX	(1u << 20)	/* longest line accepted from QEMU */
+
+struct qmp {
+	int fd;
+	char *name;		/* socket path, for messages */
+	unsigned next_id;
+	unsigned events;	/* events skipped */
+	char *buf;		/* bytes read but not yet consumed */
+	size_t len, cap;
+};
+
+/* ---------------------------------------------------------------- client */
+
+static int qmp_fail(struct qmp *q, int rc, char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static int qmp_fail(struct qmp *q, int rc, char *err, size_t errlen, const char *fmt, ...)
+{
+	char msg[384];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	hook_errf(err, errlen, "qmp '%s': %s", q ? q->name : "?", msg);
+	return rc;
+}
+
+static struct qmp *qmp_alloc(int fd, const char *name)
+{
+	struct qmp *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return NULL;
+	q->name = strdup(name);
+	q->cap = 4096;
+	q->buf = malloc(q->cap);
+	if (!q->name || !q->buf) {
+		free(q->name);
+		free(q->buf);
+		free(q);
+		return NULL;
+	}
+	q->fd = fd;
+	q->next_id = 1;
+	return q;
+}
+
+void qmp_close(struct qmp *q)
+{
+	if (!q)
+		return;
+	if (q->fd >= 0)
+		close(q->fd);
+	free(q->buf);
+	free(q->name);
+	free(q);
+}
+
+unsigned qmp_events_seen(const struct qmp *q)
+{
+	return q->events;
+}
+
+/*
+ * Take one complete line out of q->buf, reading more as needed.  Returns the
+ * line (NUL-terminated, without the '\n', owned by the caller) or NULL with
+ * *rc set.  what names the awaited reply for messages.
+ */
+static char *qmp_read_line(struct qmp *q, int64_t deadline, const char *what, int *rc,
+			   char *err, size_t errlen)
+{
+	for (;;) {
+		char *nl = q->len ? memchr(q->buf, '\n', q->len) : NULL;
+
+		if (nl) {
+			size_t n = (size_t)(nl - q->buf);
+			char *line = malloc(n + 1);
+
+			if (!line) {
+				*rc = qmp_fail(q, -ENOMEM, err, errlen, "out of memory");
+				return NULL;
+			}
+			memcpy(line, q->buf, n);
+			line[n] = '\0';
+			memmove(q->buf, nl + 1, q->len - n - 1);
+			q->len -= n + 1;
+			return line;
+		}
+		if (q->len >= QMP_LINE_MAX) {
+			*rc = qmp_fail(q, -EPROTO, err, errlen, "line longer than %u bytes",
+				       QMP_LINE_MAX);
+			return NULL;
+		}
+		if (q->cap - q->len < 4096) {
+			size_t ncap = q->cap * 2;
+			char *nb = realloc(q->buf, ncap);
+
+			if (!nb) {
+				*rc = qmp_fail(q, -ENOMEM, err, errlen, "out of memory");
+				return NULL;
+			}
+			q->buf = nb;
+			q->cap = ncap;
+		}
+
+		struct pollfd pfd = { .fd = q->fd, .events = POLLIN };
+		int left = hook_left_ms(deadline);
+		int pr = poll(&pfd, 1, left);
+
+		if (pr < 0) {
+			if (errno == EINTR)
+				continue;
+			*rc = qmp_fail(q, -errno, err, errlen, "poll: %s", strerror(errno));
+			return NULL;
+		}
+		if (pr == 0) {
+			*rc = qmp_fail(q, -ETIMEDOUT, err, errlen, "timed out waiting for %s", what);
+			return NULL;
+		}
+		ssize_t r = read(q->fd, q->buf + q->len, q->cap - q->len);
+		if (r < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			*rc = -errno;
+			if (errno == ECONNRESET)
+				qmp_fail(q, -ECONNRESET, err, errlen,
+					 "connection reset while waiting for %s", what);
+			else
+				qmp_fail(q, *rc, err, errlen, "read: %s", strerror(errno));
+			return NULL;
+		}
+		if (r == 0) {
+			*rc = qmp_fail(q, -ECONNRESET, err, errlen,
+				       "connection closed by qemu while waiting for %s", what);
+			return NULL;
+		}
+		q->len += (size_t)r;
+	}
+}
+
+/*
+ * Read JSON objects until one that is not an event: returns it (new
+ * reference) or NULL with *rc set.  Blank lines are skipped.
+ */
+static json_t *qmp_read_message(struct qmp *q, int64_t deadline, const char *what, int *rc,
+				char *err, size_t errlen)
+{
+	for (;;) {
+		char *line = qmp_read_line(q, deadline, what, rc, err, errlen);
+		json_error_t jerr;
+		json_t *msg;
+		size_t n;
+
+		if (!line)
+			return NULL;
+		n = strlen(line);
+		while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+			line[--n] = '\0';
+		if (n == 0) {
+			free(line);
+			continue;
+		}
+		msg = json_loadb(line, n, 0, &jerr);
+		if (!msg || !json_is_object(msg)) {
+			qmp_fail(q, -EPROTO, err, errlen, "not a json object while waiting for %s: %s",
+				 what, msg ? "wrong type" : jerr.text);
+			json_decref(msg);
+			free(line);
+			*rc = -EPROTO;
+			return NULL;
+		}
+		free(line);
+		if (json_object_get(msg, "event")) {
+			const char *ev = json_string_value(json_object_get(msg, "event"));
+
+			q->events++;
+			log_debug("qmp '%s': event %s", q->name, ev ? ev : "?");
+			json_decref(msg);
+			continue;
+		}
+		return msg;
+	}
+}
+
+static int qmp_send(struct qmp *q, const char *text, int64_t deadline, const char *what,
+		    char *err, size_t errlen)
+{
+	size_t len = strlen(text), off = 0;
+
+	while (off < len) {
+		ssize_t w = send(q->fd, text + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w >= 0) {
+			off += (size_t)w;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN) {
+			struct pollfd pfd = { .fd = q->fd, .events = POLLOUT };
+			int pr = poll(&pfd, 1, hook_left_ms(deadline));
+
+			if (pr == 0)
+				return qmp_fail(q, -ETIMEDOUT, err, errlen, "timed out sending %s",
+						what);
+			continue;
+		}
+		if (errno == EPIPE || errno == ECONNRESET)
+			return qmp_fail(q, -ECONNRESET, err, errlen,
+					"connection closed by qemu while sending %s", what);
+		return qmp_fail(q, -errno, err, errlen, "send: %s", strerror(errno));
+	}
+	return 0;
+}
+
+int qmp_execute(struct qmp *q, const char *command, json_t *args, json_t **ret,
+		int timeout_ms, char *err, size_t errlen)
+{
+	int64_t deadline = hook_now_ms() + timeout_ms;
+	unsigned id = q->next_id++;
+	char what[96];
+	json_t *req, *msg = NULL;
+	char *text;
+	int rc;
+
+	if (ret)
+		*ret = NULL;
+	snprintf(what, sizeof(what), "reply to '%s'", command);
+	req = json_pack("{s:s, s:I}", "execute", command, "id", (json_int_t)id);
+	if (!req)
+		return qmp_fail(q, -ENOMEM, err, errlen, "out of memory");
+	if (args && json_object_set(req, "arguments", args) < 0) {
+		json_decref(req);
+		return qmp_fail(q, -ENOMEM, err, errlen, "out of memory");
+	}
+	text = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	if (!text)
+		return qmp_fail(q, -ENOMEM, err, errlen, "out of memory");
+	/* QEMU's parser needs no newline, but a line makes its trace readable */
+	size_t tl = strlen(text);
+	char *line = realloc(text, tl + 2);
+	if (!line) {
+		free(text);
+		return qmp_fail(q, -ENOMEM, err, errlen, "out of memory");
+	}
+	line[tl] = '\n';
+	line[tl + 1] = '\0';
+	rc = qmp_send(q, line, deadline, command, err, errlen);
+	free(line);
+	if (rc < 0)
+		return rc;
+
+	for (;;) {
+		json_t *jid;
+
+		msg = qmp_read_message(q, deadline, what, &rc, err, errlen);
+		if (!msg)
+			return rc;
+		jid = json_object_get(msg, "id");
+		/* QEMU answers a request it could not parse without an id; with one
+		 * command in flight that answer is ours */
+		if (jid && !(json_is_integer(jid) && json_integer_value(jid) == (json_int_t)id)) {
+			log_debug("qmp '%s': skipping reply with stale id", q->name);
+			json_decref(msg);
+			continue;
+		}
+		break;
+	}
+
+	json_t *jerr = json_object_get(msg, "error");
+	json_t *jret = json_object_get(msg, "return");
+	if (jerr) {
+		const char *cls = json_string_value(json_object_get(jerr, "class"));
+		const char *desc = json_string_value(json_object_get(jerr, "desc"));
+
+		rc = (cls && strcmp(cls, "CommandNotFound") == 0) ? -ENOTSUP : -EIO;
+		qmp_fail(q, rc, err, errlen, "%s: %s", command, desc ? desc : (cls ? cls : "error"));
+		json_decref(msg);
+		return rc;
+	}
+	if (!jret) {
+		json_decref(msg);
+		return qmp_fail(q, -EPROTO, err, errlen, "%s: reply has neither return nor error",
+				command);
+	}
+	if (ret)
+		*ret = json_incref(jret);
+	json_decref(msg);
+	return 0;
+}
+
+int qmp_query_status(struct qmp *q, bool *running, char *status, size_t len,
+		     int timeout_ms, char *err, size_t errlen)
+{
+	json_t *ret = NULL, *jrun;
+	const char *st;
+	int rc;
+
+	rc = qmp_execute(q, "query-status", NULL, &ret, timeout_ms, err, errlen);
+	if (rc < 0)
+		return rc;
+	jrun = json_object_get(ret, "running");
+	st = json_string_value(json_object_get(ret, "status"));
+	if (!json_is_boolean(jrun)) {
+		json_decref(ret);
+		return qmp_fail(q, -EPROTO, err, errlen, "query-status: reply lacks 'running'");
+	}
+	if (running)
+		*running = json_is_true(jrun);
+	if (status && len)
+		snprintf(status, len, "%s", st ? st : (json_is_true(jrun) ? "running" : "paused"));
+	json_decref(ret);
+	return 0;
+}
+
+int qmp_open_fd(int fd, const char *name, int timeout_ms, struct qmp **out, char *err,
+		size_t errlen)
+{
+	int64_t deadline = hook_now_ms() + timeout_ms;
+	struct qmp *q;
+	json_t *greet;
+	int rc, fl;
+
+	*out = NULL;
+	q = qmp_alloc(fd, name);
+	if (!q) {
+		close(fd);
+		hook_errf(err, errlen, "qmp '%s': out of memory", name);
+		return -ENOMEM;
+	}
+	fl = fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+
+	greet = qmp_read_message(q, deadline,
+				 "greeting (is another client connected?)", &rc, err, errlen);
+	if (!greet)
+		goto out_close;
+	if (!json_is_object(json_object_get(greet, "QMP"))) {
+		json_decref(greet);
+		rc = qmp_fail(q, -EPROTO, err, errlen, "no qmp greeting");
+		goto out_close;
+	}
+	json_decref(greet);
+	rc = qmp_execute(q, "qmp_capabilities", NULL, NULL, hook_left_ms(deadline), err, errlen);
+	if (rc < 0)
+		goto out_close;
+	*out = q;
+	return 0;
+
+out_close:
+	qmp_close(q);
+	return rc;
+}
+
+int qmp_open(const char *socket_path, int timeout_ms, struct qmp **out, char *err,
+	     size_t errlen)
+{
+	int64_t deadline = hook_now_ms() + timeout_ms;
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd, rc;
+
+	*out = NULL;
+	if (strlen(socket_path) >= sizeof(sun.sun_path)) {
+		hook_errf(err, errlen, "qmp '%s': socket path too long", socket_path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sun.sun_path, socket_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		hook_errf(err, errlen, "qmp '%s': socket: %s", socket_path, strerror(errno));
+		return rc;
+	}
+	for (;;) {
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno == EINPROGRESS) {
+			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+			int soerr = 0;
+			socklen_t sl = sizeof(soerr);
+
+			if (poll(&pfd, 1, hook_left_ms(deadline)) == 0) {
+				errno = ETIMEDOUT;
+				goto out_fail;
+			}
+			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+				goto out_fail;
+			if (soerr) {
+				errno = soerr;
+				goto out_fail;
+			}
+			break;
+		}
+		/* a UNIX listener with a full backlog says EAGAIN: try again shortly */
+		if (errno == EAGAIN && hook_left_ms(deadline) > 0) {
+			struct timespec ts = { 0, 5 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		if (errno == EAGAIN)
+			errno = ETIMEDOUT;
+		goto out_fail;
+	}
+	return qmp_open_fd(fd, socket_path, hook_left_ms(deadline), out, err, errlen);
+
+out_fail:
+	rc = -errno;
+	hook_errf(err, errlen, "qmp '%s': cannot connect: %s", socket_path, strerror(errno));
+	close(fd);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ hook */
+
+struct qmp_hook {
+	char *path;
+	struct qmp *conn;	/* open from pause to resume, NULL otherwise */
+	bool paused_by_us;	/* we sent "stop" to a running VM; resume sends "cont" */
+};
+
+int qmp_hook_new(const char *socket_path, struct qmp_hook **out, char *err, size_t errlen)
+{
+	struct qmp_hook *qh;
+
+	*out = NULL;
+	if (!*socket_path) {
+		hook_errf(err, errlen, "qmp hook needs a socket path (qmp:SOCKET)");
+		return -EINVAL;
+	}
+	if (strlen(socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		hook_errf(err, errlen, "qmp '%s': socket path too long", socket_path);
+		return -ENAMETOOLONG;
+	}
+	qh = calloc(1, sizeof(*qh));
+	if (!qh || !(qh->path = strdup(socket_path))) {
+		free(qh);
+		hook_errf(err, errlen, "qmp '%s': out of memory", socket_path);
+		return -ENOMEM;
+	}
+	*out = qh;
+	return 0;
+}
+
+void qmp_hook_free(struct qmp_hook *qh)
+{
+	if (!qh)
+		return;
+	qmp_close(qh->conn);
+	free(qh->path);
+	free(qh);
+}
+
+static void qmp_hook_drop(struct qmp_hook *qh)
+{
+	qmp_close(qh->conn);
+	qh->conn = NULL;
+}
+
+static int qmp_hook_connect(struct qmp_hook *qh, int timeout_ms, char *err, size_t errlen)
+{
+	if (qh->conn)
+		return 0;
+	return qmp_open(qh->path, timeout_ms, &qh->conn, err, errlen);
+}
+
+/* A command failed: keep the connection only if QEMU merely said no. */
+static void qmp_hook_after_error(struct qmp_hook *qh, int rc)
+{
+	if (rc != -EIO && rc != -ENOTSUP)
+		qmp_hook_drop(qh);
+}
+
+int qmp_hook_pause(struct qmp_hook *qh, int timeout_ms, char *err, size_t errlen)
+{
+	int64_t deadline = hook_now_ms() + timeout_ms;
+	char status[32];
+	bool running;
+	int rc;
+
+	rc = qmp_hook_connect(qh, timeout_ms, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = qmp_query_status(qh->conn, &running, status, sizeof(status),
+			      hook_left_ms(deadline), err, errlen);
+	if (rc < 0)
+		goto out_error;
+	if (!running) {
+		/* paused by the operator (or stopped for another reason): not ours
+		 * to resume.  QEMU drained the devices when it stopped the VM. */
+		log_info("qmp '%s': vm already not running (%s), will leave it so",
+			 qh->path, status);
+		qh->paused_by_us = false;
+		return 0;
+	}
+	/* A window remains: an operator who stops the VM between our
+	 * query-status and our stop will see it resumed after the cutover. */
+	rc = qmp_execute(qh->conn, "stop", NULL, NULL, hook_left_ms(deadline), err, errlen);
+	if (rc == -EIO || rc == -ENOTSUP)
+		goto out_error;		/* QEMU refused: the VM still runs */
+	/* from here on the VM may be stopped even if we saw no reply (a stop
+	 * that timed out while QEMU drained completes later): ours to resume */
+	qh->paused_by_us = true;
+	if (rc < 0) {
+		qmp_hook_drop(qh);
+		goto out_resume;
+	}
+	rc = qmp_query_status(qh->conn, &running, status, sizeof(status),
+			      hook_left_ms(deadline), err, errlen);
+	if (rc < 0)
+		goto out_resume;
+	if (running) {
+		rc = -EAGAIN;
+		hook_errf(err, errlen, "qmp '%s': vm still running after stop (%s)", qh->path,
+			  status);
+		goto out_resume;
+	}
+	log_debug("qmp '%s': vm paused (%s)", qh->path, status);
+	return 0;
+
+out_resume:
+	/* the contract: a failed pause leaves the VM running.  This may take us
+	 * past timeout_ms (by one second at most when the deadline has passed):
+	 * a VM left stopped by a cancelled cutover is the worse outcome. */
+	{
+		char rerr[256];
+		int left = hook_left_ms(deadline);
+
+		if (qmp_hook_resume(qh, left > 1000 ? left : 1000, rerr, sizeof(rerr)) < 0)
+			log_warnx("%s", rerr);
+	}
+	return rc;
+out_error:
+	qmp_hook_after_error(qh, rc);
+	return rc;
+}
+
+int qmp_hook_resume(struct qmp_hook *qh, int timeout_ms, char *err, size_t errlen)
+{
+	int64_t deadline = hook_now_ms() + timeout_ms;
+	bool running;
+	int rc;
+
+	if (!qh->paused_by_us) {
+		log_debug("qmp '%s': not paused by relocfs, not resuming", qh->path);
+		qmp_hook_drop(qh);
+		return 0;
+	}
+	/* retry while the socket is unreachable or drops: a QEMU busy
+	 * flushing may accept late, and the old connection may have broken */
+	for (;;) {
+		rc = qmp_hook_connect(qh, hook_left_ms(deadline), err, errlen);
+		if (rc == 0) {
+			rc = qmp_execute(qh->conn, "cont", NULL, NULL, hook_left_ms(deadline),
+					 err, errlen);
+			if (rc == 0)
+				rc = qmp_query_status(qh->conn, &running, NULL, 0,
+						      hook_left_ms(deadline), err, errlen);
+			if (rc == 0 && !running) {
+				rc = -EAGAIN;
+				hook_errf(err, errlen, "qmp '%s': vm not running after cont",
+					  qh->path);
+			}
+			if (rc == 0) {
+				qh->paused_by_us = false;
+				qmp_hook_drop(qh);
+				return 0;
+			}
+			qmp_hook_after_error(qh, rc);
+		}
+		/* no socket or nobody listening: QEMU is gone, nothing to wait for */
+		if (rc == -EIO || rc == -ENOTSUP || rc == -ENOENT || rc == -ECONNREFUSED ||
+		    rc == -ENAMETOOLONG || hook_left_ms(deadline) <= 0)
+			return rc;
+		log_debug("qmp '%s': resume failed (%d), retrying", qh->path, rc);
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+int qmp_hook_query(struct qmp_hook *qh, char *state, size_t len, int timeout_ms,
+		   char *err, size_t errlen)
+{
+	bool keep = qh->conn != NULL;
+	int rc;
+
+	rc = qmp_hook_connect(qh, timeout_ms, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = qmp_query_status(qh->conn, NULL, state, len, timeout_ms, err, errlen);
+	if (rc < 0)
+		qmp_hook_after_error(qh, rc);
+	/* do not hold QEMU's only QMP connection longer than needed */
+	if (!keep)
+		qmp_hook_drop(qh);
+	return rc;
+}
