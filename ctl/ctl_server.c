@@ -1,0 +1,199 @@
+/*
+ * ctl_server: accepts relocctl connections (see ctl_server.h).  Each
+ * connection gets a detached thread that reads one request, checks it,
+ * runs it through reloc_command() and writes one reply.  Does not interpret
+ * commands itself.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ctl/ctl_server.h"
+#include "ctl/proto.h"
+#include "fs/log.h"
+#include "fs/relocate.h"
+
+static struct {
+	int fd;
+	char path[108];
+	pthread_t thread;
+	bool running;
+	atomic_int clients;
+} srv = { .fd = -1 };
+
+int ctl_server_bind(const char *mountpoint, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *dir;
+	char *slash;
+	int fd;
+
+	if (ctl_socket_path(mountpoint, srv.path, sizeof(srv.path))) {
+		snprintf(err, errlen, "control socket path for '%s' is too long", mountpoint);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, srv.path, sizeof(srv.path));
+	slash = strrchr(srv.path, '/');
+	if (slash) {
+		*slash = '\0';
+		dir = srv.path;
+		if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+			snprintf(err, errlen, "cannot create '%s': %s", dir, strerror(errno));
+			*slash = '/';
+			return -errno;
+		}
+		*slash = '/';
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		snprintf(err, errlen, "cannot create control socket: %s", strerror(errno));
+		return -errno;
+	}
+	/* a socket file left by a daemon that died: remove it if nobody answers */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		close(fd);
+		snprintf(err, errlen, "a relocfs daemon already serves '%s'", mountpoint);
+		return -EADDRINUSE;
+	}
+	unlink(srv.path);
+	close(fd);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		snprintf(err, errlen, "cannot create control socket: %s", strerror(errno));
+		return -errno;
+	}
+	mode_t old = umask(077);
+	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r == -1 || chmod(srv.path, 0600) == -1 || listen(fd, 16) == -1) {
+		snprintf(err, errlen, "cannot listen on '%s': %s", srv.path, strerror(errno));
+		close(fd);
+		return -errno;
+	}
+	srv.fd = fd;
+	return 0;
+}
+
+static bool peer_allowed(int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1)
+		return false;
+	return cred.uid == 0 || cred.uid == geteuid();
+}
+
+static void reply(int fd, int status, const char *text)
+{
+	ctl_send(fd, CTL_T_REPLY, status, text, text ? (uint32_t)strlen(text) : 0);
+}
+
+static void *client_thread(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	struct timeval tv = { .tv_sec = CTL_IDLE_S };
+	const char *argv[CTL_ARGV_MAX];
+	struct ctl_request req;
+	struct ctl_hdr h;
+	char *payload = NULL, *out = NULL, err[256];
+	int argc, ret, status;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (!peer_allowed(fd)) {
+		reply(fd, CTL_EFAIL, "permission denied: not the daemon's user");
+		goto out;
+	}
+	ret = ctl_recv(fd, CTL_T_REQUEST, CTL_REQ_MAX, &h, &payload);
+	if (ret) {
+		if (ret == -EMSGSIZE || ret == -EPROTO)
+			reply(fd, CTL_EUSAGE, ret == -EMSGSIZE ? "request too large" : "bad request header");
+		goto out;
+	}
+	argc = ctl_split_argv(payload, h.len, argv, CTL_ARGV_MAX);
+	if (argc < 0) {
+		reply(fd, CTL_EUSAGE, "malformed request");
+		goto out;
+	}
+	if (ctl_parse_request(argc, argv, &req, err, sizeof(err))) {
+		reply(fd, CTL_EUSAGE, err);
+		goto out;
+	}
+	/* long commands (wait, cutover) keep the connection; nothing to read */
+	tv.tv_sec = 0;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	status = reloc_command(&req, &out);
+	reply(fd, status, out ? out : "");
+out:
+	free(out);
+	free(payload);
+	close(fd);
+	atomic_fetch_sub(&srv.clients, 1);
+	return NULL;
+}
+
+static void *accept_thread(void *arg)
+{
+	for (;;) {
+		pthread_attr_t attr;
+		pthread_t t;
+		int fd = accept4(srv.fd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE ||
+			    errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				if (errno != EINTR && errno != ECONNABORTED)
+					usleep(100000);
+				continue;
+			}
+			break;	/* socket closed */
+		}
+		if (atomic_fetch_add(&srv.clients, 1) >= CTL_MAX_CLIENTS) {
+			atomic_fetch_sub(&srv.clients, 1);
+			reply(fd, CTL_EFAIL, "daemon busy: too many control connections");
+			close(fd);
+			continue;
+		}
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&t, &attr, client_thread, (void *)(intptr_t)fd)) {
+			atomic_fetch_sub(&srv.clients, 1);
+			close(fd);
+		}
+		pthread_attr_destroy(&attr);
+	}
+	return NULL;
+}
+
+int ctl_server_start(void)
+{
+	if (srv.fd == -1)
+		return -EBADF;
+	if (pthread_create(&srv.thread, NULL, accept_thread, NULL))
+		return -EAGAIN;
+	srv.running = true;
+	return 0;
+}
+
+void ctl_server_stop(void)
+{
+	if (srv.fd == -1)
+		return;
+	shutdown(srv.fd, SHUT_RDWR);
+	unlink(srv.path);
+	if (srv.running) {
+		pthread_cancel(srv.thread);
+		pthread_join(srv.thread, NULL);
+	}
+	close(srv.fd);
+	srv.fd = -1;
+}

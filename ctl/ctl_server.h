@@ -1,0 +1,24 @@
+/*
+ * ctl_server: the daemon's side of the control socket (protocol in proto.h).
+ * One listening UNIX socket, created 0600; one thread per connection (at
+ * most CTL_MAX_CLIENTS at once, others are told "busy"); peers must be root
+ * or the daemon's own uid (SO_PEERCRED).  A client that sends nothing for
+ * CTL_IDLE_S seconds is dropped.
+ */
+#ifndef RELOCFS_CTL_SERVER_H
+#define RELOCFS_CTL_SERVER_H
+
+#define CTL_MAX_CLIENTS 16
+#define CTL_IDLE_S 10
+
+/* Bind the socket for a mountpoint (canonical path).  Fails with -EADDRINUSE
+ * if a live daemon already answers there.  Call before daemonizing. */
+int ctl_server_bind(const char *mountpoint, char *err, size_t errlen);
+
+/* Start the accept thread (after daemonizing). */
+int ctl_server_start(void);
+
+/* Close the socket and remove its path. */
+void ctl_server_stop(void);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * fsops: the FUSE low-level operations, the worker loop that serves them,
+ * and the gate that holds requests to a node during a cutover.
+ *
+ * Holding: fs_hold() marks nodes held and waits until no request is in flight
+ * on them.  A request that arrives for a held node is parked: its raw bytes
+ * are copied and its fuse_req_t is dropped without a reply; no worker thread
+ * waits.  fs_release() clears the marks and feeds the parked requests back
+ * through libfuse, so they are served (on whatever backend is current then)
+ * in the order they arrived.
+ */
+#ifndef RELOCFS_FSOPS_H
+#define RELOCFS_FSOPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <fuse_lowlevel.h>
+
+#include "fs/inode.h"
+
+struct fs_config {
+	const char *source;	/* the source directory as given */
+	int root_fd;		/* O_PATH on the directory served at start */
+	unsigned threads;	/* worker threads */
+	double timeout;		/* attribute and entry timeout, seconds */
+	bool writeback;		/* kernel writeback cache */
+};
+
+extern const struct fuse_lowlevel_ops fs_ops;
+extern struct fs_config fs_cfg;
+
+/* Run the worker threads until the session ends.  Returns 0 or -errno. */
+int fs_loop(struct fuse_session *se, unsigned threads);
+
+/* Hold every node (all == true) or the nodes given, and wait for the
+ * requests in flight on them to finish.  Returns when nothing is in flight. */
+void fs_hold(bool all, struct rnode **nodes, size_t n);
+
+/* Clear the holds set by fs_hold and replay the parked requests.  Returns the
+ * number of requests that had been parked. */
+size_t fs_release(bool all, struct rnode **nodes, size_t n);
+
+/* Longest time a request was parked in the last hold, in microseconds. */
+uint64_t fs_last_hold_max_us(void);
+
+/* Reopen every open handle of node on its current backend (after a switch). */
+int fs_reopen_handles(struct rnode *node);
+
+#endif
