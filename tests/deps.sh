@@ -1,0 +1,31 @@
+#!/bin/sh
+# deps.sh: install the Debian 12 packages that building and testing relocfs
+# need, and only those that are missing.  Safe to run again and again: it
+# does nothing (and needs no network) when everything is installed.
+# As root it installs with apt-get; otherwise it names what is missing and
+# exits 1.
+PACKAGES="build-essential pkg-config libfuse3-dev fuse3 libxxhash-dev libcmocka-dev
+	libjansson-dev fio qemu-utils qemu-system-x86 busybox-static cpio attr xfsprogs
+	util-linux kmod"
+
+missing=
+for p in $PACKAGES; do
+	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)
+	case $status in
+	*" installed") ;;
+	*) missing="$missing $p" ;;
+	esac
+done
+
+[ -n "$missing" ] || exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "deps.sh: missing packages:$missing (run tests/deps.sh as root)" >&2
+	exit 1
+fi
+
+echo "deps.sh: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q || exit 1
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing || exit 1

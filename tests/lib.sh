@@ -1,0 +1,268 @@
+# tests/lib.sh: sourced by every integration test (bash).
+#
+# Gives each test a private directory and a mount of its own:
+#   $TEST_DIR   mktemp -d, removed on exit
+#   $TEST_SRC   the backing directory ($TEST_DIR/src)
+#   $TEST_MNT   the mountpoint ($TEST_DIR/mnt)
+#   $RELOCFS_RUNDIR  control sockets ($TEST_DIR/run), exported
+#   $RELOCFS, $RELOCCTL, $TOOLS  the binaries under test (RELOCFS_BUILD selects
+#               the build directory, default build/; RELOCFS_BIN overrides relocfs)
+#
+# A test reads like git's t/ files:
+#   test_description='what behaviour this file covers'
+#   . "$(dirname "$0")/../lib.sh"
+#   relocfs_mount
+#   step 'ls -la through the mount lists what the backing directory holds'
+#   assert_eq "$(ls_la "$TEST_SRC")" "$(ls_la "$TEST_MNT")" "listing"
+#   test_done
+#
+# Every exit path, including a failed command under set -e and ^C, goes
+# through cleanup(): unmount (lazily if it must), end the daemon this test
+# started, remove $TEST_DIR.  fail prints the step, expected and actual.
+# Exit status: 0 pass, 1 fail, 77 skip.
+
+set -eEuo pipefail
+export LC_ALL=C
+
+TOPDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=$TOPDIR/${RELOCFS_BUILD:-build}
+RELOCFS=${RELOCFS_BIN:-$BUILD_DIR/relocfs}
+RELOCCTL=$BUILD_DIR/relocctl
+TOOLS=$BUILD_DIR/tests
+TEST_NAME=$(basename "$0" .sh)
+
+TEST_DIR=$(mktemp -d "${TMPDIR:-/tmp}/relocfs-$TEST_NAME.XXXXXX")
+TEST_DIR=$(realpath "$TEST_DIR")
+TEST_SRC=$TEST_DIR/src
+TEST_MNT=$TEST_DIR/mnt
+RELOCFS_RUNDIR=$TEST_DIR/run
+export RELOCFS_RUNDIR
+mkdir -p "$TEST_SRC" "$TEST_MNT" "$RELOCFS_RUNDIR"
+
+RELOCFS_PID=			# daemon started by relocfs_mount -f in background
+RELOCFS_MOUNTED=		# mountpoint of the current mount
+CURRENT_STEP='(set-up)'
+STEPS=0
+
+# ---------------------------------------------------------------------------
+# reporting
+
+say() { printf '%s\n' "$*"; }
+
+step() {
+	CURRENT_STEP=$1
+	STEPS=$((STEPS + 1))
+	say "--- step $STEPS: $1"
+}
+
+fail() {
+	trap - ERR
+	say "FAIL: $TEST_NAME: step $STEPS: $CURRENT_STEP"
+	say "  $*"
+	show_daemon_log
+	exit 1
+}
+
+skip() {
+	trap - ERR
+	say "SKIP: $TEST_NAME: $*"
+	exit 77
+}
+
+test_done() {
+	say "ok: $TEST_NAME: $STEPS steps"
+	exit 0
+}
+
+# assert_eq EXPECTED ACTUAL [WHAT]
+assert_eq() {
+	if [ "$1" != "$2" ]; then
+		trap - ERR
+		say "FAIL: $TEST_NAME: step $STEPS: $CURRENT_STEP"
+		say "  ${3:-values differ}"
+		say "  expected:"
+		printf '%s\n' "$1" | sed 's/^/    | /'
+		say "  actual:"
+		printf '%s\n' "$2" | sed 's/^/    | /'
+		if [ "$(printf '%s\n' "$1" | wc -l)" -gt 3 ]; then
+			say "  diff (expected -> actual):"
+			diff <(printf '%s\n' "$1") <(printf '%s\n' "$2") | sed 's/^/    /' || true
+		fi
+		show_daemon_log
+		exit 1
+	fi
+}
+
+# expect_fail CMD...: the command must fail; its stderr is kept in $ERR_OUT
+expect_fail() {
+	if "$@" 2>"$TEST_DIR/expect_fail.err"; then
+		fail "expected failure, but succeeded: $*"
+	fi
+	ERR_OUT=$(cat "$TEST_DIR/expect_fail.err")
+}
+
+on_err() {
+	local rc=$1 line=$2 cmd=$3
+	trap - ERR
+	say "FAIL: $TEST_NAME: step $STEPS: $CURRENT_STEP"
+	say "  command failed (exit $rc) at ${BASH_SOURCE[1]##*/}:$line: $cmd"
+	show_daemon_log
+	exit 1
+}
+trap 'on_err $? $LINENO "$BASH_COMMAND"' ERR
+
+show_daemon_log() {
+	if [ -s "$TEST_DIR/relocfs.log" ]; then
+		say "  relocfs stderr (last 20 lines):"
+		tail -n 20 "$TEST_DIR/relocfs.log" | sed 's/^/    | /'
+	fi
+}
+
+# ---------------------------------------------------------------------------
+# preconditions
+
+require_cmd() {
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 || skip "'$c' is not installed (run tests/deps.sh)"
+	done
+}
+
+require_root() {
+	[ "$(id -u)" = 0 ] || skip "needs root"
+}
+
+require_daemon() {
+	[ -x "$RELOCFS" ] || fail "'$RELOCFS' is not built (run make)"
+	[ -c /dev/fuse ] || skip "/dev/fuse is missing"
+	command -v fusermount3 >/dev/null || skip "fusermount3 is not installed"
+}
+
+require_tool() {
+	local t
+	for t in "$@"; do
+		[ -x "$TOOLS/$t" ] || fail "'$TOOLS/$t' is not built (run make)"
+	done
+}
+
+# ---------------------------------------------------------------------------
+# mounts
+
+# is_mounted DIR: DIR is a FUSE mountpoint in our namespace
+is_mounted() {
+	awk -v m="$1" '$5 == m { for (i = 7; i <= NF; i++) if ($i == "-") { print $(i + 1); exit } }' \
+		/proc/self/mountinfo | grep -q '^fuse'
+}
+
+# wait_until SECONDS CMD...: poll CMD every 0.05 s; a hang guard, not a timing check
+wait_until() {
+	local limit=$(($1 * 20)) i=0
+	shift
+	while ! "$@"; do
+		i=$((i + 1))
+		[ $i -lt $limit ] || return 1
+		sleep 0.05
+	done
+}
+
+# relocfs_mount [OPTION...]: serve $TEST_SRC at $TEST_MNT, in the foreground
+# (-f) in the background so that the test knows the daemon's pid
+relocfs_mount() {
+	require_daemon
+	[ -z "$RELOCFS_MOUNTED" ] || fail "relocfs_mount: already mounted"
+	"$RELOCFS" -f "$@" "$TEST_SRC" "$TEST_MNT" >>"$TEST_DIR/relocfs.log" 2>&1 &
+	RELOCFS_PID=$!
+	RELOCFS_MOUNTED=$TEST_MNT
+	if ! wait_until 20 mount_or_died "$TEST_MNT"; then
+		fail "relocfs did not mount '$TEST_MNT' within 20 s"
+	fi
+	if ! is_mounted "$TEST_MNT"; then
+		local rc=0
+		wait "$RELOCFS_PID" || rc=$?
+		RELOCFS_PID= RELOCFS_MOUNTED=
+		fail "relocfs $* '$TEST_SRC' '$TEST_MNT' exited with status $rc before mounting"
+	fi
+}
+
+mount_or_died() {
+	is_mounted "$1" || ! kill -0 "$RELOCFS_PID" 2>/dev/null
+}
+
+# relocfs_umount: unmount and check that the daemon exits with status 0
+relocfs_umount() {
+	local mnt=${RELOCFS_MOUNTED:-$TEST_MNT} rc=0 i
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		fusermount3 -u "$mnt" 2>"$TEST_DIR/umount.err" && break
+		[ $i -lt 10 ] || fail "fusermount3 -u '$mnt': $(cat "$TEST_DIR/umount.err")"
+		sleep 0.2
+	done
+	RELOCFS_MOUNTED=
+	if [ -n "$RELOCFS_PID" ]; then
+		wait "$RELOCFS_PID" || rc=$?
+		RELOCFS_PID=
+		[ $rc = 0 ] || fail "relocfs exited with status $rc after unmount"
+	fi
+	! is_mounted "$mnt" || fail "'$mnt' is still mounted after fusermount3 -u"
+}
+
+# pids of relocfs processes whose command line names this test's directory
+leftover_daemons() {
+	local p
+	for p in /proc/[0-9]*; do
+		[ -r "$p/cmdline" ] || continue
+		tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$TEST_DIR/" || continue
+		tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q 'relocfs' || continue
+		echo "${p#/proc/}"
+	done
+}
+
+cleanup() {
+	local rc=$? m p
+	trap - ERR EXIT INT TERM
+	set +e
+	cd /
+	# every FUSE mount under our directory, innermost first
+	for m in $(awk -v d="$TEST_DIR/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
+		fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+	done
+	if [ -n "$RELOCFS_PID" ]; then
+		wait_until 5 eval '! kill -0 $RELOCFS_PID 2>/dev/null'
+		kill "$RELOCFS_PID" 2>/dev/null
+	fi
+	for p in $(leftover_daemons); do
+		[ "$p" = $$ ] || kill "$p" 2>/dev/null
+	done
+	rm -rf --one-file-system "$TEST_DIR"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------
+# comparing trees
+
+# tree_listing DIR: one line per entry below DIR, .relocfs at the top ignored:
+# path, type, mode, size (not for directories), owner, link target
+tree_listing() {
+	(cd "$1" && find . -path ./.relocfs -prune -o -mindepth 1 \
+		\( -type d -printf '%P %y %m - %U:%G\n' \) -o \
+		-printf '%P %y %m %s %U:%G %l\n') | sort
+}
+
+# compare_trees A B: same entries, modes, sizes, owners, link targets and
+# file contents, .relocfs at the top of either ignored
+compare_trees() {
+	local a=$1 b=$2 f
+	assert_eq "$(tree_listing "$a")" "$(tree_listing "$b")" "trees '$a' and '$b' differ"
+	while IFS= read -r f; do
+		cmp -s "$a/$f" "$b/$f" || fail "contents of '$f' differ: $(cmp "$a/$f" "$b/$f" 2>&1)"
+	done < <(cd "$a" && find . -path ./.relocfs -prune -o -type f -printf '%P\n')
+}
+
+# ls_la DIR: ls -la without the total line, the . and .. entries' sizes
+# and .relocfs; times at full resolution
+ls_la() {
+	ls -la --time-style=+%s.%N "$1" | awk '$NF != ".relocfs" && $1 != "total"' |
+		awk '$NF == "." || $NF == ".." { $5 = "-" } { print }'
+}

@@ -1,0 +1,37 @@
+#!/bin/sh
+# run_all.sh: unit tests, then integration tests; the last line of output is
+# "N passed, N failed, N skipped" over both, and the exit status is non-zero
+# if anything failed.  make check runs this after building everything.
+cd "$(dirname "$0")/.." || exit 1
+BUILD=${RELOCFS_BUILD:-build}
+mkdir -p "$BUILD/test-logs"
+TALLY_FILE=$BUILD/test-logs/tally
+export TALLY_FILE
+: >"$TALLY_FILE"
+
+# the unit binaries are not part of "make all": build them here, each on its
+# own so that one that does not compile fails alone
+units=
+for src in tests/unit/test_*.c; do
+	[ -f "$src" ] || continue
+	bin=$BUILD/tests/$(basename "$src" .c)
+	if ! ${MAKE:-make} -s BUILD="$BUILD" "$bin" >"$BUILD/test-logs/build-$(basename "$src" .c).log" 2>&1; then
+		echo "FAIL  unit/$(basename "$src" .c) does not build:"
+		sed 's/^/    /' "$BUILD/test-logs/build-$(basename "$src" .c).log"
+		echo "fail unit/$(basename "$src" .c)" >>"$TALLY_FILE"
+		continue
+	fi
+	units="$units $bin"
+done
+# shellcheck disable=SC2086
+[ -z "$units" ] || sh tests/run_unit.sh $units
+sh tests/run_integration.sh "$@"
+
+pass=$(grep -c '^pass ' "$TALLY_FILE")
+fail=$(grep -c '^fail ' "$TALLY_FILE")
+skip=$(grep -c '^skip ' "$TALLY_FILE")
+if [ "$fail" != 0 ]; then
+	echo "failed:$(sed -n 's/^fail / /p' "$TALLY_FILE" | tr -d '\n')"
+fi
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" = 0 ]
