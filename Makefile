@@ -21,7 +21,7 @@ CTL_COMMON := ctl/proto.c
 CTLD_SRC   := ctl/ctl_server.c
 HOOK_SRC   := vmhooks/vmhook.c vmhooks/qmp.c vmhooks/exec_hook.c vmhooks/libvirt_hook.c
 RELOCFS_SRC  := $(FS_SRC) $(COPIER_SRC) $(CTL_COMMON) $(CTLD_SRC) $(HOOK_SRC) fs/fsutil.c
-RELOCCTL_SRC := ctl/relocctl.c $(CTL_COMMON) fs/log.c
+RELOCCTL_SRC := ctl/relocctl.c $(CTL_COMMON)
 
 # only build sources that exist yet (modules land one by one)
 have = $(wildcard $(1))

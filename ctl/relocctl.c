@@ -1,0 +1,276 @@
+/*
+ * relocctl: tell a relocfs daemon to migrate, wait, cut over, abort, verify,
+ * or report its status.
+ *
+ *   relocctl [-m MOUNTPOINT | -s SOCKET] COMMAND [ARGS]
+ *
+ * Exit status: 0 success, 1 failure (one line on stderr), 2 usage error.
+ * The request is checked with the daemon's own parser (proto.c) before it is
+ * sent, so usage errors never reach the daemon.  "wait" polls "status --json"
+ * and draws progress itself.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl/proto.h"
+
+static const char *prog = "relocctl";
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: relocctl [-m MOUNTPOINT | -s SOCKET] COMMAND [ARGS]\n"
+"\n"
+"commands:\n"
+"  status [--json]                        migrations and where each file lives\n"
+"  migrate --to DEST_DIR [--rate BYTES_PER_S] [--delta-dir DIR] [FILE...]\n"
+"                                         start moving the tree (or FILEs) to DEST_DIR\n"
+"  wait [--timeout S]                     until every migrating file is ready\n"
+"  cutover [--hook SPEC]... [--max-downtime MS] [--timeout S] [--remove-source]\n"
+"                                         switch the files to DEST_DIR (hooks: freeze,\n"
+"                                         none, qmp:SOCKET, libvirt:DOMAIN[@URI], exec:PROGRAM)\n"
+"  abort                                  stop migrating; the source keeps every write\n"
+"  verify                                 compare the destination with the live view\n");
+}
+
+static int die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int die(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(code);
+}
+
+static int connect_to(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		die(2, "socket path '%s' is too long", path);
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		die(1, "cannot create socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1)
+		die(1, "cannot reach the relocfs daemon at '%s': %s", path, strerror(errno));
+	return fd;
+}
+
+/* One request, one reply.  Returns the reply's status; *out is its text. */
+static int request(const char *sock, int argc, char **argv, char **out)
+{
+	static char buf[CTL_REQ_MAX];
+	struct ctl_hdr h;
+	int fd, len, ret;
+
+	len = ctl_join_argv(argc, argv, buf, sizeof(buf));
+	if (len < 0)
+		die(2, "request too long");
+	fd = connect_to(sock);
+	ret = ctl_send(fd, CTL_T_REQUEST, 0, buf, (uint32_t)len);
+	if (!ret)
+		ret = ctl_recv(fd, CTL_T_REPLY, CTL_REPLY_MAX, &h, out);
+	close(fd);
+	if (ret)
+		die(1, "no reply from the relocfs daemon: %s", strerror(-ret));
+	return h.status;
+}
+
+static void fmt_bytes(double b, char *buf, size_t len)
+{
+	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int i = 0;
+
+	while (b >= 1024 && i < 4) {
+		b /= 1024;
+		i++;
+	}
+	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* wait: poll status until every file is ready (0), one failed (1), or time runs out (1) */
+static int cmd_wait(const char *sock, double timeout)
+{
+	char *argv[] = { "status", "--json" };
+	bool tty = isatty(STDERR_FILENO);
+	double start = now_s(), last_print = 0, rate = 0, prev_t = 0;
+	uint64_t prev_done = 0;
+	bool first = true;
+
+	for (;;) {
+		char *out = NULL, a[32], b[32], r[32];
+		json_error_t jerr;
+		json_t *root, *files, *f;
+		uint64_t total = 0, done = 0, delta = 0;
+		size_t i, nfiles, ready = 0;
+		const char *failed = NULL, *failed_path = NULL;
+		double t;
+		int st = request(sock, 2, argv, &out);
+
+		if (st != CTL_OK)
+			die(1, "%s", out && *out ? out : "status failed");
+		root = json_loads(out, 0, &jerr);
+		free(out);
+		if (!root || !(files = json_object_get(root, "files")) || !json_is_array(files))
+			die(1, "bad status from the daemon");
+		nfiles = json_array_size(files);
+		json_array_foreach(files, i, f) {
+			const char *state = json_string_value(json_object_get(f, "state"));
+
+			total += (uint64_t)json_integer_value(json_object_get(f, "bytes_total"));
+			done += (uint64_t)json_integer_value(json_object_get(f, "bytes_copied"));
+			delta += (uint64_t)json_integer_value(json_object_get(f, "delta_bytes"));
+			if (state && (!strcmp(state, "ready") || !strcmp(state, "done")))
+				ready++;
+			if (state && !strcmp(state, "failed") && !failed) {
+				failed = json_string_value(json_object_get(f, "error"));
+				failed_path = json_string_value(json_object_get(f, "path"));
+				if (!failed)
+					failed = "failed";
+			}
+		}
+		if (failed) {
+			if (tty)
+				fputc('\n', stderr);
+			die(1, "migration of '%s' failed: %s", failed_path ? failed_path : "?", failed);
+		}
+		if (nfiles == 0) {
+			json_decref(root);
+			die(1, "nothing is migrating");
+		}
+		t = now_s();
+		if (!first && t > prev_t) {
+			double inst = (double)(done - prev_done) / (t - prev_t);
+
+			rate = rate == 0 ? inst : 0.7 * rate + 0.3 * inst;
+		}
+		prev_t = t;
+		prev_done = done;
+		first = false;
+		fmt_bytes((double)done, a, sizeof(a));
+		fmt_bytes((double)total, b, sizeof(b));
+		fmt_bytes(rate, r, sizeof(r));
+		if (ready == nfiles) {
+			json_decref(root);
+			if (tty)
+				fprintf(stderr, "\r\033[K");
+			printf("ready: %zu file(s), %s copied\n", nfiles, b);
+			return 0;
+		}
+		if (tty) {
+			int width = 30, fill = total ? (int)(width * (double)done / (double)total) : 0;
+			char bar[64];
+			char eta[32] = "--";
+
+			if (rate > 0 && total > done)
+				snprintf(eta, sizeof(eta), "%.0fs", (double)(total - done) / rate);
+			memset(bar, '#', (size_t)fill);
+			memset(bar + fill, '.', (size_t)(width - fill));
+			bar[width] = '\0';
+			fprintf(stderr, "\r[%s] %s / %s  %s/s  eta %s  %zu/%zu ready\033[K", bar, a, b, r,
+				eta, ready, nfiles);
+		} else if (t - last_print >= 5) {
+			printf("progress: %s / %s copied, %s/s, delta %llu bytes, %zu/%zu ready\n", a, b, r,
+			       (unsigned long long)delta, ready, nfiles);
+			fflush(stdout);
+			last_print = t;
+		}
+		json_decref(root);
+		if (timeout > 0 && t - start >= timeout) {
+			if (tty)
+				fputc('\n', stderr);
+			die(1, "timed out after %.0f s: %zu of %zu file(s) ready", timeout, ready, nfiles);
+		}
+		usleep(tty ? 250000 : 500000);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const char *mnt = NULL, *sock = NULL;
+	char sockbuf[PATH_MAX], real[PATH_MAX], err[256], *out = NULL;
+	const char *cargv[CTL_ARGV_MAX];
+	struct ctl_request req;
+	int i, status;
+
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "-m") && i + 1 < argc)
+			mnt = argv[++i];
+		else if (!strcmp(argv[i], "-s") && i + 1 < argc)
+			sock = argv[++i];
+		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "%s: unknown option '%s' (see relocctl --help)\n", prog, argv[i]);
+			return 2;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (mnt && sock)
+		die(2, "give -m or -s, not both");
+	if (argc - i > CTL_ARGV_MAX)
+		die(2, "too many arguments");
+	for (int k = i; k < argc; k++)
+		cargv[k - i] = argv[k];
+	if (ctl_parse_request(argc - i, cargv, &req, err, sizeof(err)))
+		die(2, "%s", err);
+	if (!sock) {
+		if (!mnt)
+			mnt = ".";
+		if (!realpath(mnt, real))
+			die(1, "cannot use mountpoint '%s': %s", mnt, strerror(errno));
+		if (ctl_socket_path(real, sockbuf, sizeof(sockbuf)))
+			die(2, "socket path too long");
+		sock = sockbuf;
+		/* FILE arguments: paths through the mount become relative to it */
+		if (req.cmd == CTL_CMD_MIGRATE) {
+			size_t l = strlen(real);
+
+			for (int k = i; k < argc; k++)
+				if (!strncmp(argv[k], real, l) && argv[k][l] == '/')
+					argv[k] += l + 1;
+		}
+	}
+	if (req.cmd == CTL_CMD_WAIT)
+		return cmd_wait(sock, req.timeout_s);
+
+	status = request(sock, argc - i, argv + i, &out);
+	if (status == CTL_OK) {
+		if (out && *out)
+			fputs(out, stdout);
+		if (out && *out && out[strlen(out) - 1] != '\n')
+			fputc('\n', stdout);
+	} else {
+		fprintf(stderr, "%s: %s\n", prog, out && *out ? out : "failed");
+	}
+	free(out);
+	return status == CTL_OK ? 0 : (status == CTL_EUSAGE ? 2 : 1);
+}
