@@ -11,7 +11,7 @@
 
 int bitmap_resize(struct bitmap *b, uint64_t nbits)
 {
-	uint64_t need = (nbits + WBITS - 1) / WBITS;
+	uint64_t need = nbits / WBITS + (nbits % WBITS != 0);	/* no wrap near UINT64_MAX */
 
 	if (need > b->nwords) {
 		uint64_t n = b->nwords ? b->nwords : 16;
