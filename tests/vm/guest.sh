@@ -230,6 +230,33 @@ guest_kill() {
 }
 
 # ---------------------------------------------------------------------------
+# block patterns shared by guest scripts and host checks
+#
+# A pattern block is 4096 bytes: "RELOCFS dev=vda blk=00000012 gen=00000034",
+# spaces, "\n".  Its header names the device, its own index and the
+# generation that wrote it, so a block read from the wrong place or a stale
+# generation shows in its first line.  The guest writes them with busybox
+# printf (no process per block), the host builds the same bytes with awk.
+
+# shell text for guest scripts: defines blocks DEV GEN FIRST COUNT
+GUEST_PATTERN_SH='
+blocks() {
+	i=$3
+	end=$(($3 + $4))
+	while [ $i -lt $end ]; do
+		printf "RELOCFS dev=%s blk=%08d gen=%08d%4054s\n" "$1" $i $2 ""
+		i=$((i + 1))
+	done
+}
+'
+
+# pattern_blocks DEV GEN FIRST COUNT: the same bytes on the host
+pattern_blocks() {
+	awk -v d="$1" -v g="$2" -v f="$3" -v n="$4" \
+		'BEGIN { for (i = f; i < f + n; i++) printf "RELOCFS dev=%s blk=%08d gen=%08d%4054s\n", d, i, g, "" }'
+}
+
+# ---------------------------------------------------------------------------
 # run directly: boot a guest without disks and check its script ran
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
