@@ -27,11 +27,30 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "copier/journal.h"
+
+/*
+ * fdatasync, interposed: the next call fails with EIO after fail_next_sync is
+ * set (the write before it has reached the page cache, as after a real
+ * writeback error).  journal.c is linked into this binary, so its calls come
+ * here.
+ */
+static int fail_next_sync;
+
+int fdatasync(int fd)
+{
+	if (fail_next_sync) {
+		fail_next_sync = 0;
+		errno = EIO;
+		return -1;
+	}
+	return (int)syscall(SYS_fdatasync, fd);
+}
 
 struct env {
 	char dir[256];
@@ -658,6 +677,30 @@ static void test_failed_write_is_returned_by_journal_write(void **state)
 	assert_replays_nth(e, "j", 1);
 }
 
+static void test_failed_journal_sync_then_retry_leaves_each_record_once(void **state)
+{
+	/*
+	 * The first commit's pwrite lands and its fdatasync fails; the commit
+	 * keeps the records and the next one writes them.  The journal must
+	 * then hold them once: replay is a prefix of what was committed, not
+	 * the batch twice (which would replay a phase going backwards).
+	 */
+	struct env *e = *state;
+	struct journal j;
+
+	assert_int_equal(journal_create(e->dirfd, "j", &j), 0);
+	for (size_t i = 0; i < 2; i++)
+		assert_int_equal(journal_add(&j, nth(i).type, nth(i).a, nth(i).b), 0);
+	fail_next_sync = 1;
+	assert_int_equal(journal_commit(&j, NULL, NULL), -EIO);
+	assert_int_equal(journal_pending(&j), 2);
+	assert_int_equal(journal_add(&j, nth(2).type, nth(2).a, nth(2).b), 0);
+	assert_int_equal(journal_commit(&j, NULL, NULL), 0);
+	journal_close(&j);
+	assert_replays_nth(e, "j", 3);
+	assert_int_equal(file_size(e, "j"), 3 * JR_BYTES);
+}
+
 /* ----------------------------------------------------------- concurrency */
 
 struct committer {
@@ -738,6 +781,7 @@ int main(void)
 		T(test_failed_commit_puts_its_records_before_ones_queued_meanwhile),
 		T(test_failed_write_keeps_records_for_the_next_commit),
 		T(test_failed_write_is_returned_by_journal_write),
+		T(test_failed_journal_sync_then_retry_leaves_each_record_once),
 		T(test_concurrent_commits_keep_every_record_in_each_threads_order),
 	};
 #undef T
