@@ -39,6 +39,7 @@
 
 #include <linux/fuse.h>
 
+#include "copier/copier.h"
 #include "fs/fsops.h"
 #include "fs/log.h"
 #include "fs/migrate.h"
@@ -1355,4 +1356,9 @@ int fs_loop(struct fuse_session *se, unsigned threads)
 		pthread_join(tids[i], NULL);
 	free(tids);
 	return 0;
+}
+
+long fs_inflight(void)
+{
+	return atomic_load(&gate.inflight_all);
 }

@@ -1,0 +1,262 @@
+/*
+ * copier: background base copy and merge (see copier.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "copier/copier.h"
+#include "copier/ratelimit.h"
+#include "fs/log.h"
+#include "fs/migrate.h"
+
+#define MERGE_BATCH	(4u << 20)
+#define IDLE_SLEEP_US	20000
+
+struct copier {
+	pthread_t thread;
+	atomic_bool stop;
+	struct migration **files;
+	size_t n;
+	struct ratelimit rl;
+	atomic_uint_fast64_t rate_bps;	/* measured */
+	uint64_t **sums;		/* per file, per chunk; written by the thread only */
+	uint64_t *nsums;
+	char *buf;
+};
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void pace(struct copier *c, size_t len)
+{
+	uint64_t wait = ratelimit_take(&c->rl, len, now_us());
+
+	/* make room for the guest: dm-clone pauses hydration while user I/O is
+	 * in flight; a short sleep per chunk does the same without stalling */
+	if (fs_inflight() > 0)
+		wait += 500;
+	while (wait > 0 && !atomic_load(&c->stop)) {
+		uint64_t s = wait > 100000 ? 100000 : wait;
+
+		usleep((useconds_t)s);
+		wait -= s;
+	}
+}
+
+static bool zero_chunk(const char *p, size_t len)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	for (size_t i = 0; i < len / 8; i++)
+		if (w[i])
+			return false;
+	for (size_t i = len & ~(size_t)7; i < len; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* Copy the base of one file, resuming at its checkpoint.  0, or -errno with
+ * the file already failed. */
+static int copy_base(struct copier *c, size_t k)
+{
+	struct migration *m = c->files[k];
+	uint64_t pos, end, since_ckpt = 0, t0 = now_us(), bytes = 0;
+	struct mig_status st;
+	int err = 0;
+
+	mig_status(m, &st);
+	pos = st.copied - st.copied % COPIER_CHUNK;
+	end = st.base_size;
+	c->nsums[k] = (end + COPIER_CHUNK - 1) / COPIER_CHUNK;
+	c->sums[k] = calloc(c->nsums[k] ? c->nsums[k] : 1, sizeof(uint64_t));
+	posix_fadvise(m->src_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	while (pos < end && !atomic_load(&c->stop)) {
+		off_t data = lseek(m->src_fd, (off_t)pos, SEEK_DATA), hole;
+		uint64_t cend;
+		ssize_t r;
+
+		if (data < 0) {
+			if (errno == ENXIO)
+				break;	/* only a hole is left */
+			err = -errno;
+			mig_fail(m, err, "cannot read the source");
+			return err;
+		}
+		if ((uint64_t)data >= end)
+			break;
+		/* chunk boundaries stay aligned so that sums name whole chunks */
+		if ((uint64_t)data > pos)
+			pos = (uint64_t)data - (uint64_t)data % COPIER_CHUNK > pos
+				      ? (uint64_t)data - (uint64_t)data % COPIER_CHUNK
+				      : pos;
+		hole = lseek(m->src_fd, (off_t)pos, SEEK_HOLE);
+		cend = (pos / COPIER_CHUNK + 1) * COPIER_CHUNK;
+		if (cend > end)
+			cend = end;
+		if (hole > 0 && (uint64_t)hole > pos && (uint64_t)hole < cend &&
+		    (uint64_t)hole % 4096 == 0)
+			cend = (uint64_t)hole;
+		pace(c, cend - pos);
+		r = pread(m->src_fd, c->buf, cend - pos, (off_t)pos);
+		if (r < 0) {
+			err = -errno;
+			mig_fail(m, err, "cannot read the source");
+			return err;
+		}
+		if (r == 0)
+			break;
+		if (pos % COPIER_CHUNK == 0 && (uint64_t)r == (cend - pos) &&
+		    (cend - pos == COPIER_CHUNK || cend == end))
+			c->sums[k][pos / COPIER_CHUNK] = XXH3_64bits(c->buf, (size_t)r);
+		if (!zero_chunk(c->buf, (size_t)r)) {
+			ssize_t w = pwrite(m->dst_fd, c->buf, (size_t)r, (off_t)pos);
+
+			if (w != r) {
+				err = w < 0 ? -errno : -ENOSPC;
+				mig_fail(m, err, "cannot write the destination");
+				return err;
+			}
+		}
+		pos += (uint64_t)r;
+		bytes += (uint64_t)r;
+		since_ckpt += (uint64_t)r;
+		pthread_mutex_lock(&m->mu);
+		m->copied = pos;	/* progress only; the checkpoint is below */
+		pthread_mutex_unlock(&m->mu);
+		if (since_ckpt >= COPIER_CHECKPOINT) {
+			if (fdatasync(m->dst_fd) == -1) {
+				err = -errno;
+				mig_fail(m, err, "cannot sync the destination");
+				return err;
+			}
+			posix_fadvise(m->src_fd, (off_t)(pos - since_ckpt), (off_t)since_ckpt,
+				      POSIX_FADV_DONTNEED);
+			posix_fadvise(m->dst_fd, (off_t)(pos - since_ckpt), (off_t)since_ckpt,
+				      POSIX_FADV_DONTNEED);
+			err = mig_note_copied(m, pos);
+			if (err) {
+				mig_fail(m, err, "cannot write the delta journal");
+				return err;
+			}
+			since_ckpt = 0;
+		}
+		{
+			uint64_t dt = now_us() - t0;
+
+			if (dt > 0)
+				atomic_store(&c->rate_bps, bytes * 1000000 / dt);
+		}
+	}
+	if (atomic_load(&c->stop))
+		return 0;
+	/* the destination's size, then make the whole base durable */
+	if (ftruncate(m->dst_fd, (off_t)end) == -1 || fdatasync(m->dst_fd) == -1) {
+		err = -errno;
+		mig_fail(m, err, "cannot sync the destination");
+		return err;
+	}
+	posix_fadvise(m->src_fd, 0, 0, POSIX_FADV_DONTNEED);
+	posix_fadvise(m->dst_fd, 0, 0, POSIX_FADV_DONTNEED);
+	err = mig_note_copied(m, end);
+	if (!err)
+		err = mig_set_phase(m, MIG_MERGING);
+	if (err)
+		mig_fail(m, err, "cannot write the delta journal");
+	return err;
+}
+
+static void *copier_main(void *arg)
+{
+	struct copier *c = arg;
+
+	while (!atomic_load(&c->stop)) {
+		bool work = false;
+
+		for (size_t k = 0; k < c->n && !atomic_load(&c->stop); k++) {
+			struct migration *m = c->files[k];
+			struct mig_status st;
+			ssize_t r;
+
+			mig_status(m, &st);
+			if (st.phase == MIG_COPYING) {
+				copy_base(c, k);
+				work = true;
+			} else if (st.phase == MIG_MERGING && st.dirty_bytes) {
+				pace(c, MERGE_BATCH);
+				r = mig_merge_some(m, MERGE_BATCH);
+				if (r < 0)
+					mig_fail(m, (int)r, "cannot merge into the destination");
+				else if (r > 0)
+					work = true;
+			}
+		}
+		if (!work)
+			usleep(IDLE_SLEEP_US);
+	}
+	return NULL;
+}
+
+int copier_start(struct copier **out, struct migration **files, size_t n, uint64_t rate)
+{
+	struct copier *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->files = files;
+	c->n = n;
+	c->sums = calloc(n ? n : 1, sizeof(*c->sums));
+	c->nsums = calloc(n ? n : 1, sizeof(*c->nsums));
+	if (!c->sums || !c->nsums || posix_memalign((void **)&c->buf, 4096, COPIER_CHUNK))
+		goto fail;
+	ratelimit_init(&c->rl, rate, now_us());
+	if (pthread_create(&c->thread, NULL, copier_main, c))
+		goto fail;
+	*out = c;
+	return 0;
+fail:
+	free(c->sums);
+	free(c->nsums);
+	free(c->buf);
+	free(c);
+	return -ENOMEM;
+}
+
+void copier_stop(struct copier *c)
+{
+	if (!c)
+		return;
+	atomic_store(&c->stop, true);
+	pthread_join(c->thread, NULL);
+	for (size_t k = 0; k < c->n; k++)
+		free(c->sums[k]);
+	free(c->sums);
+	free(c->nsums);
+	free(c->buf);
+	free(c);
+}
+
+uint64_t copier_rate(struct copier *c)
+{
+	return c ? atomic_load(&c->rate_bps) : 0;
+}
+
+uint64_t copier_chunk_sum(struct copier *c, size_t k, uint64_t i)
+{
+	if (!c || k >= c->n || !c->sums[k] || i >= c->nsums[k])
+		return 0;
+	return c->sums[k][i];
+}
