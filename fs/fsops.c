@@ -249,7 +249,11 @@ static int do_lookup(struct rnode *parent, const char *name, struct fuse_entry_p
 	memset(e, 0, sizeof(*e));
 	if (reloc_hidden_name(parent, name))
 		return -ENOENT;
-	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	fd = reloc_override_open(parent, name);
+	if (fd == -ENOENT)
+		fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	else if (fd < 0)
+		return fd;
 	if (fd == -1)
 		return -errno;
 	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1) {
@@ -529,7 +533,32 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
 	if (!gate_enter(req, p))
 		return;
 	err = reloc_hidden_name(p, name) ? -ENOENT : reloc_namespace_check(p, name, false);
-	if (!err && unlinkat(p->fd, name, flags) == -1)
+	if (err == -EXDEV && !flags) {
+		/* a file relocated on its own: remove it where it lives, and the
+		 * stale name in its directory */
+		int fd = reloc_override_open(p, name);
+		char path[64];
+
+		err = fd < 0 ? fd : 0;
+		if (!err) {
+			fd_path(fd, path);
+			char real[PATH_MAX];
+			ssize_t l = readlink(path, real, sizeof(real) - 1);
+
+			close(fd);
+			if (l < 0)
+				err = -errno;
+			else {
+				real[l] = '\0';
+				if (unlink(real) == -1)
+					err = -errno;
+			}
+		}
+		if (!err) {
+			unlinkat(p->fd, name, 0);
+			reloc_override_removed(p, name);
+		}
+	} else if (!err && unlinkat(p->fd, name, flags) == -1)
 		err = -errno;
 	gate_leave(p);
 	fuse_reply_err(req, -err);

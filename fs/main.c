@@ -191,6 +191,10 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "relocfs: cannot stat '%s': %s\n", source, strerror(errno));
 		goto out;
 	}
+	if (reloc_attach(err, sizeof(err))) {
+		fprintf(stderr, "relocfs: %s\n", err);
+		goto out;
+	}
 	if (ctl_server_bind(mnt, err, sizeof(err))) {
 		fprintf(stderr, "relocfs: %s\n", err);
 		goto out;

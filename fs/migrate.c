@@ -809,6 +809,26 @@ void mig_getattr(struct migration *m, struct stat *st)
 
 /* ---- phases and the merge engine -------------------------------------------------- */
 
+int mig_rebase(struct migration *m)
+{
+	struct stat st;
+	int err;
+
+	if (fstat(m->src_fd, &st) == -1)
+		return -errno;
+	pthread_mutex_lock(&m->mu);
+	m->size = m->base_size = m->base_limit = m->journal_size = (uint64_t)st.st_size;
+	pthread_mutex_unlock(&m->mu);
+	err = bitmaps_fit(m, blocks_for((uint64_t)st.st_size));
+	if (!err)
+		err = journal_add(&m->j, JR_COPIED, 0, (uint64_t)st.st_size);
+	if (!err)
+		err = journal_add(&m->j, JR_SIZE, (uint64_t)st.st_size, (uint64_t)st.st_size);
+	if (!err)
+		err = journal_commit(&m->j, NULL, NULL);
+	return err;
+}
+
 int mig_set_phase(struct migration *m, enum mig_phase phase)
 {
 	int err;

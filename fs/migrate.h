@@ -104,6 +104,10 @@ void mig_getattr(struct migration *m, struct stat *st);
 
 /* ---- the copier and relocate ---- */
 
+/* With the file held and before any write goes to the delta: take the
+ * source's current size as the base, durably. */
+int mig_rebase(struct migration *m);
+
 /* Set the phase and make it durable (journal commit). */
 int mig_set_phase(struct migration *m, enum mig_phase phase);
 
