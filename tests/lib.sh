@@ -4,6 +4,8 @@
 #   $TEST_DIR   mktemp -d, removed on exit
 #   $TEST_SRC   the backing directory ($TEST_DIR/src)
 #   $TEST_MNT   the mountpoint ($TEST_DIR/mnt)
+#   $TEST_REF   a plain directory: in_both CMD runs CMD there and in the mount
+#               and compares exit status and output
 #   $RELOCFS_RUNDIR  control sockets ($TEST_DIR/run), exported
 #   $RELOCFS, $RELOCCTL, $TOOLS  the binaries under test (RELOCFS_BUILD selects
 #               the build directory, default build/; RELOCFS_BIN overrides relocfs)
@@ -21,7 +23,7 @@
 # started, remove $TEST_DIR.  fail prints the step, expected and actual.
 # Exit status: 0 pass, 1 fail, 77 skip.
 
-set -eEuo pipefail
+set -euo pipefail
 export LC_ALL=C
 
 TOPDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,6 +45,9 @@ RELOCFS_PID=			# daemon started by relocfs_mount -f in background
 RELOCFS_MOUNTED=		# mountpoint of the current mount
 CURRENT_STEP='(set-up)'
 STEPS=0
+REPORTED=			# a failure message has been printed
+TEST_REF=$TEST_DIR/ref		# plain directory: what the mount must behave like
+mkdir -p "$TEST_REF"
 
 # ---------------------------------------------------------------------------
 # reporting
@@ -57,6 +62,7 @@ step() {
 
 fail() {
 	trap - ERR
+	REPORTED=1
 	say "FAIL: $TEST_NAME: step $STEPS: $CURRENT_STEP"
 	say "  $*"
 	show_daemon_log
@@ -78,6 +84,7 @@ test_done() {
 assert_eq() {
 	if [ "$1" != "$2" ]; then
 		trap - ERR
+		REPORTED=1
 		say "FAIL: $TEST_NAME: step $STEPS: $CURRENT_STEP"
 		say "  ${3:-values differ}"
 		say "  expected:"
@@ -93,6 +100,25 @@ assert_eq() {
 	fi
 }
 
+# untrapped CMD...: run CMD with set -e and the ERR trap off (for $(...))
+untrapped() {
+	trap - ERR
+	set +e
+	"$@"
+}
+
+# in_both CMD...: run CMD with the plain directory $TEST_REF as working
+# directory, then with $TEST_MNT; exit status and output (stdout and stderr)
+# must be the same.  The mount's output is left in $OUT.
+in_both() {
+	local ref mnt rcr=0 rcm=0
+	ref=$(cd "$TEST_REF" && untrapped "$@" 2>&1) || rcr=$?
+	mnt=$(cd "$TEST_MNT" && untrapped "$@" 2>&1) || rcm=$?
+	assert_eq "$ref [exit $rcr]" "$mnt [exit $rcm]" \
+		"'$*' in a plain directory (expected) and in the mount (actual)"
+	OUT=$mnt
+}
+
 # expect_fail CMD...: the command must fail; its stderr is kept in $ERR_OUT
 expect_fail() {
 	if "$@" 2>"$TEST_DIR/expect_fail.err"; then
@@ -104,6 +130,7 @@ expect_fail() {
 on_err() {
 	local rc=$1 line=$2 cmd=$3
 	trap - ERR
+	REPORTED=1
 	say "FAIL: $TEST_NAME: step $STEPS: $CURRENT_STEP"
 	say "  command failed (exit $rc) at ${BASH_SOURCE[1]##*/}:$line: $cmd"
 	show_daemon_log
@@ -220,6 +247,12 @@ cleanup() {
 	local rc=$? m p
 	trap - ERR EXIT INT TERM
 	set +e
+	if [ $rc != 0 ] && [ $rc != 77 ] && [ -z "$REPORTED" ]; then
+		# set -e ended the test inside a function or subshell
+		say "FAIL: $TEST_NAME: step $STEPS: $CURRENT_STEP"
+		say "  a command failed (exit $rc)"
+		show_daemon_log
+	fi
 	cd /
 	# every FUSE mount under our directory, innermost first
 	for m in $(awk -v d="$TEST_DIR/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do

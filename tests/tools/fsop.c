@@ -169,7 +169,7 @@ static int do_open(int argc, char **argv)
 		flags |= names[i].flag;
 	}
 	free(list);
-	return outcome(open(argv[2], flags, 0644));
+	return outcome(open(argv[2], flags, 0666));
 }
 
 static int do_pwrite(int argc, char **argv)
