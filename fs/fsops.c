@@ -126,8 +126,10 @@ static void gate_leave(struct rnode *n)
 	atomic_fetch_sub(&gate.inflight_all, 1);
 }
 
-void fs_hold(bool all, struct rnode **nodes, size_t cnt)
+int fs_hold(bool all, struct rnode **nodes, size_t cnt, uint64_t timeout_us)
 {
+	uint64_t deadline = now_us() + timeout_us;
+
 	if (all)
 		atomic_store(&gate.hold_all, true);
 	for (size_t i = 0; i < cnt; i++)
@@ -138,7 +140,11 @@ void fs_hold(bool all, struct rnode **nodes, size_t cnt)
 		for (size_t i = 0; !busy && i < cnt; i++)
 			busy = __atomic_load_n(&nodes[i]->inflight, __ATOMIC_SEQ_CST) > 0;
 		if (!busy)
-			break;
+			return 0;
+		if (now_us() > deadline) {
+			fs_release(all, nodes, cnt);
+			return -ETIMEDOUT;
+		}
 		usleep(50);
 	}
 }

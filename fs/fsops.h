@@ -35,8 +35,10 @@ extern struct fs_config fs_cfg;
 int fs_loop(struct fuse_session *se, unsigned threads);
 
 /* Hold every node (all == true) or the nodes given, and wait for the
- * requests in flight on them to finish.  Returns when nothing is in flight. */
-void fs_hold(bool all, struct rnode **nodes, size_t n);
+ * requests in flight on them to finish.  Returns 0 when nothing is in
+ * flight, or -ETIMEDOUT (with the hold released) if requests are still
+ * running after timeout_us (a backend that hangs). */
+int fs_hold(bool all, struct rnode **nodes, size_t n, uint64_t timeout_us);
 
 /* Clear the holds set by fs_hold and replay the parked requests.  Returns the
  * number of requests that had been parked. */

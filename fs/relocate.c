@@ -49,6 +49,7 @@
 
 #define STATE_DIR ".relocfs"
 #define DEFAULT_CUTOVER_TIMEOUT_S 60.0
+#define HOLD_DRAIN_US (10u * 1000000)	/* requests in flight must finish within this */
 
 struct entry {
 	dev_t dev;
@@ -892,7 +893,10 @@ static int cmd_migrate(const struct ctl_request *req, char **out)
 			FAIL(CTL_EFAIL, "cannot look up '%s'", j->files[i]->relpath);
 	if (!nodes)
 		FAIL(CTL_EFAIL, "out of memory");
-	fs_hold(j->tree, nodes, j->n);
+	r = fs_hold(j->tree, nodes, j->n, HOLD_DRAIN_US);
+	if (r)
+		FAIL(CTL_EFAIL, "requests in flight did not finish within %u s; nothing started",
+		     HOLD_DRAIN_US / 1000000);
 	pthread_mutex_lock(&R.lock);
 	R.job = j;
 	pthread_mutex_unlock(&R.lock);
@@ -925,6 +929,12 @@ static int cmd_migrate(const struct ctl_request *req, char **out)
 	goto done;
 fail:
 	if (j && R.job != j) {
+		pthread_mutex_lock(&R.lock);
+		if (R.ms.job && R.ms.job_id == j->id) {
+			job_to_ms(&R.ms, NULL);
+			ms_save(R.state_fd, &R.ms);
+		}
+		pthread_mutex_unlock(&R.lock);
 		if (j->delta_fd != -1)
 			rm_rf_at(AT_FDCWD, jobdir);
 		if (j->dest_fd != -1)
@@ -1161,6 +1171,7 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	double timeout = req->timeout_s > 0 ? req->timeout_s : DEFAULT_CUTOVER_TIMEOUT_S;
 	int hook_ms = req->max_downtime_ms > 0 ? req->max_downtime_ms * 4 + 5000 : 30000;
 	uint64_t t_hold, t_release;
+	size_t parked = 0;
 	bool remove_source = req->remove_source;
 	char *oldroot = NULL;
 
@@ -1225,7 +1236,13 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	j->copier = NULL;
 
 	t_hold = now_us();
-	fs_hold(j->tree, nodes, j->n);
+	r = fs_hold(j->tree, nodes, j->n, HOLD_DRAIN_US);
+	if (r) {
+		copier_start(&j->copier, j->files, j->n, j->rate);
+		*out = xasprintf("cutover cancelled, nothing switched: requests in flight did not "
+				 "finish within %u s", HOLD_DRAIN_US / 1000000);
+		goto out_resume;
+	}
 	for (size_t i = 0; i < j->n && !r; i++) {
 		struct migration *m = j->files[i];
 
@@ -1327,7 +1344,7 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	set_done_list(j, "done", j->dest);
 	pthread_mutex_unlock(&R.lock);
 	t_release = now_us();
-	fs_release(j->tree, nodes, j->n);
+	parked = fs_release(j->tree, nodes, j->n);
 	R.last_hold_us = t_release - t_hold;
 	ret = CTL_OK;
 
@@ -1362,7 +1379,7 @@ out_resume:
 		if (ret == CTL_OK)
 			*out = xasprintf("switched %zu file(s) to '%s'; I/O held %.1f ms (%zu request(s) "
 					 "parked, longest %.1f ms)%s%s",
-					 j->n, j->dest, (double)pause_us / 1000.0, (size_t)0,
+					 j->n, j->dest, (double)pause_us / 1000.0, parked,
 					 (double)fs_last_hold_max_us() / 1000.0, hooktxt[0] ? "; " : "",
 					 hooktxt);
 		/* the delta store, and the source if asked */
@@ -1426,8 +1443,12 @@ static int abort_job(struct job *j, char *err, size_t errlen)
 		nodes = calloc(j->n, sizeof(*nodes));
 		for (size_t i = 0; nodes && i < j->n; i++)
 			nodes[i] = j->files[i]->node;
-		if (nodes)
-			fs_hold(j->tree, nodes, j->n);
+		if (nodes && fs_hold(j->tree, nodes, j->n, HOLD_DRAIN_US)) {
+			snprintf(err, errlen, "requests in flight did not finish within %u s; retry abort",
+				 HOLD_DRAIN_US / 1000000);
+			free(nodes);
+			return -ETIMEDOUT;
+		}
 	}
 	for (size_t i = 0; i < j->n && !r; i++) {
 		r = mig_finish_target(j->files[i]);
