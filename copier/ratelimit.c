@@ -35,5 +35,5 @@ uint64_t ratelimit_take(struct ratelimit *rl, uint64_t len, uint64_t now_us)
 	if (rl->tokens >= 0)
 		return 0;
 	wait = -rl->tokens * 1e6 / (double)rl->rate;
-	return (uint64_t)wait;
+	return (uint64_t)wait + ((double)(uint64_t)wait < wait);	/* round up: any debt waits */
 }
