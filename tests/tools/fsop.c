@@ -5,12 +5,14 @@
  *
  *   fsop renameat2 noreplace|exchange|plain OLD NEW
  *   fsop seekmap FILE              one "data START END" line per extent
+ *   fsop seek FILE OFF data|hole   one lseek(SEEK_DATA/SEEK_HOLE): "ok N"
  *   fsop copy_file_range SRC DST [OFF_IN OFF_OUT LEN]
  *   fsop fsync|fdatasync|fsyncdir|syncfs PATH
  *   fsop open PATH FLAGS           FLAGS: comma list of rdonly wronly rdwr
  *                                  creat excl trunc append direct
  *   fsop pwrite PATH OFF TEXT      write TEXT at OFF (no O_TRUNC)
- *   fsop lock PATH                 F_OFD_SETLK write lock, hold for ~0.2 s
+ *   fsop lock PATH                 F_OFD_SETLK write lock on the whole file;
+ *                                  held until stdin reaches EOF
  *
  * A test compares what a call does through the mount with what it does on
  * the backing directory, so fsop prints the outcome rather than judging it:
@@ -44,7 +46,7 @@ static int outcome(int ret)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: fsop renameat2|seekmap|copy_file_range|fsync|fdatasync|"
+	fprintf(stderr, "usage: fsop renameat2|seekmap|seek|copy_file_range|fsync|fdatasync|"
 		"fsyncdir|syncfs|open|pwrite|lock ARGS (see tests/tools/fsop.c)\n");
 	return 2;
 }
@@ -90,6 +92,23 @@ static int do_seekmap(int argc, char **argv)
 		off = h;
 	}
 	close(fd);
+	return 0;
+}
+
+static int do_seek(int argc, char **argv)
+{
+	int fd;
+	off_t r;
+
+	if (argc != 5)
+		return usage();
+	fd = open(argv[2], O_RDONLY);
+	if (fd < 0)
+		return outcome(-1);
+	r = lseek(fd, strtoll(argv[3], NULL, 0), strcmp(argv[4], "hole") == 0 ? SEEK_HOLE : SEEK_DATA);
+	if (r < 0)
+		return outcome(-1);
+	printf("ok %jd\n", (intmax_t)r);
 	return 0;
 }
 
@@ -200,8 +219,11 @@ static int do_lock(int argc, char **argv)
 		return outcome(-1);
 	if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
 		return outcome(-1);
-	usleep(200000);
-	return outcome(0);
+	outcome(0);
+	fflush(stdout);
+	while (getchar() != EOF)
+		;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -211,6 +233,7 @@ int main(int argc, char **argv)
 		int (*fn)(int, char **);
 	} cmds[] = {
 		{ "renameat2", do_renameat2 }, { "seekmap", do_seekmap },
+		{ "seek", do_seek },
 		{ "copy_file_range", do_copy_file_range }, { "fsync", do_sync },
 		{ "fdatasync", do_sync }, { "fsyncdir", do_sync }, { "syncfs", do_sync },
 		{ "open", do_open }, { "pwrite", do_pwrite }, { "lock", do_lock },
