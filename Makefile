@@ -15,7 +15,7 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 PREFIX  ?= /usr/local
 BUILD   ?= build
 
-FS_SRC     := fs/main.c fs/fsops.c fs/inode.c fs/log.c fs/mount_state.c fs/migrate.c fs/relocate.c
+FS_SRC     := fs/main.c fs/fsops.c fs/inode.c fs/log.c fs/mount_state.c fs/migrate.c fs/relocate.c fs/crashpoint.c
 COPIER_SRC := copier/bitmap.c copier/journal.c copier/delta.c copier/copier.c copier/ratelimit.c
 CTL_COMMON := ctl/proto.c
 CTLD_SRC   := ctl/ctl_server.c

@@ -14,6 +14,7 @@
 
 #include "copier/copier.h"
 #include "copier/ratelimit.h"
+#include "fs/crashpoint.h"
 #include "fs/log.h"
 #include "fs/migrate.h"
 
@@ -153,6 +154,7 @@ static int copy_base(struct copier *c, size_t k)
 				return err;
 			}
 			since_ckpt = 0;
+			crashpoint("copier-checkpoint");
 		}
 		{
 			uint64_t dt = now_us() - t0;
@@ -200,8 +202,10 @@ static void *copier_main(void *arg)
 				r = mig_merge_some(m, MERGE_BATCH);
 				if (r < 0)
 					mig_fail(m, (int)r, "cannot merge into the destination");
-				else if (r > 0)
+				else if (r > 0) {
 					work = true;
+					crashpoint("merge-batch");
+				}
 			}
 		}
 		if (!work)

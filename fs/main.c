@@ -23,6 +23,7 @@
 #include <fuse_opt.h>
 
 #include "ctl/ctl_server.h"
+#include "fs/crashpoint.h"
 #include "fs/fsops.h"
 #include "fs/inode.h"
 #include "fs/log.h"
@@ -127,6 +128,7 @@ int main(int argc, char *argv[])
 
 	umask(0);	/* the kernel has applied the caller's umask already */
 	log_init("relocfs", false, LOG_LVL_INFO);
+	crashpoint_init();
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) == -1)
 		return 2;
 	if (o.help) {

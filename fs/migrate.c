@@ -48,6 +48,7 @@
 #include <linux/falloc.h>
 #include <xxhash.h>
 
+#include "fs/crashpoint.h"
 #include "fs/log.h"
 #include "fs/migrate.h"
 
@@ -719,6 +720,7 @@ static int sync_for_flush(void *arg)
 		return -errno;
 	if (source_fallback(m) && fdatasync(m->src_fd) == -1)
 		return -errno;
+	crashpoint("flush-data-synced");	/* data durable, records not yet */
 	return 0;
 }
 

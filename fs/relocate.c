@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "copier/copier.h"
+#include "fs/crashpoint.h"
 #include "fs/fsops.h"
 #include "fs/inode.h"
 #include "fs/log.h"
@@ -170,6 +171,48 @@ static int rm_rf_at(int dirfd, const char *name)
 	}
 	closedir(d);
 	return unlinkat(dirfd, name, AT_REMOVEDIR) == -1 && errno != ENOENT ? -errno : 0;
+}
+
+/*
+ * Paths under SOURCE_DIR are hidden by the mount when relocfs is mounted over
+ * its source: reach them through the descriptor opened before mounting.
+ * Returns the path to use with *at() calls relative to *dirfd.
+ */
+static const char *path_at(const char *path, int *dirfd)
+{
+	size_t l = strlen(R.source);
+
+	if (!strncmp(path, R.source, l) && (path[l] == '/' || path[l] == '\0')) {
+		*dirfd = R.source_fd;
+		return path[l] ? path + l + 1 : ".";
+	}
+	*dirfd = AT_FDCWD;
+	return path;
+}
+
+static int open_dir(const char *path, int flags)
+{
+	int dfd;
+	const char *rel = path_at(path, &dfd);
+	int fd = openat(dfd, rel, flags | O_DIRECTORY | O_CLOEXEC);
+
+	return fd == -1 ? -errno : fd;
+}
+
+static int mkdir_path(const char *path, mode_t mode)
+{
+	int dfd;
+	const char *rel = path_at(path, &dfd);
+
+	return mkdirat(dfd, rel, mode) == -1 && errno != EEXIST ? -errno : 0;
+}
+
+static int rm_rf_path(const char *path)
+{
+	int dfd;
+	const char *rel = path_at(path, &dfd);
+
+	return rm_rf_at(dfd, rel);
 }
 
 /* Copy owner, mode, times and extended attributes of src to dst (O_PATH or
@@ -450,7 +493,12 @@ static int open_source_file(const char *rel, int flags)
 		p = path_join(R.root, rel);
 	if (!p)
 		return -ENOMEM;
-	fd = open(p, flags | O_NOFOLLOW | O_CLOEXEC);
+	{
+		int dfd;
+		const char *at = path_at(p, &dfd);
+
+		fd = openat(dfd, at, flags | O_NOFOLLOW | O_CLOEXEC);
+	}
 	free(p);
 	return fd == -1 ? -errno : fd;
 }
@@ -611,13 +659,6 @@ static int job_add_file(struct job *j, const char *rel, bool create, char *err, 
 	return 0;
 }
 
-static int open_dir(const char *path, int flags)
-{
-	int fd = open(path, flags | O_DIRECTORY | O_CLOEXEC);
-
-	return fd == -1 ? -errno : fd;
-}
-
 static int state_dir(void)
 {
 	if (R.state_fd != -1)
@@ -673,7 +714,7 @@ static int ms_add_cleanup(struct mount_state *ms, const char *dir)
 static void run_cleanup(void)
 {
 	for (size_t i = 0; i < R.ms.ncleanup; i++) {
-		int err = rm_rf_at(AT_FDCWD, R.ms.cleanup[i]);
+		int err = rm_rf_path(R.ms.cleanup[i]);
 
 		if (err)
 			log_warnx("cannot remove '%s': %s", R.ms.cleanup[i], strerror(-err));
@@ -772,19 +813,17 @@ static int cmd_migrate(const struct ctl_request *req, char **out)
 		if (req->delta_dir[0] != '/' || !realpath(req->delta_dir, deltabase))
 			FAIL(CTL_EUSAGE, "cannot use delta directory '%s': %s", req->delta_dir,
 			     req->delta_dir[0] != '/' ? "not an absolute path" : strerror(errno));
-		if (path_within(deltabase, R.mountpoint) && strcmp(R.mountpoint, R.source))
+		if (path_within(deltabase, R.mountpoint))
 			FAIL(CTL_EUSAGE, "delta directory '%s' is inside the mount", deltabase);
 	} else {
-		snprintf(deltabase, sizeof(deltabase), "%s/%s/delta", R.root, STATE_DIR);
-		mkdirat(R.source_fd, STATE_DIR, 0700);
-		{
-			char p[PATH_MAX];
+		char p[PATH_MAX];
 
-			snprintf(p, sizeof(p), "%s/%s", R.root, STATE_DIR);
-			mkdir(p, 0700);
-		}
-		if (mkdir(deltabase, 0700) == -1 && errno != EEXIST)
-			FAIL(CTL_EFAIL, "cannot create '%s': %s", deltabase, strerror(errno));
+		snprintf(p, sizeof(p), "%s/%s", R.root, STATE_DIR);
+		mkdir_path(p, 0700);
+		snprintf(deltabase, sizeof(deltabase), "%s/%s/delta", R.root, STATE_DIR);
+		r = mkdir_path(deltabase, 0700);
+		if (r)
+			FAIL(CTL_EFAIL, "cannot create '%s': %s", deltabase, strerror(-r));
 	}
 	r = state_dir();
 	if (r < 0)
@@ -806,8 +845,9 @@ static int cmd_migrate(const struct ctl_request *req, char **out)
 	if (r < 0)
 		FAIL(CTL_EFAIL, "cannot open destination '%s': %s", dest, strerror(-r));
 	j->dest_fd = r;
-	if (mkdir(jobdir, 0700) == -1)
-		FAIL(CTL_EFAIL, "cannot create delta directory '%s': %s", jobdir, strerror(errno));
+	r = mkdir_path(jobdir, 0700);
+	if (r)
+		FAIL(CTL_EFAIL, "cannot create delta directory '%s': %s", jobdir, strerror(-r));
 	r = open_dir(jobdir, O_RDONLY);
 	if (r < 0)
 		FAIL(CTL_EFAIL, "cannot open delta directory '%s': %s", jobdir, strerror(-r));
@@ -883,6 +923,7 @@ static int cmd_migrate(const struct ctl_request *req, char **out)
 		FAIL(CTL_EFAIL, "cannot write the state record in '%s/%s': %s", R.source, STATE_DIR,
 		     strerror(-r));
 
+	crashpoint("migrate-recorded");
 	/* route the files through their delta stores: hold them so that the
 	 * writes in flight land in the base before it is frozen */
 	nodes = calloc(j->n ? j->n : 1, sizeof(*nodes));
@@ -936,7 +977,7 @@ fail:
 		}
 		pthread_mutex_unlock(&R.lock);
 		if (j->delta_fd != -1)
-			rm_rf_at(AT_FDCWD, jobdir);
+			rm_rf_path(jobdir);
 		if (j->dest_fd != -1)
 			remove_dest(j);
 		job_free(j, true);
@@ -1257,6 +1298,7 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 			log_warnx("'%s': cannot copy metadata: %s", m->relpath, strerror(-r));
 		r = 0;
 	}
+	crashpoint("cutover-merged");
 	if (!r) {
 		/* the commit point */
 		pthread_mutex_lock(&R.lock);
@@ -1316,6 +1358,7 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 		goto out_resume;
 	}
 
+	crashpoint("cutover-committed");
 	/* switched: every node and handle to the destination */
 	if (j->tree) {
 		struct switch_ctx c = { .job = j };
@@ -1347,6 +1390,7 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	parked = fs_release(j->tree, nodes, j->n);
 	R.last_hold_us = t_release - t_hold;
 	ret = CTL_OK;
+	crashpoint("cutover-released");
 
 out_resume:
 	for (int i = paused - 1; i >= 0; i--) {
@@ -1388,8 +1432,8 @@ out_resume:
 				ftruncate(j->files[i]->src_fd, 0);
 		}
 		if (remove_source && j->tree && oldroot) {
-			int fd = open(oldroot, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			DIR *d = fd == -1 ? NULL : fdopendir(fd);
+			int fd = open_dir(oldroot, O_RDONLY);
+			DIR *d = fd < 0 ? NULL : fdopendir(fd);
 			struct dirent *de;
 
 			while (d && (de = readdir(d)))
@@ -1429,6 +1473,7 @@ static int abort_job(struct job *j, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot record the abort: %s", strerror(-r));
 		return r;
 	}
+	crashpoint("abort-recorded");
 	/* most of it while the guest runs */
 	for (size_t i = 0; i < j->n; i++) {
 		struct mig_status st;
@@ -1456,6 +1501,7 @@ static int abort_job(struct job *j, char *err, size_t errlen)
 			snprintf(err, errlen, "cannot write '%s' back to the source: %s",
 				 j->files[i]->relpath, strerror(-r));
 	}
+	crashpoint("abort-merged");
 	if (!r) {
 		pthread_mutex_lock(&R.lock);
 		job_to_ms(&R.ms, NULL);

@@ -1,0 +1,37 @@
+/*
+ * crashpoint: see crashpoint.h.  Test support only; inert unless the
+ * environment names a crash point.
+ */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs/crashpoint.h"
+#include "fs/log.h"
+
+const char *crashpoint_name;
+static atomic_long crashpoint_skip;
+
+void crashpoint_init(void)
+{
+	const char *n = getenv("RELOCFS_CRASHPOINT"), *s = getenv("RELOCFS_CRASHPOINT_SKIP");
+
+	if (n && *n) {
+		crashpoint_name = n;
+		atomic_store(&crashpoint_skip, s ? atol(s) : 0);
+		log_info("crash point '%s' armed", n);
+	}
+}
+
+void crashpoint_hit(const char *name)
+{
+	if (strcmp(name, crashpoint_name) != 0)
+		return;
+	if (atomic_fetch_sub(&crashpoint_skip, 1) > 0)
+		return;
+	log_warnx("crash point '%s' reached: killing the daemon", name);
+	kill(getpid(), SIGKILL);
+	_exit(137);
+}
