@@ -1108,8 +1108,9 @@ static void set_done_list(struct job *j, const char *state, const char *backend)
 	R.ndone = j->n;
 }
 
-/* Wait until every file is ready; error text in *out on failure. */
-static int wait_ready(struct job *j, double timeout_s, char **out)
+/* Wait until every file has at most max_dirty bytes left to merge; error
+ * text in *out on failure. */
+static int wait_ready(struct job *j, double timeout_s, uint64_t max_dirty, char **out)
 {
 	uint64_t deadline = now_us() + (uint64_t)(timeout_s * 1e6);
 
@@ -1124,7 +1125,7 @@ static int wait_ready(struct job *j, double timeout_s, char **out)
 				*out = xasprintf("'%s' failed: %s", j->files[i]->relpath, st.error);
 				return CTL_EFAIL;
 			}
-			if (st.phase == MIG_MERGING && st.dirty_bytes <= MIG_READY_BYTES)
+			if (st.phase == MIG_MERGING && st.dirty_bytes <= max_dirty)
 				ready++;
 		}
 		if (ready == j->n)
@@ -1229,7 +1230,13 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 		}
 		nhooks++;
 	}
-	ret = wait_ready(j, timeout, out);
+	/* --max-downtime: leave no more to merge inside the hold than about
+	 * 100 KiB per allowed millisecond (a conservative merge rate) */
+	ret = wait_ready(j, timeout,
+			 req->max_downtime_ms > 0 && (uint64_t)req->max_downtime_ms * 102400 < MIG_READY_BYTES
+				 ? (uint64_t)req->max_downtime_ms * 102400
+				 : MIG_READY_BYTES,
+			 out);
 	if (ret)
 		goto out_hooks;
 	ret = CTL_EFAIL;
@@ -1422,10 +1429,14 @@ out_resume:
 		pthread_mutex_unlock(&R.lock);
 		if (ret == CTL_OK)
 			*out = xasprintf("switched %zu file(s) to '%s'; I/O held %.1f ms (%zu request(s) "
-					 "parked, longest %.1f ms)%s%s",
+					 "parked, longest %.1f ms)%s%s%s",
 					 j->n, j->dest, (double)pause_us / 1000.0, parked,
 					 (double)fs_last_hold_max_us() / 1000.0, hooktxt[0] ? "; " : "",
-					 hooktxt);
+					 hooktxt,
+					 req->max_downtime_ms > 0 &&
+						 pause_us > (uint64_t)req->max_downtime_ms * 1000
+						 ? "; longer than --max-downtime"
+						 : "");
 		/* the delta store, and the source if asked */
 		for (size_t i = 0; i < j->n; i++) {
 			if (remove_source && !j->tree)
