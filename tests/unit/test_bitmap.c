@@ -26,9 +26,15 @@
 
 #include "copier/bitmap.h"
 
-/* a huge allocation that fails must return NULL, not abort, under ASan */
+/* a huge allocation that fails must return NULL, not abort, under ASan/TSan */
 const char *__asan_default_options(void);
 const char *__asan_default_options(void)
+{
+	return "allocator_may_return_null=1";
+}
+
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
 {
 	return "allocator_may_return_null=1";
 }
