@@ -834,19 +834,20 @@ static void test_libvirt_hook_unknown_domain_is_one_line(void **state)
 	vmhook_free(h);
 }
 
-/* against a real libvirtd, when tests/vm/libvirt_hook.sh provides a domain */
+/* against a real libvirtd, when tests/vm/libvirt_hook.sh provides a domain:
+ * a running domain is paused and resumed; a paused one stays paused */
 static void test_libvirt_hook_against_real_libvirtd(void **state)
 {
 	const char *dom = getenv("RELOCFS_TEST_LIBVIRT_DOMAIN");
-	char spec[256], err[256], st[64];
+	char spec[256], err[256], st[64], before[64];
 	struct vmhook *h;
 
 	if (!dom || !*dom)
 		skip();
 	snprintf(spec, sizeof(spec), "libvirt:%s", dom);
 	assert_int_equal(vmhook_new(spec, &h, err, sizeof(err)), 0);
-	assert_int_equal(vmhook_query(h, st, sizeof(st), 30000, err, sizeof(err)), 0);
-	assert_string_equal(st, "running");
+	if (vmhook_query(h, before, sizeof(before), 30000, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
 	if (vmhook_pause(h, "/mnt", NULL, 0, 30000, err, sizeof(err)) != 0)
 		fail_msg("%s", err);
 	assert_int_equal(vmhook_query(h, st, sizeof(st), 30000, err, sizeof(err)), 0);
@@ -854,7 +855,7 @@ static void test_libvirt_hook_against_real_libvirtd(void **state)
 	if (vmhook_resume(h, 30000, err, sizeof(err)) != 0)
 		fail_msg("%s", err);
 	assert_int_equal(vmhook_query(h, st, sizeof(st), 30000, err, sizeof(err)), 0);
-	assert_string_equal(st, "running");
+	assert_string_equal(st, before);
 	vmhook_free(h);
 }
 
