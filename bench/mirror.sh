@@ -1,0 +1,114 @@
+#!/bin/sh
+# bench/mirror.sh: fio on the backing directory and through the relocfs mount, same file,
+# same run; caches dropped before every job.  Ratios are mount / native bandwidth.
+#
+#   MIRROR_SIZE_MIB  test file size (default 2048)
+#   MIRROR_RUNTIME   seconds per job (default 10)
+#   MIRROR_THREADS   relocfs -o threads=N (default: relocfs' own default)
+set -eu
+. "$(dirname "$0")/lib.sh"
+
+SIZE=${MIRROR_SIZE_MIB:-2048}
+RUNTIME=${MIRROR_RUNTIME:-10}
+check_prereqs
+
+W=$BENCH_DIR/mirror
+OUT=$(result_file mirror)
+RAW=$W/raw
+cleanup() { unmount_relocfs; [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$W"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+rm -rf "$W"
+mkdir -p "$W/src" "$W/mnt" "$RAW"
+
+opts=
+[ -n "${MIRROR_THREADS:-}" ] && opts="-o threads=$MIRROR_THREADS"
+# shellcheck disable=SC2086
+mount_relocfs "$W/src" "$W/mnt" $opts
+log "mirror: writing a ${SIZE} MiB test file"
+make_image "$W/src/img" "$SIZE" 0
+
+# job table: name rw bs ioengine iodepth direct
+JOBS="
+seqread-1m-direct-qd1    read      1m libaio 1  1
+seqread-1m-direct-qd16   read      1m libaio 16 1
+seqread-1m-buffered      read      1m psync  1  0
+seqwrite-1m-direct-qd1   write     1m libaio 1  1
+seqwrite-1m-direct-qd16  write     1m libaio 16 1
+seqwrite-1m-buffered     write     1m psync  1  0
+randread-4k-direct-qd1   randread  4k libaio 1  1
+randread-4k-direct-qd16  randread  4k libaio 16 1
+randread-4k-buffered     randread  4k psync  1  0
+randwrite-4k-direct-qd1  randwrite 4k libaio 1  1
+randwrite-4k-direct-qd16 randwrite 4k libaio 16 1
+randwrite-4k-buffered    randwrite 4k psync  1  0
+"
+
+# run_fio NAME WHERE FILE rw bs engine depth direct -> prints "bw_kib iops lat_mean_us lat_p99_us"
+run_fio() {
+	name=$1 where=$2 file=$3 rw=$4 bs=$5 eng=$6 qd=$7 direct=$8
+	drop_caches
+	fio --name="$name" --filename="$file" --size="${SIZE}M" --rw="$rw" --bs="$bs" \
+	    --ioengine="$eng" --iodepth="$qd" --direct="$direct" --numjobs=1 \
+	    --time_based --runtime="$RUNTIME" --randrepeat=0 --norandommap \
+	    --output-format=json --output="$RAW/$name-$where.json" >/dev/null ||
+		die "fio $name on $where failed"
+	case $rw in *read) dir=read ;; *) dir=write ;; esac
+	jq -r --arg d "$dir" '.jobs[0][$d] | "\(.bw) \(.iops) \(.clat_ns.mean / 1000) \(.clat_ns.percentile["99.000000"] / 1000)"' \
+		"$RAW/$name-$where.json"
+}
+
+cpu_ticks() { awk '{print $14 + $15}' /proc/$DAEMON_PID/stat; }
+
+{
+	echo "relocfs mirror benchmark: fio on the backing directory (native) and through the mount"
+	echo
+	machine_facts
+	echo "file:        ${SIZE} MiB, fully written, same file for both sides"
+	echo "fio:         --time_based --runtime=$RUNTIME --numjobs=1, caches dropped before each job"
+	echo "relocfs:     $RELOCFS ${opts:-(default options)}"
+	echo
+	printf '%-26s %10s %10s %9s %9s | %10s %10s %9s %9s | %6s %6s\n' \
+		job "nat MiB/s" "nat IOPS" "nat lat" "nat p99" "mnt MiB/s" "mnt IOPS" "mnt lat" "mnt p99" ratio cpu_s
+	echo "(lat = mean completion latency in us; cpu_s = daemon user+sys CPU seconds during the mount job)"
+} >"$OUT.tmp"
+
+hz=$(getconf CLK_TCK)
+echo "$JOBS" | while read -r name rw bs eng qd direct; do
+	[ -n "$name" ] || continue
+	log "mirror: $name"
+	set -- $(run_fio "$name" native "$W/src/img" "$rw" "$bs" "$eng" "$qd" "$direct")
+	nbw=$1 niops=$2 nlat=$3 np99=$4
+	t0=$(cpu_ticks)
+	set -- $(run_fio "$name" mount "$W/mnt/img" "$rw" "$bs" "$eng" "$qd" "$direct")
+	mbw=$1 miops=$2 mlat=$3 mp99=$4
+	t1=$(cpu_ticks)
+	printf '%-26s %10.1f %10.0f %9.1f %9.1f | %10.1f %10.0f %9.1f %9.1f | %6s %6.1f\n' \
+		"$name" "$(echo "$nbw / 1024" | bc -l)" "$niops" "$nlat" "$np99" \
+		"$(echo "$mbw / 1024" | bc -l)" "$miops" "$mlat" "$mp99" "$(ratio "$mbw" "$nbw")" \
+		"$(echo "($t1 - $t0) / $hz" | bc -l)" >>"$OUT.tmp"
+	echo "$name $(ratio "$mbw" "$nbw")" >>"$RAW/ratios"
+done
+
+rss=$(daemon_kib VmRSS) hwm=$(daemon_kib VmHWM)
+get() { awk -v n="$1" '$1 == n {print $2}' "$RAW/ratios"; }
+r_rr=$(get randread-4k-direct-qd1)
+r_sr=$(get seqread-1m-direct-qd1)
+r_sr16=$(get seqread-1m-direct-qd16)
+# "O_DIRECT writes >= 0.8x": every direct write job must reach it; report the worst
+r_w=$(for j in seqwrite-1m-direct-qd1 seqwrite-1m-direct-qd16 randwrite-4k-direct-qd1 randwrite-4k-direct-qd16; do
+	get $j; done | sort -n | head -1)
+hwm_mib=$(echo "scale=1; $hwm / 1024" | bc)
+{
+	echo
+	echo "daemon memory after the run: VmRSS $rss KiB, VmHWM $hwm KiB"
+	echo
+	echo "targets:"
+	printf '  %-46s %7s  %s\n' "4 KiB direct random read, QD1  >= 0.75x" "$r_rr" "$(verdict "$r_rr" '>=' 0.75)"
+	printf '  %-46s %7s  %s\n' "1 MiB direct sequential read, QD1 >= 0.9x" "$r_sr" "$(verdict "$r_sr" '>=' 0.9)"
+	printf '  %-46s %7s  %s\n' "1 MiB direct sequential read, QD16 >= 0.9x" "$r_sr16" "$(verdict "$r_sr16" '>=' 0.9)"
+	printf '  %-46s %7s  %s\n' "O_DIRECT writes (worst of 4 jobs) >= 0.8x" "$r_w" "$(verdict "$r_w" '>=' 0.8)"
+	printf '  %-46s %7s  %s\n' "daemon VmHWM < 64 MiB" "${hwm_mib}MiB" "$(verdict "$hwm_mib" '<=' 63.999)"
+} >>"$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+cat "$OUT"
