@@ -1,0 +1,53 @@
+#!/bin/bash
+test_description='bad command lines: each prints one line on stderr, exits non-zero and mounts nothing'
+. "$(dirname "$0")/../lib.sh"
+require_daemon
+
+mounts() { awk -v d="$TEST_DIR/" 'index($5, d) == 1' /proc/self/mountinfo | wc -l; }
+
+# rejects DESCRIPTION ARGS...: relocfs ARGS must fail with exactly one line on
+# stderr and leave the mounts (and daemons) as they were
+rejects() {
+	local what=$1 rc=0 before lines
+	shift
+	step "$what: one line on stderr, non-zero exit, nothing mounted"
+	before=$(mounts)
+	daemons_before=$(leftover_daemons | wc -l)
+	timeout 30 "$RELOCFS" "$@" >"$TEST_DIR/out" 2>"$TEST_DIR/err" </dev/null || rc=$?
+	[ $rc != 124 ] || fail "relocfs $* did not return within 30 s"
+	[ $rc != 0 ] || fail "relocfs $* exited with status 0 (stderr: $(cat "$TEST_DIR/err"))"
+	lines=$(wc -l <"$TEST_DIR/err")
+	[ "$lines" = 1 ] || fail "relocfs $* wrote $lines lines on stderr, want 1:
+$(sed 's/^/    | /' "$TEST_DIR/err")"
+	[ -n "$(tr -d '[:space:]' <"$TEST_DIR/err")" ] || fail "relocfs $* wrote an empty line on stderr"
+	assert_eq "$before" "$(mounts)" "FUSE mounts under the test directory after relocfs $*"
+	sleep 0.2
+	assert_eq "$daemons_before" "$(leftover_daemons | wc -l)" "relocfs processes for this test after relocfs $*"
+	say "  relocfs $* -> exit $rc: $(cat "$TEST_DIR/err")"
+}
+
+echo file >"$TEST_DIR/a-file"
+mkdir "$TEST_DIR/src2"
+
+rejects 'no arguments'
+rejects 'missing source directory' "$TEST_DIR/nonexistent" "$TEST_MNT"
+rejects 'source is a regular file' "$TEST_DIR/a-file" "$TEST_MNT"
+rejects 'missing mountpoint' "$TEST_SRC" "$TEST_DIR/no-such-mnt"
+rejects 'mountpoint is a regular file' "$TEST_SRC" "$TEST_DIR/a-file"
+rejects 'over-mount of a missing directory' "$TEST_DIR/nonexistent"
+rejects 'unknown -o option' -o no_such_option_xyz "$TEST_SRC" "$TEST_MNT"
+rejects '-o without a value' "$TEST_SRC" "$TEST_MNT" -o
+rejects 'unknown flag' --no-such-flag "$TEST_SRC" "$TEST_MNT"
+rejects 'three positional arguments' "$TEST_SRC" "$TEST_MNT" "$TEST_DIR/src2"
+
+relocfs_mount
+echo served >"$TEST_SRC/marker"
+rejects 'mountpoint is already a relocfs mount' "$TEST_DIR/src2" "$TEST_MNT"
+rejects 'over-mount of a directory that is already a relocfs mount' "$TEST_MNT"
+
+step 'the first mount still serves its source after the refused attempts'
+assert_eq served "$(cat "$TEST_MNT/marker")" "marker read through the first mount"
+relocfs_umount
+assert_eq 0 "$(mounts)" "mounts left"
+
+test_done
