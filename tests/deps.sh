@@ -6,7 +6,11 @@
 # exits 1.
 PACKAGES="build-essential pkg-config libfuse3-dev fuse3 libxxhash-dev libcmocka-dev
 	libjansson-dev fio qemu-utils qemu-system-x86 busybox-static cpio attr xfsprogs
-	util-linux kmod"
+	util-linux kmod
+	jq e2fsprogs gzip clang
+	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients"
+# jq: tests/reloc read status --json; e2fsprogs: loop filesystems for ENOSPC
+# tests; clang: make tsan and the fuzzer; libvirt: tests/vm/libvirt_hook.sh
 
 missing=
 for p in $PACKAGES; do

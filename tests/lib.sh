@@ -255,8 +255,8 @@ cleanup() {
 	fi
 	cd /
 	# every FUSE mount under our directory, innermost first
-	for m in $(awk -v d="$TEST_DIR/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
-		fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+	for m in $(awk -v d="$TEST_DIR/" 'index($5, d) == 1 && / - fuse/ { print $5 }' /proc/self/mountinfo | sort -r); do
+		fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null
 	done
 	if [ -n "$RELOCFS_PID" ]; then
 		wait_until 5 eval '! kill -0 $RELOCFS_PID 2>/dev/null'

@@ -1,6 +1,6 @@
 #!/bin/sh
-# run_integration.sh [NAME-PATTERN...]: run every tests/*/*.sh (mirror, vm,
-# ...) with bash, each under a time limit, logging to
+# run_integration.sh [NAME-PATTERN...]: run every tests/*/*.sh (mirror, reloc,
+# vm, ...) but libraries (lib*.sh) and tests/fuzz/ (make fuzz) with bash, each under a time limit, logging to
 # $BUILD/test-logs/DIR-NAME.log; print the log of any that fails; tally.
 # A test exits 0 (pass), 77 (skip: a precondition cannot be met) or anything
 # else (fail).  Patterns select tests by substring of "dir/name".
@@ -24,6 +24,7 @@ selected() {
 
 for t in tests/*/*.sh; do
 	[ -f "$t" ] || continue
+	case $t in tests/fuzz/*|*/lib*.sh) continue ;; esac
 	dir=$(basename "$(dirname "$t")")
 	name=$dir/$(basename "$t" .sh)
 	selected "$name" "$@" || continue

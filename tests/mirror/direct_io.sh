@@ -7,7 +7,7 @@ relocfs_mount
 run_fio() {
 	local name=$1
 	shift
-	if ! fio --name="$name" --filename="$TEST_MNT/fio-$name" --output="$TEST_DIR/fio-$name.out" "$@"; then
+	if ! (cd "$TEST_DIR" && fio --verify_state_save=0 --name="$name" --filename="$TEST_MNT/fio-$name" --output="$TEST_DIR/fio-$name.out" "$@"); then
 		sed 's/^/    | /' "$TEST_DIR/fio-$name.out"
 		fail "fio $name failed (output above)"
 	fi
