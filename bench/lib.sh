@@ -119,7 +119,8 @@ unmount_relocfs() {
 			kill -9 "$DAEMON_PID"
 		fi
 	fi
-	MNT= DAEMON_PID=
+	[ -n "$RUNDIR" ] && [ "${BENCH_KEEP:-0}" != 1 ] && rm -rf "$RUNDIR"
+	MNT= DAEMON_PID= RUNDIR=
 }
 
 ctl() { "$RELOCCTL" -m "$MNT" "$@"; }

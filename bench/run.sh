@@ -1,0 +1,50 @@
+#!/bin/sh
+# bench/run.sh: every relocfs benchmark, one after the other (what `make bench` runs; it builds
+# nothing).  Each part writes bench/results/<date>-<part>.txt; this script adds
+# bench/results/<date>-summary.txt with the target lines of every part.
+#
+#   BENCH_DIR=/path    scratch location (default /var/tmp/relocfs-bench; not tmpfs)
+#   BENCH_PARTS="..."  which parts (default "mirror copier migration_iops cutover")
+#   see each part for its own knobs.  About 12 minutes with the defaults.
+set -eu
+BENCH_SRC=$(cd "$(dirname "$0")" && pwd)
+. "$BENCH_SRC/lib.sh"
+
+PARTS=${BENCH_PARTS:-mirror copier migration_iops cutover}
+export BENCH_DATE BENCH_DIR RELOCFS_BUILD BENCH_RESULTS
+check_prereqs
+
+SUMMARY=$(result_file summary)
+failed=
+t_start=$(now)
+for p in $PARTS; do
+	log "== $p =="
+	t0=$(now)
+	if sh "$BENCH_SRC/$p.sh"; then
+		log "== $p done in $(elapsed "$t0" "$(now)") s"
+	else
+		log "== $p FAILED (exit $?)"
+		failed="$failed $p"
+	fi
+done
+
+{
+	echo "relocfs benchmark summary ($(date -u '+%Y-%m-%d %H:%M UTC'), $(elapsed "$t_start" "$(now)") s)"
+	echo
+	machine_facts | grep -v '^loadavg'
+	echo "loadavg:     $(cut -d' ' -f1-3 /proc/loadavg) (at the end)"
+	echo
+	for p in $PARTS; do
+		f=$(result_file "$p")
+		echo "== $p ($(basename "$f"))"
+		if [ -s "$f" ] && ! echo " $failed " | grep -q " $p "; then
+			sed -n '/^targets/,$p' "$f" | sed 1d
+		else
+			echo "  did not complete"
+		fi
+	done
+	[ -z "$failed" ] || echo "FAILED:$failed"
+} >"$SUMMARY"
+echo
+cat "$SUMMARY"
+[ -z "$failed" ]
