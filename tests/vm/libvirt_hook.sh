@@ -58,8 +58,9 @@ else
 	LIBVIRTD_PID=$(cat "$TEST_DIR/libvirt/libvirtd.pid")
 	URI="qemu:///system?socket=$TEST_DIR/libvirt/libvirt-sock"
 	# the first start probes QEMU's capabilities, slowly under TCG
+	t0=$(date +%s)
 	wait_until 120 eval 'virsh -c "$URI" version >/dev/null 2>&1' || fail "libvirtd does not answer at '$URI'"
-	say "    started a private libvirtd (pid $LIBVIRTD_PID)"
+	say "    started a private libvirtd (pid $LIBVIRTD_PID), answering after $(($(date +%s) - t0)) s"
 fi
 
 step 'a transient domain boots the test guest and ticks'
@@ -90,11 +91,14 @@ cat >"$TEST_DIR/domain.xml" <<EOF
   </devices>
 </domain>
 EOF
+t0=$(date +%s)
 virsh -c "$URI" create "$TEST_DIR/domain.xml" >"$TEST_DIR/create.out" 2>&1 ||
 	fail "virsh create: $(tail -n 2 "$TEST_DIR/create.out")"
 DOMAIN_UP=1
 ticks() { sed -n 's/^TICK \([0-9][0-9]*\).*/\1/p' "$TEST_DIR/console.log" 2>/dev/null | tail -n 1; }
+t1=$(date +%s)
 wait_until 120 eval '[ -n "$(ticks)" ]' || fail "the guest does not tick: $(tail -n 3 "$TEST_DIR/console.log")"
+say "    virsh create took $((t1 - t0)) s, first tick $(($(date +%s) - t1)) s later"
 
 step 'the libvirt hook pauses and resumes the domain (test_vmhook against libvirtd)'
 RELOCFS_TEST_DEBUG=1 RELOCFS_TEST_LIBVIRT_DOMAIN="$DOMAIN@$URI" \
