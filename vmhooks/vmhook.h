@@ -15,7 +15,15 @@
  * them, whatever the hooks; hooks make the guest quiesce first (QEMU drains
  * and flushes its block devices on "stop").
  *
- * All calls block the calling thread for at most timeout_ms and are called
+ * SOCKET and PROGRAM must be absolute paths (PROGRAM may also be a bare name
+ * looked up in PATH): the daemon's working directory is not relocctl's.
+ *
+ * A hook resumes only what it paused: a VM that was already paused (by its
+ * operator) when vmhook_pause ran is left paused by vmhook_resume.  qmp and
+ * libvirt ask the run state first; exec leaves that to the program.
+ *
+ * All calls block the calling thread for at most timeout_ms (except that a
+ * failed pause may spend up to two seconds more resuming the VM) and are called
  * by the daemon's cutover thread only; a struct vmhook is not shared between
  * threads.  Errors: -errno and one line (no newline) in err.
  */
@@ -43,7 +51,9 @@ bool vmhook_is_internal(const struct vmhook *h);
 int vmhook_pause(struct vmhook *h, const char *mountpoint, const char *const *files,
 		 int nfiles, int timeout_ms, char *err, size_t errlen);
 
-/* Resume a VM paused by vmhook_pause.  Retries within timeout_ms. */
+/* Resume a VM paused by vmhook_pause (no-op if it paused nothing).  Retries
+ * within timeout_ms while QEMU's socket is busy or drops (qmp), or while the
+ * program or virsh exits non-zero (exec, libvirt). */
 int vmhook_resume(struct vmhook *h, int timeout_ms, char *err, size_t errlen);
 
 /* Ask the VM's run state ("running", "paused", ...).  -ENOTSUP for hooks
