@@ -194,7 +194,8 @@ static void assert_replays_nth(struct env *e, const char *name, size_t n)
 	static struct got g;
 
 	replay(e, name, &g);
-	assert_int_equal(g.n, n);
+	if (g.n != n)
+		fail_msg("'%s' replayed %zu records, expected %zu", name, g.n, n);
 	for (size_t i = 0; i < n; i++) {
 		struct jr x = nth(i);
 
