@@ -1,7 +1,7 @@
 /*
  * bitmap: a growable bit per 4 KiB block.  Pure (no I/O, no locking): the
- * owner serialises access, or only sets bits with bitmap_set_atomic() and
- * reads with bitmap_test() concurrently.
+ * owner serialises resizes; bitmap_set_range, bitmap_clear_range and
+ * bitmap_test are atomic per word and may run concurrently.
  */
 #ifndef RELOCFS_BITMAP_H
 #define RELOCFS_BITMAP_H

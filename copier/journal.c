@@ -11,6 +11,7 @@
 #include <xxhash.h>
 
 #include "copier/journal.h"
+#include "fs/log.h"
 
 static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put16(unsigned char *p, uint16_t v) { memcpy(p, &v, 2); }
@@ -106,7 +107,11 @@ int journal_open(int dirfd, const char *name, struct journal *j,
 	}
 end:
 	/* cut a torn or stale tail so it can never follow a new record */
-	if (fstat(fd, &st) == 0 && st.st_size > off) {
+	if (fstat(fd, &st) == -1) {
+		err = -errno;
+		goto fail;
+	}
+	if (st.st_size > off) {
 		if (ftruncate(fd, off) == -1 || fsync(fd) == -1) {
 			err = -errno;
 			goto fail;
@@ -169,7 +174,10 @@ size_t journal_pending(struct journal *j)
 static int journal_write_locked(struct journal *j, const struct jr *recs, size_t n)
 {
 	unsigned char buf[JR_BYTES * 128];
+	uint64_t seq0 = j->seq;
+	off_t off0 = j->off;
 	size_t done = 0;
+	int err = 0;
 
 	while (done < n) {
 		size_t k = n - done < 128 ? n - done : 128;
@@ -178,15 +186,27 @@ static int journal_write_locked(struct journal *j, const struct jr *recs, size_t
 		for (size_t i = 0; i < k; i++)
 			jr_encode(&recs[done + i], j->seq + i, buf + i * JR_BYTES);
 		w = pwrite(j->fd, buf, k * JR_BYTES, j->off);
-		if (w != (ssize_t)(k * JR_BYTES))
-			return w < 0 ? -errno : -EIO;
+		if (w != (ssize_t)(k * JR_BYTES)) {
+			err = w < 0 ? -errno : -EIO;
+			goto fail;
+		}
 		j->seq += k;
 		j->off += (off_t)(k * JR_BYTES);
 		done += k;
 	}
-	if (n && fdatasync(j->fd) == -1)
-		return -errno;
+	if (n && fdatasync(j->fd) == -1) {
+		err = -errno;
+		goto fail;
+	}
 	return 0;
+fail:
+	/* nothing of this batch counts: a retry rewrites the same slots, and
+	 * what was written here must not follow a shorter retry */
+	j->seq = seq0;
+	j->off = off0;
+	if (ftruncate(j->fd, off0) == 0)
+		fdatasync(j->fd);
+	return err;
 }
 
 int journal_write(struct journal *j, const struct jr *recs, size_t n)
@@ -206,6 +226,10 @@ int journal_commit(struct journal *j, int (*sync_data)(void *arg), void *arg)
 	int err;
 
 	pthread_mutex_lock(&j->write_lock);
+	if (j->broken) {
+		pthread_mutex_unlock(&j->write_lock);
+		return -EIO;
+	}
 	pthread_mutex_lock(&j->lock);
 	recs = j->pending;
 	n = j->npending;
@@ -219,16 +243,26 @@ int journal_commit(struct journal *j, int (*sync_data)(void *arg), void *arg)
 	if (err && n) {
 		/* put them back in front: a later commit may still succeed */
 		pthread_mutex_lock(&j->lock);
-		struct jr *merged = malloc((n + j->npending) * sizeof(*merged));
-
-		if (merged) {
-			memcpy(merged, recs, n * sizeof(*recs));
-			if (j->npending)
-				memcpy(merged + n, j->pending, j->npending * sizeof(*recs));
+		if (j->npending == 0) {
 			free(j->pending);
-			j->pending = merged;
-			j->npending += n;
-			j->cap = j->npending;
+			j->pending = recs;
+			j->npending = j->cap = n;
+			recs = NULL;
+		} else {
+			struct jr *merged = realloc(recs, (n + j->npending) * sizeof(*merged));
+
+			if (merged) {
+				memcpy(merged + n, j->pending, j->npending * sizeof(*merged));
+				free(j->pending);
+				j->pending = merged;
+				j->npending += n;
+				j->cap = j->npending;
+				recs = NULL;
+			} else {
+				/* records are lost: no later flush may succeed */
+				log_warnx("journal: out of memory keeping %zu records", n);
+				j->broken = true;
+			}
 		}
 		pthread_mutex_unlock(&j->lock);
 	}

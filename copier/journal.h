@@ -18,6 +18,7 @@
 #define RELOCFS_JOURNAL_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -48,6 +49,7 @@ struct journal {
 	pthread_mutex_t write_lock;	/* protects seq, off; serialises writes */
 	uint64_t seq;			/* sequence number of the next record */
 	off_t off;			/* where the next record goes */
+	bool broken;			/* records were lost: every commit fails */
 };
 
 /* pure: encode / decode one record; decode returns 0 or -EINVAL */

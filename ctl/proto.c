@@ -63,8 +63,10 @@ int ctl_parse_size(const char *s, uint64_t *out)
 	double v;
 	double mul = 1;
 
-	if (!s || !*s || *s == '-' || *s == '+')
+	if (!s || !((*s >= '0' && *s <= '9') || *s == '.'))
 		return -EINVAL;
+	if (strpbrk(s, "xXpP"))
+		return -EINVAL;	/* no hexadecimal */
 	errno = 0;
 	v = strtod(s, &end);
 	if (errno || end == s || !isfinite(v) || v < 0)
@@ -77,10 +79,13 @@ int ctl_parse_size(const char *s, uint64_t *out)
 	case 't': case 'T': mul = 1024.0 * 1024 * 1024 * 1024; end++; break;
 	default: return -EINVAL;
 	}
-	if (*end == 'i' || *end == 'B')
+	if (*end == 'i') {
+		if (mul == 1 || end[1] != 'B')
+			return -EINVAL;
+		end += 2;
+	} else if (*end == 'B') {
 		end++;
-	if (*end == 'B')
-		end++;
+	}
 	if (*end != '\0')
 		return -EINVAL;
 	v *= mul;
@@ -125,7 +130,15 @@ static const struct {
 	{ "abort", CTL_CMD_ABORT },	{ "verify", CTL_CMD_VERIFY },
 };
 
-#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -EINVAL; } while (0)
+/* one line: whatever the client sent, no control characters reach the text */
+static void one_line(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+			*s = '?';
+}
+
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); one_line(err); return -EINVAL; } while (0)
 
 int ctl_parse_request(int argc, const char **argv, struct ctl_request *req,
 		      char *err, size_t errlen)

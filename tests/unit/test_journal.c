@@ -1,4 +1,4 @@
-// modules: copier/journal.c
+// modules: copier/journal.c fs/log.c
 /*
  * test_journal: the metadata journal against its header, on real files in a
  * private mkdtemp directory (under $TMPDIR, else /tmp).

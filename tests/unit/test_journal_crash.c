@@ -1,4 +1,4 @@
-// modules: copier/journal.c
+// modules: copier/journal.c fs/log.c
 /*
  * test_journal_crash: the journal across a host crash at every byte.
  *
