@@ -49,7 +49,7 @@ $(BUILD)/relocctl: $(RELOCCTL_OBJ)
 
 # unit tests link the module under test with cmocka; tests/unit/test_NAME.c names
 # its modules on a line "// modules: a/b.c c/d.c"
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/relocfs
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(RELOCFS_SRC) $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -o $@ $< \
 	    $$(sed -n 's#^// modules: ##p' $<) $(LDLIBS) $$(pkg-config --libs cmocka)
@@ -75,6 +75,9 @@ bench: deps all
 
 demo: deps all
 	@sh demo/demo.sh
+
+fuzz:
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
