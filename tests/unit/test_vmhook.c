@@ -11,8 +11,10 @@
  *    writes, a stale reply, error replies, a server that closes in the
  *    middle of "stop", one that never greets;
  *  - the libvirt hook against a virsh stand-in script (argument order, exit
- *    codes); with RELOCFS_TEST_LIBVIRT_DOMAIN set (tests/vm/libvirt_hook.sh
- *    does it) also against a real libvirtd.
+ *    codes);
+ *  - with RELOCFS_TEST_QMP_SOCKET / RELOCFS_TEST_LIBVIRT_DOMAIN set (by
+ *    tests/vm/qmp_hook.sh and tests/vm/libvirt_hook.sh), the same hooks
+ *    against a real QEMU and a real libvirtd; skipped otherwise.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -758,6 +760,52 @@ static void test_qmp_hook_reports_a_missing_socket(void **state)
 	vmhook_free(h);
 }
 
+/* against a real QEMU, when tests/vm/qmp_hook.sh provides its QMP socket */
+static void test_qmp_hook_against_real_qemu(void **state)
+{
+	const char *sock = getenv("RELOCFS_TEST_QMP_SOCKET");
+	char spec[200], err[256], st[32];
+	struct vmhook *h;
+	struct qmp *op;
+	bool running;
+
+	if (!sock || !*sock)
+		skip();
+	snprintf(spec, sizeof(spec), "qmp:%s", sock);
+	assert_int_equal(vmhook_new(spec, &h, err, sizeof(err)), 0);
+
+	/* a running VM: paused, then running again */
+	if (vmhook_query(h, st, sizeof(st), 30000, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_string_equal(st, "running");
+	if (vmhook_pause(h, "/mnt", NULL, 0, 30000, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(vmhook_query(h, st, sizeof(st), 30000, err, sizeof(err)), 0);
+	assert_string_equal(st, "paused");
+	if (vmhook_resume(h, 30000, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(vmhook_query(h, st, sizeof(st), 30000, err, sizeof(err)), 0);
+	assert_string_equal(st, "running");
+
+	/* the operator stops it (QEMU serves one client: theirs closes first) */
+	assert_int_equal(qmp_open(sock, 30000, &op, err, sizeof(err)), 0);
+	assert_int_equal(qmp_execute(op, "stop", NULL, NULL, 30000, err, sizeof(err)), 0);
+	qmp_close(op);
+	assert_int_equal(vmhook_pause(h, "/mnt", NULL, 0, 30000, err, sizeof(err)), 0);
+	assert_int_equal(vmhook_resume(h, 30000, err, sizeof(err)), 0);
+	assert_int_equal(vmhook_query(h, st, sizeof(st), 30000, err, sizeof(err)), 0);
+	assert_string_equal(st, "paused");
+	assert_int_equal(qmp_open(sock, 30000, &op, err, sizeof(err)), 0);
+	assert_int_equal(qmp_execute(op, "cont", NULL, NULL, 30000, err, sizeof(err)), 0);
+	assert_int_equal(qmp_query_status(op, &running, NULL, 0, 30000, err, sizeof(err)), 0);
+	assert_true(running);
+	/* QEMU's own error reply for a command it does not have */
+	assert_int_equal(qmp_execute(op, "x-no-such-command", NULL, NULL, 30000, err, sizeof(err)),
+			 -ENOTSUP);
+	qmp_close(op);
+	vmhook_free(h);
+}
+
 /* ------------------------------------------------------------ libvirt hook */
 
 /* a virsh stand-in: keeps the domain state in a file, logs its arguments */
@@ -906,6 +954,7 @@ int main(void)
 		cmocka_unit_test(test_qmp_hook_resumes_when_stop_does_not_take),
 		cmocka_unit_test(test_qmp_hook_resume_reconnects_after_connection_loss),
 		cmocka_unit_test(test_qmp_hook_reports_a_missing_socket),
+		cmocka_unit_test(test_qmp_hook_against_real_qemu),
 		cmocka_unit_test(test_libvirt_hook_suspends_and_resumes_with_uri),
 		cmocka_unit_test(test_libvirt_hook_leaves_a_paused_domain_paused),
 		cmocka_unit_test(test_libvirt_hook_unknown_domain_is_one_line),
