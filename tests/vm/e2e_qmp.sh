@@ -76,7 +76,7 @@ guest_prepare || rc=$?
 [ $rc != 77 ] || skip "qemu-system-x86_64 or Debian's kernel cannot be had"
 [ $rc = 0 ] || fail "guest_prepare failed"
 [ -x "$RELOCCTL" ] || fail "'$RELOCCTL' is not built (run make)"
-require_cmd qemu-img
+command -v qemu-img >/dev/null || fail "qemu-img is not installed (tests/deps.sh)"
 
 cat >"$TEST_DIR/script" <<'EOF'
 @PATTERN@
