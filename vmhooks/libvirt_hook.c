@@ -133,8 +133,10 @@ int libvirt_hook_pause(struct libvirt_hook *lh, int timeout_ms, char *err, size_
 	if (rc < 0)
 		return rc;
 	if (strcmp(state, "running") != 0) {
-		log_info("libvirt '%s': domain is '%s', will leave it so", lh->domain, state);
-		lh->paused_by_us = false;
+		/* paused by the operator, or by an earlier pause of ours */
+		if (!lh->paused_by_us)
+			log_info("libvirt '%s': domain is '%s', will leave it so", lh->domain,
+				 state);
 		return 0;
 	}
 	rc = virsh(lh, "suspend", hook_left_ms(deadline), &res, err, errlen);

@@ -523,9 +523,9 @@ int qmp_hook_pause(struct qmp_hook *qh, int timeout_ms, char *err, size_t errlen
 	if (!running) {
 		/* paused by the operator (or stopped for another reason): not ours
 		 * to resume.  QEMU drained the devices when it stopped the VM. */
-		log_info("qmp '%s': vm already not running (%s), will leave it so",
-			 qh->path, status);
-		qh->paused_by_us = false;
+		if (!qh->paused_by_us)
+			log_info("qmp '%s': vm already not running (%s), will leave it so",
+				 qh->path, status);
 		return 0;
 	}
 	/* A window remains: an operator who stops the VM between our
@@ -616,13 +616,14 @@ int qmp_hook_resume(struct qmp_hook *qh, int timeout_ms, char *err, size_t errle
 int qmp_hook_query(struct qmp_hook *qh, char *state, size_t len, int timeout_ms,
 		   char *err, size_t errlen)
 {
+	int64_t deadline = hook_now_ms() + timeout_ms;
 	bool keep = qh->conn != NULL;
 	int rc;
 
 	rc = qmp_hook_connect(qh, timeout_ms, err, errlen);
 	if (rc < 0)
 		return rc;
-	rc = qmp_query_status(qh->conn, NULL, state, len, timeout_ms, err, errlen);
+	rc = qmp_query_status(qh->conn, NULL, state, len, hook_left_ms(deadline), err, errlen);
 	if (rc < 0)
 		qmp_hook_after_error(qh, rc);
 	/* do not hold QEMU's only QMP connection longer than needed */

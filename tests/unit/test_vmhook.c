@@ -677,6 +677,20 @@ static void test_qmp_hook_leaves_an_operator_paused_vm_paused(void **state)
 	peer_stop(p);
 }
 
+static void test_qmp_hook_second_pause_still_resumes_what_it_paused(void **state)
+{
+	struct peer *p = peer_start(PEER_QEMU, true);
+	struct vmhook *h = qmp_hook_for(p);
+	char err[256];
+
+	assert_int_equal(vmhook_pause(h, "/mnt", NULL, 0, 5000, err, sizeof(err)), 0);
+	assert_int_equal(vmhook_pause(h, "/mnt", NULL, 0, 5000, err, sizeof(err)), 0);
+	assert_int_equal(vmhook_resume(h, 5000, err, sizeof(err)), 0);
+	assert_true(peer_running(p));
+	vmhook_free(h);
+	peer_stop(p);
+}
+
 static void test_qmp_hook_stop_error_is_one_line_and_vm_keeps_running(void **state)
 {
 	struct peer *p = peer_start(PEER_STOP_ERROR, true);
@@ -949,6 +963,7 @@ int main(void)
 		cmocka_unit_test(test_qmp_client_connect_refused_is_one_line),
 		cmocka_unit_test(test_qmp_hook_pauses_and_resumes_a_running_vm),
 		cmocka_unit_test(test_qmp_hook_leaves_an_operator_paused_vm_paused),
+		cmocka_unit_test(test_qmp_hook_second_pause_still_resumes_what_it_paused),
 		cmocka_unit_test(test_qmp_hook_stop_error_is_one_line_and_vm_keeps_running),
 		cmocka_unit_test(test_qmp_hook_fails_when_qemu_dies_during_stop),
 		cmocka_unit_test(test_qmp_hook_resumes_when_stop_does_not_take),
