@@ -21,6 +21,9 @@
 # Every exit path, including a failed command under set -e and ^C, goes
 # through cleanup(): unmount (lazily if it must), end the daemon this test
 # started, remove $TEST_DIR.  fail prints the step, expected and actual.
+# A test that sets its own EXIT trap must call cleanup at its end; fail,
+# skip and test_done turn set -e off first, so that such a trap runs through
+# even when one of its commands fails.
 # Exit status: 0 pass, 1 fail, 77 skip.
 
 set -euo pipefail
@@ -66,17 +69,20 @@ fail() {
 	say "FAIL: $TEST_NAME: step $STEPS: $CURRENT_STEP"
 	say "  $*"
 	show_daemon_log
+	set +e
 	exit 1
 }
 
 skip() {
 	trap - ERR
 	say "SKIP: $TEST_NAME: $*"
+	set +e
 	exit 77
 }
 
 test_done() {
 	say "ok: $TEST_NAME: $STEPS steps"
+	set +e
 	exit 0
 }
 
@@ -96,6 +102,7 @@ assert_eq() {
 			diff <(printf '%s\n' "$1") <(printf '%s\n' "$2") | sed 's/^/    /' || true
 		fi
 		show_daemon_log
+		set +e
 		exit 1
 	fi
 }
@@ -134,6 +141,7 @@ on_err() {
 	say "FAIL: $TEST_NAME: step $STEPS: $CURRENT_STEP"
 	say "  command failed (exit $rc) at ${BASH_SOURCE[1]##*/}:$line: $cmd"
 	show_daemon_log
+	set +e
 	exit 1
 }
 trap 'on_err $? $LINENO "$BASH_COMMAND"' ERR
@@ -232,14 +240,15 @@ relocfs_umount() {
 	! is_mounted "$mnt" || fail "'$mnt' is still mounted after fusermount3 -u"
 }
 
-# pids of relocfs processes whose command line names this test's directory
+# pids of relocfs processes (by name, or the binary under test) whose
+# command line names this test's directory
 leftover_daemons() {
-	local p
+	local p cmd comm
 	for p in /proc/[0-9]*; do
-		[ -r "$p/cmdline" ] || continue
-		tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$TEST_DIR/" || continue
-		tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q 'relocfs' || continue
-		echo "${p#/proc/}"
+		comm=$(cat "$p/comm" 2>/dev/null) || continue
+		cmd=$( { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
+		[ "$comm" = relocfs ] || [ "${cmd%% *}" = "$RELOCFS" ] || continue
+		case $cmd in *" $TEST_DIR/"*) echo "${p#/proc/}" ;; esac
 	done
 }
 

@@ -12,12 +12,13 @@ LIMIT=${RELOCFS_TEST_TIMEOUT:-600}
 mkdir -p "$LOGDIR"
 pass=0 fail=0 skip=0
 
+# selected NAME [PATTERN...]: no patterns, or NAME contains one of them
 selected() {
 	[ $# -le 1 ] && return 0
-	t=$1
+	sel_name=$1
 	shift
-	for p in "$@"; do
-		case $t in *"$p"*) return 0 ;; esac
+	for sel_pat in "$@"; do
+		case $sel_name in *"$sel_pat"*) return 0 ;; esac
 	done
 	return 1
 }
