@@ -83,13 +83,19 @@ guest_fetch_kernel() {
 	mv "$dir.tmp" "$dir"
 }
 
+# guest_fetch_locked PKG DIR: fetch unless there, one fetch at a time
+guest_fetch_locked() {
+	mkdir -p "$GUEST_CACHE" || return 1
+	(flock 9 && { [ -f "$2/package" ] || guest_fetch_kernel "$1" "$2"; }) 9>"$GUEST_CACHE/.lock"
+}
+
 guest_prepare() {
-	local pkg dir
+	local pkg dir c
 	command -v qemu-system-x86_64 >/dev/null 2>&1 || {
 		guest_log "qemu-system-x86_64 is not installed"
 		return 77
 	}
-	for c in busybox cpio gzip; do
+	for c in busybox cpio gzip flock; do
 		command -v $c >/dev/null 2>&1 || { guest_log "'$c' is not installed (tests/deps.sh)"; return 1; }
 	done
 	pkg=$(guest_kernel_package)
@@ -98,23 +104,25 @@ guest_prepare() {
 		apt-get update -q >/dev/null 2>&1 || true
 		pkg=$(guest_kernel_package)
 	fi
-	if [ -z "$pkg" ]; then
-		# no package lists: any kernel already in the cache will do
-		dir=$(guest_cached_kernels | tail -n 1)
-		[ -n "$dir" ] || { guest_log "apt-cache does not name a kernel for linux-image-amd64"; return 77; }
-	else
-		dir=$GUEST_CACHE/$pkg
-		if [ ! -f "$dir/package" ]; then
-			mkdir -p "$GUEST_CACHE" || return 77
-			guest_log "fetching $pkg into $GUEST_CACHE (once)"
-			# one fetch at a time, even with tests in parallel
-			if ! (flock 9 && { [ -f "$dir/package" ] || guest_fetch_kernel "$pkg" "$dir"; }) \
-				9>"$GUEST_CACHE/.lock"; then
-				dir=$(guest_cached_kernels | tail -n 1)
-				[ -n "$dir" ] || return 77
-				guest_log "using the cached $(cat "$dir/package") instead"
-			fi
+	dir=
+	[ -z "$pkg" ] || dir=$GUEST_CACHE/$pkg
+	if [ -n "$dir" ] && [ ! -f "$dir/package" ]; then
+		guest_log "fetching $pkg into $GUEST_CACHE (once)"
+		if ! guest_fetch_locked "$pkg" "$dir" && [ "$(id -u)" = 0 ]; then
+			# stale package lists may name a version the archive no longer has
+			guest_log "updating the package lists and trying again"
+			apt-get update -q >/dev/null 2>&1 || true
+			pkg=$(guest_kernel_package)
+			dir=
+			[ -z "$pkg" ] || dir=$GUEST_CACHE/$pkg
+			[ -z "$dir" ] || guest_fetch_locked "$pkg" "$dir" || dir=
 		fi
+	fi
+	if [ -z "$dir" ] || [ ! -f "$dir/package" ]; then
+		# no package lists, or no download: any kernel already cached will do
+		dir=$(guest_cached_kernels | tail -n 1)
+		[ -n "$dir" ] || { guest_log "no kernel: apt names none or its download failed"; return 77; }
+		guest_log "using the cached $(cat "$dir/package")"
 	fi
 	GUEST_KERNEL=$dir/vmlinuz
 	GUEST_MODDIR=$dir/modules
