@@ -43,6 +43,7 @@ TEST_MNT=$TEST_DIR/mnt
 RELOCFS_RUNDIR=$TEST_DIR/run
 export RELOCFS_RUNDIR
 mkdir -p "$TEST_SRC" "$TEST_MNT" "$RELOCFS_RUNDIR"
+printf '# %s: %s\n' "$TEST_NAME" "${test_description:-}"
 
 RELOCFS_PID=			# daemon started by relocfs_mount -f in background
 RELOCFS_MOUNTED=		# mountpoint of the current mount

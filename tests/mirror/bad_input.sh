@@ -40,6 +40,22 @@ rejects '-o without a value' "$TEST_SRC" "$TEST_MNT" -o
 rejects 'unknown flag' --no-such-flag "$TEST_SRC" "$TEST_MNT"
 rejects 'three positional arguments' "$TEST_SRC" "$TEST_MNT" "$TEST_DIR/src2"
 
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	# uid 1234 runs relocfs (fusermount3 is setuid) on a source it cannot read
+	chmod 0755 "$TEST_DIR"
+	mkdir -m 0700 "$TEST_DIR/private" "$TEST_DIR/user-mnt"
+	chown 1234:1234 "$TEST_DIR/user-mnt"
+	RELOCFS_USER="setpriv --reuid 1234 --regid 1234 --clear-groups $RELOCFS"
+	RELOCFS_SAVED=$RELOCFS
+	RELOCFS=$TEST_DIR/as-user
+	printf '#!/bin/sh\nexec %s "$@"\n' "$RELOCFS_USER" >"$RELOCFS"
+	chmod 0755 "$RELOCFS"
+	rejects 'unreadable source directory (uid 1234, source 0700 root)' "$TEST_DIR/private" "$TEST_DIR/user-mnt"
+	RELOCFS=$RELOCFS_SAVED
+else
+	say "  (unreadable source: needs root and setpriv, not run)"
+fi
+
 relocfs_mount
 echo served >"$TEST_SRC/marker"
 rejects 'mountpoint is already a relocfs mount' "$TEST_DIR/src2" "$TEST_MNT"

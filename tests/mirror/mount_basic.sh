@@ -46,6 +46,12 @@ relocfs_mount
 mkdir -p "$TEST_SRC/.relocfs"
 assert_eq "dir file" "$(ls -A "$TEST_MNT" | tr '\n' ' ' | sed 's/ $//')" "ls -A of the mount root"
 [ ! -e "$TEST_MNT/.relocfs" ] || fail "'$TEST_MNT/.relocfs' is visible through the mount"
+
+step 'a .relocfs below the root is an ordinary directory'
+mkdir "$TEST_MNT/dir/.relocfs"
+echo inner >"$TEST_MNT/dir/.relocfs/f"
+assert_eq inner "$(cat "$TEST_SRC/dir/.relocfs/f")" "backing dir/.relocfs/f"
+assert_eq ".relocfs" "$(ls -A "$TEST_MNT/dir")" "ls -A of dir"
 relocfs_umount
 
 test_done
