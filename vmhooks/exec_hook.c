@@ -15,6 +15,10 @@
  * allocation or locking between fork and exec), in their own process group.
  * Their end is watched through a pidfd, so that the cutover does not wait on
  * a polling interval.
+ *
+ * Not done: running the program as another user, passing it more than the
+ * environment (no stdin), keeping more of its output than the start and the
+ * last line (each line goes to the debug log).
  */
 #include <errno.h>
 #include <fcntl.h>
