@@ -869,7 +869,6 @@ static void test_libvirt_hook_suspends_and_resumes_with_uri(void **state)
 			    "-c qemu:///system -q domstate web1\n"
 			    "-c qemu:///system -q suspend web1\n"
 			    "-c qemu:///system -q domstate web1\n"
-			    "-c qemu:///system -q domstate web1\n"
 			    "-c qemu:///system -q resume web1\n");
 	vmhook_free(h);
 }
