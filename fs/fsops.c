@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -693,12 +694,63 @@ int fs_reopen_handles(struct rnode *n)
 	return ret;
 }
 
+/*
+ * Open flags the kernel should see that libfuse 3.14 cannot express: set by
+ * an open handler just before it replies, added to the reply by fs_writev()
+ * on its way to the kernel (same thread, inside fuse_reply_open/create).
+ */
+static __thread uint32_t extra_open_flags;
+
 static void set_open_flags(struct rnode *n, struct fuse_file_info *fi)
 {
-	/* all writes go through us: cached pages stay valid across opens */
-	fi->keep_cache = !(fi->flags & O_DIRECT);
-	fi->noflush = 0;
 	(void)n;
+	fi->noflush = 0;
+	if (fi->flags & O_DIRECT) {
+		/* QEMU cache=none: let the kernel send concurrent direct writes
+		 * (without FOPEN_DIRECT_IO and FOPEN_PARALLEL_DIRECT_WRITES it
+		 * serialises them on the inode lock) */
+		fi->direct_io = 1;
+		extra_open_flags = FOPEN_PARALLEL_DIRECT_WRITES;
+	} else {
+		/* all writes go through us: cached pages stay valid across opens */
+		fi->keep_cache = 1;
+	}
+}
+
+/* The session's writev (fuse_session_custom_io): every reply passes here. */
+static ssize_t fs_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	uint32_t extra = extra_open_flags;
+
+	(void)userdata;
+	if (extra && count >= 2) {
+		const struct fuse_out_header *oh = iov[0].iov_base;
+		struct fuse_open_out *oo = NULL;
+
+		if (oh->error == 0 && iov[1].iov_len == sizeof(struct fuse_open_out))
+			oo = iov[1].iov_base;
+		else if (oh->error == 0 &&
+			 iov[1].iov_len == sizeof(struct fuse_entry_out) + sizeof(struct fuse_open_out))
+			oo = (struct fuse_open_out *)((char *)iov[1].iov_base +
+						      sizeof(struct fuse_entry_out));
+		if (oo)
+			oo->open_flags |= extra;
+		extra_open_flags = 0;
+	}
+	return writev(fd, iov, count);
+}
+
+static ssize_t fs_read(int fd, void *buf, size_t len, void *userdata)
+{
+	(void)userdata;
+	return read(fd, buf, len);
+}
+
+int fs_attach_io(struct fuse_session *se)
+{
+	static const struct fuse_custom_io io = { .writev = fs_writev, .read = fs_read };
+
+	return fuse_session_custom_io(se, &io, fuse_session_fd(se));
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -744,6 +796,7 @@ out:
 		fuse_reply_err(req, -err);
 	else
 		fuse_reply_create(req, &e, fi);
+	extra_open_flags = 0;
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -776,6 +829,7 @@ out:
 		fuse_reply_err(req, -err);
 	else
 		fuse_reply_open(req, fi);
+	extra_open_flags = 0;
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

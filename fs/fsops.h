@@ -47,6 +47,10 @@ size_t fs_release(bool all, struct rnode **nodes, size_t n);
 /* Longest time a request was parked in the last hold, in microseconds. */
 uint64_t fs_last_hold_max_us(void);
 
+/* After mounting: route the session's replies through fsops (for open flags
+ * libfuse 3.14 cannot set).  0 or -errno. */
+int fs_attach_io(struct fuse_session *se);
+
 /* Reopen every open handle of node on its current backend (after a switch). */
 int fs_reopen_handles(struct rnode *node);
 

@@ -221,6 +221,10 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "relocfs: cannot mount on '%s'\n", mnt);
 		goto out_ctl;
 	}
+	if (fs_attach_io(se)) {
+		fprintf(stderr, "relocfs: cannot set up the session's I/O\n");
+		goto out_unmount;
+	}
 	if (!o.foreground)
 		log_init("relocfs", true, LOG_LVL_INFO);
 	if (fuse_daemonize(o.foreground)) {
