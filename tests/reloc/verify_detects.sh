@@ -1,12 +1,13 @@
 #!/bin/bash
-test_description='verify compares DEST with the live view: equal after wait, exit 1 naming the file and offset after one byte of DEST is changed behind the daemon, equal again once it is put back, and equal while a writer runs'
+test_description='verify compares DEST with the live view: equal after wait, exit 1 naming the file and offset after one byte of DEST is changed behind the daemon, equal again once it is put back (verify_quiet.sh: no false alarms)'
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/lib_reloc.sh"
 
 step 'an untouched 1 MiB image and a writer on two more'
 head -c 1048576 /dev/urandom >"$TEST_SRC/static.img"
 relocfs_mount
-writer_start --seed 808 --direct --flush-every 32 --delay-us 2000 \
+# no truncates here: verify_quiet.sh covers them
+writer_start --seed 808 --direct --no-truncate --flush-every 32 --delay-us 2000 \
 	--size 64M --file "$TEST_MNT/disk.img" --size 4M --file "$TEST_MNT/small.img"
 
 step 'migrate the tree and wait; stop the writer'
@@ -33,14 +34,6 @@ assert_eq 1 "$rc" "verify's exit status"
 step 'put the byte back: verify is happy again'
 printf "\\x$orig" | dd of="$TEST_DST/static.img" bs=1 seek=$OFF conv=notrunc,fsync status=none
 ctl verify >/dev/null || fail "verify still reports a difference: $(ctl verify 2>&1)"
-
-step 'verify while a writer runs finds no difference (ten times)'
-writer_start --seed 809 --direct --flush-every 32 --delay-us 500 \
-	--file "$TEST_MNT/disk.img" --file "$TEST_MNT/small.img" --size 1
-for i in $(seq 1 10); do
-	out=$(untrapped ctl verify 2>&1) || fail "verify $i of 10 under writes reported a difference: $out"
-done
-writer_stop 0
 
 step 'cut over: the live view and DEST hold exactly what was written'
 ctl cutover --timeout 60 >/dev/null

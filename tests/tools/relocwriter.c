@@ -5,7 +5,8 @@
  *
  *   relocwriter --seed N --size BYTES --file PATH [[--size BYTES] --file PATH]...
  *               --model-dir DIR [--duration S | --until-file STOPFILE]
- *               [--direct] [--flush-every N] [--delay-us N] [--max-ops N]
+ *               [--direct] [--no-truncate] [--flush-every N] [--delay-us N]
+ *               [--max-ops N]
  *   relocwriter --check PATH --model FILE [--check-acked]
  *   relocwriter --info --model FILE
  *
@@ -17,7 +18,8 @@
  * does random operations on a random file: buffered writes (4 KiB aligned,
  * and unaligned ones of 1 byte to 8 KiB), writes past the end, O_DIRECT
  * aligned writes through a second descriptor (--direct), reads that must
- * match the model, truncates (to within 1/8 of --size), punched holes, and an
+ * match the model, truncates (to within 1/8 of --size; with --no-truncate
+ * neither truncates nor writes past the end), punched holes, and an
  * fdatasync of every file each --flush-every operations.  When DIR/ready
  * appears, every file has been created or scanned and flushed once.
  *
@@ -111,6 +113,7 @@ static struct {
 	double duration;
 	const char *until_file;
 	bool direct;
+	bool no_truncate;		/* sizes stay as they are */
 	unsigned flush_every;
 	unsigned delay_us;
 	uint64_t max_ops;
@@ -439,6 +442,8 @@ static void op_write(struct wfile *f, bool aligned)
 	}
 	if (off + len > f->cap)
 		len = f->cap - off;
+	if (W.no_truncate && off + len > f->size)
+		len = off < f->size ? f->size - off : 0;
 	if (!len)
 		return;
 	fill_random(buf, len);
@@ -471,7 +476,7 @@ static void op_direct_write(struct wfile *f)
 			die("out of memory");
 	}
 	off = f->size >= BLK ? rnd_below(f->size / BLK) * BLK : 0;
-	if (off + len > f->cap)
+	if (off + len > f->cap || (W.no_truncate && off + len > f->size))
 		return;
 	fill_random(buf, len);
 	do_pwrite(f, f->dfd, buf, len, off, "O_DIRECT write");
@@ -823,8 +828,8 @@ static void usage(FILE *fp)
 	fprintf(fp,
 "usage: relocwriter --seed N --size BYTES --file PATH [[--size BYTES] --file PATH]...\n"
 "                   --model-dir DIR\n"
-"                   [--duration S | --until-file STOPFILE] [--direct] [--flush-every N]\n"
-"                   [--delay-us N] [--max-ops N]\n"
+"                   [--duration S | --until-file STOPFILE] [--direct] [--no-truncate]\n"
+"                   [--flush-every N] [--delay-us N] [--max-ops N]\n"
 "       relocwriter --check PATH --model FILE [--check-acked]\n"
 "       relocwriter --info --model FILE\n");
 }
@@ -872,6 +877,7 @@ int main(int argc, char **argv)
 		{ "duration", required_argument, NULL, 'd' },
 		{ "until-file", required_argument, NULL, 'u' },
 		{ "direct", no_argument, NULL, 'D' },
+		{ "no-truncate", no_argument, NULL, 'T' },
 		{ "flush-every", required_argument, NULL, 'F' },
 		{ "delay-us", required_argument, NULL, 'y' },
 		{ "max-ops", required_argument, NULL, 'n' },
@@ -915,6 +921,7 @@ int main(int argc, char **argv)
 		case 'd': W.duration = atof(optarg); break;
 		case 'u': W.until_file = optarg; break;
 		case 'D': W.direct = true; break;
+		case 'T': W.no_truncate = true; break;
 		case 'F': W.flush_every = (unsigned)parse_u64(optarg, "flush count"); break;
 		case 'y': W.delay_us = (unsigned)parse_u64(optarg, "delay"); break;
 		case 'n': W.max_ops = parse_u64(optarg, "operation count"); break;
@@ -979,8 +986,10 @@ int main(int argc, char **argv)
 			op_write(f, false);
 		else if (r < 50)
 			op_write(f, true);
-		else if (r < 52)
+		else if (r < 52 && !W.no_truncate)
 			op_extend(f);
+		else if (r < 52)
+			op_write(f, false);
 		else if (r < 67) {
 			if (W.direct)
 				op_direct_write(f);
@@ -988,8 +997,10 @@ int main(int argc, char **argv)
 				op_write(f, true);
 		} else if (r < 92)
 			op_read(f);
-		else if (r < 95)
+		else if (r < 95 && !W.no_truncate)
 			op_truncate(f);
+		else if (r < 95)
+			op_write(f, false);
 		else
 			op_punch(f);
 		W.ops++;
