@@ -51,6 +51,7 @@ reloc_daemons() {
 reloc_cleanup() {
 	local rc=$? m p i
 	trap - ERR
+	trap '' INT TERM	# a second signal must not cut the clean-up short
 	set +e
 	if [ -n "$WRITER_PID" ]; then
 		kill "$WRITER_PID" 2>/dev/null
