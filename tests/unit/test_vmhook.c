@@ -13,7 +13,7 @@
  *  - the libvirt hook against a virsh stand-in script (argument order, exit
  *    codes);
  *  - with RELOCFS_TEST_QMP_SOCKET / RELOCFS_TEST_LIBVIRT_DOMAIN set (by
- *    tests/vm/qmp_hook.sh and tests/vm/libvirt_hook.sh), the same hooks
+ *    tests/vm/hook_qmp.sh and tests/vm/hook_libvirt.sh), the same hooks
  *    against a real QEMU and a real libvirtd; skipped otherwise.
  */
 #include <errno.h>
@@ -774,7 +774,7 @@ static void test_qmp_hook_reports_a_missing_socket(void **state)
 	vmhook_free(h);
 }
 
-/* against a real QEMU, when tests/vm/qmp_hook.sh provides its QMP socket */
+/* against a real QEMU, when tests/vm/hook_qmp.sh provides its QMP socket */
 static void test_qmp_hook_against_real_qemu(void **state)
 {
 	const char *sock = getenv("RELOCFS_TEST_QMP_SOCKET");
@@ -895,7 +895,7 @@ static void test_libvirt_hook_unknown_domain_is_one_line(void **state)
 	vmhook_free(h);
 }
 
-/* against a real libvirtd, when tests/vm/libvirt_hook.sh provides a domain:
+/* against a real libvirtd, when tests/vm/hook_libvirt.sh provides a domain:
  * a running domain is paused and resumed; a paused one stays paused */
 static void test_libvirt_hook_against_real_libvirtd(void **state)
 {
