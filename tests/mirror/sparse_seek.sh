@@ -52,5 +52,15 @@ fallocate -p -o $((1000 * 4096)) -l 8192 "$TEST_MNT/sparse"
 assert_eq "$("$FSOP" seekmap "$TEST_SRC/sparse")" "$("$FSOP" seekmap "$TEST_MNT/sparse")" "extent map after punching"
 "$FSOP" seekmap "$TEST_MNT/sparse" | grep -q "^data $((1000 * 4096)) " && fail "the punched extent is still reported as data"
 
+step 'offsets beyond 4 GiB and 2 TiB: a write lands at the right place in the backing file'
+for off in $((5 << 30)) $(((2 << 40) + 12345)); do
+	"$FSOP" pwrite "$TEST_MNT/huge" "$off" "far-$off" >/dev/null
+	assert_eq $((off + ${#off} + 4)) "$(stat -c %s "$TEST_SRC/huge")" "backing size after a write at $off"
+	assert_eq "far-$off" "$(dd if="$TEST_SRC/huge" bs=1 skip="$off" count=$((${#off} + 4)) iflag=skip_bytes status=none)" "bytes at $off on the backing file"
+	assert_eq "far-$off" "$(dd if="$TEST_MNT/huge" bs=1 skip="$off" count=$((${#off} + 4)) iflag=skip_bytes status=none)" "bytes at $off through the mount"
+	assert_eq "$("$FSOP" seek "$TEST_SRC/huge" $((3 << 30)) data)" "$("$FSOP" seek "$TEST_MNT/huge" $((3 << 30)) data)" "SEEK_DATA from 3 GiB"
+done
+[ "$(stat -c %b "$TEST_SRC/huge")" -le 256 ] || fail "the backing file of two small writes far apart is not sparse"
+
 relocfs_umount
 test_done
