@@ -147,10 +147,6 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 make_image() {
 	path=$1 size=$2 every=$3
 	rm -f "$path"
-	if [ "$every" = 0 ]; then
-		dd if=/dev/urandom of="$path" bs=1M count="$size" conv=fsync status=none
-		return
-	fi
 	# one 64 MiB random chunk reused for speed (urandom is slow), holes punched after
 	chunk=$BENCH_DIR/.chunk
 	[ -s "$chunk" ] || dd if=/dev/urandom of="$chunk" bs=1M count=64 status=none
@@ -162,7 +158,7 @@ make_image() {
 		off=$((off + n))
 	done
 	off=$((every - 1))
-	while [ $off -lt "$size" ]; do
+	while [ "$every" -gt 0 ] && [ $off -lt "$size" ]; do
 		fallocate -p -o "$((off * 1048576))" -l 1048576 "$path"
 		off=$((off + every))
 	done

@@ -18,7 +18,7 @@ W=$BENCH_DIR/migiops
 OUT=$(result_file migration_iops)
 POLLER=
 cleanup() {
-	[ -n "$POLLER" ] && kill "$POLLER" 2>/dev/null
+	if [ -n "$POLLER" ]; then kill "$POLLER" 2>/dev/null || true; fi
 	unmount_relocfs
 	[ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$W"
 }

@@ -3,13 +3,15 @@
 # same run; caches dropped before every job.  Ratios are mount / native bandwidth.
 #
 #   MIRROR_SIZE_MIB  test file size (default 2048)
-#   MIRROR_RUNTIME   seconds per job (default 10)
+#   MIRROR_RUNTIME   seconds per fio run (default 5)
+#   MIRROR_REPS      runs per job and side, in ABBA order (default 2); means are reported
 #   MIRROR_THREADS   relocfs -o threads=N (default: relocfs' own default)
 set -eu
 . "$(dirname "$0")/lib.sh"
 
 SIZE=${MIRROR_SIZE_MIB:-2048}
-RUNTIME=${MIRROR_RUNTIME:-10}
+RUNTIME=${MIRROR_RUNTIME:-5}
+REPS=${MIRROR_REPS:-2}
 check_prereqs
 
 W=$BENCH_DIR/mirror
@@ -65,28 +67,51 @@ cpu_ticks() { awk '{print $14 + $15}' /proc/$DAEMON_PID/stat; }
 	echo
 	machine_facts
 	echo "file:        ${SIZE} MiB, fully written, same file for both sides"
-	echo "fio:         --time_based --runtime=$RUNTIME --numjobs=1, caches dropped before each job"
+	echo "fio:         --time_based --runtime=$RUNTIME --numjobs=1, $REPS runs per side in ABBA order"
+	echo "             (native, mount, mount, native), caches dropped before each run; means below"
 	echo "relocfs:     $RELOCFS ${opts:-(default options)}"
 	echo
 	printf '%-26s %10s %10s %9s %9s | %10s %10s %9s %9s | %6s %6s\n' \
 		job "nat MiB/s" "nat IOPS" "nat lat" "nat p99" "mnt MiB/s" "mnt IOPS" "mnt lat" "mnt p99" ratio cpu_s
-	echo "(lat = mean completion latency in us; cpu_s = daemon user+sys CPU seconds during the mount job)"
+	echo "(lat = mean completion latency in us; cpu_s = daemon user+sys CPU seconds per mount run)"
 } >"$OUT.tmp"
 
 hz=$(getconf CLK_TCK)
+# mean of the columns of several "bw iops lat p99" lines
+mean4() { awk '{for (i = 1; i <= 4; i++) s[i] += $i; n++} END {printf "%f %f %f %f\n", s[1]/n, s[2]/n, s[3]/n, s[4]/n}'; }
 echo "$JOBS" | while read -r name rw bs eng qd direct; do
 	[ -n "$name" ] || continue
 	log "mirror: $name"
-	set -- $(run_fio "$name" native "$W/src/img" "$rw" "$bs" "$eng" "$qd" "$direct")
+	: >"$RAW/$name.native"
+	: >"$RAW/$name.mount"
+	cpu=0
+	# ABBA order: native, mount, mount, native, ... so that slow drift of the host's load
+	# (shared disk, other tenants) weighs on both sides alike
+	k=1
+	while [ $k -le "$REPS" ]; do
+		if [ $((k % 2)) = 1 ]; then order="native mount"; else order="mount native"; fi
+		for where in $order; do
+			if [ $where = native ]; then
+				run_fio "$name" "native$k" "$W/src/img" "$rw" "$bs" "$eng" "$qd" "$direct" >>"$RAW/$name.native"
+			else
+				t0=$(cpu_ticks)
+				run_fio "$name" "mount$k" "$W/mnt/img" "$rw" "$bs" "$eng" "$qd" "$direct" >>"$RAW/$name.mount"
+				t1=$(cpu_ticks)
+				cpu=$((cpu + t1 - t0))
+			fi
+		done
+		k=$((k + 1))
+	done
+	set -- $(mean4 <"$RAW/$name.native")
 	nbw=$1 niops=$2 nlat=$3 np99=$4
-	t0=$(cpu_ticks)
-	set -- $(run_fio "$name" mount "$W/mnt/img" "$rw" "$bs" "$eng" "$qd" "$direct")
+	set -- $(mean4 <"$RAW/$name.mount")
 	mbw=$1 miops=$2 mlat=$3 mp99=$4
-	t1=$(cpu_ticks)
 	printf '%-26s %10.1f %10.0f %9.1f %9.1f | %10.1f %10.0f %9.1f %9.1f | %6s %6.1f\n' \
 		"$name" "$(echo "$nbw / 1024" | bc -l)" "$niops" "$nlat" "$np99" \
 		"$(echo "$mbw / 1024" | bc -l)" "$miops" "$mlat" "$mp99" "$(ratio "$mbw" "$nbw")" \
-		"$(echo "($t1 - $t0) / $hz" | bc -l)" >>"$OUT.tmp"
+		"$(echo "$cpu / $hz / $REPS" | bc -l)" >>"$OUT.tmp"
+	echo "  runs, MiB/s: native $(awk '{printf "%.1f ", $1 / 1024}' "$RAW/$name.native")/" \
+	     "mount $(awk '{printf "%.1f ", $1 / 1024}' "$RAW/$name.mount")" >>"$OUT.tmp"
 	echo "$name $(ratio "$mbw" "$nbw")" >>"$RAW/ratios"
 done
 

@@ -5,7 +5,7 @@
 #
 #   BENCH_DIR=/path    scratch location (default /var/tmp/relocfs-bench; not tmpfs)
 #   BENCH_PARTS="..."  which parts (default "mirror copier migration_iops cutover")
-#   see each part for its own knobs.  About 12 minutes with the defaults.
+#   see each part for its own knobs.  About 15 minutes with the defaults on an idle 2-core machine.
 set -eu
 BENCH_SRC=$(cd "$(dirname "$0")" && pwd)
 . "$BENCH_SRC/lib.sh"
@@ -45,6 +45,7 @@ done
 	done
 	[ -z "$failed" ] || echo "FAILED:$failed"
 } >"$SUMMARY"
+[ "${BENCH_KEEP:-0}" = 1 ] || rm -f "$BENCH_DIR/.chunk"
 echo
 cat "$SUMMARY"
 [ -z "$failed" ]
