@@ -1,7 +1,8 @@
 #!/bin/sh
 # run_integration.sh [NAME-PATTERN...]: run every tests/*/*.sh (mirror, reloc,
-# vm, ...) but libraries (lib*.sh) and tests/fuzz/ (make fuzz) with bash, each under a time limit, logging to
+# vm, ...) with bash, each under a time limit, logging to
 # $BUILD/test-logs/DIR-NAME.log; print the log of any that fails; tally.
+# Not run: libraries (lib.sh, lib_*.sh) and tests/fuzz/ (make fuzz).
 # A test exits 0 (pass), 77 (skip: a precondition cannot be met) or anything
 # else (fail).  Patterns select tests by substring of "dir/name".
 # With TALLY_FILE set (run_all.sh), results are appended there and the
@@ -25,7 +26,7 @@ selected() {
 
 for t in tests/*/*.sh; do
 	[ -f "$t" ] || continue
-	case $t in tests/fuzz/*|*/lib*.sh) continue ;; esac
+	case $t in tests/fuzz/*|*/lib.sh|*/lib_*.sh) continue ;; esac
 	dir=$(basename "$(dirname "$t")")
 	name=$dir/$(basename "$t" .sh)
 	selected "$name" "$@" || continue
