@@ -70,10 +70,10 @@ mount_relocfs() {
 	RUNDIR=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
 	RELOCFS_RUNDIR=$RUNDIR "$RELOCFS" "$@" "$SRC" "$MNT" 2>"$RUNDIR/relocfs.log" ||
 		die "relocfs failed to start: $(cat "$RUNDIR/relocfs.log")"
-	i=0
+	mi_i=0
 	while ! grep -q " $MNT fuse" /proc/mounts; do
-		i=$((i + 1))
-		[ $i -lt 100 ] || die "mount did not appear at $MNT"
+		mi_i=$((mi_i + 1))
+		[ $mi_i -lt 100 ] || die "mount did not appear at $MNT"
 		sleep 0.05
 	done
 	DAEMON_PID=$(daemon_pid "$MNT")
@@ -84,9 +84,9 @@ mount_relocfs() {
 
 # the relocfs process serving MNT (the one whose arguments end with MNT)
 daemon_pid() {
-	for p in $(pgrep -x relocfs || true); do
-		args=$(tr '\0' ' ' </proc/$p/cmdline 2>/dev/null) || continue
-		case "$args" in *" $1 "|*" $1") echo "$p"; return ;; esac
+	for dp_p in $(pgrep -x relocfs || true); do
+		args=$(tr '\0' ' ' </proc/$dp_p/cmdline 2>/dev/null) || continue
+		case "$args" in *" $1 "|*" $1") echo "$dp_p"; return ;; esac
 	done
 }
 
@@ -108,9 +108,9 @@ unmount_relocfs() {
 			fusermount3 -uz "$MNT" || true
 	fi
 	if [ -n "$DAEMON_PID" ]; then
-		i=0
-		while kill -0 "$DAEMON_PID" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-		[ $i -lt 10 ] || log "relocfs $DAEMON_PID took $((i / 10)).$((i % 10)) s to exit after the unmount"
+		um_i=0
+		while kill -0 "$DAEMON_PID" 2>/dev/null && [ $um_i -lt 300 ]; do sleep 0.1; um_i=$((um_i + 1)); done
+		[ $um_i -lt 10 ] || log "relocfs $DAEMON_PID took $((um_i / 10)).$((um_i % 10)) s to exit after the unmount"
 		if kill -0 "$DAEMON_PID" 2>/dev/null; then
 			log "relocfs $DAEMON_PID still alive 30 s after the unmount; thread states:"
 			for t in /proc/$DAEMON_PID/task/*; do
@@ -145,24 +145,24 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 # make_image PATH SIZE_MIB HOLE_EVERY_MIB: writes SIZE_MIB of random-ish data with a
 # 1 MiB hole every HOLE_EVERY_MIB MiB (0: no holes), fsynced
 make_image() {
-	path=$1 size=$2 every=$3
-	rm -f "$path"
-	# one 64 MiB random chunk reused for speed (urandom is slow), holes punched after
-	chunk=$BENCH_DIR/.chunk
-	[ -s "$chunk" ] || dd if=/dev/urandom of="$chunk" bs=1M count=64 status=none
-	truncate -s "${size}M" "$path"
-	off=0
-	while [ $off -lt "$size" ]; do
-		n=$((size - off)); [ $n -gt 64 ] && n=64
-		dd if="$chunk" of="$path" bs=1M count=$n seek=$off conv=notrunc status=none
-		off=$((off + n))
+	mi_path=$1 mi_size=$2 mi_every=$3
+	rm -f "$mi_path"
+	# one 64 MiB random mi_chunk reused for speed (urandom is slow), holes punched after
+	mi_chunk=$BENCH_DIR/.chunk
+	[ -s "$mi_chunk" ] || dd if=/dev/urandom of="$mi_chunk" bs=1M count=64 status=none
+	truncate -s "${mi_size}M" "$mi_path"
+	mi_off=0
+	while [ $mi_off -lt "$mi_size" ]; do
+		mi_n=$((mi_size - mi_off)); [ $mi_n -gt 64 ] && mi_n=64
+		dd if="$mi_chunk" of="$mi_path" bs=1M count=$mi_n seek=$mi_off conv=notrunc status=none
+		mi_off=$((mi_off + mi_n))
 	done
-	off=$((every - 1))
-	while [ "$every" -gt 0 ] && [ $off -lt "$size" ]; do
-		fallocate -p -o "$((off * 1048576))" -l 1048576 "$path"
-		off=$((off + every))
+	mi_off=$((mi_every - 1))
+	while [ "$mi_every" -gt 0 ] && [ $mi_off -lt "$mi_size" ]; do
+		fallocate -p -o "$((mi_off * 1048576))" -l 1048576 "$mi_path"
+		mi_off=$((mi_off + mi_every))
 	done
-	sync "$path"
+	sync "$mi_path"
 }
 
 # result file for a part; every part writes its own
