@@ -6,7 +6,7 @@ test_description='a QEMU guest with a cache=none raw disk on a relocfs mount wri
 . "$(dirname "$0")/guest.sh"
 
 QEMU_LOG=$TEST_DIR/console.log
-trap 'rc=$?; guest_kill; (exit $rc); cleanup' EXIT
+trap 'rc=$?; set +e; guest_kill; (exit $rc); cleanup' EXIT
 
 step 'a kernel and an initramfs for the guest'
 rc=0

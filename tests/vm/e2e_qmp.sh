@@ -26,7 +26,7 @@ DEST=$TEST_DIR/dest
 SIZE_MB=32
 NBLK=$((SIZE_MB * 256))			# 4 KiB blocks per image
 RATE=${RELOCFS_E2E_RATE:-4194304}	# bytes/s for the copy: ~12 s for both images
-trap 'rc=$?; guest_kill; (exit $rc); cleanup' EXIT
+trap 'rc=$?; set +e; guest_kill; (exit $rc); cleanup' EXIT
 
 last_gen() {
 	sed -n 's/^GEN \([0-9][0-9]*\) flushed.*/\1/p' "$QEMU_LOG" | tail -n 1

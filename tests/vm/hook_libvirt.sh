@@ -25,7 +25,7 @@ stop_libvirt() {
 	done
 	LIBVIRTD_PID= VIRTLOGD_PID=
 }
-trap 'rc=$?; stop_libvirt; (exit $rc); cleanup' EXIT
+trap 'rc=$?; set +e; stop_libvirt; (exit $rc); cleanup' EXIT
 
 step 'libvirtd with the qemu driver, and the test binary'
 for c in virsh libvirtd virtlogd; do
