@@ -70,6 +70,32 @@ static bool zero_chunk(const char *p, size_t len)
 	return true;
 }
 
+/* Write the blocks of buf that hold data; all-zero blocks stay holes in the
+ * destination (sparse-aware at 4 KiB, like cp --sparse=always). */
+static int write_nonzero(int fd, const char *buf, size_t len, uint64_t off)
+{
+	const size_t bs = 4096;
+	size_t i = 0;
+
+	while (i < len) {
+		size_t s, e;
+		ssize_t w;
+
+		while (i < len && zero_chunk(buf + i, len - i < bs ? len - i : bs))
+			i += bs;
+		if (i >= len)
+			break;
+		s = i;
+		while (i < len && !zero_chunk(buf + i, len - i < bs ? len - i : bs))
+			i += bs;
+		e = i < len ? i : len;
+		w = pwrite(fd, buf + s, e - s, (off_t)(off + s));
+		if (w != (ssize_t)(e - s))
+			return w < 0 ? -errno : -ENOSPC;
+	}
+	return 0;
+}
+
 /* Copy the base of one file, resuming at its checkpoint.  0, or -errno with
  * the file already failed. */
 static int copy_base(struct copier *c, size_t k)
@@ -123,14 +149,10 @@ static int copy_base(struct copier *c, size_t k)
 		if (pos % COPIER_CHUNK == 0 && (uint64_t)r == (cend - pos) &&
 		    (cend - pos == COPIER_CHUNK || cend == end))
 			c->sums[k][pos / COPIER_CHUNK] = XXH3_64bits(c->buf, (size_t)r);
-		if (!zero_chunk(c->buf, (size_t)r)) {
-			ssize_t w = pwrite(m->dst_fd, c->buf, (size_t)r, (off_t)pos);
-
-			if (w != r) {
-				err = w < 0 ? -errno : -ENOSPC;
-				mig_fail(m, err, "cannot write the destination");
-				return err;
-			}
+		err = write_nonzero(m->dst_fd, c->buf, (size_t)r, pos);
+		if (err) {
+			mig_fail(m, err, "cannot write the destination");
+			return err;
 		}
 		pos += (uint64_t)r;
 		bytes += (uint64_t)r;

@@ -259,6 +259,20 @@ int main(int argc, char **argv)
 					argv[k] += l + 1;
 		}
 	}
+	/* the daemon runs in another directory: send absolute paths */
+	if (req.cmd == CTL_CMD_MIGRATE) {
+		char cwd[PATH_MAX];
+
+		for (int k = i; k + 1 < argc; k++) {
+			if ((strcmp(argv[k], "--to") && strcmp(argv[k], "--delta-dir")) ||
+			    argv[k + 1][0] == '/')
+				continue;
+			if (!getcwd(cwd, sizeof(cwd)) ||
+			    asprintf(&argv[k + 1], "%s/%s", cwd, argv[k + 1]) < 0)
+				die(1, "cannot make '%s' absolute", argv[k + 1]);
+			k++;
+		}
+	}
 	if (req.cmd == CTL_CMD_WAIT)
 		return cmd_wait(sock, req.timeout_s);
 

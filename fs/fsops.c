@@ -376,12 +376,11 @@ static int set_times(struct rnode *n, struct fuse_file_info *fi, const struct st
 		tv[1].tv_nsec = UTIME_NOW;
 	else if (valid & FUSE_SET_ATTR_MTIME)
 		tv[1] = attr->st_mtim;
+	(void)path;
 	if (fi && !H(fi)->dir)
 		return futimens(H(fi)->fd, tv) == -1 ? -errno : 0;
-	if (n->type == S_IFLNK)
-		return -EPERM;
-	fd_path(n->fd, path);
-	return utimensat(AT_FDCWD, path, tv, 0) == -1 ? -errno : 0;
+	/* works on symlinks too: the O_PATH descriptor names the link itself */
+	return utimensat(n->fd, "", tv, AT_EMPTY_PATH) == -1 ? -errno : 0;
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,

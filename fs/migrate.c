@@ -1029,28 +1029,41 @@ int mig_verify(struct migration *m, uint64_t *diff_off)
 		free(live);
 		return -ENOMEM;
 	}
-	pthread_rwlock_rdlock(&m->io);
 	snapshot_limits(m, &size, &limit);
 	for (uint64_t off = 0; off < size && !ret; off += chunk) {
 		size_t len = size - off < chunk ? (size_t)(size - off) : chunk;
+		uint64_t mask;
 
+		/* no writer or merge in this chunk while both sides are read;
+		 * io only per chunk, so that a truncate never waits long */
+		pthread_rwlock_rdlock(&m->io);
+		mask = regions_lock(m, blk(off), blk(off + len - 1));
+		snapshot_limits(m, &size, &limit);
+		if (off + len > size)
+			len = off < size ? (size_t)(size - off) : 0;
 		ret = read_live(m, live, len, off, limit);
 		if (!ret)
 			ret = pread_full(m->dst_fd, dst, len, (off_t)off);
-		if (ret)
-			break;
 		/* what the destination will hold at cutover: its data, with the
-		 * delta blocks it has not merged yet */
-		for (uint64_t b = blk(off); b * BS < off + len; b++) {
-			if (bitmap_test(&m->D, b) && !bitmap_test(&m->M, b)) {
-				size_t o = (size_t)(b * BS - off);
-				size_t n = len - o < BS ? len - o : BS;
+		 * delta blocks it has not merged yet, and zeros past the base
+		 * limit outside the delta */
+		for (uint64_t b = blk(off); !ret && b * BS < off + len; b++) {
+			size_t o = b * BS > off ? (size_t)(b * BS - off) : 0;
+			size_t n = len - o < BS ? len - o : BS;
 
-				ret = pread_full(m->delta_fd, dst + o, n, (off_t)(b * BS));
-				if (ret)
-					break;
+			if (bitmap_test(&m->D, b)) {
+				if (!bitmap_test(&m->M, b))
+					ret = pread_full(m->delta_fd, dst + o, n, (off_t)(b * BS));
+			} else if (off + o + n > limit) {
+				size_t z = off + o >= limit ? 0 : (size_t)(limit - off - o);
+
+				memset(dst + o + z, 0, n - z);
 			}
 		}
+		regions_unlock(m, mask);
+		pthread_rwlock_unlock(&m->io);
+		if (ret)
+			break;
 		if (!ret && XXH3_64bits(live, len) != XXH3_64bits(dst, len)) {
 			size_t i = 0;
 
@@ -1060,7 +1073,6 @@ int mig_verify(struct migration *m, uint64_t *diff_off)
 			ret = 1;
 		}
 	}
-	pthread_rwlock_unlock(&m->io);
 	free(live);
 	free(dst);
 	return ret;

@@ -33,7 +33,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
+#include <linux/openat2.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -99,6 +101,7 @@ static struct {
 	char *source;			/* SOURCE_DIR, canonical */
 	char *mountpoint;
 	char *root;			/* the directory served now */
+	int root_fd;			/* O_PATH on it */
 	struct mount_state ms;
 	struct job *job;
 	struct override *ovr;
@@ -112,6 +115,7 @@ static struct {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.state_fd = -1,
 	.source_fd = -1,
+	.root_fd = -1,
 };
 
 static uint64_t now_us(void)
@@ -489,10 +493,17 @@ static int open_source_file(const char *rel, int flags)
 	for (size_t i = 0; i < R.novr; i++)
 		if (!strcmp(R.ovr[i].relpath, rel))
 			p = path_join(R.ovr[i].backend, rel);
-	if (!p)
-		p = path_join(R.root, rel);
-	if (!p)
-		return -ENOMEM;
+	if (!p) {
+		/* below the served root, with no symlink on the way (a FILE
+		 * argument must not lead out of the tree) */
+		struct open_how how = {
+			.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+			.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
+		};
+
+		fd = (int)syscall(SYS_openat2, R.root_fd, rel, &how, sizeof(how));
+		return fd == -1 ? (errno == ELOOP || errno == EXDEV ? -EXDEV : -errno) : fd;
+	}
 	{
 		int dfd;
 		const char *at = path_at(p, &dfd);
@@ -577,6 +588,15 @@ static int walk_tree(struct walk *w, int sdir, int ddir, const char *rel)
 				w->files[w->nfiles++] = strdup(crel);
 				w->bytes += (uint64_t)st.st_blocks * 512;
 			}
+			/* create it now, so that hard links to it can follow */
+			if (!err && w->create) {
+				int dfd = openat(ddir, nm, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+				if (dfd == -1)
+					err = -errno;
+				else
+					close(dfd);
+			}
 		} else if (!err && S_ISLNK(st.st_mode) && w->create) {
 			char target[PATH_MAX + 1];
 			ssize_t l = readlinkat(fd, nm, target, PATH_MAX);
@@ -631,8 +651,9 @@ static int job_add_file(struct job *j, const char *rel, bool create, char *err, 
 		snprintf(err, errlen, "cannot open '%s': %s", rel, strerror(-src));
 		return src;
 	}
-	dst = openat(j->dest_fd, rel, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT | O_EXCL : 0),
-		     0600);
+	/* tree jobs made the file during the walk; files jobs make it here */
+	dst = openat(j->dest_fd, rel,
+		     O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create && !j->tree ? O_CREAT | O_EXCL : 0), 0600);
 	if (dst == -1) {
 		r = -errno;
 		snprintf(err, errlen, "cannot %s '%s/%s': %s", create ? "create" : "open", j->dest, rel,
@@ -730,12 +751,27 @@ static void run_cleanup(void)
 /* remove what the job created in the destination (files, then directories) */
 static void remove_dest(struct job *j)
 {
+	if (j->tree) {
+		/* the destination was empty when the job began: all of it is ours */
+		int fd = openat(j->dest_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		DIR *d = fd == -1 ? NULL : fdopendir(fd);
+		struct dirent *de;
+
+		while (d && (de = readdir(d)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+			    strcmp(de->d_name, STATE_DIR))
+				rm_rf_at(fd, de->d_name);
+		if (d)
+			closedir(d);
+		else if (fd != -1)
+			close(fd);
+		return;
+	}
 	for (size_t i = 0; i < j->n; i++)
 		unlinkat(j->dest_fd, j->files[i]->relpath, 0);
-	for (size_t i = j->nentries; i-- > 1;) {
-		if (unlinkat(j->dest_fd, j->entries[i].relpath, AT_REMOVEDIR) == -1 && errno == ENOTDIR)
-			unlinkat(j->dest_fd, j->entries[i].relpath, 0);
-	}
+	/* the directories a files job made, deepest first */
+	for (size_t i = j->nentries; i-- > 0;)
+		unlinkat(j->dest_fd, j->entries[i].relpath, AT_REMOVEDIR);
 }
 
 /* ---- migrate ------------------------------------------------------------------------ */
@@ -792,14 +828,29 @@ static int cmd_migrate(const struct ctl_request *req, char **out)
 			     "or abort it first", R.job->n, R.job->dest);
 	if (req->to[0] != '/')
 		FAIL(CTL_EUSAGE, "destination '%s' must be an absolute path", req->to);
-	if (mkdir(req->to, 0755) == -1 && errno != EEXIST)
-		FAIL(CTL_EFAIL, "cannot create destination '%s': %s", req->to, strerror(errno));
-	if (!realpath(req->to, dest))
-		FAIL(CTL_EFAIL, "cannot use destination '%s': %s", req->to, strerror(errno));
-	if (path_within(dest, R.root) || path_within(R.root, dest))
-		FAIL(CTL_EUSAGE, "destination '%s' overlaps the source tree '%s'", dest, R.root);
+	if (!realpath(req->to, dest)) {
+		/* a destination that does not exist yet: its parent must */
+		char parent[PATH_MAX], *copy = strdup(req->to), *base = copy ? strrchr(copy, '/') : NULL;
+
+		if (errno != ENOENT || !base || !base[1]) {
+			free(copy);
+			FAIL(CTL_EFAIL, "cannot use destination '%s': %s", req->to, strerror(errno));
+		}
+		*base++ = '\0';
+		if (!realpath(*copy ? copy : "/", parent) ||
+		    snprintf(dest, sizeof(dest), "%s/%s", strcmp(parent, "/") ? parent : "", base) >=
+			    (int)sizeof(dest)) {
+			free(copy);
+			FAIL(CTL_EFAIL, "cannot use destination '%s': %s", req->to, strerror(errno));
+		}
+		free(copy);
+	}
 	if (path_within(dest, R.mountpoint))
 		FAIL(CTL_EUSAGE, "destination '%s' is inside the mount '%s'", dest, R.mountpoint);
+	if (path_within(dest, R.root) || path_within(R.root, dest))
+		FAIL(CTL_EUSAGE, "destination '%s' overlaps the source tree '%s'", dest, R.root);
+	if (mkdir(dest, 0755) == -1 && errno != EEXIST)
+		FAIL(CTL_EFAIL, "cannot create destination '%s': %s", dest, strerror(errno));
 	for (int i = 0; i < req->nfiles; i++) {
 		ret = check_file_arg(req->files[i], out);
 		if (ret)
@@ -883,6 +934,9 @@ static int cmd_migrate(const struct ctl_request *req, char **out)
 			int fd = open_source_file(req->files[i], O_PATH);
 			char *slash, *dir;
 
+			if (fd == -EXDEV)
+				FAIL(CTL_EFAIL, "'%s' leads out of the tree or through a symlink",
+				     req->files[i]);
 			if (fd < 0)
 				FAIL(CTL_EFAIL, "cannot open '%s': %s", req->files[i], strerror(-fd));
 			r = fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
@@ -895,12 +949,19 @@ static int cmd_migrate(const struct ctl_request *req, char **out)
 						     "whole tree to move it again", req->files[i]);
 			/* the destination's parent directories */
 			dir = strdup(req->files[i]);
-			for (slash = strchr(dir, '/'); slash; slash = strchr(slash + 1, '/')) {
+			for (slash = strchr(dir, '/'); dir && slash; slash = strchr(slash + 1, '/')) {
+				struct stat dst_st;
+
 				*slash = '\0';
-				mkdirat(j->dest_fd, dir, 0755);
+				/* remember what this job made, to remove it on abort */
+				if (mkdirat(j->dest_fd, dir, 0755) == 0 &&
+				    fstatat(j->dest_fd, dir, &dst_st, 0) == 0)
+					job_add_entry(j, &dst_st, dir);
 				*slash = '/';
 			}
 			free(dir);
+			if (faccessat(j->dest_fd, req->files[i], F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+				FAIL(CTL_EFAIL, "'%s/%s' exists already", dest, req->files[i]);
 			w.files = realloc(w.files, (w.nfiles + 1) * sizeof(char *));
 			w.files[w.nfiles++] = strdup(req->files[i]);
 			w.bytes += (uint64_t)st.st_blocks * 512;
@@ -1179,14 +1240,24 @@ static void switch_tree_node(struct rnode *n, void *arg)
 
 static void sync_dirs(int dirfd, struct job *j)
 {
-	/* directory metadata (owner, mode, times, xattrs) of a tree job */
+	/* metadata (owner, mode, times, xattrs) of a tree job's directories,
+	 * symlinks and special files; regular files get theirs in the hold */
 	for (size_t i = 0; i < j->nentries; i++) {
+		const char *rel = *j->entries[i].relpath ? j->entries[i].relpath : ".";
 		int s, d;
 		struct stat st;
 
-		if (fstatat(dirfd, *j->entries[i].relpath ? j->entries[i].relpath : ".", &st,
-			    AT_SYMLINK_NOFOLLOW) == -1 || !S_ISDIR(st.st_mode))
+		if (fstatat(dirfd, rel, &st, AT_SYMLINK_NOFOLLOW) == -1 || S_ISREG(st.st_mode))
 			continue;
+		if (!S_ISDIR(st.st_mode)) {
+			struct timespec tv[2] = { st.st_atim, st.st_mtim };
+
+			fchownat(j->dest_fd, rel, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
+			if (!S_ISLNK(st.st_mode))
+				fchmodat(j->dest_fd, rel, st.st_mode & 07777, 0);
+			utimensat(j->dest_fd, rel, tv, AT_SYMLINK_NOFOLLOW);
+			continue;
+		}
 		s = openat(dirfd, *j->entries[i].relpath ? j->entries[i].relpath : ".",
 			   O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		d = openat(j->dest_fd, *j->entries[i].relpath ? j->entries[i].relpath : ".",
@@ -1389,6 +1460,8 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	if (j->tree) {
 		free(R.root);
 		R.root = strdup(j->dest);
+		close(R.root_fd);
+		R.root_fd = dup(j->dest_fd);
 	}
 	R.job = NULL;
 	set_done_list(j, "done", j->dest);
@@ -1669,6 +1742,7 @@ int reloc_init(int source_fd, const char *source_path, const char *mountpoint, i
 		return -ENOMEM;
 	}
 	*root_fd = open(R.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	R.root_fd = *root_fd == -1 ? -1 : dup(*root_fd);
 	if (*root_fd == -1) {
 		r = -errno;
 		snprintf(err, errlen, "cannot open '%s', where the state record says the files are: %s",
