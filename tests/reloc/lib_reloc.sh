@@ -217,3 +217,7 @@ loop_fs() {
 	LOOP_MNTS+=("$dir")
 	rmdir "$dir/lost+found" 2>/dev/null || true
 }
+
+# work in the test's directory: a relative path that slips through (e.g. a
+# destination made relative by mistake) lands here and is removed with it
+cd "$TEST_DIR"
