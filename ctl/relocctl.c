@@ -254,12 +254,36 @@ int main(int argc, char **argv)
 		if (req.cmd == CTL_CMD_MIGRATE) {
 			size_t l = strlen(real);
 
-			for (int k = i; k < argc; k++)
+			for (int k = i + 1; k < argc; k++) {
+				if (!strcmp(argv[k], "--to") || !strcmp(argv[k], "--delta-dir") ||
+				    !strcmp(argv[k], "--rate")) {
+					k++;	/* an option's value, not a FILE */
+					continue;
+				}
+				if (argv[k][0] == '-')
+					continue;
 				if (!strncmp(argv[k], real, l) && argv[k][l] == '/')
 					argv[k] += l + 1;
+			}
 		}
 	}
 	/* the daemon runs in another directory: send absolute paths */
+	if (req.cmd == CTL_CMD_CUTOVER) {
+		char cwd[PATH_MAX];
+
+		for (int k = i; k + 1 < argc; k++) {
+			char *v = argv[k + 1], *colon = strchr(v, ':');
+			size_t pl = colon ? (size_t)(colon - v) + 1 : 0;
+
+			if (strcmp(argv[k], "--hook") || !colon || colon[1] == '/' ||
+			    (strncmp(v, "qmp:", 4) && !(strncmp(v, "exec:", 5) == 0 && strchr(colon, '/'))))
+				continue;
+			if (!getcwd(cwd, sizeof(cwd)) ||
+			    asprintf(&argv[k + 1], "%.*s%s/%s", (int)pl, v, cwd, colon + 1) < 0)
+				die(1, "cannot make '%s' absolute", v);
+			k++;
+		}
+	}
 	if (req.cmd == CTL_CMD_MIGRATE) {
 		char cwd[PATH_MAX];
 

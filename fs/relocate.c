@@ -1325,6 +1325,10 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	for (size_t i = 0; i < j->n; i++)
 		nodes[i] = j->files[i]->node;
 
+	/* the copier stops first: the VM's pause must not wait for it */
+	copier_stop(j->copier);
+	j->copier = NULL;
+
 	/* pause the VMs */
 	{
 		const char **files = calloc(j->n ? j->n : 1, sizeof(char *));
@@ -1348,12 +1352,10 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 		free(files);
 		if (r) {
 			*out = xasprintf("cutover cancelled, nothing switched: pause failed: %s", err);
+			copier_start(&j->copier, j->files, j->n, j->rate);
 			goto out_resume;
 		}
 	}
-	copier_stop(j->copier);
-	j->copier = NULL;
-
 	t_hold = now_us();
 	r = fs_hold(j->tree, nodes, j->n, HOLD_DRAIN_US);
 	if (r) {
