@@ -20,7 +20,7 @@ COPIER_SRC := copier/bitmap.c copier/journal.c copier/delta.c copier/copier.c co
 CTL_COMMON := ctl/proto.c
 CTLD_SRC   := ctl/ctl_server.c
 HOOK_SRC   := vmhooks/vmhook.c vmhooks/qmp.c vmhooks/exec_hook.c vmhooks/libvirt_hook.c
-RELOCFS_SRC  := $(FS_SRC) $(COPIER_SRC) $(CTL_COMMON) $(CTLD_SRC) $(HOOK_SRC) fs/fsutil.c
+RELOCFS_SRC  := $(FS_SRC) $(COPIER_SRC) $(CTL_COMMON) $(CTLD_SRC) $(HOOK_SRC)
 RELOCCTL_SRC := ctl/relocctl.c $(CTL_COMMON)
 
 # only build sources that exist yet (modules land one by one)
@@ -49,7 +49,7 @@ $(BUILD)/relocctl: $(RELOCCTL_OBJ)
 
 # unit tests link the module under test with cmocka; tests/unit/test_NAME.c names
 # its modules on a line "// modules: a/b.c c/d.c"
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(RELOCFS_SRC) $(wildcard */*.h)
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(call have,$(RELOCFS_SRC)) $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -o $@ $< \
 	    $$(sed -n 's#^// modules: ##p' $<) $(LDLIBS) $$(pkg-config --libs cmocka)

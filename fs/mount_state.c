@@ -193,12 +193,18 @@ int ms_parse(const char *text, struct mount_state *st)
 	if (!copy)
 		return -ENOMEM;
 	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char f[4][4096];
-		int n = sscanf(line, "%4095s %4095s %4095s %4095s", f[0], f[1], f[2], f[3]);
-		char a1[4096], a2[4096], a3[4096], kind[16];
-		uint64_t id, rate;
+		char *f[8], *tsave = NULL, *t;
+		int n = 0;
 		size_t idx;
+		char *end;
 
+		/* fields are separated by single spaces; paths are encoded, so
+		 * they hold none, however long they are */
+		for (t = strtok_r(line, " ", &tsave); t; t = strtok_r(NULL, " ", &tsave)) {
+			if (n == 8)
+				goto bad;
+			f[n++] = t;
+		}
 		if (n < 1)
 			goto bad;
 		if (!strcmp(f[0], "relocfs-state")) {
@@ -209,7 +215,9 @@ int ms_parse(const char *text, struct mount_state *st)
 			if (!(st->root = ms_decode(f[1])))
 				goto bad;
 		} else if (!strcmp(f[0], "last-cutover-us") && n == 2) {
-			st->last_cutover_us = strtoull(f[1], NULL, 10);
+			st->last_cutover_us = strtoull(f[1], &end, 10);
+			if (*end)
+				goto bad;
 		} else if (!strcmp(f[0], "override") && n == 3) {
 			if (push((void **)&st->overrides, &st->noverrides, sizeof(*st->overrides)))
 				goto oom;
@@ -218,24 +226,28 @@ int ms_parse(const char *text, struct mount_state *st)
 			if (!st->overrides[st->noverrides - 1].relpath ||
 			    !st->overrides[st->noverrides - 1].backend)
 				goto bad;
-		} else if (!strcmp(f[0], "job")) {
-			if (sscanf(line, "job %" SCNu64 " %15s %4095s %4095s %" SCNu64, &id, kind, a1,
-				   a2, &rate) != 5 || st->job)
+		} else if (!strcmp(f[0], "job") && n == 6) {
+			if (st->job || (strcmp(f[2], "tree") && strcmp(f[2], "files")))
 				goto bad;
 			st->job = true;
-			st->job_id = id;
-			st->tree = !strcmp(kind, "tree");
-			st->rate = rate;
-			st->dest = ms_decode(a1);
-			st->delta_dir = ms_decode(a2);
+			st->job_id = strtoull(f[1], &end, 10);
+			if (*end)
+				goto bad;
+			st->tree = !strcmp(f[2], "tree");
+			st->rate = strtoull(f[5], &end, 10);
+			if (*end)
+				goto bad;
+			st->dest = ms_decode(f[3]);
+			st->delta_dir = ms_decode(f[4]);
 			if (!st->dest || !st->delta_dir)
 				goto bad;
-		} else if (!strcmp(f[0], "file")) {
-			if (sscanf(line, "file %zu %4095s", &idx, a3) != 2 || idx != st->nfiles)
+		} else if (!strcmp(f[0], "file") && n == 3) {
+			idx = strtoul(f[1], &end, 10);
+			if (*end || idx != st->nfiles)
 				goto bad;
 			if (push((void **)&st->files, &st->nfiles, sizeof(*st->files)))
 				goto oom;
-			if (!(st->files[idx] = ms_decode(a3)))
+			if (!(st->files[idx] = ms_decode(f[2])))
 				goto bad;
 		} else if (!strcmp(f[0], "cleanup") && n == 2) {
 			if (push((void **)&st->cleanup, &st->ncleanup, sizeof(*st->cleanup)))
