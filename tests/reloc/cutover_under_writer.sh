@@ -2,7 +2,7 @@
 test_description='migrate a sparse 256 MiB image and a small one while a writer runs, wait, cut over: the destination and the live view hold exactly what the writer wrote, holes stay holes, new files land in the destination'
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/lib_reloc.sh"
-relocfs_mount
+relocfs_mount ${RELOC_MOUNT_OPTS:-}
 
 step 'the writer creates a sparse 256 MiB image with data islands and a 4 MiB image, and keeps writing'
 writer_start --seed 101 --direct --flush-every 32 --delay-us 1000 \
@@ -45,7 +45,7 @@ assert_eq "after cutover" "$(cat "$TEST_DST/new.txt" 2>&1)" "DEST/new.txt"
 
 step 'a restart with the same arguments serves DEST with the same content'
 relocfs_umount
-relocfs_mount
+relocfs_mount ${RELOC_MOUNT_OPTS:-}
 assert_eq "$TEST_DST" "$(status_field source)" "status source after restart"
 check_final "$TEST_MNT" disk.img small.img
 assert_eq "after cutover" "$(cat "$TEST_MNT/new.txt")" "new.txt after restart"

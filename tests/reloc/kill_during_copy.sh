@@ -2,7 +2,7 @@
 test_description='kill -9 the daemon while it copies, and again when the files are ready, each time under a writer: restarted with the same arguments it serves every flushed write, resumes, and cuts over to exactly what the writer wrote'
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/lib_reloc.sh"
-relocfs_mount
+relocfs_mount ${RELOC_MOUNT_OPTS:-}
 FILES="disk.img small.img"
 
 step 'the writer creates a sparse 256 MiB image with data islands and a 4 MiB image, and keeps writing'
@@ -20,7 +20,7 @@ step 'the writer sees the mount go away and stops with an error'
 writer_stop 3
 
 step 'restarted with the same arguments, the daemon serves every write the writer had flushed'
-relocfs_mount
+relocfs_mount ${RELOC_MOUNT_OPTS:-}
 check_acked "$TEST_MNT" $FILES
 for f in $FILES; do
 	state=$(file_state "$f")
@@ -36,7 +36,7 @@ kill_daemon
 writer_stop 3
 
 step 'restarted again, every flushed write is there'
-relocfs_mount
+relocfs_mount ${RELOC_MOUNT_OPTS:-}
 check_acked "$TEST_MNT" $FILES
 for f in $FILES; do
 	state=$(file_state "$f")
