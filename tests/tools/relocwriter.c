@@ -735,6 +735,17 @@ static void load_model(const char *path, struct model *m)
 		for (uint64_t k = 0; k < m->nhashes[i]; k++)
 			m->hashes[i][k] = rd_u64(&p, end, path);
 	}
+	free(buf);
+}
+
+static void free_model(struct model *m)
+{
+	for (uint64_t i = 0; i < m->nlisted; i++)
+		free(m->hashes[i]);
+	free(m->hashes);
+	free(m->nhashes);
+	free(m->blk);
+	free(m->sizes);
 }
 
 static int check_file(const char *path, const char *model_path, bool acked)
@@ -744,7 +755,7 @@ static int check_file(const char *path, const char *model_path, bool acked)
 	struct stat st;
 	uint64_t size, nblk, li = 0, maxsize = 0;
 	bool size_ok = false;
-	int fd;
+	int fd, ret = 0;
 
 	if (!buf)
 		die("out of memory");
@@ -758,7 +769,8 @@ static int check_file(const char *path, const char *model_path, bool acked)
 	if (!size_ok) {
 		printf("%s: size %" PRIu64 ", model '%s' says %" PRIu64 "%s\n", path, size,
 		       model_path, m.sizes[0], acked && m.nsizes > 1 ? " (or a later size)" : "");
-		return 1;
+		ret = 1;
+		goto out;
 	}
 	for (uint64_t i = 0; i < m.nsizes; i++)
 		if (m.sizes[i] > maxsize)
@@ -800,15 +812,18 @@ static int check_file(const char *path, const char *model_path, bool acked)
 				       blk * BLK + BLK - 1, model_path,
 				       h == W.zero_hash ? ": reads as zeros" : "",
 				       acked ? " (neither the acknowledged nor a later version)" : "");
-				return 1;
+				ret = 1;
+				goto out;
 			}
 		}
 	}
 	printf("ok: '%s' matches '%s' (%" PRIu64 " bytes%s)\n", path, model_path, size,
 	       acked ? ", acknowledged or later" : "");
+out:
 	close(fd);
 	free(buf);
-	return 0;
+	free_model(&m);
+	return ret;
 }
 
 static int model_info(const char *model_path)
@@ -818,6 +833,7 @@ static int model_info(const char *model_path)
 	load_model(model_path, &m);
 	printf("size %" PRIu64 " sizes %" PRIu64 " data_blocks %" PRIu64 "\n", m.sizes[0], m.nsizes,
 	       m.nlisted);
+	free_model(&m);
 	return 0;
 }
 
