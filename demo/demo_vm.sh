@@ -33,7 +33,7 @@ set -uo pipefail
 export LC_ALL=C
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-B=$TOP/${BUILD:-build}
+case ${BUILD:-build} in /*) B=$BUILD ;; *) B=$TOP/${BUILD:-build} ;; esac
 DEMO_DIR=${DEMO_DIR:-/var/tmp/relocfs-demo}
 export RELOCFS_RUNDIR="$DEMO_DIR/run"
 VMS=$DEMO_DIR/vms
@@ -129,11 +129,11 @@ rm -rf "$DEMO_DIR"
 mkdir -p "$VMS" "$NEW" "$G_DIR" "$RELOCFS_RUNDIR"
 
 # ---------------------------------------------------------------------------
-say "a real guest: QEMU (TCG), Debian's kernel, a busybox initramfs (tests/vm/guest.sh)"
-[ -n "$(guest_cached_kernels)" ] || echo "   fetching Debian's kernel package into $GUEST_CACHE (once)"
+[ -n "$(guest_cached_kernels)" ] || echo "demo: fetching Debian's kernel package for the guest into $GUEST_CACHE (once)"
 rc=0
 guest_prepare 2>"$G_DIR/prepare.log" || rc=$?
 [ $rc = 0 ] || no_guest "$(tail -n 1 "$G_DIR/prepare.log" | sed 's/^guest.sh: //')"
+say "a real guest: QEMU (TCG), Debian's kernel, a busybox initramfs (tests/vm/guest.sh)"
 echo "   kernel: $(cat "$(dirname "$GUEST_KERNEL")/package"), $(qemu-system-x86_64 --version | head -n 1)"
 
 cat >"$G_DIR/script" <<'EOF'
@@ -221,7 +221,7 @@ say "boot the guest from the mount; it writes generations to both disks, O_DIREC
 guest_start "$CONSOLE" "$QMP" "${DRIVES[@]}"
 T_BOOT=$GUEST_START_S
 guest_wait_line "$CONSOLE" 'GUEST: ready' 120 || no_guest "the guest did not boot within 120 s"
-echo "   guest up after $(elapsed "$T_BOOT") s: $(grep -a 'GUEST: ready' "$CONSOLE" | sed 's/^GUEST: ready //' | tr -d '\r')"
+echo "   guest up after $(elapsed "$T_BOOT") s: $(grep -ao 'GUEST: ready .*' "$CONSOLE" | sed 's/^GUEST: ready //' | tr -d '\r')"
 wait_gen 3 90 || die "the guest did not flush 3 generations"
 echo "   generation $(last_gen) flushed to both disks"
 
@@ -246,7 +246,7 @@ say "relocctl verify: the new storage against the live view (XXH3), the guest st
 
 say "relocctl cutover --hook qmp:$QMP"
 GEN_CUT=$(last_gen)
-"$B/relocctl" -m "$VMS" cutover --hook "qmp:$QMP" --timeout 60 2>&1 | fold -s -w 96 | ind
+"$B/relocctl" -m "$VMS" cutover --hook "qmp:$QMP" --timeout 60 2>&1 | fold -s -w 96 | sed '2,$s/^/  /' | ind
 [ "${PIPESTATUS[0]}" = 0 ] || die "relocctl cutover"
 HOLD_MS=$(json .last_cutover_ms)
 HOOKS=$(json .last_cutover_hooks)
