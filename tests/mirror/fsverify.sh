@@ -26,6 +26,7 @@ run_seed() {
 	esac
 	"$FSV" --seed "$seed" --model-out "$TEST_DIR/model$seed" "$@" "$target" >"$TEST_DIR/out" 2>&1 ||
 		fail "fsverify --seed $seed $*: $(cat "$TEST_DIR/out")"
+	say "  $(cat "$TEST_DIR/out")"
 	"$FSV" --check-against "$TEST_DIR/model$seed" "$TEST_SRC/${target#"$TEST_MNT/"}" >"$TEST_DIR/out" 2>&1 ||
 		fail "backing file of seed $seed differs from the model: $(cat "$TEST_DIR/out")"
 	rm -rf "$target" "$TEST_DIR/model$seed"
