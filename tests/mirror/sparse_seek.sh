@@ -52,6 +52,11 @@ fallocate -p -o $((1000 * 4096)) -l 8192 "$TEST_MNT/sparse"
 assert_eq "$("$FSOP" seekmap "$TEST_SRC/sparse")" "$("$FSOP" seekmap "$TEST_MNT/sparse")" "extent map after punching"
 "$FSOP" seekmap "$TEST_MNT/sparse" | grep -q "^data $((1000 * 4096)) " && fail "the punched extent is still reported as data"
 
+step 'four threads sharing one descriptor get the same SEEK_DATA/SEEK_HOLE answers as one thread alone'
+sync "$TEST_MNT/sparse"
+assert_eq ok "$(untrapped "$FSOP" seekstorm "$TEST_SRC/sparse" 4 300)" "threads on the backing file (the probe itself)"
+assert_eq ok "$(untrapped "$FSOP" seekstorm "$TEST_MNT/sparse" 4 300)" "threads on the file through the mount"
+
 step 'offsets beyond 4 GiB and 2 TiB: a write lands at the right place in the backing file'
 for off in $((5 << 30)) $(((2 << 40) + 12345)); do
 	"$FSOP" pwrite "$TEST_MNT/huge" "$off" "far-$off" >/dev/null

@@ -6,6 +6,11 @@
  *   fsop renameat2 noreplace|exchange|plain OLD NEW
  *   fsop seekmap FILE              one "data START END" line per extent
  *   fsop seek FILE OFF data|hole   one lseek(SEEK_DATA/SEEK_HOLE): "ok N"
+ *   fsop seekstorm FILE THREADS N  THREADS threads share one descriptor and
+ *                                  each runs N rounds of SEEK_DATA/SEEK_HOLE
+ *                                  probes; every answer must equal the one
+ *                                  a single thread got first: "ok" or the
+ *                                  first disagreement
  *   fsop copy_file_range SRC DST [OFF_IN OFF_OUT LEN]
  *   fsop fsync|fdatasync|fsyncdir|syncfs PATH
  *   fsop open PATH FLAGS           FLAGS: comma list of rdonly wronly rdwr
@@ -24,6 +29,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +54,7 @@ static int outcome(int ret)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: fsop renameat2|seekmap|seek|copy_file_range|fsync|fdatasync|"
+	fprintf(stderr, "usage: fsop renameat2|seekmap|seek|seekstorm|copy_file_range|fsync|fdatasync|"
 		"fsyncdir|syncfs|open|pwrite|lock ARGS (see tests/tools/fsop.c)\n");
 	return 2;
 }
@@ -110,6 +118,78 @@ static int do_seek(int argc, char **argv)
 		return outcome(-1);
 	printf("ok %jd\n", (intmax_t)r);
 	return 0;
+}
+
+#define STORM_PROBES 64
+
+static struct {
+	int fd;
+	long rounds;
+	off_t probe[STORM_PROBES];
+	off_t want[STORM_PROBES][2];	/* SEEK_DATA, SEEK_HOLE; -errno on error */
+	atomic_bool bad;
+	char msg[200];
+	pthread_mutex_t lock;
+} storm = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static off_t seek_or_errno(int fd, off_t off, int whence)
+{
+	off_t r = lseek(fd, off, whence);
+
+	return r < 0 ? -errno : r;
+}
+
+static void *storm_thread(void *arg)
+{
+	for (long r = 0; r < storm.rounds && !atomic_load(&storm.bad); r++)
+		for (int i = 0; i < STORM_PROBES; i++)
+			for (int k = 0; k < 2; k++) {
+				off_t got = seek_or_errno(storm.fd, storm.probe[i], k ? SEEK_HOLE : SEEK_DATA);
+
+				if (got == storm.want[i][k])
+					continue;
+				pthread_mutex_lock(&storm.lock);
+				if (!atomic_exchange(&storm.bad, true))
+					snprintf(storm.msg, sizeof(storm.msg),
+						 "mismatch: %s from %jd gave %jd, alone it gave %jd",
+						 k ? "SEEK_HOLE" : "SEEK_DATA", (intmax_t)storm.probe[i],
+						 (intmax_t)got, (intmax_t)storm.want[i][k]);
+				pthread_mutex_unlock(&storm.lock);
+				return NULL;
+			}
+	return NULL;
+}
+
+static int do_seekstorm(int argc, char **argv)
+{
+	pthread_t t[64];
+	int n;
+	off_t size;
+
+	if (argc != 5)
+		return usage();
+	n = atoi(argv[3]);
+	storm.rounds = atol(argv[4]);
+	if (n < 1 || n > 64)
+		return usage();
+	storm.fd = open(argv[2], O_RDONLY);
+	if (storm.fd < 0)
+		return outcome(-1);
+	size = lseek(storm.fd, 0, SEEK_END);
+	for (int i = 0; i < STORM_PROBES; i++) {
+		storm.probe[i] = size / STORM_PROBES * i + i * 513 % 4096;
+		storm.want[i][0] = seek_or_errno(storm.fd, storm.probe[i], SEEK_DATA);
+		storm.want[i][1] = seek_or_errno(storm.fd, storm.probe[i], SEEK_HOLE);
+	}
+	for (int i = 0; i < n; i++)
+		pthread_create(&t[i], NULL, storm_thread, NULL);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	if (atomic_load(&storm.bad)) {
+		printf("%s\n", storm.msg);
+		return 1;
+	}
+	return outcome(0);
 }
 
 static int do_copy_file_range(int argc, char **argv)
@@ -233,7 +313,7 @@ int main(int argc, char **argv)
 		int (*fn)(int, char **);
 	} cmds[] = {
 		{ "renameat2", do_renameat2 }, { "seekmap", do_seekmap },
-		{ "seek", do_seek },
+		{ "seek", do_seek }, { "seekstorm", do_seekstorm },
 		{ "copy_file_range", do_copy_file_range }, { "fsync", do_sync },
 		{ "fdatasync", do_sync }, { "fsyncdir", do_sync }, { "syncfs", do_sync },
 		{ "open", do_open }, { "pwrite", do_pwrite }, { "lock", do_lock },
