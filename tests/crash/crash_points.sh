@@ -1,0 +1,94 @@
+#!/bin/bash
+test_description='the daemon killed at each named crash point under a writer: restarted with the same arguments and no crash point it serves every flushed write, the job is migrating, switched or aborted as the crash point implies, and finishing the job leaves exactly what the writer wrote'
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../lib.sh"
+. "$HERE/../reloc/lib_reloc.sh"
+. "$HERE/lib_crash.sh"
+require_daemon
+
+# One line per case:
+#   crash point, skip (hits before the one that kills), migrate the tree or
+#   the files, how the crash is reached, where the job must be after the
+#   restart.
+# Triggers:
+#   migrate   the migrate command itself
+#   run       a migration runs under the writer (copy, merge, flushes)
+#   bigcopy   a.img starts with 272 MiB of data, so the base copy passes a
+#             checkpoint (every 256 MiB)
+#   cutover   wait until ready, then cutover
+#   abort     wait until ready, then abort
+#   abortcopy abort while the base copy still runs (--rate 4M)
+CASES_TABLE='
+migrate-recorded   0  tree   migrate   migrating
+migrate-recorded   0  files  migrate   migrating
+copier-checkpoint  0  tree   bigcopy   migrating
+merge-batch        0  tree   run       migrating
+merge-batch        5  tree   run       migrating
+flush-data-synced  0  tree   run       migrating
+flush-data-synced  40 files  run       migrating
+cutover-merged     0  tree   cutover   migrating
+cutover-merged     0  files  cutover   migrating
+cutover-committed  0  tree   cutover   dest
+cutover-committed  0  files  cutover   dest
+cutover-released   0  tree   cutover   dest
+cutover-released   0  files  cutover   dest
+abort-recorded     0  tree   abortcopy source
+abort-recorded     0  files  abort     source
+abort-merged       0  tree   abort     source
+abort-merged       0  files  abortcopy source
+'
+# RELOC_CRASH_ONLY=POINT runs only the cases of one crash point
+n=0
+while read -r -u 3 point skip mode trigger want; do
+	[ -n "$point" ] || continue
+	[ -z "${RELOC_CRASH_ONLY:-}" ] || [ "$RELOC_CRASH_ONLY" = "$point" ] || continue
+	n=$((n + 1))
+	seed=$((7000 + n * 10))
+	CRASH_MODE=$mode
+	step "[$n] crash point $point (skip $skip), $mode job, $trigger: the daemon dies"
+	crash_reset
+	if [ "$trigger" = bigcopy ]; then
+		head -c 272M /dev/urandom >"$TEST_SRC/a.img"
+	fi
+	crash_mount_armed "$point" "$skip"
+	crash_writer "$seed"
+	case $trigger in
+	migrate)
+		crash_migrate >/dev/null 2>&1 && fail "migrate succeeded although the daemon was to die in it"
+		;;
+	run|bigcopy)
+		crash_migrate >/dev/null
+		;;
+	cutover)
+		crash_migrate >/dev/null
+		ctl wait --timeout 120 >/dev/null
+		ctl cutover --timeout 60 >/dev/null 2>&1 && fail "cutover succeeded although the daemon was to die in it"
+		;;
+	abort)
+		crash_migrate >/dev/null
+		ctl wait --timeout 120 >/dev/null
+		ctl abort >/dev/null 2>&1 && fail "abort succeeded although the daemon was to die in it"
+		;;
+	abortcopy)
+		crash_migrate --rate 4M >/dev/null
+		wait_until 60 eval '[ "$(file_field a.img bytes_copied)" -gt 0 ]' || fail "the copy did not start"
+		assert_eq copying "$(file_state a.img)" "state of a.img before the abort"
+		ctl abort >/dev/null 2>&1 && fail "abort succeeded although the daemon was to die in it"
+		;;
+	*) fail "unknown trigger '$trigger'" ;;
+	esac
+	crash_wait_dead 120
+	grep -q "crash point '$point' reached" "$TEST_DIR/relocfs.log" ||
+		fail "the daemon died, but not at crash point '$point'"
+	crash_reap
+
+	step "[$n] $point: restarted, every flushed write is served; the job is $want"
+	crash_restart
+	crash_expect "$want"
+
+	step "[$n] $point: finish the job under a new writer; the backend holds exactly what it wrote"
+	crash_complete "$want" $((seed + 1))
+done 3<<<"$CASES_TABLE"
+[ "$n" -gt 0 ] || fail "no case selected"
+say "  $CASES crash case(s) passed"
+test_done
