@@ -7,8 +7,9 @@
 #   state   the mount's record, fs/mount_state.c (fuzz_state.c)
 # Prints the number of executions of each; exits non-zero if a fuzzer found a
 # crash (the reproducer is left in build/fuzz/NAME/, named crash-*, leak-* or
-# timeout-*; replay it with build/fuzz/fuzz_NAME FILE).  Needs clang with
-# libFuzzer.
+# timeout-*; replay it with build/fuzz/fuzz_NAME FILE).  FUZZ_FLAGS adds
+# libFuzzer options (e.g. -len_control=0 to try long inputs at once, -jobs=2).
+# Needs clang with libFuzzer.
 cd "$(dirname "$0")/../.." || exit 1
 SECS=${1:-60}
 [ $# -gt 0 ] && shift
@@ -38,8 +39,9 @@ run_one() {
 	    -o "$bin" "tests/fuzz/fuzz_$name.c" "$module" \
 	    $(pkg-config --libs libxxhash) -lm || { echo "cannot build '$bin'" >&2; return 1; }
 	rc=0
+	# shellcheck disable=SC2086
 	"$bin" -max_total_time="$SECS" -print_final_stats=1 -max_len="$maxlen" -timeout=10 \
-	    -artifact_prefix="$OUT/$name"/ "$work" "tests/fuzz/corpus/$name" >"$log" 2>&1 || rc=$?
+	    ${FUZZ_FLAGS:-} -artifact_prefix="$OUT/$name"/ "$work" "tests/fuzz/corpus/$name" >"$log" 2>&1 || rc=$?
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
 	echo "fuzz_$name: ${runs:-?} executions in ${SECS} s, corpus $(ls "$work" | wc -l) inputs, log $log"
 	if [ "$rc" != 0 ]; then

@@ -148,12 +148,16 @@ assert_eq 200 $((BASH_REMATCH[1] + BASH_REMATCH[2])) "replies ok + busy"
 healthy "flood 200"
 
 step 'with every slot held by idle clients, others are told "busy"; the slots come back'
+wait_until 10 eval '[ "$(fd_count)" -le "$FDS" ]' || fail "the daemon holds $(fd_count) descriptors, $FDS at the start"
+FDS=$(fd_count)
 for i in $(seq 1 16); do
 	"$POKE" "$SOCK" idle 30 >"$TEST_DIR/idle.$i" 2>&1 &
 	POKE_PIDS+=($!)
 done
-full() { "$POKE" "$SOCK" status | grep -q "reply 1 'daemon busy"; }
-wait_until 10 full || fail "16 idle clients connected, and the daemon still serves others"
+# the daemon holds one descriptor per client: wait for all 16 (asking it with
+# another client could take a slot from one of them)
+wait_until 10 eval '[ "$(fd_count)" -ge $((FDS + 16)) ]' ||
+	fail "the daemon took $(($(fd_count) - FDS)) of 16 idle clients within 10 s"
 out=$("$POKE" "$SOCK" flood 20)
 say "  $out"
 assert_eq "flood 20: 0 ok, 20 busy, 0 other, 0 eof, 0 error, 0 noconnect" "$out" "flood while the daemon is full"
