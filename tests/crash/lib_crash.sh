@@ -117,7 +117,7 @@ crash_expect() {
 	[ "$got" = "$s" ] || fail "after the restart the job is '$got', expected one of: $*; status: $(status_json)"
 	say "  outcome after the restart: $got"
 	case $got in
-	migrating)
+	migrating|cutover)
 		for f in $CRASH_FILES; do
 			s=$(file_state "$f")
 			case $s in copying|merging|ready) ;;
@@ -143,7 +143,7 @@ crash_complete() {
 	crash_writer "$seed"
 	sleep 0.3	# let it write a little (not a timing check)
 	case $outcome in
-	migrating)
+	migrating|cutover)
 		ctl wait --timeout 120 >/dev/null
 		ctl cutover --timeout 60 >/dev/null
 		backend=$TEST_DST
