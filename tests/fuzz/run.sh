@@ -8,7 +8,8 @@
 # Prints the number of executions of each; exits non-zero if a fuzzer found a
 # crash (the reproducer is left in build/fuzz/NAME/, named crash-*, leak-* or
 # timeout-*; replay it with build/fuzz/fuzz_NAME FILE).  FUZZ_FLAGS adds
-# libFuzzer options (e.g. -len_control=0 to try long inputs at once, -jobs=2).
+# libFuzzer options (e.g. -len_control=0 to try long inputs at once, -jobs=2);
+# FUZZ_CFLAGS adds compiler options (e.g. -DFUZZ_STRICT_ERR, see the targets).
 # Needs clang with libFuzzer.
 cd "$(dirname "$0")/../.." || exit 1
 SECS=${1:-60}
@@ -34,8 +35,9 @@ run_one() {
 	log=$OUT/fuzz_$name.log
 	mkdir -p "$work" "$OUT/$name" || return 1
 	# shellcheck disable=SC2046
+	# shellcheck disable=SC2086
 	$CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	    -D_GNU_SOURCE -I. $(pkg-config --cflags libxxhash) \
+	    ${FUZZ_CFLAGS:-} -D_GNU_SOURCE -I. $(pkg-config --cflags libxxhash) \
 	    -o "$bin" "tests/fuzz/fuzz_$name.c" "$module" \
 	    $(pkg-config --libs libxxhash) -lm || { echo "cannot build '$bin'" >&2; return 1; }
 	rc=0
