@@ -1,0 +1,47 @@
+# tests/faults/lib_faults.sh: sourced by the fault tests after tests/lib.sh
+# and tests/reloc/lib_reloc.sh.
+#
+#   xfs_fs DIR            an XFS on a sparse 320 MiB loop file, mounted at DIR
+#                         (unmounted and detached by lib_reloc's clean-up)
+#   xfs_shutdown DIR      make that XFS fail every request with EIO (a real
+#                         fault: the filesystem is shut down, as after a
+#                         metadata I/O error)
+#   fault_writer SEED     the writer on $FAULT_FILES in the mount
+#   no_error_in_log       the writer has seen no failed call so far
+
+FAULT_FILES="a.img b.img"
+
+xfs_fs() {
+	local dir=$1 img dev
+	require_root
+	require_cmd losetup mkfs.xfs xfs_io
+	img=$TEST_DIR/$(basename "$dir").xfs
+	truncate -s 320M "$img"
+	dev=$(losetup -f --show "$img" 2>/dev/null) || skip "no loop device available"
+	LOOP_DEVS+=("$dev")
+	mkfs.xfs -q -f "$dev" >/dev/null 2>&1 || fail "mkfs.xfs on '$dev' failed"
+	mkdir -p "$dir"
+	mount -t xfs "$dev" "$dir" || skip "cannot mount XFS from a loop device"
+	LOOP_MNTS+=("$dir")
+}
+
+xfs_shutdown() {
+	xfs_io -x -c shutdown "$1" || fail "xfs_io -x -c shutdown '$1' failed"
+	# the fault must be real: a new file cannot be made there any more
+	! touch "$1/.probe" 2>/dev/null || fail "'$1' still takes writes after the shutdown"
+}
+
+fault_writer() {
+	writer_start --seed "$1" --direct --flush-every 8 --delay-us 1000 \
+		--size 32M --file "$TEST_MNT/a.img" --size 4M --file "$TEST_MNT/b.img"
+}
+
+# writer_flushes: the writer runs and has flushed since the last call
+# (its acked models are replaced after every successful flush)
+writer_flushes() {
+	local before
+	before=$(stat -c %i "$MODEL/a.img.acked" "$MODEL/b.img.acked" | md5sum)
+	wait_until 30 eval '[ "$(stat -c %i "$MODEL/a.img.acked" "$MODEL/b.img.acked" | md5sum)" != "$before" ] || ! writer_running' ||
+		fail "the writer has not flushed for 30 s"
+	writer_running || fail "the writer stopped: $(cat "$TEST_DIR/writer.log")"
+}
