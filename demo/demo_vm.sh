@@ -293,7 +293,7 @@ say "what happened"
 cat <<EOF
    moved           vm1-disk0.raw $(mib "$SZ_RAW") + vm1-disk1.qcow2 $(mib "$SZ_QCOW") + vm1.conf
                    from $VMS to $NEW, the guest running
-   copy            $(elapsed "$T_MIG" "$T_READY") s (rate-limited to $RATE/s: DEMO_RATE), guest generations $((GEN_MIG + 1))-$GEN_READY written meanwhile
+   copy            $(elapsed "$T_MIG" "$T_READY") s at --rate $RATE (DEMO_RATE), guest generations $((GEN_MIG + 1))-$GEN_READY written meanwhile
    I/O held        $(printf '%.1f' "$HOLD_MS") ms by relocfs at cutover (last_cutover_ms)
    VM paused       ${VM_MS:-?} ms, QMP stop to cont (last_cutover_hooks: $HOOKS)
    guest           $VERIFY
