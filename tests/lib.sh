@@ -21,7 +21,9 @@
 # Every exit path, including a failed command under set -e and ^C, goes
 # through cleanup(): unmount (lazily if it must), end the daemon this test
 # started, remove $TEST_DIR.  fail prints the step, expected and actual.
-# A test that sets its own EXIT trap must call cleanup at its end; fail,
+# Mounts a test makes itself below $TEST_DIR (loop filesystems) are undone
+# with at_cleanup CMD.  A test that sets its own EXIT trap must call cleanup
+# at its end; fail,
 # skip and test_done turn set -e off first, so that such a trap runs through
 # even when one of its commands fails.
 # Exit status: 0 pass, 1 fail, 77 skip.
@@ -45,6 +47,7 @@ export RELOCFS_RUNDIR
 mkdir -p "$TEST_SRC" "$TEST_MNT" "$RELOCFS_RUNDIR"
 printf '# %s: %s\n' "$TEST_NAME" "${test_description:-}"
 
+CLEANUP_HOOKS=()		# commands for cleanup(), see at_cleanup
 RELOCFS_PID=			# daemon started by relocfs_mount -f in background
 RELOCFS_MOUNTED=		# mountpoint of the current mount
 CURRENT_STEP='(set-up)'
@@ -241,6 +244,15 @@ relocfs_umount() {
 	! is_mounted "$mnt" || fail "'$mnt' is still mounted after fusermount3 -u"
 }
 
+# at_cleanup CMD...: run CMD when the test exits, after the FUSE mounts are
+# gone and before $TEST_DIR is removed (last registered, first run); for
+# what a test mounts below $TEST_DIR itself, e.g. a loop filesystem
+at_cleanup() {
+	local q
+	printf -v q '%q ' "$@"
+	CLEANUP_HOOKS+=("$q")
+}
+
 # pids of relocfs processes (by name, or the binary under test) whose
 # command line names this test's directory
 leftover_daemons() {
@@ -274,6 +286,9 @@ cleanup() {
 	fi
 	for p in $(leftover_daemons); do
 		[ "$p" = $$ ] || kill "$p" 2>/dev/null
+	done
+	for ((p = ${#CLEANUP_HOOKS[@]} - 1; p >= 0; p--)); do
+		eval "${CLEANUP_HOOKS[p]}"
 	done
 	rm -rf --one-file-system "$TEST_DIR"
 	exit $rc
