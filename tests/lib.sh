@@ -23,9 +23,8 @@
 # started, remove $TEST_DIR.  fail prints the step, expected and actual.
 # Mounts a test makes itself below $TEST_DIR (loop filesystems) are undone
 # with at_cleanup CMD.  A test that sets its own EXIT trap must call cleanup
-# at its end; fail,
-# skip and test_done turn set -e off first, so that such a trap runs through
-# even when one of its commands fails.
+# at its end; fail, skip and test_done turn set -e off first, so that such a
+# trap runs through even when one of its commands fails.
 # Exit status: 0 pass, 1 fail, 77 skip.
 
 set -euo pipefail
