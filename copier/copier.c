@@ -31,6 +31,7 @@ struct copier {
 	uint64_t **sums;		/* per file, per chunk; written by the thread only */
 	uint64_t *nsums;
 	char *buf;
+	uint64_t since_yield;		/* bytes moved since the last yield check */
 };
 
 static uint64_t now_us(void)
@@ -41,14 +42,23 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-static void pace(struct copier *c, size_t len)
+/*
+ * Rate limit, and make room for the guest: dm-clone pauses hydration while
+ * user I/O is in flight; here the copier yields 500 us for every 4 MiB it
+ * moves while the guest has requests in flight (per byte, so that a base of
+ * many small extents is not slowed more than a contiguous one).  yield is
+ * false where the guest's own writes are what the copier must catch up with.
+ */
+static void pace(struct copier *c, size_t len, bool yield)
 {
 	uint64_t wait = ratelimit_take(&c->rl, len, now_us());
 
-	/* make room for the guest: dm-clone pauses hydration while user I/O is
-	 * in flight; a short sleep per chunk does the same without stalling */
-	if (fs_inflight() > 0)
-		wait += 500;
+	c->since_yield += len;
+	if (yield && c->since_yield >= COPIER_CHUNK) {
+		c->since_yield = 0;
+		if (fs_inflight() > 0)
+			wait += 500;
+	}
 	while (wait > 0 && !atomic_load(&c->stop)) {
 		uint64_t s = wait > 100000 ? 100000 : wait;
 
@@ -137,7 +147,7 @@ static int copy_base(struct copier *c, size_t k)
 		if (hole > 0 && (uint64_t)hole > pos && (uint64_t)hole < cend &&
 		    (uint64_t)hole % 4096 == 0)
 			cend = (uint64_t)hole;
-		pace(c, cend - pos);
+		pace(c, cend - pos, true);
 		r = pread(m->src_fd, c->buf, cend - pos, (off_t)pos);
 		if (r < 0) {
 			err = -errno;
@@ -220,7 +230,9 @@ static void *copier_main(void *arg)
 				copy_base(c, k);
 				work = true;
 			} else if (st.phase == MIG_MERGING && st.dirty_bytes) {
-				pace(c, MERGE_BATCH);
+				/* past the ready mark the merge has priority: the
+				 * guest is the one being slowed then */
+				pace(c, MERGE_BATCH, st.dirty_bytes <= MIG_READY_BYTES);
 				r = mig_merge_some(m, MERGE_BATCH);
 				if (r < 0)
 					mig_fail(m, (int)r, "cannot merge into the destination");

@@ -306,6 +306,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
 	conn->max_write = MAX_IO;
 	conn->max_readahead = MAX_IO;
+	/* the kernel's default of 12 background requests caps async direct
+	 * I/O (QEMU aio=native/io_uring, fio libaio) well below a disk's
+	 * queue; allow as many as there are workers to serve them */
+	conn->max_background = (unsigned)fs_cfg.threads * 4 > 64 ? 64 : (unsigned)fs_cfg.threads * 4;
+	conn->congestion_threshold = conn->max_background * 3 / 4;
 }
 
 /* ---- names ----------------------------------------------------------------- */

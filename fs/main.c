@@ -129,24 +129,28 @@ int main(int argc, char *argv[])
 	umask(0);	/* the kernel has applied the caller's umask already */
 	log_init("relocfs", false, LOG_LVL_INFO);
 	crashpoint_init();
-	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) == -1)
-		return 2;
-	if (o.help) {
-		usage(stdout);
-		return 0;
+	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) == -1) {
+		ret = 2;
+		goto out;
 	}
-	if (o.version) {
-		printf("relocfs 0.1 (libfuse %s)\n", fuse_pkgversion());
-		return 0;
+	if (o.help || o.version) {
+		if (o.help)
+			usage(stdout);
+		else
+			printf("relocfs 0.1 (libfuse %s)\n", fuse_pkgversion());
+		ret = 0;
+		goto out;
 	}
 	if (o.npaths < 1 || o.npaths > 2) {
 		fprintf(stderr, "relocfs: %s (see relocfs --help)\n",
 			o.npaths ? "too many arguments" : "missing SOURCE_DIR and MOUNTPOINT");
-		return 2;
+		ret = 2;
+		goto out;
 	}
 	if (o.threads < 1 || o.threads > 256) {
 		fprintf(stderr, "relocfs: threads=%u is out of range (1 to 256)\n", o.threads);
-		return 2;
+		ret = 2;
+		goto out;
 	}
 	if (o.debug) {
 		o.foreground = 1;
@@ -154,32 +158,32 @@ int main(int argc, char *argv[])
 	}
 	if (!realpath(o.paths[0], source)) {
 		fprintf(stderr, "relocfs: cannot use source '%s': %s\n", o.paths[0], strerror(errno));
-		return 1;
+		goto out;
 	}
 	if (!realpath(o.paths[o.npaths - 1], mnt)) {
 		fprintf(stderr, "relocfs: cannot use mountpoint '%s': %s\n", o.paths[o.npaths - 1],
 			strerror(errno));
-		return 1;
+		goto out;
 	}
 	if (stat(mnt, &st) == -1 || !S_ISDIR(st.st_mode)) {
 		fprintf(stderr, "relocfs: mountpoint '%s' is not a directory\n", mnt);
-		return 1;
+		goto out;
 	}
 	if (mounted_here(mnt)) {
 		fprintf(stderr, "relocfs: '%s' is already a relocfs mount\n", mnt);
-		return 1;
+		goto out;
 	}
 	/* open the source before mounting: with an over-mount the mount hides it */
 	rfd = open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (rfd == -1) {
 		fprintf(stderr, "relocfs: cannot open source '%s': %s\n", source, strerror(errno));
-		return 1;
+		goto out;
 	}
 	close(rfd);
 	source_fd = open(source, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (source_fd == -1) {
 		fprintf(stderr, "relocfs: cannot open source '%s': %s\n", source, strerror(errno));
-		return 1;
+		goto out;
 	}
 	if (access("/dev/fuse", R_OK | W_OK) == -1) {
 		fprintf(stderr, "relocfs: cannot use /dev/fuse: %s\n", strerror(errno));

@@ -544,18 +544,29 @@ static int write_source_in_place(struct migration *m, const char *buf, size_t le
 	return err;
 }
 
+/*
+ * Slow a guest write down while the merge is behind: nothing below
+ * MIG_THROTTLE_BYTES unmerged, then a delay that grows linearly to
+ * THROTTLE_SLEEP_US at twice that, so that the guest settles where the
+ * merge keeps up instead of stopping and starting.
+ */
 static void throttle(struct migration *m)
 {
-	bool slow;
+	uint64_t dirty, us = 0;
 
 	pthread_mutex_lock(&m->mu);
-	slow = m->phase == MIG_MERGING && m->dirty * BS > MIG_THROTTLE_BYTES;
-	m->throttled = slow;
-	if (slow)
+	dirty = m->dirty * BS;
+	if (m->phase == MIG_MERGING && dirty > MIG_THROTTLE_BYTES) {
+		uint64_t excess = dirty - MIG_THROTTLE_BYTES;
+
+		us = excess >= MIG_THROTTLE_BYTES ? THROTTLE_SLEEP_US
+						  : 50 + excess * THROTTLE_SLEEP_US / MIG_THROTTLE_BYTES;
 		m->throttle_events++;
+	}
+	m->throttled = us > 0;
 	pthread_mutex_unlock(&m->mu);
-	if (slow)
-		usleep(THROTTLE_SLEEP_US);
+	if (us)
+		usleep((useconds_t)us);
 }
 
 /* Write buf (NULL: zeros, punched in the delta) to the live view. */
@@ -923,11 +934,11 @@ static ssize_t merge_region(struct migration *m, uint64_t b, char *buf)
 
 ssize_t mig_merge_some(struct migration *m, size_t max_bytes)
 {
-	static __thread char *buf;
+	char *buf;
 	ssize_t total = 0;
 	uint64_t b = 0;
 
-	if (!buf && posix_memalign((void **)&buf, 4096, (size_t)BS << MIG_REGION_SHIFT))
+	if (posix_memalign((void **)&buf, 4096, (size_t)BS << MIG_REGION_SHIFT))
 		return -ENOMEM;
 	pthread_rwlock_rdlock(&m->io);
 	while ((size_t)total < max_bytes) {
@@ -945,6 +956,7 @@ ssize_t mig_merge_some(struct migration *m, size_t max_bytes)
 		b = ((b >> MIG_REGION_SHIFT) + 1) << MIG_REGION_SHIFT;
 	}
 	pthread_rwlock_unlock(&m->io);
+	free(buf);
 	return total;
 }
 
