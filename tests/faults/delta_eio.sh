@@ -1,0 +1,73 @@
+#!/bin/bash
+test_description='the delta store starts failing every request with EIO (XFS shut down) under a writer: the daemon never serves wrong data (the guest may see EIO: the blocks written since the migration began live only there), the migration fails with an error, unmounting works; once the delta store is back (remounted), a restart with the same arguments serves every flushed write and abort brings them all to the source'
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../lib.sh"
+. "$HERE/../reloc/lib_reloc.sh"
+. "$HERE/lib_faults.sh"
+require_daemon
+
+step 'the delta store is an XFS on a loop device; a writer works on two images; migrate until ready'
+xfs_fs "$TEST_DIR/delta"
+relocfs_mount
+fault_writer 841
+ctl migrate --to "$TEST_DST" --delta-dir "$TEST_DIR/delta" >/dev/null
+ctl wait --timeout 120 >/dev/null
+writer_flushes
+
+step 'shut the delta store down: the migration fails with an error in status'
+xfs_shutdown "$TEST_DIR/delta"
+wait_until 60 eval 'state_is a.img failed || state_is b.img failed' ||
+	fail "no file failed; status: $(status_json)"
+for f in $FAULT_FILES; do
+	say "  $f: $(file_state "$f"): $(file_field "$f" error)"
+done
+
+step 'the writer either keeps working or stops on EIO; it never reads wrong data'
+wait_until 10 eval '! writer_running' || true	# give it time to hit the dead store
+rc=0
+touch "$WRITER_STOP"
+wait "$WRITER_PID" || rc=$?
+WRITER_PID=
+say "  $(tail -n 1 "$TEST_DIR/writer.log")"
+# a read cut short by EIO is counted as a mismatch by the writer; wrong
+# bytes are a mismatch before the end of what was read
+while read -r off got want d; do
+	[ "$d" -ge $((off + got)) ] ||
+		fail "the mount served wrong data at offset $d: $(cat "$TEST_DIR/writer.log")"
+	say "  a read at $off was cut short after $got of $want bytes (EIO), no wrong byte"
+done < <(sed -n 's/.*read mismatch: .* at \([0-9]*\): \([0-9]*\) of \([0-9]*\) bytes read, first difference at offset \([0-9]*\).*/\1 \2 \3 \4/p' \
+	"$TEST_DIR/writer.log")
+grep -q 'read mismatch' "$TEST_DIR/writer.log" && [ "$rc" = 4 ] && rc=3
+case $rc in
+0) say "  the writer kept working" ;;
+3) say "  the writer stopped on: $(grep -v '^relocwriter: [0-9]* ops' "$TEST_DIR/writer.log" | head -n 1)" ;;
+*) fail "relocwriter exited with status $rc: $(cat "$TEST_DIR/writer.log")" ;;
+esac
+
+step 'abort while the delta store is down: it completes or fails with a message to retry'
+if ctl abort >"$TEST_DIR/abort.out" 2>&1; then
+	say "  abort: $(cat "$TEST_DIR/abort.out")"
+	aborted=1
+else
+	say "  abort: $(cat "$TEST_DIR/abort.out")"
+	case $(cat "$TEST_DIR/abort.out") in *retry*) ;; *) fail "a failed abort does not say what to do" ;; esac
+	aborted=
+fi
+
+step 'unmount; bring the delta store back; restart with the same arguments: every flushed write is served'
+relocfs_umount
+umount "$TEST_DIR/delta"
+mount -t xfs "${LOOP_DEVS[0]}" "$TEST_DIR/delta" || fail "cannot mount the delta store again"
+relocfs_mount
+check_acked "$TEST_MNT" $FAULT_FILES
+
+step 'abort (again): the source holds every flushed write'
+if [ -z "$aborted" ]; then
+	ctl abort >/dev/null
+fi
+assert_eq "" "$(status_json | jq -r '.destination // ""')" "no job after the abort"
+check_acked "$TEST_MNT" $FAULT_FILES
+relocfs_umount
+check_acked "$TEST_SRC" $FAULT_FILES
+assert_eq "" "$(ls -A "$TEST_DIR/delta")" "the delta store after the abort"
+test_done
