@@ -62,14 +62,22 @@ poke() {
 }
 
 # refused RC PATTERN CMD...: CMD exits with RC and prints one line on stderr
-# that matches the glob PATTERN, nothing on stdout
+# that matches the glob PATTERN, nothing on stdout.  Death by SIGPIPE is
+# noted in $SIGPIPED and failed at the end.
+SIGPIPED=
 refused() {
 	local want=$1 pat=$2 rc=0 out err
 	shift 2
 	out=$(untrapped timeout 30 "$@" 2>"$TEST_DIR/refused.err") || rc=$?
 	err=$(cat "$TEST_DIR/refused.err")
 	say "  $*: exit $rc: $err"
-	[ "$rc" != 141 ] || fail "killed by SIGPIPE (exit 141), no message, expected exit $want: $*"
+	if [ "$rc" = 141 ]; then
+		# the daemon replied and closed before relocctl had sent its
+		# request: judged at the end, so that the other steps still run
+		SIGPIPED+="
+    $*"
+		return 0
+	fi
 	[ "$rc" = "$want" ] || fail "expected exit $want, got $rc from: $* (stderr: $err)"
 	[ -n "$err" ] && [ "$(printf '%s\n' "$err" | wc -l)" = 1 ] ||
 		fail "expected one line on stderr from: $*, got: $err"
@@ -231,7 +239,9 @@ step 'unmount: the daemon exits 0 and removes its socket'
 relocfs_umount
 [ ! -e "$SOCK" ] || fail "'$SOCK' is still there after unmount"
 
-step 'relocctl against a full daemon printed one line and exited 1 every time (step 9)'
+step 'relocctl, refused by the daemon, printed one line and exited 1 every time (steps 9, 11)'
 [ -z "$busy_bad" ] ||
-	fail "exit statuses:$busy_rcs; last bad: $busy_bad"
+	fail "against a full daemon: exit statuses:$busy_rcs; last bad: $busy_bad"
+[ -z "$SIGPIPED" ] ||
+	fail "killed by SIGPIPE (exit 141) without a message:$SIGPIPED"
 test_done
