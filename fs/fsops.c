@@ -150,12 +150,36 @@ int fs_hold(bool all, struct rnode **nodes, size_t cnt, uint64_t timeout_us)
 	}
 }
 
+static void replay(struct parked *list)
+{
+	const struct fuse_buf *saved = cur_buf;
+	struct parked *p;
+
+	while ((p = list)) {
+		struct fuse_buf fb = { .size = p->len, .mem = p->data };
+
+		list = p->next;
+		cur_buf = &fb;
+		fuse_session_process_buf(fs_se, &fb);
+		free(p);
+	}
+	cur_buf = saved;
+}
+
+static void *replay_thread(void *arg)
+{
+	replay(arg);
+	free(io_buf);
+	io_buf = NULL;
+	return NULL;
+}
+
 size_t fs_release(bool all, struct rnode **nodes, size_t cnt)
 {
 	struct parked *list, *p;
-	const struct fuse_buf *saved = cur_buf;
 	uint64_t now = now_us(), max_us = 0;
 	size_t replayed = 0;
+	pthread_t t;
 
 	for (size_t i = 0; i < cnt; i++)
 		__atomic_store_n(&nodes[i]->held, false, __ATOMIC_SEQ_CST);
@@ -168,19 +192,19 @@ size_t fs_release(bool all, struct rnode **nodes, size_t cnt)
 	gate.tail = &gate.head;
 	pthread_mutex_unlock(&gate.lock);
 
-	while ((p = list)) {
-		struct fuse_buf fb = { .size = p->len, .mem = p->data };
-
-		list = p->next;
+	for (p = list; p; p = p->next) {
 		if (now - p->since_us > max_us)
 			max_us = now - p->since_us;
-		cur_buf = &fb;
-		fuse_session_process_buf(fs_se, &fb);
-		free(p);
 		replayed++;
 	}
-	cur_buf = saved;
 	gate.last_max_us = max_us;
+	/* served by a thread of their own, in the order they came: the caller
+	 * (a cutover) still has work to do, and a replayed flush may wait for
+	 * it (reloc_flush_barrier) */
+	if (list && pthread_create(&t, NULL, replay_thread, list) == 0)
+		pthread_detach(t);
+	else
+		replay(list);
 	return replayed;
 }
 
@@ -960,6 +984,8 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 		}
 	} else {
 		r = handle_pwrite(h, data, len, off);
+		if (h->flags & (O_SYNC | O_DSYNC))
+			reloc_flush_barrier();
 	}
 	goto done;
 done_err:
@@ -987,6 +1013,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	else
 		err = (datasync ? fdatasync(H(fi)->fd) : fsync(H(fi)->fd)) == -1 ? -errno : 0;
 	gate_leave(n);
+	reloc_flush_barrier();
 	fuse_reply_err(req, -err);
 }
 
@@ -1228,6 +1255,7 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 	fd = dirfd((DIR *)H(fi)->dir);
 	err = (datasync ? fdatasync(fd) : fsync(fd)) == -1 ? -errno : 0;
 	gate_leave(n);
+	reloc_flush_barrier();
 	fuse_reply_err(req, -err);
 }
 

@@ -960,7 +960,7 @@ ssize_t mig_merge_some(struct migration *m, size_t max_bytes)
 	return total;
 }
 
-int mig_finish_target(struct migration *m)
+int mig_finish_target(struct migration *m, bool sync)
 {
 	uint64_t size, limit, tsize, a;
 	struct stat st;
@@ -1014,7 +1014,7 @@ int mig_finish_target(struct migration *m)
 	}
 	if (ftruncate(m->target_fd, (off_t)size) == -1)
 		return -errno;
-	if (fdatasync(m->target_fd) == -1)
+	if (sync && fdatasync(m->target_fd) == -1)
 		return -errno;
 	return 0;
 }

@@ -118,9 +118,9 @@ int mig_note_copied(struct migration *m, uint64_t bytes);
  * (0 when nothing is left) or -errno. */
 ssize_t mig_merge_some(struct migration *m, size_t max_bytes);
 
-/* With the file held: merge all of D \ M, make the target equal to the live
- * view (truncations, size) and fdatasync it.  0 or -errno. */
-int mig_finish_target(struct migration *m);
+/* With the file held: merge all of D \ M and make the target equal to the
+ * live view (truncations, size); fdatasync it if sync.  0 or -errno. */
+int mig_finish_target(struct migration *m, bool sync);
 
 /* Switch the merge target to the source (abort) and forget what the
  * destination had merged. */

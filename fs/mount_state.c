@@ -309,7 +309,7 @@ int ms_load(int dirfd, struct mount_state *st)
 	return err;
 }
 
-int ms_save(int dirfd, const struct mount_state *st)
+int ms_write(int dirfd, const char *name, const struct mount_state *st)
 {
 	char *text = ms_format(st);
 	size_t len;
@@ -318,7 +318,7 @@ int ms_save(int dirfd, const struct mount_state *st)
 	if (!text)
 		return -ENOMEM;
 	len = strlen(text);
-	fd = openat(dirfd, "state.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd == -1) {
 		err = -errno;
 		goto out;
@@ -328,12 +328,19 @@ int ms_save(int dirfd, const struct mount_state *st)
 	if (!err && fsync(fd) == -1)
 		err = -errno;
 	close(fd);
+out:
+	free(text);
+	return err;
+}
+
+int ms_save(int dirfd, const struct mount_state *st)
+{
+	int err = ms_write(dirfd, "state.tmp", st);
+
 	if (!err && renameat(dirfd, "state.tmp", dirfd, "state") == -1)
 		err = -errno;
 	if (!err && fsync(dirfd) == -1)
 		err = -errno;
-out:
-	free(text);
 	return err;
 }
 

@@ -9,6 +9,11 @@
  * cutover.  A checksum line closes the record; a record that fails it is
  * refused (the daemon then will not start rather than guess).
  *
+ * A cutover writes the next record as "state.next" before it holds I/O and
+ * only renames it over "state" in the hold; the directory is fsynced after
+ * the hold, and until then no flush of the switched files is acknowledged
+ * (see fs/relocate.c), so the rename needs no sync of its own in the hold.
+ *
  * Text, one item per line, fields separated by spaces, paths percent-encoded:
  *   relocfs-state 1
  *   root PATH
@@ -54,6 +59,10 @@ int ms_load(int dirfd, struct mount_state *st);
 
 /* Replace the record durably. */
 int ms_save(int dirfd, const struct mount_state *st);
+
+/* Write the record to dirfd/name and fsync it, without replacing "state"
+ * (a cutover prepares its record, then renames it in the hold). */
+int ms_write(int dirfd, const char *name, const struct mount_state *st);
 
 void ms_free(struct mount_state *st);
 

@@ -23,6 +23,11 @@ bool reloc_hidden_name(struct rnode *parent, const char *name);
  * now.  -ENOENT if name in parent is not such a file. */
 int reloc_override_open(struct rnode *parent, const char *name);
 
+/* Called before a flush (fsync, fdatasync, O_SYNC write) is acknowledged:
+ * waits while a cutover's switch is not durable yet (a few milliseconds
+ * right after the hold). */
+void reloc_flush_barrier(void);
+
 /* After an unlink of such a file's name: forget the override. */
 void reloc_override_removed(struct rnode *parent, const char *name);
 

@@ -1273,20 +1273,282 @@ static void sync_dirs(int dirfd, struct job *j)
 	}
 }
 
+/* ---- the cutover ---------------------------------------------------------------------- */
+
+/*
+ * After the hold, until the destination files and the renamed record are
+ * durable, no flush may be acknowledged: a host crash would bring back the
+ * old record (source plus delta) and lose a write the guest saw flushed on
+ * the destination.  fsops calls reloc_flush_barrier() before every flush.
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t done;
+	bool pending;		/* protected by lock; read unlocked as a hint */
+	pthread_t owner;	/* the cutover thread */
+	struct job *job;	/* whose destinations must be synced */
+	int result;		/* of the syncs: 0 or -errno */
+} commit = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0, NULL, 0 };
+
+/* Sync the switched destinations, then the renamed record; ends the
+ * barrier.  Called by the cutover thread (once; later calls do nothing). */
+static int commit_make_durable(void)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&commit.lock);
+	if (!commit.pending) {
+		pthread_mutex_unlock(&commit.lock);
+		return commit.result;
+	}
+	for (size_t i = 0; i < commit.job->n; i++)
+		if (fsync(commit.job->files[i]->dst_fd) == -1)
+			r = -errno;
+	if (fsync(R.state_fd) == -1)
+		r = -errno;
+	commit.result = r;
+	__atomic_store_n(&commit.pending, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&commit.done);
+	pthread_mutex_unlock(&commit.lock);
+	return r;
+}
+
+void reloc_flush_barrier(void)
+{
+	if (!__atomic_load_n(&commit.pending, __ATOMIC_ACQUIRE))
+		return;
+	if (pthread_equal(pthread_self(), commit.owner)) {
+		/* a parked flush replayed by the cutover thread itself */
+		commit_make_durable();
+		return;
+	}
+	pthread_mutex_lock(&commit.lock);
+	while (commit.pending)
+		pthread_cond_wait(&commit.done, &commit.lock);
+	pthread_mutex_unlock(&commit.lock);
+}
+
+static void commit_begin(struct job *j)
+{
+	pthread_mutex_lock(&commit.lock);
+	commit.owner = pthread_self();
+	commit.job = j;
+	commit.result = 0;
+	__atomic_store_n(&commit.pending, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&commit.lock);
+}
+
+/* A node of a tree job and its counterpart in the destination, opened
+ * before the hold so that the hold only swaps descriptors. */
+struct preopen {
+	struct rnode *node;
+	int fd;
+	struct stat st;
+};
+
+struct preopen_ctx {
+	struct job *job;
+	struct preopen *p;
+	size_t n, cap;
+};
+
+static void preopen_node(struct rnode *n, void *arg)
+{
+	struct preopen_ctx *c = arg;
+	const char *rel = job_entry_path(c->job, n->dev, n->ino);
+	struct preopen *np;
+	int fd;
+
+	if (!rel)
+		return;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+
+		np = realloc(c->p, cap * sizeof(*np));
+		if (!np)
+			return;	/* switched in the hold instead */
+		c->p = np;
+		c->cap = cap;
+	}
+	fd = openat(c->job->dest_fd, *rel ? rel : ".", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1)
+		return;
+	np = &c->p[c->n];
+	if (fstatat(fd, "", &np->st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1) {
+		close(fd);
+		return;
+	}
+	np->fd = fd;
+	np->node = n;
+	itab_ref(n);
+	c->n++;
+}
+
+static void preopen_free(struct preopen_ctx *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->p[i].fd != -1)
+			close(c->p[i].fd);
+		itab_unref(c->p[i].node);
+	}
+	free(c->p);
+	memset(c, 0, sizeof(*c));
+}
+
+/* The record as it will be after the switch (shallow: it borrows strings). */
+struct next_state {
+	struct mount_state ms;
+	struct ms_override *ovr;
+	char **cleanup;
+};
+
+static int next_state_build(struct next_state *ns, struct job *j)
+{
+	ns->ms = R.ms;
+	ns->ms.job = false;
+	ns->ms.nfiles = 0;
+	ns->ms.files = NULL;
+	ns->ovr = NULL;
+	if (j->tree) {
+		ns->ms.root = j->dest;
+		ns->ms.noverrides = 0;
+		ns->ms.overrides = NULL;
+	} else {
+		ns->ovr = calloc(R.ms.noverrides + j->n, sizeof(*ns->ovr));
+		if (!ns->ovr)
+			return -ENOMEM;
+		memcpy(ns->ovr, R.ms.overrides, R.ms.noverrides * sizeof(*ns->ovr));
+		for (size_t i = 0; i < j->n; i++) {
+			ns->ovr[R.ms.noverrides + i].relpath = j->files[i]->relpath;
+			ns->ovr[R.ms.noverrides + i].backend = j->dest;
+		}
+		ns->ms.overrides = ns->ovr;
+		ns->ms.noverrides = R.ms.noverrides + j->n;
+	}
+	ns->cleanup = calloc(R.ms.ncleanup + 1, sizeof(char *));
+	if (!ns->cleanup)
+		return -ENOMEM;
+	memcpy(ns->cleanup, R.ms.cleanup, R.ms.ncleanup * sizeof(char *));
+	ns->cleanup[R.ms.ncleanup] = j->delta_dir;
+	ns->ms.cleanup = ns->cleanup;
+	ns->ms.ncleanup = R.ms.ncleanup + 1;
+	return 0;
+}
+
+/* Make R.ms what next_state_build described (owning copies).  R.lock held. */
+static int adopt_next_state(struct job *j)
+{
+	if (j->tree) {
+		free(R.ms.root);
+		R.ms.root = strdup(j->dest);
+		for (size_t i = 0; i < R.novr; i++)
+			override_free(&R.ovr[i]);
+		R.novr = 0;
+	} else {
+		struct override *no = realloc(R.ovr, (R.novr + j->n) * sizeof(*no));
+
+		if (!no)
+			return -ENOMEM;
+		R.ovr = no;
+		for (size_t i = 0; i < j->n; i++) {
+			struct override *o = &R.ovr[R.novr];
+
+			memset(o, 0, sizeof(*o));
+			o->relpath = strdup(j->files[i]->relpath);
+			o->backend = strdup(j->dest);
+			if (o->relpath && o->backend && override_resolve(o, R.root_fd) == 0)
+				R.novr++;
+			else
+				override_free(o);
+		}
+	}
+	job_to_ms(&R.ms, NULL);
+	ms_add_cleanup(&R.ms, j->delta_dir);
+	return overrides_to_ms(&R.ms);
+}
+
+struct cleanup_job {
+	struct job *job;
+	bool remove_source;
+	int old_root_fd;	/* tree jobs: where the files were */
+	bool have_cmd_lock;	/* run inline by the command itself */
+};
+
+/* After a cutover, off the command's path: removing a large sparse delta
+ * can take seconds. */
+static void *cleanup_thread(void *arg)
+{
+	struct cleanup_job *c = arg;
+	struct job *j = c->job;
+
+	if (c->remove_source && !j->tree)
+		for (size_t i = 0; i < j->n; i++)
+			if (ftruncate(j->files[i]->src_fd, 0) == -1)
+				log_warn("cannot empty the source of '%s'", j->files[i]->relpath);
+	if (c->remove_source && c->old_root_fd != -1) {
+		int fd = openat(c->old_root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		DIR *d = fd == -1 ? NULL : fdopendir(fd);
+		struct dirent *de;
+
+		while (d && (de = readdir(d)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+			    strcmp(de->d_name, STATE_DIR))
+				rm_rf_at(fd, de->d_name);
+		if (d)
+			closedir(d);
+	}
+	if (c->old_root_fd != -1)
+		close(c->old_root_fd);
+	if (!c->have_cmd_lock)
+		pthread_mutex_lock(&R.cmd_lock);	/* not while another command runs */
+	job_free(j, true);
+	pthread_mutex_lock(&R.lock);
+	run_cleanup();
+	pthread_mutex_unlock(&R.lock);
+	if (!c->have_cmd_lock)
+		pthread_mutex_unlock(&R.cmd_lock);
+	free(c);
+	return NULL;
+}
+
+/* Merge until at most max bytes per file are left, for up to limit_us. */
+static void converge(struct job *j, uint64_t max, uint64_t limit_us)
+{
+	uint64_t until = now_us() + limit_us;
+	bool left = true;
+
+	while (left && now_us() < until) {
+		left = false;
+		for (size_t i = 0; i < j->n; i++) {
+			struct mig_status st;
+
+			mig_status(j->files[i], &st);
+			if (st.dirty_bytes > max) {
+				left = true;
+				if (mig_merge_some(j->files[i], 16u << 20) < 0)
+					return;
+			}
+		}
+	}
+}
+
+#define HOLD_MERGE_BYTES (1u << 20)	/* at most this much per file is merged in the hold */
+
 static int cmd_cutover(const struct ctl_request *req, char **out)
 {
 	struct job *j = R.job;
 	struct vmhook *hooks[CTL_HOOKS_MAX] = { 0 };
 	uint64_t hook_t0[CTL_HOOKS_MAX] = { 0 };
+	struct preopen_ctx pre = { 0 };
+	struct next_state ns = { 0 };
 	struct rnode **nodes = NULL;
 	char err[512] = "", hooktxt[512] = "";
-	int nhooks = 0, paused = 0, ret = CTL_EFAIL, r = 0;
+	int nhooks = 0, paused = 0, ret = CTL_EFAIL, r = 0, old_root_fd = -1;
 	double timeout = req->timeout_s > 0 ? req->timeout_s : DEFAULT_CUTOVER_TIMEOUT_S;
 	int hook_ms = req->max_downtime_ms > 0 ? req->max_downtime_ms * 4 + 5000 : 30000;
-	uint64_t t_hold, t_release;
+	uint64_t t_hold = 0, t_release = 0, hold_us = 0;
 	size_t parked = 0;
-	bool remove_source = req->remove_source;
-	char *oldroot = NULL;
+	bool switched = false;
 
 	if (!j) {
 		*out = xasprintf("nothing is migrating");
@@ -1297,7 +1559,7 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 		if (r) {
 			*out = xasprintf("%s", err);
 			ret = CTL_EUSAGE;
-			goto out_hooks;
+			goto out;
 		}
 		nhooks++;
 	}
@@ -1309,25 +1571,34 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 				 : MIG_READY_BYTES,
 			 out);
 	if (ret)
-		goto out_hooks;
+		goto out;
 	ret = CTL_EFAIL;
 
-	/* everything that can be done while the guest runs */
+	/* everything that can be done while the guest runs: the merge down to
+	 * almost nothing, durable destinations, the next record, descriptors */
+	copier_stop(j->copier);
+	j->copier = NULL;
+	converge(j, HOLD_MERGE_BYTES, 2000000);
 	for (size_t i = 0; i < j->n; i++)
-		fdatasync(j->files[i]->dst_fd);
+		fsync(j->files[i]->dst_fd);
 	if (j->tree)
-		sync_dirs(itab_root()->fd, j);
+		sync_dirs(R.root_fd, j);
 	nodes = calloc(j->n ? j->n : 1, sizeof(*nodes));
-	if (!nodes) {
+	if (!nodes || next_state_build(&ns, j)) {
 		*out = xasprintf("out of memory");
-		goto out_hooks;
+		goto out_copier;
 	}
 	for (size_t i = 0; i < j->n; i++)
 		nodes[i] = j->files[i]->node;
-
-	/* the copier stops first: the VM's pause must not wait for it */
-	copier_stop(j->copier);
-	j->copier = NULL;
+	r = ms_write(R.state_fd, "state.next", &ns.ms);
+	if (r) {
+		*out = xasprintf("cutover cancelled, nothing switched: cannot write '%s/%s/state.next': %s",
+				 R.source, STATE_DIR, strerror(-r));
+		goto out_copier;
+	}
+	pre.job = j;
+	if (j->tree)
+		itab_foreach(preopen_node, &pre);
 
 	/* pause the VMs */
 	{
@@ -1352,23 +1623,23 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 		free(files);
 		if (r) {
 			*out = xasprintf("cutover cancelled, nothing switched: pause failed: %s", err);
-			copier_start(&j->copier, j->files, j->n, j->rate);
-			goto out_resume;
+			goto out_copier;
 		}
 	}
+
+	/* the hold: finish, commit, switch, release */
 	t_hold = now_us();
 	r = fs_hold(j->tree, nodes, j->n, HOLD_DRAIN_US);
 	if (r) {
-		copier_start(&j->copier, j->files, j->n, j->rate);
 		*out = xasprintf("cutover cancelled, nothing switched: requests in flight did not "
 				 "finish within %u s", HOLD_DRAIN_US / 1000000);
-		goto out_resume;
+		goto out_copier;
 	}
 	for (size_t i = 0; i < j->n && !r; i++) {
 		struct migration *m = j->files[i];
 
 		mig_set_phase(m, MIG_CUTOVER);
-		r = mig_finish_target(m);
+		r = mig_finish_target(m, false);
 		if (r) {
 			snprintf(err, sizeof(err), "'%s': %s", m->relpath, strerror(-r));
 			break;
@@ -1379,71 +1650,44 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 		r = 0;
 	}
 	crashpoint("cutover-merged");
-	if (!r) {
-		/* the commit point */
-		pthread_mutex_lock(&R.lock);
-		if (j->tree) {
-			oldroot = R.ms.root;
-			R.ms.root = strdup(j->dest);
-			for (size_t i = 0; i < R.novr; i++)
-				override_free(&R.ovr[i]);
-			R.novr = 0;
-		} else {
-			struct override *no = realloc(R.ovr, (R.novr + j->n) * sizeof(*no));
-
-			if (!no) {
-				r = -ENOMEM;
-			} else {
-				R.ovr = no;
-				for (size_t i = 0; i < j->n; i++) {
-					struct override *o = &R.ovr[R.novr];
-
-					memset(o, 0, sizeof(*o));
-					o->relpath = strdup(j->files[i]->relpath);
-					o->backend = strdup(j->dest);
-					if (override_resolve(o, itab_root()->fd) == 0)
-						R.novr++;
-					else
-						override_free(o);
-				}
-			}
-		}
-		if (!r)
-			r = overrides_to_ms(&R.ms);
-		if (!r)
-			r = job_to_ms(&R.ms, NULL);
-		if (!r)
-			r = ms_add_cleanup(&R.ms, j->delta_dir);
-		R.ms.last_cutover_us = now_us() - t_hold;	/* so far; rewritten below */
-		if (!r)
-			r = ms_save(R.state_fd, &R.ms);
-		if (r) {
-			/* not committed: back to the job */
-			if (oldroot) {
-				free(R.ms.root);
-				R.ms.root = oldroot;
-				oldroot = NULL;
-			}
-			job_to_ms(&R.ms, j);
-			snprintf(err, sizeof(err), "cannot write the state record: %s", strerror(-r));
-		}
-		pthread_mutex_unlock(&R.lock);
+	if (!r && renameat(R.state_fd, "state.next", R.state_fd, "state") == -1) {
+		r = -errno;
+		snprintf(err, sizeof(err), "cannot commit the state record: %s", strerror(errno));
 	}
 	if (r) {
 		for (size_t i = 0; i < j->n; i++)
 			mig_set_phase(j->files[i], MIG_MERGING);
 		fs_release(j->tree, nodes, j->n);
-		copier_start(&j->copier, j->files, j->n, j->rate);
 		*out = xasprintf("cutover failed, nothing switched, the VM runs on the source: %s", err);
-		goto out_resume;
+		goto out_copier;
 	}
-
+	/* committed (durable once the directory is synced, below) */
+	commit_begin(j);
+	switched = true;
 	crashpoint("cutover-committed");
-	/* switched: every node and handle to the destination */
+	pthread_mutex_lock(&R.lock);
+	adopt_next_state(j);
+	if (j->tree) {
+		old_root_fd = R.root_fd;
+		R.root_fd = dup(j->dest_fd);
+		free(R.root);
+		R.root = strdup(j->dest);
+	}
+	R.job = NULL;
+	pthread_mutex_unlock(&R.lock);
 	if (j->tree) {
 		struct switch_ctx c = { .job = j };
 
-		itab_foreach(switch_tree_node, &c);
+		for (size_t i = 0; i < pre.n; i++) {
+			struct rnode *n = pre.p[i].node;
+
+			if (job_entry_path(j, n->dev, n->ino)) {	/* not switched yet */
+				itab_rekey(n, pre.p[i].fd, &pre.p[i].st);
+				pre.p[i].fd = -1;
+				fs_reopen_handles(n);
+			}
+		}
+		itab_foreach(switch_tree_node, &c);	/* nodes looked up since */
 		if (c.errors)
 			log_warnx("%d node(s) could not be switched", c.errors);
 	}
@@ -1458,87 +1702,81 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 		mig_set_phase(m, MIG_DONE);
 		__atomic_store_n(&m->node->mig, NULL, __ATOMIC_RELEASE);
 	}
-	pthread_mutex_lock(&R.lock);
-	if (j->tree) {
-		free(R.root);
-		R.root = strdup(j->dest);
-		close(R.root_fd);
-		R.root_fd = dup(j->dest_fd);
-	}
-	R.job = NULL;
-	set_done_list(j, "done", j->dest);
-	pthread_mutex_unlock(&R.lock);
 	t_release = now_us();
 	parked = fs_release(j->tree, nodes, j->n);
-	R.last_hold_us = t_release - t_hold;
-	ret = CTL_OK;
+	hold_us = t_release - t_hold;
 	crashpoint("cutover-released");
+	ret = CTL_OK;
 
 out_resume:
 	for (int i = paused - 1; i >= 0; i--) {
 		char rerr[512];
+		size_t l;
 
 		if (vmhook_resume(hooks[i], hook_ms, rerr, sizeof(rerr))) {
 			log_warnx("cannot resume the VM with '%s': %s", vmhook_spec(hooks[i]), rerr);
-			if (ret == CTL_OK) {
-				free(*out);
-				*out = xasprintf("switched to '%s', but resuming with '%s' failed: %s",
-						 j->dest, vmhook_spec(hooks[i]), rerr);
-				ret = CTL_EFAIL;
-			}
+			free(*out);
+			*out = xasprintf("%s, but resuming with '%s' failed: %s",
+					 switched ? "switched" : "nothing switched", vmhook_spec(hooks[i]), rerr);
+			ret = CTL_EFAIL;
 		}
-		{
-			size_t l = strlen(hooktxt);
-
-			snprintf(hooktxt + l, sizeof(hooktxt) - l, "%s%s=%.1fms", l ? ", " : "",
-				 vmhook_spec(hooks[i]), (double)(now_us() - hook_t0[i]) / 1000.0);
-		}
+		l = strlen(hooktxt);
+		snprintf(hooktxt + l, sizeof(hooktxt) - l, "%s%s=%.1fms", l ? ", " : "",
+			 vmhook_spec(hooks[i]), (double)(now_us() - hook_t0[i]) / 1000.0);
 	}
-	if (ret == CTL_OK || (*out && !strncmp(*out, "switched", 8))) {
-		uint64_t pause_us = R.last_hold_us;
+	if (switched) {
+		struct cleanup_job *c = calloc(1, sizeof(*c));
+		pthread_t t;
+		/* durable: the destinations, then the rename */
+		int dr = commit_make_durable();
 
+		if (dr)
+			log_warnx("switched, but syncing the destination failed: %s", strerror(-dr));
 		pthread_mutex_lock(&R.lock);
-		R.ms.last_cutover_us = pause_us;
+		R.ms.last_cutover_us = hold_us;
+		R.last_hold_us = hold_us;
 		snprintf(R.last_hooks, sizeof(R.last_hooks), "%s", hooktxt);
-		ms_save(R.state_fd, &R.ms);
+		set_done_list(j, "done", j->dest);
 		pthread_mutex_unlock(&R.lock);
 		if (ret == CTL_OK)
 			*out = xasprintf("switched %zu file(s) to '%s'; I/O held %.1f ms (%zu request(s) "
 					 "parked, longest %.1f ms)%s%s%s",
-					 j->n, j->dest, (double)pause_us / 1000.0, parked,
+					 j->n, j->dest, (double)hold_us / 1000.0, parked,
 					 (double)fs_last_hold_max_us() / 1000.0, hooktxt[0] ? "; " : "",
 					 hooktxt,
 					 req->max_downtime_ms > 0 &&
-						 pause_us > (uint64_t)req->max_downtime_ms * 1000
+						 hold_us > (uint64_t)req->max_downtime_ms * 1000
 						 ? "; longer than --max-downtime"
 						 : "");
-		/* the delta store, and the source if asked */
-		for (size_t i = 0; i < j->n; i++) {
-			if (remove_source && !j->tree)
-				ftruncate(j->files[i]->src_fd, 0);
+		if (c) {
+			c->job = j;
+			c->remove_source = req->remove_source;
+			c->old_root_fd = old_root_fd;
+			old_root_fd = -1;
+			if (pthread_create(&t, NULL, cleanup_thread, c) == 0) {
+				pthread_detach(t);
+			} else {
+				c->have_cmd_lock = true;
+				cleanup_thread(c);
+			}
 		}
-		if (remove_source && j->tree && oldroot) {
-			int fd = open_dir(oldroot, O_RDONLY);
-			DIR *d = fd < 0 ? NULL : fdopendir(fd);
-			struct dirent *de;
-
-			while (d && (de = readdir(d)))
-				if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
-				    strcmp(de->d_name, STATE_DIR))
-					rm_rf_at(fd, de->d_name);
-			if (d)
-				closedir(d);
-		}
-		job_free(j, true);
-		pthread_mutex_lock(&R.lock);
-		run_cleanup();
-		pthread_mutex_unlock(&R.lock);
 	}
-out_hooks:
+	goto out;
+out_copier:
+	/* nothing switched: the copier goes on where it was */
+	unlinkat(R.state_fd, "state.next", 0);
+	if (!j->copier)
+		copier_start(&j->copier, j->files, j->n, j->rate);
+	goto out_resume;
+out:
 	for (int i = 0; i < nhooks; i++)
 		vmhook_free(hooks[i]);
+	preopen_free(&pre);
+	free(ns.ovr);
+	free(ns.cleanup);
 	free(nodes);
-	free(oldroot);
+	if (old_root_fd != -1)
+		close(old_root_fd);
 	return ret;
 }
 
@@ -1582,7 +1820,7 @@ static int abort_job(struct job *j, char *err, size_t errlen)
 		}
 	}
 	for (size_t i = 0; i < j->n && !r; i++) {
-		r = mig_finish_target(j->files[i]);
+		r = mig_finish_target(j->files[i], true);
 		if (r)
 			snprintf(err, errlen, "cannot write '%s' back to the source: %s",
 				 j->files[i]->relpath, strerror(-r));
