@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctl/ctl_server.h"
@@ -97,10 +98,73 @@ static void reply(int fd, int status, const char *text)
 	ctl_send(fd, CTL_T_REPLY, status, text, text ? (uint32_t)strlen(text) : 0);
 }
 
+/* Read exactly len bytes before deadline (CLOCK_MONOTONIC ms): a client
+ * that trickles bytes cannot keep its slot past CTL_IDLE_S in total. */
+static int read_by(int fd, void *buf, size_t len, int64_t deadline)
+{
+	char *p = buf;
+
+	while (len > 0) {
+		struct timespec ts;
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int64_t now;
+		ssize_t n;
+		int r;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		r = poll(&pfd, 1, (int)(deadline - now));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r == 0 ? -ETIMEDOUT : -errno;
+		n = read(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EPIPE;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int recv_request(int fd, struct ctl_hdr *h, char **payload)
+{
+	struct timespec ts;
+	int64_t deadline;
+	int ret;
+
+	*payload = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + CTL_IDLE_S * 1000;
+	ret = read_by(fd, h, sizeof(*h), deadline);
+	if (!ret)
+		ret = ctl_hdr_check(h, CTL_T_REQUEST, CTL_REQ_MAX);
+	if (ret)
+		return ret;
+	*payload = malloc((size_t)h->len + 1);
+	if (!*payload)
+		return -ENOMEM;
+	ret = h->len ? read_by(fd, *payload, h->len, deadline) : 0;
+	if (ret) {
+		free(*payload);
+		*payload = NULL;
+		return ret;
+	}
+	(*payload)[h->len] = '\0';
+	return 0;
+}
+
 static void *client_thread(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
-	struct timeval tv = { .tv_sec = CTL_IDLE_S };
+	struct timeval tv = { .tv_sec = CTL_IDLE_S };	/* for the reply */
 	const char *argv[CTL_ARGV_MAX];
 	struct ctl_request req;
 	struct ctl_hdr h;
@@ -113,7 +177,7 @@ static void *client_thread(void *arg)
 		reply(fd, CTL_EFAIL, "permission denied: not the daemon's user");
 		goto out;
 	}
-	ret = ctl_recv(fd, CTL_T_REQUEST, CTL_REQ_MAX, &h, &payload);
+	ret = recv_request(fd, &h, &payload);
 	if (ret) {
 		if (ret == -EMSGSIZE || ret == -EPROTO)
 			reply(fd, CTL_EUSAGE, ret == -EMSGSIZE ? "request too large" : "bad request header");

@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,7 +85,9 @@ static int request(const char *sock, int argc, char **argv, char **out)
 		die(2, "request too long");
 	fd = connect_to(sock);
 	ret = ctl_send(fd, CTL_T_REQUEST, 0, buf, (uint32_t)len);
-	if (!ret)
+	/* a daemon that refuses us (busy, another uid) replies and closes
+	 * before it reads the request: its reply is still there to read */
+	if (!ret || ret == -EPIPE || ret == -ECONNRESET)
 		ret = ctl_recv(fd, CTL_T_REPLY, CTL_REPLY_MAX, &h, out);
 	close(fd);
 	if (ret)
@@ -217,6 +220,7 @@ int main(int argc, char **argv)
 	struct ctl_request req;
 	int i, status;
 
+	signal(SIGPIPE, SIG_IGN);
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "-m") && i + 1 < argc)
 			mnt = argv[++i];

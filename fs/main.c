@@ -239,6 +239,7 @@ int main(int argc, char *argv[])
 		log_warnx("relocation control did not start; serving files only");
 	log_info("serving '%s' at '%s'", source, mnt);
 	ret = fs_loop(se, o.threads) ? 1 : 0;
+	ctl_server_stop();	/* no new command; reloc_stop waits for a running one */
 	reloc_stop();
 out_unmount:
 	fuse_session_unmount(se);

@@ -429,6 +429,33 @@ out:
 
 /* ---- jobs ------------------------------------------------------------------------ */
 
+/* The job's copier is read by status under R.lock: swap it under the lock,
+ * stop or start it outside. */
+static void job_copier_stop(struct job *j)
+{
+	struct copier *c;
+
+	pthread_mutex_lock(&R.lock);
+	c = j->copier;
+	j->copier = NULL;
+	pthread_mutex_unlock(&R.lock);
+	copier_stop(c);
+}
+
+static int job_copier_start(struct job *j)
+{
+	struct copier *c = NULL;
+	int r;
+
+	if (j->copier)
+		return 0;
+	r = copier_start(&c, j->files, j->n, j->rate);
+	pthread_mutex_lock(&R.lock);
+	j->copier = c;
+	pthread_mutex_unlock(&R.lock);
+	return r;
+}
+
 static void job_free(struct job *j, bool unlink_delta)
 {
 	if (!j)
@@ -1023,7 +1050,7 @@ static int cmd_migrate(const struct ctl_request *req, char **out)
 		FAIL(CTL_EFAIL, "cannot start: %s", strerror(-r));
 	}
 	fs_release(j->tree, nodes, j->n);
-	r = copier_start(&j->copier, j->files, j->n, j->rate);
+	r = job_copier_start(j);
 	if (r)
 		log_warnx("cannot start the copier: %s", strerror(-r));
 	*out = xasprintf("migrating %zu file(s) to '%s' (delta store '%s')", j->n, dest, jobdir);
@@ -1576,8 +1603,7 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 
 	/* everything that can be done while the guest runs: the merge down to
 	 * almost nothing, durable destinations, the next record, descriptors */
-	copier_stop(j->copier);
-	j->copier = NULL;
+	job_copier_stop(j);
 	converge(j, HOLD_MERGE_BYTES, 2000000);
 	for (size_t i = 0; i < j->n; i++)
 		fsync(j->files[i]->dst_fd);
@@ -1765,8 +1791,7 @@ out_resume:
 out_copier:
 	/* nothing switched: the copier goes on where it was */
 	unlinkat(R.state_fd, "state.next", 0);
-	if (!j->copier)
-		copier_start(&j->copier, j->files, j->n, j->rate);
+	job_copier_start(j);
 	goto out_resume;
 out:
 	for (int i = 0; i < nhooks; i++)
@@ -1787,8 +1812,7 @@ static int abort_job(struct job *j, char *err, size_t errlen)
 	struct rnode **nodes = NULL;
 	int r = 0;
 
-	copier_stop(j->copier);
-	j->copier = NULL;
+	job_copier_stop(j);
 	for (size_t i = 0; i < j->n && !r; i++) {
 		r = mig_set_phase(j->files[i], MIG_ABORTING);
 		mig_target_source(j->files[i]);
@@ -2090,15 +2114,15 @@ int reloc_attach(char *err, size_t errlen)
 
 int reloc_start(void)
 {
-	if (R.job && !R.job->copier)
-		return copier_start(&R.job->copier, R.job->files, R.job->n, R.job->rate);
+	if (R.job)
+		return job_copier_start(R.job);
 	return 0;
 }
 
 void reloc_stop(void)
 {
-	if (R.job) {
-		copier_stop(R.job->copier);
-		R.job->copier = NULL;
-	}
+	pthread_mutex_lock(&R.cmd_lock);	/* no command half done */
+	if (R.job)
+		job_copier_stop(R.job);
+	pthread_mutex_unlock(&R.cmd_lock);
 }

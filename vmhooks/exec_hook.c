@@ -304,6 +304,12 @@ static int exec_hook_run(struct exec_hook *eh, const char *action, int timeout_m
 		return rc;
 	if (WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0)
 		return 0;
+	if (WIFEXITED(res.status) && WEXITSTATUS(res.status) == 127) {
+		/* what a spawn that cannot exec reports where it is a plain fork
+		 * (as under valgrind), and what shells exit with */
+		hook_errf(err, errlen, "exec '%s': cannot run it (exit status 127)", eh->program);
+		return -ENOENT;
+	}
 	if (WIFEXITED(res.status))
 		hook_errf(err, errlen, "exec '%s': %s exited with status %d%s%s", eh->program,
 			  action, WEXITSTATUS(res.status), res.last_line[0] ? ": " : "",
