@@ -66,6 +66,9 @@ char *ms_decode(const char *s)
 			}
 			*p++ = (char)(h * 16 + l);
 			s += 3;
+		} else if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f) {
+			free(out);	/* ms_encode never leaves these raw */
+			return NULL;
 		} else {
 			*p++ = *s++;
 		}
@@ -192,6 +195,8 @@ int ms_parse(const char *text, struct mount_state *st)
 	copy = strndup(text, (size_t)(sum - text));
 	if (!copy)
 		return -ENOMEM;
+	bool first = true;
+
 	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char *f[8], *tsave = NULL, *t;
 		int n = 0;
@@ -207,14 +212,22 @@ int ms_parse(const char *text, struct mount_state *st)
 		}
 		if (n < 1)
 			goto bad;
+		/* numbers are plain decimal: no sign, no blanks */
+		for (int k = 1; k < n; k++)
+			if (!strcmp(f[0], "job") && (k == 1 || k == 5) && !(f[k][0] >= '0' && f[k][0] <= '9'))
+				goto bad;
+		if (first != !strcmp(f[0], "relocfs-state"))
+			goto bad;	/* the version line comes first, once */
+		first = false;
 		if (!strcmp(f[0], "relocfs-state")) {
 			if (n != 2 || strcmp(f[1], "1"))
 				goto bad;
 		} else if (!strcmp(f[0], "root") && n == 2) {
-			free(st->root);
-			if (!(st->root = ms_decode(f[1])))
+			if (st->root || !(st->root = ms_decode(f[1])))
 				goto bad;
 		} else if (!strcmp(f[0], "last-cutover-us") && n == 2) {
+			if (!(f[1][0] >= '0' && f[1][0] <= '9'))
+				goto bad;
 			st->last_cutover_us = strtoull(f[1], &end, 10);
 			if (*end)
 				goto bad;
@@ -242,6 +255,8 @@ int ms_parse(const char *text, struct mount_state *st)
 			if (!st->dest || !st->delta_dir)
 				goto bad;
 		} else if (!strcmp(f[0], "file") && n == 3) {
+			if (!st->job || !(f[1][0] >= '0' && f[1][0] <= '9'))
+				goto bad;
 			idx = strtoul(f[1], &end, 10);
 			if (*end || idx != st->nfiles)
 				goto bad;
