@@ -7,8 +7,8 @@ require_tool fsverify
 require_daemon
 FSV=$TOOLS/fsverify
 NFILES=6
-SEEDS=${RELOC_CYCLES_SEEDS:-12}		# at least this many seeds
-CYCLES=${RELOC_CYCLES_MIN:-6}		# and at least this many relocation cycles
+SEEDS=${RELOC_CYCLES_SEEDS:-36}		# at least this many seeds
+CYCLES=${RELOC_CYCLES_MIN:-20}		# and at least this many relocation cycles
 LOOP_STOP=$TEST_DIR/loop.stop
 LOOP_LOG=$TEST_DIR/loop.log
 LOOP_COUNT=$TEST_DIR/loop.count
