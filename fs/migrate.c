@@ -511,6 +511,9 @@ static int write_source_in_place(struct migration *m, const char *buf, size_t le
 		m->phase = MIG_FAILED;
 		log_warnx("'%s': delta store refused a write (%s); writing the source in place",
 			  m->relpath, strerror(-why));
+		/* durable with the flush that acknowledges this write, before the
+		 * records that move its blocks to the source */
+		journal_add(&m->j, JR_PHASE, MIG_FAILED, 0);
 	}
 	pthread_mutex_unlock(&m->mu);
 	/* edge blocks that live in the delta go back to the source first, so
@@ -528,20 +531,37 @@ static int write_source_in_place(struct migration *m, const char *buf, size_t le
 		if (err)
 			return err;
 	}
+	if (off + len > limit) {
+		/* past the base limit the source holds stale bytes (the guest
+		 * truncated them away): cut them before this write extends the
+		 * visible base, so that the bytes in between read as zeros */
+		struct stat st;
+
+		pthread_mutex_lock(&m->mu);
+		limit = m->base_limit;
+		if (off + len > limit) {
+			if (fstat(m->src_fd, &st) == 0 && (uint64_t)st.st_size > limit &&
+			    ftruncate(m->src_fd, (off_t)limit) == -1)
+				err = -errno;
+			if (!err)
+				err = pwrite_full(m->src_fd, buf, len, (off_t)off);
+			if (!err)
+				m->base_limit = off + len;
+			pthread_mutex_unlock(&m->mu);
+			if (err)
+				return err;
+			goto written;
+		}
+		pthread_mutex_unlock(&m->mu);
+	}
 	err = pwrite_full(m->src_fd, buf, len, (off_t)off);
 	if (err)
 		return err;
+written:
 	bitmap_clear_range(&m->D, b0, b1 - b0 + 1);
 	bitmap_clear_range(&m->M, b0, b1 - b0 + 1);
-	err = journal_add(&m->j, JR_CLEAR_D, b0, b1 - b0 + 1);
-	if (!err && off + len > limit) {
-		/* the source now holds real data up to here */
-		pthread_mutex_lock(&m->mu);
-		if (m->base_limit < off + len)
-			m->base_limit = off + len;
-		pthread_mutex_unlock(&m->mu);
-	}
-	return err;
+	return journal_add(&m->j, JR_SIZE, m->size, m->base_limit) ?:
+	       journal_add(&m->j, JR_CLEAR_D, b0, b1 - b0 + 1);
 }
 
 /*
@@ -658,6 +678,10 @@ int mig_truncate(struct migration *m, off_t size_)
 			bitmap_clear_range(&m->D, keep, m->D.nbits - keep);
 			bitmap_clear_range(&m->M, keep, m->M.nbits - keep);
 		}
+		/* the block the new end cuts through changed in the delta (its
+		 * tail is zeros now): the target must get it again */
+		if (size % BS)
+			bitmap_clear_range(&m->M, blk(size), 1);
 		pthread_mutex_lock(&m->mu);
 		if (size < m->base_limit)
 			m->base_limit = size;
@@ -902,6 +926,20 @@ static ssize_t merge_region(struct migration *m, uint64_t b, char *buf)
 	if (rend > m->D.nbits)
 		rend = m->D.nbits;
 	pthread_mutex_lock(&m->region[ri]);
+	/*
+	 * A block may reach the target only once the journal says it lives in
+	 * the delta: otherwise a crash could leave the target holding a write
+	 * the restarted daemon does not know about (it would read the base),
+	 * and a later switch would change what the guest sees without a
+	 * write.  With the region locked no writer adds a record for it now.
+	 */
+	if (journal_pending(&m->j) && next_dirty(m, rstart) < rend) {
+		err = journal_commit(&m->j, sync_for_flush, m);
+		if (err) {
+			pthread_mutex_unlock(&m->region[ri]);
+			return err;
+		}
+	}
 	for (uint64_t x = next_dirty(m, rstart); x < rend; x = next_dirty(m, x)) {
 		uint64_t e = x;
 		size_t len;

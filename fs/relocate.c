@@ -118,6 +118,8 @@ static struct {
 	.root_fd = -1,
 };
 
+static bool job_dest_ok(struct job *j);
+
 static uint64_t now_us(void)
 {
 	struct timespec ts;
@@ -1093,6 +1095,7 @@ static char *status_json(void)
 			    json_real((double)R.ms.last_cutover_us / 1000.0));
 	json_object_set_new(root, "last_cutover_hooks", json_string(R.last_hooks));
 	if (R.job) {
+		job_dest_ok(R.job);
 		json_object_set_new(root, "destination", json_string(R.job->dest));
 		json_object_set_new(root, "delta_dir", json_string(R.job->delta_dir));
 		json_object_set_new(root, "copy_rate", json_integer((json_int_t)copier_rate(R.job->copier)));
@@ -1196,6 +1199,26 @@ static void set_done_list(struct job *j, const char *state, const char *backend)
 	R.ndone = j->n;
 }
 
+/* The destination path must still lead to the directory the copy went to
+ * (an unmounted or replaced destination would be switched to empty). */
+static bool job_dest_ok(struct job *j)
+{
+	struct stat a, b;
+	int err = 0;
+
+	if (fstat(j->dest_fd, &a) == -1 || stat(j->dest, &b) == -1)
+		err = errno;
+	else if (a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+		err = ENODEV;
+	if (!err)
+		return true;
+	for (size_t i = 0; i < j->n; i++)
+		mig_fail(j->files[i], err, err == ENODEV ? "the destination path no longer leads to "
+					   "the copy (unmounted or replaced)"
+					 : "cannot reach the destination");
+	return false;
+}
+
 /* Wait until every file has at most max_dirty bytes left to merge; error
  * text in *out on failure. */
 static int wait_ready(struct job *j, double timeout_s, uint64_t max_dirty, char **out)
@@ -1205,6 +1228,7 @@ static int wait_ready(struct job *j, double timeout_s, uint64_t max_dirty, char 
 	for (;;) {
 		size_t ready = 0;
 
+		job_dest_ok(j);
 		for (size_t i = 0; i < j->n; i++) {
 			struct mig_status st;
 
@@ -1625,6 +1649,11 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	pre.job = j;
 	if (j->tree)
 		itab_foreach(preopen_node, &pre);
+	if (!job_dest_ok(j)) {
+		*out = xasprintf("cutover cancelled, nothing switched: '%s' no longer leads to the copy",
+				 j->dest);
+		goto out_copier;
+	}
 
 	/* pause the VMs */
 	{
