@@ -45,3 +45,16 @@ writer_flushes() {
 		fail "the writer has not flushed for 30 s"
 	writer_running || fail "the writer stopped: $(cat "$TEST_DIR/writer.log")"
 }
+
+# RELOC_KEEP=DIR: on a failure, keep copies of SRC, DST, the model and the
+# logs in DIR for a post-mortem (the test directory is removed)
+if [ -n "${RELOC_KEEP:-}" ]; then
+	eval "orig_$(declare -f show_daemon_log)"
+	show_daemon_log() {
+		orig_show_daemon_log
+		mkdir -p "$RELOC_KEEP"
+		cp -a "$TEST_SRC" "$TEST_DST" "$MODEL" "$TEST_DIR/relocfs.log" "$TEST_DIR/writer.log" \
+			"$RELOC_KEEP/" 2>/dev/null
+		say "  kept SRC, DST, the model and the logs in '$RELOC_KEEP'"
+	}
+fi
