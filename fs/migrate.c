@@ -236,6 +236,7 @@ int mig_create(struct migration **out, const char *rel, unsigned id, int src_fd,
 		err = journal_add(&m->j, JR_COPIED, 0, m->base_size);
 	if (!err)
 		err = journal_add(&m->j, JR_SIZE, m->size, m->base_limit);
+	/* b = 0: created, the base not frozen yet (see mig_rebase) */
 	if (!err)
 		err = journal_add(&m->j, JR_PHASE, MIG_COPYING, 0);
 	if (!err)
@@ -273,6 +274,7 @@ static int replay_one(void *arg, const struct jr *r)
 		break;
 	case JR_PHASE:
 		m->phase = (enum mig_phase)r->a;
+		m->started = r->b != 0;
 		break;
 	case JR_COPIED:
 		m->copied = r->a;
@@ -305,6 +307,13 @@ int mig_open(struct migration **out, const char *rel, unsigned id, int src_fd, i
 		goto fail;
 	if (m->phase == MIG_CUTOVER)
 		m->phase = MIG_MERGING;	/* the switch did not happen: still merging */
+	if (!m->started) {
+		/* the daemon died between recording the job and freezing the
+		 * base: no write went to the delta, the source is the truth */
+		err = mig_rebase(m);
+		if (err)
+			goto fail;
+	}
 	if (m->phase == MIG_FAILED)
 		snprintf(m->error, sizeof(m->error),
 			 "failed before a restart: the source was written in place; abort to finish");
@@ -513,7 +522,7 @@ static int write_source_in_place(struct migration *m, const char *buf, size_t le
 			  m->relpath, strerror(-why));
 		/* durable with the flush that acknowledges this write, before the
 		 * records that move its blocks to the source */
-		journal_add(&m->j, JR_PHASE, MIG_FAILED, 0);
+		journal_add(&m->j, JR_PHASE, MIG_FAILED, 1);
 	}
 	pthread_mutex_unlock(&m->mu);
 	/* edge blocks that live in the delta go back to the source first, so
@@ -862,7 +871,11 @@ int mig_rebase(struct migration *m)
 	if (!err)
 		err = journal_add(&m->j, JR_SIZE, (uint64_t)st.st_size, (uint64_t)st.st_size);
 	if (!err)
+		err = journal_add(&m->j, JR_PHASE, MIG_COPYING, 1);	/* frozen from here */
+	if (!err)
 		err = journal_commit(&m->j, NULL, NULL);
+	if (!err)
+		m->started = true;
 	return err;
 }
 
@@ -871,12 +884,17 @@ int mig_set_phase(struct migration *m, enum mig_phase phase)
 	int err;
 
 	pthread_mutex_lock(&m->mu);
+	if (m->phase == MIG_FAILED && phase != MIG_ABORTING && phase != MIG_ABORTED) {
+		/* failed is final: only an abort leaves it */
+		pthread_mutex_unlock(&m->mu);
+		return -EIO;
+	}
 	m->phase = phase;
 	pthread_mutex_unlock(&m->mu);
 	/* only phases a restart must know are journalled */
 	if (phase != MIG_COPYING && phase != MIG_MERGING && phase != MIG_ABORTING)
 		return 0;
-	err = journal_add(&m->j, JR_PHASE, phase, 0);
+	err = journal_add(&m->j, JR_PHASE, phase, 1);
 	if (!err)
 		err = journal_commit(&m->j, sync_for_flush, m);
 	return err;

@@ -77,6 +77,7 @@ struct migration {
 	uint64_t throttle_events;
 	struct timespec mtime;		/* last write, for getattr */
 	bool mtime_set;
+	bool started;			/* the base is frozen (mig_rebase ran) */
 	char error[256];		/* set with phase MIG_FAILED */
 };
 
