@@ -53,7 +53,7 @@
 #include "fs/migrate.h"
 
 #define BS MIG_BLOCK
-#define JOURNAL_PREALLOC (8u << 20)
+#define JOURNAL_PREALLOC MIG_JOURNAL_PREALLOC
 #define THROTTLE_SLEEP_US 2000
 
 static uint64_t blk(uint64_t off)
@@ -966,8 +966,10 @@ static ssize_t merge_region(struct migration *m, uint64_t b, char *buf)
 			e++;
 		len = (size_t)((e - x) * BS);
 		err = pread_full(m->delta_fd, buf, len, (off_t)(x * BS));
-		if (err)
+		if (err) {
+			mig_fail(m, err, "cannot read the delta store");
 			break;
+		}
 		if (all_zero(buf, len)) {
 			if (fallocate(m->target_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				      (off_t)(x * BS), (off_t)len) == -1)
@@ -975,8 +977,11 @@ static ssize_t merge_region(struct migration *m, uint64_t b, char *buf)
 		} else {
 			err = pwrite_full(m->target_fd, buf, len, (off_t)(x * BS));
 		}
-		if (err)
+		if (err) {
+			mig_fail(m, err, m->target_fd == m->src_fd ? "cannot write the source"
+								    : "cannot write the destination");
 			break;
+		}
 		bitmap_set_range(&m->M, x, e - x);
 		pthread_mutex_lock(&m->mu);
 		m->dirty -= e - x;
@@ -1082,6 +1087,18 @@ void mig_target_source(struct migration *m)
 	bitmap_clear_range(&m->M, 0, m->M.nbits);
 	pthread_mutex_lock(&m->mu);
 	m->dirty = bitmap_count(&m->D);
+	pthread_mutex_unlock(&m->mu);
+	pthread_rwlock_unlock(&m->io);
+}
+
+void mig_target_dest(struct migration *m, enum mig_phase phase)
+{
+	pthread_rwlock_wrlock(&m->io);
+	m->target_fd = m->dst_fd;
+	bitmap_clear_range(&m->M, 0, m->M.nbits);
+	pthread_mutex_lock(&m->mu);
+	m->dirty = bitmap_count(&m->D);
+	m->phase = phase;
 	pthread_mutex_unlock(&m->mu);
 	pthread_rwlock_unlock(&m->io);
 }

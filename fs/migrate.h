@@ -127,6 +127,10 @@ int mig_finish_target(struct migration *m, bool sync);
  * destination had merged. */
 void mig_target_source(struct migration *m);
 
+/* Undo mig_target_source: merge into the destination again (all of D), in
+ * the given phase (an abort that could not be recorded). */
+void mig_target_dest(struct migration *m, enum mig_phase phase);
+
 /* Compare the live view with what the destination holds (dest overlaid with
  * the unmerged delta).  Returns 0 if equal, 1 with *diff_off set if not,
  * -errno on error. */
@@ -145,6 +149,9 @@ void mig_status(struct migration *m, struct mig_status *st);
 void mig_fail(struct migration *m, int err, const char *what);
 
 const char *mig_phase_name(enum mig_phase p, uint64_t dirty_bytes);
+
+/* Space each file's journal takes up front in the delta store. */
+#define MIG_JOURNAL_PREALLOC (2u << 20)
 
 /* Bytes of D \ M at or below which a file counts as ready for cutover. */
 #define MIG_READY_BYTES (8u << 20)

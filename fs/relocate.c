@@ -999,6 +999,12 @@ static int cmd_migrate(const struct ctl_request *req, char **out)
 	if (fstatvfs(j->dest_fd, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < w.bytes)
 		FAIL(CTL_EFAIL, "destination '%s' has %" PRIu64 " bytes free, the files need %" PRIu64,
 		     dest, (uint64_t)sv.f_bavail * sv.f_frsize, w.bytes);
+	if (fstatvfs(j->delta_fd, &sv) == 0 &&
+	    (uint64_t)sv.f_bavail * sv.f_frsize < w.nfiles * (uint64_t)MIG_JOURNAL_PREALLOC + (16u << 20))
+		FAIL(CTL_EFAIL, "delta directory '%s' has %" PRIu64 " bytes free; %zu file(s) need at "
+			     "least %" PRIu64 " to start (and room for what the guest writes)",
+		     jobdir, (uint64_t)sv.f_bavail * sv.f_frsize, w.nfiles,
+		     w.nfiles * (uint64_t)MIG_JOURNAL_PREALLOC + (16u << 20));
 	for (size_t i = 0; i < w.nfiles; i++)
 		if (job_add_file(j, w.files[i], true, err, sizeof(err)))
 			FAIL(CTL_EFAIL, "%s", err);
@@ -1839,17 +1845,30 @@ out:
 static int abort_job(struct job *j, char *err, size_t errlen)
 {
 	struct rnode **nodes = NULL;
-	int r = 0;
+	enum mig_phase *prev = calloc(j->n ? j->n : 1, sizeof(*prev));
+	int r = prev ? 0 : -ENOMEM;
 
 	job_copier_stop(j);
 	for (size_t i = 0; i < j->n && !r; i++) {
+		struct mig_status st;
+
+		mig_status(j->files[i], &st);
+		prev[i] = st.phase;
 		r = mig_set_phase(j->files[i], MIG_ABORTING);
 		mig_target_source(j->files[i]);
 	}
 	if (r) {
-		snprintf(err, errlen, "cannot record the abort: %s", strerror(-r));
+		/* not recorded: nothing changes, the migration goes on */
+		for (size_t i = 0; prev && i < j->n; i++)
+			mig_target_dest(j->files[i], prev[i] == MIG_ABORTING ? MIG_MERGING : prev[i]);
+		free(prev);
+		if (j->files && j->n && j->files[0]->node)
+			job_copier_start(j);
+		snprintf(err, errlen, "cannot record the abort (the migration goes on): %s",
+			 strerror(-r));
 		return r;
 	}
+	free(prev);
 	crashpoint("abort-recorded");
 	/* most of it while the guest runs */
 	for (size_t i = 0; i < j->n; i++) {
