@@ -645,11 +645,17 @@ static ssize_t live_write(struct migration *m, const char *buf, size_t len, uint
 	return (ssize_t)len;
 fallback:
 	if (err == -ENOSPC || err == -EIO || err == -EDQUOT || err == -EROFS) {
-		static char zeros[1 << 20];
+		static const char zeros[1 << 20];
+		int why = err;
 
-		if (!buf && len > sizeof(zeros))
-			len = sizeof(zeros);
-		err = write_source_in_place(m, buf ? buf : zeros, len, off, err);
+		/* zeros go in 1 MiB pieces (the regions stay locked for all) */
+		err = 0;
+		for (uint64_t done = 0; !err && done < len;) {
+			size_t n = buf || len - done <= sizeof(zeros) ? (size_t)(len - done) : sizeof(zeros);
+
+			err = write_source_in_place(m, buf ? buf + done : zeros, n, off + done, why);
+			done += n;
+		}
 	}
 	regions_unlock(m, mask);
 	pthread_rwlock_unlock(&m->io);
