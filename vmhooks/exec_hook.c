@@ -307,7 +307,8 @@ static int exec_hook_run(struct exec_hook *eh, const char *action, int timeout_m
 	if (WIFEXITED(res.status) && WEXITSTATUS(res.status) == 127) {
 		/* what a spawn that cannot exec reports where it is a plain fork
 		 * (as under valgrind), and what shells exit with */
-		hook_errf(err, errlen, "exec '%s': cannot run it (exit status 127)", eh->program);
+		hook_errf(err, errlen, "exec '%s': cannot run it: %s (exit status 127)", eh->program,
+			  strerror(ENOENT));
 		return -ENOENT;
 	}
 	if (WIFEXITED(res.status))
