@@ -240,6 +240,8 @@ int journal_commit(struct journal *j, int (*sync_data)(void *arg), void *arg)
 	err = sync_data ? sync_data(arg) : 0;
 	if (!err)
 		err = journal_write_locked(j, recs, n);
+	if (!err && n && j->on_durable)
+		j->on_durable(j->on_durable_arg, recs, n);
 	if (err && n) {
 		/* put them back in front: a later commit may still succeed */
 		pthread_mutex_lock(&j->lock);

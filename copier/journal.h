@@ -50,6 +50,10 @@ struct journal {
 	uint64_t seq;			/* sequence number of the next record */
 	off_t off;			/* where the next record goes */
 	bool broken;			/* records were lost: every commit fails */
+	/* called by journal_commit, with write_lock held, with the records it
+	 * has just made durable (owner's hook; NULL for none) */
+	void (*on_durable)(void *arg, const struct jr *recs, size_t n);
+	void *on_durable_arg;
 };
 
 /* pure: encode / decode one record; decode returns 0 or -EINVAL */

@@ -147,6 +147,25 @@ static bool all_zero(const char *p, size_t len)
 
 /* ---- life cycle ------------------------------------------------------------ */
 
+/* Records just made durable: their D blocks may now reach the target. */
+static void on_durable(void *arg, const struct jr *recs, size_t n)
+{
+	struct migration *m = arg;
+
+	for (size_t i = 0; i < n; i++) {
+		if (recs[i].type == JR_SET_DE)
+			bitmap_set_range(&m->DD, recs[i].a, recs[i].b);
+		else if (recs[i].type == JR_CLEAR_D)
+			bitmap_clear_range(&m->DD, recs[i].a, recs[i].b);
+	}
+}
+
+static void journal_hook(struct migration *m)
+{
+	m->j.on_durable = on_durable;
+	m->j.on_durable_arg = m;
+}
+
 static struct migration *mig_alloc(const char *rel, unsigned id, int src_fd, int dst_fd, int dirfd)
 {
 	struct migration *m = calloc(1, sizeof(*m));
@@ -183,7 +202,7 @@ static int bitmaps_fit(struct migration *m, uint64_t nblocks)
 
 	if (m->D.nbits >= nblocks)
 		return 0;
-	if (bitmap_resize(&m->D, want) || bitmap_resize(&m->M, want))
+	if (bitmap_resize(&m->D, want) || bitmap_resize(&m->M, want) || bitmap_resize(&m->DD, want))
 		return -ENOMEM;
 	return 0;
 }
@@ -230,6 +249,8 @@ int mig_create(struct migration **out, const char *rel, unsigned id, int src_fd,
 	delta_name(id, "journal", name);
 	unlinkat(dirfd, name, 0);
 	err = journal_create(dirfd, name, &m->j);
+	if (!err)
+		journal_hook(m);
 	if (!err)
 		err = journal_prealloc(m);
 	if (!err)
@@ -305,6 +326,10 @@ int mig_open(struct migration **out, const char *rel, unsigned id, int src_fd, i
 	err = journal_open(dirfd, name, &m->j, replay_one, m);
 	if (err)
 		goto fail;
+	journal_hook(m);
+	/* everything replayed is durable */
+	for (uint64_t w = 0; w < m->D.nwords; w++)
+		m->DD.w[w] = m->D.w[w];
 	if (m->phase == MIG_CUTOVER)
 		m->phase = MIG_MERGING;	/* the switch did not happen: still merging */
 	if (!m->started) {
@@ -348,6 +373,7 @@ void mig_free(struct migration *m, bool unlink_delta)
 		close(m->dst_fd);
 	bitmap_free(&m->D);
 	bitmap_free(&m->M);
+	bitmap_free(&m->DD);
 	pthread_rwlock_destroy(&m->io);
 	for (unsigned i = 0; i < MIG_REGIONS; i++)
 		pthread_mutex_destroy(&m->region[i]);
@@ -569,6 +595,7 @@ static int write_source_in_place(struct migration *m, const char *buf, size_t le
 written:
 	bitmap_clear_range(&m->D, b0, b1 - b0 + 1);
 	bitmap_clear_range(&m->M, b0, b1 - b0 + 1);
+	bitmap_clear_range(&m->DD, b0, b1 - b0 + 1);
 	return journal_add(&m->j, JR_SIZE, m->size, m->base_limit) ?:
 	       journal_add(&m->j, JR_CLEAR_D, b0, b1 - b0 + 1);
 }
@@ -692,6 +719,7 @@ int mig_truncate(struct migration *m, off_t size_)
 		if (keep < m->D.nbits) {
 			bitmap_clear_range(&m->D, keep, m->D.nbits - keep);
 			bitmap_clear_range(&m->M, keep, m->M.nbits - keep);
+			bitmap_clear_range(&m->DD, keep, m->DD.nbits - keep);
 		}
 		/* the block the new end cuts through changed in the delta (its
 		 * tail is zeros now): the target must get it again */
@@ -919,14 +947,16 @@ int mig_note_copied(struct migration *m, uint64_t bytes)
 	return err;
 }
 
-/* first block at or after b in D \ M, or nbits */
+/* first block at or after b in D \ M whose record is durable, or nbits */
 static uint64_t next_dirty(struct migration *m, uint64_t b)
 {
 	uint64_t n = m->D.nbits;
 
 	while (b < n) {
 		uint64_t w = b / 64;
-		uint64_t bits = (m->D.w[w] & ~m->M.w[w]) & (~0ull << (b % 64));
+		uint64_t bits = (__atomic_load_n(&m->D.w[w], __ATOMIC_ACQUIRE) &
+				 __atomic_load_n(&m->DD.w[w], __ATOMIC_ACQUIRE) & ~m->M.w[w]) &
+				(~0ull << (b % 64));
 
 		if (bits) {
 			uint64_t r = w * 64 + (uint64_t)__builtin_ctzll(bits);
@@ -950,25 +980,12 @@ static ssize_t merge_region(struct migration *m, uint64_t b, char *buf)
 	if (rend > m->D.nbits)
 		rend = m->D.nbits;
 	pthread_mutex_lock(&m->region[ri]);
-	/*
-	 * A block may reach the target only once the journal says it lives in
-	 * the delta: otherwise a crash could leave the target holding a write
-	 * the restarted daemon does not know about (it would read the base),
-	 * and a later switch would change what the guest sees without a
-	 * write.  With the region locked no writer adds a record for it now.
-	 */
-	if (journal_pending(&m->j) && next_dirty(m, rstart) < rend) {
-		err = journal_commit(&m->j, sync_for_flush, m);
-		if (err) {
-			pthread_mutex_unlock(&m->region[ri]);
-			return err;
-		}
-	}
 	for (uint64_t x = next_dirty(m, rstart); x < rend; x = next_dirty(m, x)) {
 		uint64_t e = x;
 		size_t len;
 
-		while (e < rend && bitmap_test(&m->D, e) && !bitmap_test(&m->M, e))
+		while (e < rend && bitmap_test(&m->D, e) && bitmap_test(&m->DD, e) &&
+		       !bitmap_test(&m->M, e))
 			e++;
 		len = (size_t)((e - x) * BS);
 		err = pread_full(m->delta_fd, buf, len, (off_t)(x * BS));
@@ -1007,6 +1024,21 @@ ssize_t mig_merge_some(struct migration *m, size_t max_bytes)
 
 	if (posix_memalign((void **)&buf, 4096, (size_t)BS << MIG_REGION_SHIFT))
 		return -ENOMEM;
+	/*
+	 * A block may reach the target only once the journal says it lives in
+	 * the delta (bit DD): otherwise a crash could leave the target holding
+	 * a write the restarted daemon does not know about (it would read the
+	 * base), and a later switch would change what the guest sees without a
+	 * write.  One commit here makes every block written so far mergeable.
+	 */
+	if (journal_pending(&m->j)) {
+		int err = journal_commit(&m->j, sync_for_flush, m);
+
+		if (err) {
+			free(buf);
+			return err;
+		}
+	}
 	pthread_rwlock_rdlock(&m->io);
 	while ((size_t)total < max_bytes) {
 		ssize_t r;
@@ -1038,6 +1070,13 @@ int mig_finish_target(struct migration *m, bool sync)
 	} while (r > 0);
 	if (r < 0)
 		return (int)r;
+	pthread_mutex_lock(&m->mu);
+	r = m->dirty ? -EIO : 0;	/* every block must have been mergeable */
+	pthread_mutex_unlock(&m->mu);
+	if (r) {
+		log_warnx("'%s': blocks left unmerged at the switch", m->relpath);
+		return (int)r;
+	}
 	snapshot_limits(m, &size, &limit);
 	if (fstat(m->target_fd, &st) == -1)
 		return -errno;

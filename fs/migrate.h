@@ -63,6 +63,7 @@ struct migration {
 	pthread_mutex_t region[MIG_REGIONS];
 	struct bitmap D;		/* block lives in the delta; io (resize), atomic bits */
 	struct bitmap M;		/* D block already in the target; region locks */
+	struct bitmap DD;		/* D block whose journal record is durable; atomic bits */
 	int target_fd;			/* where merges go: dst_fd, or src_fd when aborting */
 
 	pthread_mutex_t mu;		/* protects the fields below */
