@@ -777,23 +777,29 @@ static void run_cleanup(void)
 		ms_save(R.state_fd, &R.ms);
 }
 
+/* Remove everything in the directory dirfd but relocfs's own state. */
+static void empty_tree(int dirfd)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd == -1 ? NULL : fdopendir(fd);
+	struct dirent *de;
+
+	while (d && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		    strcmp(de->d_name, STATE_DIR))
+			rm_rf_at(fd, de->d_name);
+	if (d)
+		closedir(d);
+	else if (fd != -1)
+		close(fd);
+}
+
 /* remove what the job created in the destination (files, then directories) */
 static void remove_dest(struct job *j)
 {
 	if (j->tree) {
 		/* the destination was empty when the job began: all of it is ours */
-		int fd = openat(j->dest_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		DIR *d = fd == -1 ? NULL : fdopendir(fd);
-		struct dirent *de;
-
-		while (d && (de = readdir(d)))
-			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
-			    strcmp(de->d_name, STATE_DIR))
-				rm_rf_at(fd, de->d_name);
-		if (d)
-			closedir(d);
-		else if (fd != -1)
-			close(fd);
+		empty_tree(j->dest_fd);
 		return;
 	}
 	for (size_t i = 0; i < j->n; i++)
@@ -1542,18 +1548,8 @@ static void *cleanup_thread(void *arg)
 		for (size_t i = 0; i < j->n; i++)
 			if (ftruncate(j->files[i]->src_fd, 0) == -1)
 				log_warn("cannot empty the source of '%s'", j->files[i]->relpath);
-	if (c->remove_source && c->old_root_fd != -1) {
-		int fd = openat(c->old_root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		DIR *d = fd == -1 ? NULL : fdopendir(fd);
-		struct dirent *de;
-
-		while (d && (de = readdir(d)))
-			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
-			    strcmp(de->d_name, STATE_DIR))
-				rm_rf_at(fd, de->d_name);
-		if (d)
-			closedir(d);
-	}
+	if (c->remove_source && c->old_root_fd != -1)
+		empty_tree(c->old_root_fd);
 	if (c->old_root_fd != -1)
 		close(c->old_root_fd);
 	if (!c->have_cmd_lock)
