@@ -235,7 +235,7 @@ static void *copier_main(void *arg)
 				pace(c, MERGE_BATCH, st.dirty_bytes <= MIG_READY_BYTES);
 				r = mig_merge_some(m, MERGE_BATCH);
 				if (r < 0)
-					mig_fail(m, (int)r, "cannot merge into the destination");
+					mig_fail(m, (int)r, "merge failed");
 				else if (r > 0) {
 					work = true;
 					crashpoint("merge-batch");

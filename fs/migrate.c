@@ -819,6 +819,9 @@ int mig_fsync(struct migration *m, bool datasync)
 
 		if (log_ratelimited(&last))
 			log_warnx("'%s': flush failed: %s", m->relpath, strerror(-err));
+		/* after a failed sync the kernel may have dropped the dirty
+		 * pages: the delta store can no longer vouch for its data */
+		mig_fail(m, err, "cannot sync the delta store");
 		return err == -ENOSPC ? -ENOSPC : -EIO;
 	}
 	return 0;
@@ -1035,6 +1038,7 @@ ssize_t mig_merge_some(struct migration *m, size_t max_bytes)
 		int err = journal_commit(&m->j, sync_for_flush, m);
 
 		if (err) {
+			mig_fail(m, err, "cannot sync the delta store");
 			free(buf);
 			return err;
 		}
