@@ -9,14 +9,19 @@
  *
  * Order of a cutover (the hold is the only time guest I/O waits):
  *   1. wait until every file is ready (little left to merge);
- *   2. sync the destinations and copy metadata, outside the hold;
+ *   2. merge and sync the destinations until a sync finds little to do,
+ *      write the next record, commit and merge the last delta records,
+ *      all outside the hold;
  *   3. pause the VMs with the hooks (none: relocfs's own hold only);
  *   4. hold the files (new requests are parked, in-flight ones drain);
- *   5. merge what is left, fix sizes and holes, fdatasync (mig_finish_target);
- *   6. write the mount's state record naming the destination: the commit point;
+ *   5. commit the last delta records, merge them, fix sizes and holes
+ *      (mig_finish_target, no sync of the destinations);
+ *   6. rename the next record over the mount's record: the commit point;
  *   7. point every node and open handle at the destination;
  *   8. release the hold (parked requests are served from the destination);
- *   9. resume the VMs; remove the delta store (and the source, if asked).
+ *   9. resume the VMs; sync the destinations and the record's directory
+ *      (no flush is acknowledged until then: reloc_flush_barrier); remove
+ *      the delta store (and the source, if asked).
  * A failure before 6 releases everything on the source and reports; after 6
  * the switch is done whatever else fails.  A crash before 6 restarts with the
  * job still merging, after 6 with the destination served.
@@ -1599,7 +1604,7 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	int nhooks = 0, paused = 0, ret = CTL_EFAIL, r = 0, old_root_fd = -1;
 	double timeout = req->timeout_s > 0 ? req->timeout_s : DEFAULT_CUTOVER_TIMEOUT_S;
 	int hook_ms = req->max_downtime_ms > 0 ? req->max_downtime_ms * 4 + 5000 : 30000;
-	uint64_t t_hold = 0, t_release = 0, hold_us = 0;
+	uint64_t t_hold = 0, t_drained = 0, t_merged = 0, t_release = 0, hold_us = 0;
 	size_t parked = 0;
 	bool switched = false;
 
@@ -1630,9 +1635,19 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	/* everything that can be done while the guest runs: the merge down to
 	 * almost nothing, durable destinations, the next record, descriptors */
 	job_copier_stop(j);
-	converge(j, HOLD_MERGE_BYTES, 2000000);
-	for (size_t i = 0; i < j->n; i++)
-		fsync(j->files[i]->dst_fd);
+	/* the first sync of the destinations writes back what the copier
+	 * left in the page cache, and may take seconds while the guest keeps
+	 * writing: merge and sync again until a sync finds little to do */
+	for (int pass = 0; pass < 4; pass++) {
+		uint64_t t0;
+
+		converge(j, HOLD_MERGE_BYTES, 2000000);
+		t0 = now_us();
+		for (size_t i = 0; i < j->n; i++)
+			fsync(j->files[i]->dst_fd);
+		if (now_us() - t0 < 20000)
+			break;
+	}
 	if (j->tree)
 		sync_dirs(R.root_fd, j);
 	nodes = calloc(j->n ? j->n : 1, sizeof(*nodes));
@@ -1656,6 +1671,10 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 				 j->dest);
 		goto out_copier;
 	}
+
+	/* the last pass: commit the delta records written meanwhile and merge
+	 * them, so that the hold commits and merges only a few blocks */
+	converge(j, 0, 200000);
 
 	/* pause the VMs */
 	{
@@ -1692,6 +1711,7 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 				 "finish within %u s", HOLD_DRAIN_US / 1000000);
 		goto out_copier;
 	}
+	t_drained = now_us();
 	for (size_t i = 0; i < j->n && !r; i++) {
 		struct migration *m = j->files[i];
 
@@ -1706,6 +1726,7 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 			log_warnx("'%s': cannot copy metadata: %s", m->relpath, strerror(-r));
 		r = 0;
 	}
+	t_merged = now_us();
 	crashpoint("cutover-merged");
 	if (!r && renameat(R.state_fd, "state.next", R.state_fd, "state") == -1) {
 		r = -errno;
@@ -1761,6 +1782,9 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	}
 	t_release = now_us();
 	parked = fs_release(j->tree, nodes, j->n);
+	log_info("cutover: I/O held %.2f ms: %.2f draining, %.2f finishing the copies, %.2f switching",
+		 (t_release - t_hold) / 1000.0, (t_drained - t_hold) / 1000.0,
+		 (t_merged - t_drained) / 1000.0, (t_release - t_merged) / 1000.0);
 	hold_us = t_release - t_hold;
 	crashpoint("cutover-released");
 	ret = CTL_OK;
