@@ -1063,14 +1063,17 @@ ssize_t mig_merge_some(struct migration *m, size_t max_bytes)
 	return total;
 }
 
-int mig_finish_target(struct migration *m, bool sync)
+int mig_finish_target(struct migration *m, enum mig_sync sync)
 {
 	uint64_t size, limit, tsize, a;
 	struct stat st;
+	bool changed = false;
 	ssize_t r;
 
 	do {
 		r = mig_merge_some(m, SIZE_MAX);
+		if (r > 0)
+			changed = true;
 	} while (r > 0);
 	if (r < 0)
 		return (int)r;
@@ -1085,6 +1088,8 @@ int mig_finish_target(struct migration *m, bool sync)
 	if (fstat(m->target_fd, &st) == -1)
 		return -errno;
 	tsize = (uint64_t)st.st_size < size ? (uint64_t)st.st_size : size;
+	if ((uint64_t)st.st_size != size)
+		changed = true;
 	/* past the base limit, blocks outside the delta must read as zeros */
 	a = limit;
 	if (a % BS && a < tsize && !bitmap_test(&m->D, blk(a))) {
@@ -1095,6 +1100,7 @@ int mig_finish_target(struct migration *m, bool sync)
 
 		if (err)
 			return err;
+		changed = true;
 	}
 	a = blocks_for(a) * BS;
 	while (a < tsize) {
@@ -1109,6 +1115,7 @@ int mig_finish_target(struct migration *m, bool sync)
 		e = bitmap_next_set(&m->D, b) * BS;
 		if (e > tsize || e <= a)
 			e = tsize;
+		changed = true;
 		if (fallocate(m->target_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)a,
 			      (off_t)(e - a)) == -1) {
 			static const char zeros[BS];
@@ -1124,7 +1131,7 @@ int mig_finish_target(struct migration *m, bool sync)
 	}
 	if (ftruncate(m->target_fd, (off_t)size) == -1)
 		return -errno;
-	if (sync && fdatasync(m->target_fd) == -1)
+	if ((sync == MIG_SYNC_ALWAYS || changed) && fdatasync(m->target_fd) == -1)
 		return -errno;
 	return 0;
 }

@@ -120,9 +120,16 @@ int mig_note_copied(struct migration *m, uint64_t bytes);
  * (0 when nothing is left) or -errno. */
 ssize_t mig_merge_some(struct migration *m, size_t max_bytes);
 
+/* How mig_finish_target makes the target durable. */
+enum mig_sync {
+	MIG_SYNC_ALWAYS,	/* fdatasync the target */
+	MIG_SYNC_CHANGED,	/* only if this call changed it (the caller synced it before) */
+};
+
 /* With the file held: merge all of D \ M and make the target equal to the
- * live view (truncations, size); fdatasync it if sync.  0 or -errno. */
-int mig_finish_target(struct migration *m, bool sync);
+ * live view (truncations, size), then fdatasync it as sync says.  0 or
+ * -errno. */
+int mig_finish_target(struct migration *m, enum mig_sync sync);
 
 /* Switch the merge target to the source (abort) and forget what the
  * destination had merged. */

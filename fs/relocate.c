@@ -15,7 +15,8 @@
  *   3. pause the VMs with the hooks (none: relocfs's own hold only);
  *   4. hold the files (new requests are parked, in-flight ones drain);
  *   5. commit the last delta records, merge them, fix sizes and holes
- *      (mig_finish_target, no sync of the destinations);
+ *      (mig_finish_target; the destination is synced only if that changed
+ *      it, which is rare after step 2);
  *   6. rename the next record over the mount's record: the commit point;
  *   7. point every node and open handle at the destination;
  *   8. release the hold (parked requests are served from the destination);
@@ -1592,6 +1593,28 @@ static void converge(struct job *j, uint64_t max, uint64_t limit_us)
 
 #define HOLD_MERGE_BYTES (1u << 20)	/* at most this much per file is merged in the hold */
 
+/* Remove the next record of a cutover that did not switch. */
+static void drop_next_state(void)
+{
+	if (R.state_fd != -1 && unlinkat(R.state_fd, "state.next", 0) == 0)
+		fsync(R.state_fd);
+}
+
+/* fsync every destination file; on failure *out says so (cutover cancelled) */
+static int sync_dests(struct job *j, char **out)
+{
+	for (size_t i = 0; i < j->n; i++) {
+		if (fsync(j->files[i]->dst_fd) == -1) {
+			int e = errno;
+
+			*out = xasprintf("cutover cancelled, nothing switched: cannot sync '%s' in '%s': %s",
+					 j->files[i]->relpath, j->dest, strerror(e));
+			return -e;
+		}
+	}
+	return 0;
+}
+
 static int cmd_cutover(const struct ctl_request *req, char **out)
 {
 	struct job *j = R.job;
@@ -1643,8 +1666,8 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 
 		converge(j, HOLD_MERGE_BYTES, 2000000);
 		t0 = now_us();
-		for (size_t i = 0; i < j->n; i++)
-			fsync(j->files[i]->dst_fd);
+		if (sync_dests(j, out))
+			goto out_copier;
 		if (now_us() - t0 < 20000)
 			break;
 	}
@@ -1657,7 +1680,11 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	}
 	for (size_t i = 0; i < j->n; i++)
 		nodes[i] = j->files[i]->node;
+	/* durable before anything is switched: a restart that finds it knows
+	 * that a cutover was under way (see reloc_init) */
 	r = ms_write(R.state_fd, "state.next", &ns.ms);
+	if (!r && fsync(R.state_fd) == -1)
+		r = -errno;
 	if (r) {
 		*out = xasprintf("cutover cancelled, nothing switched: cannot write '%s/%s/state.next': %s",
 				 R.source, STATE_DIR, strerror(-r));
@@ -1673,8 +1700,10 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	}
 
 	/* the last pass: commit the delta records written meanwhile and merge
-	 * them, so that the hold commits and merges only a few blocks */
+	 * them, so that the hold commits, merges and syncs little or nothing */
 	converge(j, 0, 200000);
+	if (sync_dests(j, out))
+		goto out_copier;
 
 	/* pause the VMs */
 	{
@@ -1716,7 +1745,10 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 		struct migration *m = j->files[i];
 
 		mig_set_phase(m, MIG_CUTOVER);
-		r = mig_finish_target(m, false);
+		/* synced before the hold: only what came since is synced
+		 * here, so that the record never names a destination that
+		 * lacks a flushed write, whatever reaches the disk first */
+		r = mig_finish_target(m, MIG_SYNC_CHANGED);
 		if (r) {
 			snprintf(err, sizeof(err), "'%s': %s", m->relpath, strerror(-r));
 			break;
@@ -1845,7 +1877,7 @@ out_resume:
 	goto out;
 out_copier:
 	/* nothing switched: the copier goes on where it was */
-	unlinkat(R.state_fd, "state.next", 0);
+	drop_next_state();
 	job_copier_start(j);
 	goto out_resume;
 out:
@@ -1912,7 +1944,7 @@ static int abort_job(struct job *j, char *err, size_t errlen)
 		}
 	}
 	for (size_t i = 0; i < j->n && !r; i++) {
-		r = mig_finish_target(j->files[i], true);
+		r = mig_finish_target(j->files[i], MIG_SYNC_ALWAYS);
 		if (r)
 			snprintf(err, errlen, "cannot write '%s' back to the source: %s",
 				 j->files[i]->relpath, strerror(-r));
@@ -2048,6 +2080,43 @@ int reloc_command(const struct ctl_request *req, char **out)
 
 /* ---- start-up ---------------------------------------------------------------------------- */
 
+/*
+ * A cutover writes "state.next" (synced) before its hold and renames it over
+ * "state" inside the hold.  Finding it at start-up with the job still
+ * recorded means the daemon died before the rename became durable.
+ *
+ * After the daemon alone died (same boot), the page cache kept everything it
+ * wrote in order: the destination holds only blocks whose delta records
+ * reached the journal, so the job simply goes on merging.  After the host
+ * went down, the guest may have written to the destination after the switch
+ * (unflushed, so allowed to be lost) while the rename itself was lost: those
+ * blocks are not in the delta, and a later switch would bring them back
+ * without a write.  The job is then rolled back to the source.  The host went
+ * down if the file predates this boot.
+ */
+static bool cutover_lost_to_host_crash(void)
+{
+	struct stat st;
+	unsigned long long btime = 0;
+	char line[256];
+	FILE *f;
+	bool lost;
+
+	if (R.state_fd == -1 || fstatat(R.state_fd, "state.next", &st, 0) == -1)
+		return false;
+	f = fopen("/proc/stat", "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "btime %llu", &btime) == 1)
+			break;
+	if (f)
+		fclose(f);
+	/* no boot time: assume the worst, a rollback loses nothing */
+	lost = btime == 0 || (unsigned long long)st.st_mtim.tv_sec < btime;
+	if (!lost)
+		drop_next_state();
+	return lost;	/* removed once the rollback is recorded */
+}
+
 int reloc_init(int source_fd, const char *source_path, const char *mountpoint, int *root_fd,
 	       char *err, size_t errlen)
 {
@@ -2097,6 +2166,8 @@ int reloc_init(int source_fd, const char *source_path, const char *mountpoint, i
 		R.ovr = realloc(R.ovr, (R.novr + 1) * sizeof(*R.ovr));
 		R.ovr[R.novr++] = o;
 	}
+	if (!R.ms.job)
+		drop_next_state();	/* stale: no job to cut over */
 	if (R.ms.job) {
 		struct job *j = calloc(1, sizeof(*j));
 		bool aborting = false;
@@ -2144,12 +2215,19 @@ int reloc_init(int source_fd, const char *source_path, const char *mountpoint, i
 			if (st.phase == MIG_ABORTING)
 				aborting = true;
 		}
+		if (cutover_lost_to_host_crash()) {
+			log_warnx("the host went down during a cutover to '%s': rolling back to the "
+				  "source (the destination may hold writes the record does not know of); "
+				  "migrate again", j->dest);
+			aborting = true;
+		}
 		if (aborting) {
 			/* an abort was under way: finish it before serving anything */
 			log_info("finishing the abort of the migration to '%s'", j->dest);
 			r = abort_job(j, err, errlen);
 			if (r)
 				return r;
+			drop_next_state();
 			remove_dest(j);
 			job_free(j, true);
 			run_cleanup();
