@@ -984,8 +984,8 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 		}
 	} else {
 		r = handle_pwrite(h, data, len, off);
-		if (h->flags & (O_SYNC | O_DSYNC))
-			reloc_flush_barrier();
+		if (r >= 0 && (h->flags & (O_SYNC | O_DSYNC)) && reloc_flush_barrier())
+			r = -EIO;
 	}
 	goto done;
 done_err:
@@ -1013,7 +1013,8 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	else
 		err = (datasync ? fdatasync(H(fi)->fd) : fsync(H(fi)->fd)) == -1 ? -errno : 0;
 	gate_leave(n);
-	reloc_flush_barrier();
+	if (reloc_flush_barrier() && !err)
+		err = -EIO;
 	fuse_reply_err(req, -err);
 }
 
@@ -1255,7 +1256,8 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 	fd = dirfd((DIR *)H(fi)->dir);
 	err = (datasync ? fdatasync(fd) : fsync(fd)) == -1 ? -errno : 0;
 	gate_leave(n);
-	reloc_flush_barrier();
+	if (reloc_flush_barrier() && !err)
+		err = -EIO;
 	fuse_reply_err(req, -err);
 }
 

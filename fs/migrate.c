@@ -950,15 +950,16 @@ int mig_note_copied(struct migration *m, uint64_t bytes)
 	return err;
 }
 
-/* first block at or after b in D \ M whose record is durable, or nbits */
-static uint64_t next_dirty(struct migration *m, uint64_t b)
+/* first block at or after b in D \ M whose record is durable (any, if
+ * all), or nbits */
+static uint64_t next_dirty(struct migration *m, uint64_t b, bool all)
 {
 	uint64_t n = m->D.nbits;
 
 	while (b < n) {
 		uint64_t w = b / 64;
-		uint64_t bits = (__atomic_load_n(&m->D.w[w], __ATOMIC_ACQUIRE) &
-				 __atomic_load_n(&m->DD.w[w], __ATOMIC_ACQUIRE) & ~m->M.w[w]) &
+		uint64_t dd = all ? ~0ull : __atomic_load_n(&m->DD.w[w], __ATOMIC_ACQUIRE);
+		uint64_t bits = (__atomic_load_n(&m->D.w[w], __ATOMIC_ACQUIRE) & dd & ~m->M.w[w]) &
 				(~0ull << (b % 64));
 
 		if (bits) {
@@ -971,8 +972,9 @@ static uint64_t next_dirty(struct migration *m, uint64_t b)
 	return n;
 }
 
-/* Merge the dirty blocks of the region holding block b.  Caller holds io. */
-static ssize_t merge_region(struct migration *m, uint64_t b, char *buf)
+/* Merge the dirty blocks of the region holding block b (those with durable
+ * records only, unless all).  Caller holds io. */
+static ssize_t merge_region(struct migration *m, uint64_t b, char *buf, bool all)
 {
 	uint64_t rstart = (b >> MIG_REGION_SHIFT) << MIG_REGION_SHIFT;
 	uint64_t rend = rstart + (1u << MIG_REGION_SHIFT);
@@ -983,11 +985,11 @@ static ssize_t merge_region(struct migration *m, uint64_t b, char *buf)
 	if (rend > m->D.nbits)
 		rend = m->D.nbits;
 	pthread_mutex_lock(&m->region[ri]);
-	for (uint64_t x = next_dirty(m, rstart); x < rend; x = next_dirty(m, x)) {
+	for (uint64_t x = next_dirty(m, rstart, all); x < rend; x = next_dirty(m, x, all)) {
 		uint64_t e = x;
 		size_t len;
 
-		while (e < rend && bitmap_test(&m->D, e) && bitmap_test(&m->DD, e) &&
+		while (e < rend && bitmap_test(&m->D, e) && (all || bitmap_test(&m->DD, e)) &&
 		       !bitmap_test(&m->M, e))
 			e++;
 		len = (size_t)((e - x) * BS);
@@ -1019,7 +1021,7 @@ static ssize_t merge_region(struct migration *m, uint64_t b, char *buf)
 	return err ? err : merged;
 }
 
-ssize_t mig_merge_some(struct migration *m, size_t max_bytes)
+static ssize_t merge_some(struct migration *m, size_t max_bytes, bool all)
 {
 	char *buf;
 	ssize_t total = 0;
@@ -1034,7 +1036,7 @@ ssize_t mig_merge_some(struct migration *m, size_t max_bytes)
 	 * base), and a later switch would change what the guest sees without a
 	 * write.  One commit here makes every block written so far mergeable.
 	 */
-	if (journal_pending(&m->j)) {
+	if (!all && journal_pending(&m->j)) {
 		int err = journal_commit(&m->j, sync_for_flush, m);
 
 		if (err) {
@@ -1047,10 +1049,10 @@ ssize_t mig_merge_some(struct migration *m, size_t max_bytes)
 	while ((size_t)total < max_bytes) {
 		ssize_t r;
 
-		b = next_dirty(m, b);
+		b = next_dirty(m, b, all);
 		if (b >= m->D.nbits)
 			break;
-		r = merge_region(m, b, buf);
+		r = merge_region(m, b, buf, all);
 		if (r < 0) {
 			total = r;
 			break;
@@ -1063,17 +1065,24 @@ ssize_t mig_merge_some(struct migration *m, size_t max_bytes)
 	return total;
 }
 
-int mig_finish_target(struct migration *m, enum mig_sync sync)
+ssize_t mig_merge_some(struct migration *m, size_t max_bytes)
+{
+	return merge_some(m, max_bytes, false);
+}
+
+int mig_commit(struct migration *m)
+{
+	return journal_pending(&m->j) ? journal_commit(&m->j, sync_for_flush, m) : 0;
+}
+
+int mig_finish_target(struct migration *m, enum mig_finish how)
 {
 	uint64_t size, limit, tsize, a;
 	struct stat st;
-	bool changed = false;
 	ssize_t r;
 
 	do {
-		r = mig_merge_some(m, SIZE_MAX);
-		if (r > 0)
-			changed = true;
+		r = merge_some(m, SIZE_MAX, how == MIG_FINISH_SWITCH);
 	} while (r > 0);
 	if (r < 0)
 		return (int)r;
@@ -1088,8 +1097,6 @@ int mig_finish_target(struct migration *m, enum mig_sync sync)
 	if (fstat(m->target_fd, &st) == -1)
 		return -errno;
 	tsize = (uint64_t)st.st_size < size ? (uint64_t)st.st_size : size;
-	if ((uint64_t)st.st_size != size)
-		changed = true;
 	/* past the base limit, blocks outside the delta must read as zeros */
 	a = limit;
 	if (a % BS && a < tsize && !bitmap_test(&m->D, blk(a))) {
@@ -1100,7 +1107,6 @@ int mig_finish_target(struct migration *m, enum mig_sync sync)
 
 		if (err)
 			return err;
-		changed = true;
 	}
 	a = blocks_for(a) * BS;
 	while (a < tsize) {
@@ -1115,7 +1121,6 @@ int mig_finish_target(struct migration *m, enum mig_sync sync)
 		e = bitmap_next_set(&m->D, b) * BS;
 		if (e > tsize || e <= a)
 			e = tsize;
-		changed = true;
 		if (fallocate(m->target_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)a,
 			      (off_t)(e - a)) == -1) {
 			static const char zeros[BS];
@@ -1131,7 +1136,7 @@ int mig_finish_target(struct migration *m, enum mig_sync sync)
 	}
 	if (ftruncate(m->target_fd, (off_t)size) == -1)
 		return -errno;
-	if ((sync == MIG_SYNC_ALWAYS || changed) && fdatasync(m->target_fd) == -1)
+	if (how == MIG_FINISH_SYNC && fdatasync(m->target_fd) == -1)
 		return -errno;
 	return 0;
 }

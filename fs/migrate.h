@@ -120,16 +120,21 @@ int mig_note_copied(struct migration *m, uint64_t bytes);
  * (0 when nothing is left) or -errno. */
 ssize_t mig_merge_some(struct migration *m, size_t max_bytes);
 
-/* How mig_finish_target makes the target durable. */
-enum mig_sync {
-	MIG_SYNC_ALWAYS,	/* fdatasync the target */
-	MIG_SYNC_CHANGED,	/* only if this call changed it (the caller synced it before) */
+/* Make the queued delta records durable (as a flush does).  0 or -errno. */
+int mig_commit(struct migration *m);
+
+enum mig_finish {
+	/* commit the pending delta records, merge, fdatasync the target (abort) */
+	MIG_FINISH_SYNC,
+	/* merge every block, its record durable or not, and sync nothing: for
+	 * a cutover, whose record and syncs come after the hold (a restart
+	 * that finds the cutover unfinished rolls it back) */
+	MIG_FINISH_SWITCH,
 };
 
 /* With the file held: merge all of D \ M and make the target equal to the
- * live view (truncations, size), then fdatasync it as sync says.  0 or
- * -errno. */
-int mig_finish_target(struct migration *m, enum mig_sync sync);
+ * live view (truncations, size) as how says.  0 or -errno. */
+int mig_finish_target(struct migration *m, enum mig_finish how);
 
 /* Switch the merge target to the source (abort) and forget what the
  * destination had merged. */

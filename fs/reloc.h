@@ -26,7 +26,7 @@ int reloc_override_open(struct rnode *parent, const char *name);
 /* Called before a flush (fsync, fdatasync, O_SYNC write) is acknowledged:
  * waits while a cutover's switch is not durable yet (a few milliseconds
  * right after the hold). */
-void reloc_flush_barrier(void);
+int reloc_flush_barrier(void);
 
 /* After an unlink of such a file's name: forget the override. */
 void reloc_override_removed(struct rnode *parent, const char *name);

@@ -9,23 +9,24 @@
  *
  * Order of a cutover (the hold is the only time guest I/O waits):
  *   1. wait until every file is ready (little left to merge);
- *   2. merge and sync the destinations until a sync finds little to do,
- *      write the next record, commit and merge the last delta records,
- *      all outside the hold;
+ *   2. merge and sync the destinations until a sync finds little to do;
+ *      write the next record ("state.next", synced); commit and merge the
+ *      delta records written meanwhile and sync again: all while the guest
+ *      runs;
  *   3. pause the VMs with the hooks (none: relocfs's own hold only);
  *   4. hold the files (new requests are parked, in-flight ones drain);
- *   5. commit the last delta records, merge them, fix sizes and holes
- *      (mig_finish_target; the destination is synced only if that changed
- *      it, which is rare after step 2);
- *   6. rename the next record over the mount's record: the commit point;
- *   7. point every node and open handle at the destination;
- *   8. release the hold (parked requests are served from the destination);
- *   9. resume the VMs; sync the destinations and the record's directory
- *      (no flush is acknowledged until then: reloc_flush_barrier); remove
- *      the delta store (and the source, if asked).
- * A failure before 6 releases everything on the source and reports; after 6
- * the switch is done whatever else fails.  A crash before 6 restarts with the
- * job still merging, after 6 with the destination served.
+ *   5. merge the blocks written since step 2, durable records or not, and
+ *      fix sizes and holes (mig_finish_target): no sync, no commit;
+ *   6. point every node and open handle at the destination;
+ *   7. release the hold (parked requests are served from the destination);
+ *   8. resume the VMs; sync the destinations, rename the next record over
+ *      the mount's record (the commit point) and sync its directory; no
+ *      flush is acknowledged before (reloc_flush_barrier);
+ *   9. remove the delta store (and the source, if asked).
+ * A failure before 6 releases everything on the source and reports; after
+ * it the switch is done whatever else fails.  A restart that finds the next
+ * record (a crash before the commit point was durable) rolls the job back to
+ * the source; after it, the destination is served.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -125,6 +126,16 @@ static struct {
 };
 
 static bool job_dest_ok(struct job *j);
+
+/* set when a cutover switched but could not make that durable: the record
+ * on disk (with the cutover's next record beside it) must stay as it is, so
+ * that a restart rolls back to the source */
+static bool record_frozen;
+
+static int save_record(void)
+{
+	return record_frozen ? -EIO : ms_save(R.state_fd, &R.ms);
+}
 
 static uint64_t now_us(void)
 {
@@ -377,7 +388,7 @@ void reloc_override_removed(struct rnode *parent, const char *name)
 			override_free(o);
 			R.ovr[i] = R.ovr[--R.novr];
 			if (overrides_to_ms(&R.ms) == 0 && R.state_fd != -1)
-				ms_save(R.state_fd, &R.ms);
+				save_record();
 			break;
 		}
 	}
@@ -780,7 +791,7 @@ static void run_cleanup(void)
 	R.ms.cleanup = NULL;
 	R.ms.ncleanup = 0;
 	if (R.state_fd != -1)
-		ms_save(R.state_fd, &R.ms);
+		save_record();
 }
 
 /* Remove everything in the directory dirfd but relocfs's own state. */
@@ -1025,7 +1036,7 @@ static int cmd_migrate(const struct ctl_request *req, char **out)
 	pthread_mutex_lock(&R.lock);
 	r = job_to_ms(&R.ms, j);
 	if (!r)
-		r = ms_save(R.state_fd, &R.ms);
+		r = save_record();
 	pthread_mutex_unlock(&R.lock);
 	if (r)
 		FAIL(CTL_EFAIL, "cannot write the state record in '%s/%s': %s", R.source, STATE_DIR,
@@ -1064,7 +1075,7 @@ static int cmd_migrate(const struct ctl_request *req, char **out)
 		pthread_mutex_lock(&R.lock);
 		R.job = NULL;
 		job_to_ms(&R.ms, NULL);
-		ms_save(R.state_fd, &R.ms);
+		save_record();
 		pthread_mutex_unlock(&R.lock);
 		fs_release(j->tree, nodes, j->n);
 		FAIL(CTL_EFAIL, "cannot start: %s", strerror(-r));
@@ -1081,7 +1092,7 @@ fail:
 		pthread_mutex_lock(&R.lock);
 		if (R.ms.job && R.ms.job_id == j->id) {
 			job_to_ms(&R.ms, NULL);
-			ms_save(R.state_fd, &R.ms);
+			save_record();
 		}
 		pthread_mutex_unlock(&R.lock);
 		if (j->delta_fd != -1)
@@ -1370,11 +1381,21 @@ static int commit_make_durable(void)
 		pthread_mutex_unlock(&commit.lock);
 		return commit.result;
 	}
-	for (size_t i = 0; i < commit.job->n; i++)
+	for (size_t i = 0; i < commit.job->n && !r; i++)
 		if (fsync(commit.job->files[i]->dst_fd) == -1)
 			r = -errno;
-	if (fsync(R.state_fd) == -1)
+	/* the commit point: before it is durable, a restart rolls back */
+	if (!r && renameat(R.state_fd, "state.next", R.state_fd, "state") == -1)
 		r = -errno;
+	if (!r)
+		crashpoint("cutover-committed");
+	if (!r && fsync(R.state_fd) == -1)
+		r = -errno;
+	if (r) {
+		log_warnx("cannot make the switch durable: %s; flushes fail until relocfs "
+			  "restarts (and rolls back to the source)", strerror(-r));
+		record_frozen = true;
+	}
 	commit.result = r;
 	__atomic_store_n(&commit.pending, false, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&commit.done);
@@ -1382,19 +1403,21 @@ static int commit_make_durable(void)
 	return r;
 }
 
-void reloc_flush_barrier(void)
+int reloc_flush_barrier(void)
 {
+	int r;
+
 	if (!__atomic_load_n(&commit.pending, __ATOMIC_ACQUIRE))
-		return;
-	if (pthread_equal(pthread_self(), commit.owner)) {
+		return __atomic_load_n(&commit.result, __ATOMIC_ACQUIRE) ? -EIO : 0;
+	if (pthread_equal(pthread_self(), commit.owner))
 		/* a parked flush replayed by the cutover thread itself */
-		commit_make_durable();
-		return;
-	}
+		return commit_make_durable() ? -EIO : 0;
 	pthread_mutex_lock(&commit.lock);
 	while (commit.pending)
 		pthread_cond_wait(&commit.done, &commit.lock);
+	r = commit.result ? -EIO : 0;
 	pthread_mutex_unlock(&commit.lock);
+	return r;
 }
 
 static void commit_begin(struct job *j)
@@ -1593,6 +1616,18 @@ static void converge(struct job *j, uint64_t max, uint64_t limit_us)
 
 #define HOLD_MERGE_BYTES (1u << 20)	/* at most this much per file is merged in the hold */
 
+/* Make the delta records of every file durable (after a cutover merged
+ * blocks whose records were not); false if one could not be. */
+static bool commit_records(struct job *j)
+{
+	bool ok = true;
+
+	for (size_t i = 0; i < j->n; i++)
+		if (mig_commit(j->files[i]))
+			ok = false;
+	return ok;
+}
+
 /* Remove the next record of a cutover that did not switch. */
 static void drop_next_state(void)
 {
@@ -1629,7 +1664,7 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	int hook_ms = req->max_downtime_ms > 0 ? req->max_downtime_ms * 4 + 5000 : 30000;
 	uint64_t t_hold = 0, t_drained = 0, t_merged = 0, t_release = 0, hold_us = 0;
 	size_t parked = 0;
-	bool switched = false;
+	bool switched = false, merged_unsynced = false;
 
 	if (!j) {
 		*out = xasprintf("nothing is migrating");
@@ -1741,14 +1776,12 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 		goto out_copier;
 	}
 	t_drained = now_us();
+	merged_unsynced = true;
 	for (size_t i = 0; i < j->n && !r; i++) {
 		struct migration *m = j->files[i];
 
 		mig_set_phase(m, MIG_CUTOVER);
-		/* synced before the hold: only what came since is synced
-		 * here, so that the record never names a destination that
-		 * lacks a flushed write, whatever reaches the disk first */
-		r = mig_finish_target(m, MIG_SYNC_CHANGED);
+		r = mig_finish_target(m, MIG_FINISH_SWITCH);
 		if (r) {
 			snprintf(err, sizeof(err), "'%s': %s", m->relpath, strerror(-r));
 			break;
@@ -1760,10 +1793,6 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	}
 	t_merged = now_us();
 	crashpoint("cutover-merged");
-	if (!r && renameat(R.state_fd, "state.next", R.state_fd, "state") == -1) {
-		r = -errno;
-		snprintf(err, sizeof(err), "cannot commit the state record: %s", strerror(errno));
-	}
 	if (r) {
 		for (size_t i = 0; i < j->n; i++)
 			mig_set_phase(j->files[i], MIG_MERGING);
@@ -1771,10 +1800,10 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 		*out = xasprintf("cutover failed, nothing switched, the VM runs on the source: %s", err);
 		goto out_copier;
 	}
-	/* committed (durable once the directory is synced, below) */
+	/* switched from here; the record is renamed after the hold, with the
+	 * syncs (commit_make_durable), and no flush is acknowledged before */
 	commit_begin(j);
 	switched = true;
-	crashpoint("cutover-committed");
 	pthread_mutex_lock(&R.lock);
 	adopt_next_state(j);
 	if (j->tree) {
@@ -1840,11 +1869,18 @@ out_resume:
 	if (switched) {
 		struct cleanup_job *c = calloc(1, sizeof(*c));
 		pthread_t t;
-		/* durable: the destinations, then the rename */
+		/* durable: the destinations, then the renamed record */
 		int dr = commit_make_durable();
 
-		if (dr)
-			log_warnx("switched, but syncing the destination failed: %s", strerror(-dr));
+		if (dr) {
+			free(*out);
+			*out = xasprintf("switched, but the switch could not be made durable: %s; "
+					 "flushes fail from now on: restart relocfs, which rolls "
+					 "back to the source", strerror(-dr));
+			ret = CTL_EFAIL;
+			free(c);
+			c = NULL;	/* keep the delta store */
+		}
 		pthread_mutex_lock(&R.lock);
 		R.ms.last_cutover_us = hold_us;
 		R.last_hold_us = hold_us;
@@ -1877,7 +1913,11 @@ out_resume:
 	goto out;
 out_copier:
 	/* nothing switched: the copier goes on where it was */
-	drop_next_state();
+	if (merged_unsynced && !commit_records(j))
+		log_warnx("cannot commit the delta records after the failed cutover: a restart "
+			  "will roll the job back");
+	else
+		drop_next_state();
 	job_copier_start(j);
 	goto out_resume;
 out:
@@ -1922,6 +1962,9 @@ static int abort_job(struct job *j, char *err, size_t errlen)
 	}
 	free(prev);
 	crashpoint("abort-recorded");
+	/* the destination is of no use from here (a restart finishes the
+	 * abort): remove it now, so that no crash can leave it behind */
+	remove_dest(j);
 	/* most of it while the guest runs */
 	for (size_t i = 0; i < j->n; i++) {
 		struct mig_status st;
@@ -1944,7 +1987,7 @@ static int abort_job(struct job *j, char *err, size_t errlen)
 		}
 	}
 	for (size_t i = 0; i < j->n && !r; i++) {
-		r = mig_finish_target(j->files[i], MIG_SYNC_ALWAYS);
+		r = mig_finish_target(j->files[i], MIG_FINISH_SYNC);
 		if (r)
 			snprintf(err, errlen, "cannot write '%s' back to the source: %s",
 				 j->files[i]->relpath, strerror(-r));
@@ -1954,7 +1997,7 @@ static int abort_job(struct job *j, char *err, size_t errlen)
 		pthread_mutex_lock(&R.lock);
 		job_to_ms(&R.ms, NULL);
 		ms_add_cleanup(&R.ms, j->delta_dir);
-		r = ms_save(R.state_fd, &R.ms);
+		r = save_record();
 		if (r)
 			snprintf(err, errlen, "cannot write the state record: %s", strerror(-r));
 		pthread_mutex_unlock(&R.lock);
@@ -1992,7 +2035,6 @@ static int cmd_abort(char **out)
 	R.job = NULL;
 	set_done_list(j, "idle", R.root);
 	pthread_mutex_unlock(&R.lock);
-	remove_dest(j);
 	*out = xasprintf("aborted: %zu file(s) stay on '%s' with every write", j->n, R.root);
 	job_free(j, true);
 	pthread_mutex_lock(&R.lock);
@@ -2082,39 +2124,19 @@ int reloc_command(const struct ctl_request *req, char **out)
 
 /*
  * A cutover writes "state.next" (synced) before its hold and renames it over
- * "state" inside the hold.  Finding it at start-up with the job still
- * recorded means the daemon died before the rename became durable.
- *
- * After the daemon alone died (same boot), the page cache kept everything it
- * wrote in order: the destination holds only blocks whose delta records
- * reached the journal, so the job simply goes on merging.  After the host
- * went down, the guest may have written to the destination after the switch
- * (unflushed, so allowed to be lost) while the rename itself was lost: those
- * blocks are not in the delta, and a later switch would bring them back
- * without a write.  The job is then rolled back to the source.  The host went
- * down if the file predates this boot.
+ * "state" right after, once the destinations are synced.  Finding it at
+ * start-up with the job still recorded means the daemon (or the host) went
+ * down before that rename was durable: the hold may have merged blocks whose
+ * delta records never reached the journal, and the guest may have written to
+ * the destination after the switch (nothing it flushed: flushes wait for the
+ * rename).  The destination cannot be trusted, so the job is rolled back to
+ * the source, where the delta store holds every flushed write.
  */
-static bool cutover_lost_to_host_crash(void)
+static bool cutover_interrupted(void)
 {
 	struct stat st;
-	unsigned long long btime = 0;
-	char line[256];
-	FILE *f;
-	bool lost;
 
-	if (R.state_fd == -1 || fstatat(R.state_fd, "state.next", &st, 0) == -1)
-		return false;
-	f = fopen("/proc/stat", "re");
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "btime %llu", &btime) == 1)
-			break;
-	if (f)
-		fclose(f);
-	/* no boot time: assume the worst, a rollback loses nothing */
-	lost = btime == 0 || (unsigned long long)st.st_mtim.tv_sec < btime;
-	if (!lost)
-		drop_next_state();
-	return lost;	/* removed once the rollback is recorded */
+	return R.state_fd != -1 && fstatat(R.state_fd, "state.next", &st, 0) == 0;
 }
 
 int reloc_init(int source_fd, const char *source_path, const char *mountpoint, int *root_fd,
@@ -2215,10 +2237,9 @@ int reloc_init(int source_fd, const char *source_path, const char *mountpoint, i
 			if (st.phase == MIG_ABORTING)
 				aborting = true;
 		}
-		if (cutover_lost_to_host_crash()) {
-			log_warnx("the host went down during a cutover to '%s': rolling back to the "
-				  "source (the destination may hold writes the record does not know of); "
-				  "migrate again", j->dest);
+		if (cutover_interrupted()) {
+			log_warnx("a cutover to '%s' was interrupted before it was durable: rolling "
+				  "back to the source; migrate again", j->dest);
 			aborting = true;
 		}
 		if (aborting) {
@@ -2228,7 +2249,6 @@ int reloc_init(int source_fd, const char *source_path, const char *mountpoint, i
 			if (r)
 				return r;
 			drop_next_state();
-			remove_dest(j);
 			job_free(j, true);
 			run_cleanup();
 		} else {

@@ -25,6 +25,16 @@ for src in tests/unit/test_*.c; do
 done
 # shellcheck disable=SC2086
 [ -z "$units" ] || sh tests/run_unit.sh $units
+# the same binaries under valgrind memcheck (not under the sanitizers, which
+# do not mix with it)
+if [ -n "$units" ] && [ -z "${RELOCFS_NO_VALGRIND:-}" ]; then
+	# shellcheck disable=SC2086
+	sh tests/valgrind_unit.sh $units 2>&1 | tee "$BUILD/test-logs/valgrind.out" | grep -v '^valgrind: '
+	sed -n 's#^PASS  \(valgrind/[a-z_0-9]*\).*#pass \1#p; s#^FAIL  \(valgrind/[a-z_0-9]*\).*#fail \1#p' \
+		"$BUILD/test-logs/valgrind.out" >>"$TALLY_FILE"
+	grep -q '^valgrind is not installed' "$BUILD/test-logs/valgrind.out" &&
+		echo "fail valgrind (not installed)" >>"$TALLY_FILE"
+fi
 sh tests/run_integration.sh "$@"
 
 pass=$(grep -c '^pass ' "$TALLY_FILE")

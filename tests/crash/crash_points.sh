@@ -16,9 +16,6 @@ require_daemon
 #   bigcopy   a.img starts with 272 MiB of data, so the base copy passes a
 #             checkpoint (every 256 MiB)
 #   cutover   wait until ready, then cutover
-#   cutoverhost  cutover, and after the crash the cutover's next record is
-#             dated before this boot, as after a host crash: the restart
-#             must roll the job back (see cutover_lost_to_host_crash)
 #   abort     wait until ready, then abort
 #   abortcopy abort while the base copy still runs (--rate 4M)
 CASES_TABLE='
@@ -29,14 +26,12 @@ merge-batch        0  tree   run       migrating
 merge-batch        5  tree   run       migrating
 flush-data-synced  0  tree   run       migrating
 flush-data-synced  40 files  run       migrating
-cutover-merged     0  tree   cutover   migrating
-cutover-merged     0  files  cutover   migrating
-cutover-merged     0  tree   cutoverhost source
-cutover-merged     0  files  cutoverhost source
+cutover-merged     0  tree   cutover   source
+cutover-merged     0  files  cutover   source
+cutover-released   0  tree   cutover   source
+cutover-released   0  files  cutover   source
 cutover-committed  0  tree   cutover   dest
 cutover-committed  0  files  cutover   dest
-cutover-released   0  tree   cutover   dest
-cutover-released   0  files  cutover   dest
 abort-recorded     0  tree   abortcopy source
 abort-recorded     0  files  abort     source
 abort-merged       0  tree   abort     source
@@ -64,7 +59,7 @@ while read -r -u 3 point skip mode trigger want; do
 	run|bigcopy)
 		crash_migrate >/dev/null
 		;;
-	cutover|cutoverhost)
+	cutover)
 		crash_migrate >/dev/null
 		ctl wait --timeout 120 >/dev/null
 		ctl cutover --timeout 60 >/dev/null 2>&1 && fail "cutover succeeded although the daemon was to die in it"
@@ -86,10 +81,6 @@ while read -r -u 3 point skip mode trigger want; do
 	grep -q "crash point '$point' reached" "$TEST_DIR/relocfs.log" ||
 		fail "the daemon died, but not at crash point '$point'"
 	crash_reap
-	if [ "$trigger" = cutoverhost ]; then
-		[ -f "$TEST_SRC/.relocfs/state.next" ] || fail "no next record after a crash inside the hold"
-		touch -d @1000000000 "$TEST_SRC/.relocfs/state.next"
-	fi
 
 	step "[$n] $point: restarted, every flushed write is served; the job is $want"
 	crash_restart

@@ -24,7 +24,7 @@ MOMENTS='
 copying  3 migrating        cutover
 merging  3 migrating        cutover
 abort    3 migrating,source abort
-cutover  3 migrating,dest   cutover
+cutover  3 migrating,dest,source cutover
 '
 n=0
 while read -r -u 3 phase count allowed finish; do
