@@ -783,7 +783,7 @@ static void run_cleanup(void)
 	for (size_t i = 0; i < R.ms.ncleanup; i++) {
 		int err = rm_rf_path(R.ms.cleanup[i]);
 
-		if (err)
+		if (err && err != -ENOENT)
 			log_warnx("cannot remove '%s': %s", R.ms.cleanup[i], strerror(-err));
 		free(R.ms.cleanup[i]);
 	}
@@ -824,6 +824,39 @@ static void remove_dest(struct job *j)
 	/* the directories a files job made, deepest first */
 	for (size_t i = j->nentries; i-- > 0;)
 		unlinkat(j->dest_fd, j->entries[i].relpath, AT_REMOVEDIR);
+}
+
+/* The record's clean-up list gets what the job put in DEST: its files (a
+ * files job) or every entry of DEST (a tree job, whose DEST was empty). */
+static void add_dest_cleanup(struct job *j)
+{
+	if (!j->tree) {
+		for (size_t i = 0; i < j->n; i++) {
+			char *p = path_join(j->dest, j->files[i]->relpath);
+
+			if (p)
+				ms_add_cleanup(&R.ms, p);
+			free(p);
+		}
+		return;
+	}
+	int fd = openat(j->dest_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd == -1 ? NULL : fdopendir(fd);
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		char *p;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if ((p = path_join(j->dest, de->d_name)))
+			ms_add_cleanup(&R.ms, p);
+		free(p);
+	}
+	if (d)
+		closedir(d);
+	else if (fd != -1)
+		close(fd);
 }
 
 /* ---- migrate ------------------------------------------------------------------------ */
@@ -1767,7 +1800,7 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 		}
 	}
 
-	/* the hold: finish, commit, switch, release */
+	/* the hold: merge the last blocks, switch, release */
 	t_hold = now_us();
 	r = fs_hold(j->tree, nodes, j->n, HOLD_DRAIN_US);
 	if (r) {
@@ -1962,9 +1995,6 @@ static int abort_job(struct job *j, char *err, size_t errlen)
 	}
 	free(prev);
 	crashpoint("abort-recorded");
-	/* the destination is of no use from here (a restart finishes the
-	 * abort): remove it now, so that no crash can leave it behind */
-	remove_dest(j);
 	/* most of it while the guest runs */
 	for (size_t i = 0; i < j->n; i++) {
 		struct mig_status st;
@@ -1997,10 +2027,15 @@ static int abort_job(struct job *j, char *err, size_t errlen)
 		pthread_mutex_lock(&R.lock);
 		job_to_ms(&R.ms, NULL);
 		ms_add_cleanup(&R.ms, j->delta_dir);
+		/* what the job put in DEST goes too, even if the daemon dies
+		 * before remove_dest() */
+		add_dest_cleanup(j);
 		r = save_record();
 		if (r)
 			snprintf(err, errlen, "cannot write the state record: %s", strerror(-r));
 		pthread_mutex_unlock(&R.lock);
+		if (!r)
+			crashpoint("abort-committed");
 	}
 	if (!r) {
 		for (size_t i = 0; i < j->n; i++) {
@@ -2035,6 +2070,7 @@ static int cmd_abort(char **out)
 	R.job = NULL;
 	set_done_list(j, "idle", R.root);
 	pthread_mutex_unlock(&R.lock);
+	remove_dest(j);
 	*out = xasprintf("aborted: %zu file(s) stay on '%s' with every write", j->n, R.root);
 	job_free(j, true);
 	pthread_mutex_lock(&R.lock);
@@ -2249,6 +2285,7 @@ int reloc_init(int source_fd, const char *source_path, const char *mountpoint, i
 			if (r)
 				return r;
 			drop_next_state();
+			remove_dest(j);
 			job_free(j, true);
 			run_cleanup();
 		} else {

@@ -36,6 +36,8 @@ abort-recorded     0  tree   abortcopy source
 abort-recorded     0  files  abort     source
 abort-merged       0  tree   abort     source
 abort-merged       0  files  abortcopy source
+abort-committed    0  tree   abort     source
+abort-committed    0  files  abort     source
 '
 # RELOC_CRASH_ONLY=POINT runs only the cases of one crash point
 n=0
