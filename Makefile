@@ -84,7 +84,7 @@ asan:
 	    LDFLAGS="-fsanitize=address,undefined" RELOCFS_BUILD=build-asan RELOCFS_NO_VALGRIND=1 check
 
 tsan:
-	$(MAKE) BUILD=build-tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" \
+	$(MAKE) BUILD=build-tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread -Wconditional-uninitialized" LDFLAGS="-fsanitize=thread" \
 	    RELOCFS_BUILD=build-tsan RELOCFS_NO_VALGRIND=1 check
 
 install: all
@@ -92,6 +92,6 @@ install: all
 	install -D -m 755 $(BUILD)/relocctl $(DESTDIR)$(PREFIX)/bin/relocctl
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-clang
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -78,7 +78,7 @@ void bitmap_clear_range(struct bitmap *b, uint64_t start, uint64_t count)
 static uint64_t next_bit(const struct bitmap *b, uint64_t i, bool want)
 {
 	while (i < b->nbits) {
-		uint64_t w = b->w[i / WBITS];
+		uint64_t w = __atomic_load_n(&b->w[i / WBITS], __ATOMIC_ACQUIRE);
 
 		if (!want)
 			w = ~w;
@@ -117,8 +117,9 @@ uint64_t bitmap_count(const struct bitmap *b)
 	uint64_t c = 0, full = b->nbits / WBITS;
 
 	for (uint64_t i = 0; i < full; i++)
-		c += (uint64_t)__builtin_popcountll(b->w[i]);
+		c += (uint64_t)__builtin_popcountll(__atomic_load_n(&b->w[i], __ATOMIC_RELAXED));
 	if (b->nbits % WBITS)
-		c += (uint64_t)__builtin_popcountll(b->w[full] & ((1ull << (b->nbits % WBITS)) - 1));
+		c += (uint64_t)__builtin_popcountll(__atomic_load_n(&b->w[full], __ATOMIC_RELAXED) &
+						    ((1ull << (b->nbits % WBITS)) - 1));
 	return c;
 }

@@ -68,7 +68,7 @@ static struct {
 	pthread_mutex_t lock;		/* protects the fields below */
 	struct parked *head, **tail;
 	uint64_t last_max_us;
-} gate = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} gate = { .lock = PTHREAD_MUTEX_INITIALIZER, .tail = &gate.head };
 
 static struct fuse_session *fs_se;
 static __thread const struct fuse_buf *cur_buf;	/* the request being served */
@@ -1140,8 +1140,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct rnode *n = N(ino);
 	struct rhandle *h = H(fi);
-	char *buf, *p;
-	size_t rem;
+	char *buf, *p = NULL;
+	size_t rem = 0;
 	int err = 0;
 
 	if (!gate_enter(req, n))
@@ -1460,7 +1460,6 @@ int fs_loop(struct fuse_session *se, unsigned threads)
 	if (!tids)
 		return -ENOMEM;
 	fs_se = se;
-	gate.tail = &gate.head;
 	sem_init(&loop_done, 0, 0);
 	for (; started < threads; started++)
 		if (pthread_create(&tids[started], NULL, worker, se))

@@ -235,7 +235,9 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "relocfs: cannot daemonize\n");
 		goto out_unmount;
 	}
-	if (ctl_server_start() || reloc_start())
+	/* the recovered job's copier first: a command may come as soon as the
+	 * control socket listens */
+	if (reloc_start() || ctl_server_start())
 		log_warnx("relocation control did not start; serving files only");
 	log_info("serving '%s' at '%s'", source, mnt);
 	ret = fs_loop(se, o.threads) ? 1 : 0;

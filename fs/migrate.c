@@ -151,13 +151,49 @@ static bool all_zero(const char *p, size_t len)
 static void on_durable(void *arg, const struct jr *recs, size_t n)
 {
 	struct migration *m = arg;
+	size_t k = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		if (recs[i].type == JR_SET_DE)
-			bitmap_set_range(&m->DD, recs[i].a, recs[i].b);
-		else if (recs[i].type == JR_CLEAR_D)
-			bitmap_clear_range(&m->DD, recs[i].a, recs[i].b);
+	/*
+	 * Not applied here: a write may be growing the bitmaps (realloc) under
+	 * io exclusive, and this runs under the journal's write lock, which
+	 * holders of io wait for.  Queued instead, and applied by the next
+	 * holder of io (apply_durable); until then the blocks are merely not
+	 * mergeable yet.
+	 */
+	pthread_mutex_lock(&m->mu);
+	for (size_t i = 0; i < n; i++)
+		if (recs[i].type == JR_SET_DE || recs[i].type == JR_CLEAR_D)
+			k++;
+	if (k && m->dd_n + k > m->dd_cap) {
+		size_t cap = (m->dd_n + k) * 2;
+		struct jr *q = realloc(m->dd_q, cap * sizeof(*q));
+
+		if (q) {
+			m->dd_q = q;
+			m->dd_cap = cap;
+		}
 	}
+	for (size_t i = 0; i < n && m->dd_n < m->dd_cap; i++)
+		if (recs[i].type == JR_SET_DE || recs[i].type == JR_CLEAR_D)
+			m->dd_q[m->dd_n++] = recs[i];
+	/* out of memory: the blocks left out stay unmergeable until written
+	 * again or merged by the cutover's hold, which merges everything */
+	pthread_mutex_unlock(&m->mu);
+}
+
+/* Apply the records made durable since the last call to DD.  Caller holds
+ * io (shared or exclusive), so the bitmaps cannot move. */
+static void apply_durable(struct migration *m)
+{
+	pthread_mutex_lock(&m->mu);
+	for (size_t i = 0; i < m->dd_n; i++) {
+		if (m->dd_q[i].type == JR_SET_DE)
+			bitmap_set_range(&m->DD, m->dd_q[i].a, m->dd_q[i].b);
+		else
+			bitmap_clear_range(&m->DD, m->dd_q[i].a, m->dd_q[i].b);
+	}
+	m->dd_n = 0;
+	pthread_mutex_unlock(&m->mu);
 }
 
 static void journal_hook(struct migration *m)
@@ -374,6 +410,7 @@ void mig_free(struct migration *m, bool unlink_delta)
 	bitmap_free(&m->D);
 	bitmap_free(&m->M);
 	bitmap_free(&m->DD);
+	free(m->dd_q);
 	pthread_rwlock_destroy(&m->io);
 	for (unsigned i = 0; i < MIG_REGIONS; i++)
 		pthread_mutex_destroy(&m->region[i]);
@@ -535,7 +572,7 @@ static int write_source_in_place(struct migration *m, const char *buf, size_t le
 {
 	uint64_t b0 = blk(off), b1 = blk(off + len - 1), size, limit;
 	char tmp[BS];
-	int err;
+	int err = 0;
 
 	snapshot_limits(m, &size, &limit);
 	pthread_mutex_lock(&m->mu);
@@ -593,6 +630,7 @@ static int write_source_in_place(struct migration *m, const char *buf, size_t le
 	if (err)
 		return err;
 written:
+	apply_durable(m);	/* so that no queued record sets these again */
 	bitmap_clear_range(&m->D, b0, b1 - b0 + 1);
 	bitmap_clear_range(&m->M, b0, b1 - b0 + 1);
 	bitmap_clear_range(&m->DD, b0, b1 - b0 + 1);
@@ -703,6 +741,7 @@ int mig_truncate(struct migration *m, off_t size_)
 	int err = 0;
 
 	pthread_rwlock_wrlock(&m->io);
+	apply_durable(m);	/* before the truncation clears the bits */
 	err = bitmaps_fit(m, blocks_for(size));
 	if (err)
 		goto out;
@@ -880,6 +919,7 @@ out:
 
 void mig_getattr(struct migration *m, struct stat *st)
 {
+	pthread_rwlock_rdlock(&m->io);	/* D may be growing under io */
 	pthread_mutex_lock(&m->mu);
 	st->st_size = (off_t)m->size;
 	st->st_blocks += (blkcnt_t)(bitmap_count(&m->D) * (BS / 512));
@@ -888,6 +928,7 @@ void mig_getattr(struct migration *m, struct stat *st)
 		st->st_ctim = m->mtime;
 	}
 	pthread_mutex_unlock(&m->mu);
+	pthread_rwlock_unlock(&m->io);
 }
 
 /* ---- phases and the merge engine -------------------------------------------------- */
@@ -959,7 +1000,8 @@ static uint64_t next_dirty(struct migration *m, uint64_t b, bool all)
 	while (b < n) {
 		uint64_t w = b / 64;
 		uint64_t dd = all ? ~0ull : __atomic_load_n(&m->DD.w[w], __ATOMIC_ACQUIRE);
-		uint64_t bits = (__atomic_load_n(&m->D.w[w], __ATOMIC_ACQUIRE) & dd & ~m->M.w[w]) &
+		uint64_t bits = (__atomic_load_n(&m->D.w[w], __ATOMIC_ACQUIRE) & dd &
+				 ~__atomic_load_n(&m->M.w[w], __ATOMIC_RELAXED)) &
 				(~0ull << (b % 64));
 
 		if (bits) {
@@ -1046,6 +1088,7 @@ static ssize_t merge_some(struct migration *m, size_t max_bytes, bool all)
 		}
 	}
 	pthread_rwlock_rdlock(&m->io);
+	apply_durable(m);
 	while ((size_t)total < max_bytes) {
 		ssize_t r;
 
@@ -1236,7 +1279,9 @@ void mig_status(struct migration *m, struct mig_status *st)
 	st->throttle_events = m->throttle_events;
 	snprintf(st->error, sizeof(st->error), "%s", m->error[0] == '!' ? m->error + 1 : m->error);
 	pthread_mutex_unlock(&m->mu);
+	pthread_rwlock_rdlock(&m->io);	/* D may be growing under io */
 	st->delta_bytes = bitmap_count(&m->D) * BS;
+	pthread_rwlock_unlock(&m->io);
 }
 
 void mig_fail(struct migration *m, int err, const char *what)

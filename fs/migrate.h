@@ -63,7 +63,8 @@ struct migration {
 	pthread_mutex_t region[MIG_REGIONS];
 	struct bitmap D;		/* block lives in the delta; io (resize), atomic bits */
 	struct bitmap M;		/* D block already in the target; region locks */
-	struct bitmap DD;		/* D block whose journal record is durable; atomic bits */
+	struct bitmap DD;		/* D block whose journal record is durable; atomic bits,
+					 * changed under io only (see apply_durable) */
 	int target_fd;			/* where merges go: dst_fd, or src_fd when aborting */
 
 	pthread_mutex_t mu;		/* protects the fields below */
@@ -75,6 +76,8 @@ struct migration {
 	uint64_t copied;		/* base bytes copied to the destination */
 	uint64_t dirty;			/* blocks in D \ M */
 	bool throttled;			/* guest writes are being slowed */
+	struct jr *dd_q;		/* records made durable, not yet in DD */
+	size_t dd_n, dd_cap;
 	uint64_t throttle_events;
 	struct timespec mtime;		/* last write, for getattr */
 	bool mtime_set;

@@ -386,7 +386,8 @@ void reloc_override_removed(struct rnode *parent, const char *name)
 
 		if (o->pdev == parent->dev && o->pino == parent->ino && !strcmp(o->name, name)) {
 			override_free(o);
-			R.ovr[i] = R.ovr[--R.novr];
+			R.ovr[i] = R.ovr[R.novr - 1];
+			__atomic_store_n(&R.novr, R.novr - 1, __ATOMIC_RELEASE);
 			if (overrides_to_ms(&R.ms) == 0 && R.state_fd != -1)
 				save_record();
 			break;
@@ -1429,7 +1430,7 @@ static int commit_make_durable(void)
 			  "restarts (and rolls back to the source)", strerror(-r));
 		record_frozen = true;
 	}
-	commit.result = r;
+	__atomic_store_n(&commit.result, r, __ATOMIC_RELEASE);
 	__atomic_store_n(&commit.pending, false, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&commit.done);
 	pthread_mutex_unlock(&commit.lock);
@@ -1458,7 +1459,7 @@ static void commit_begin(struct job *j)
 	pthread_mutex_lock(&commit.lock);
 	commit.owner = pthread_self();
 	commit.job = j;
-	commit.result = 0;
+	__atomic_store_n(&commit.result, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&commit.pending, true, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&commit.lock);
 }
@@ -1568,7 +1569,7 @@ static int adopt_next_state(struct job *j)
 		R.ms.root = strdup(j->dest);
 		for (size_t i = 0; i < R.novr; i++)
 			override_free(&R.ovr[i]);
-		R.novr = 0;
+		__atomic_store_n(&R.novr, 0, __ATOMIC_RELEASE);
 	} else {
 		struct override *no = realloc(R.ovr, (R.novr + j->n) * sizeof(*no));
 
@@ -1582,7 +1583,7 @@ static int adopt_next_state(struct job *j)
 			o->relpath = strdup(j->files[i]->relpath);
 			o->backend = strdup(j->dest);
 			if (o->relpath && o->backend && override_resolve(o, R.root_fd) == 0)
-				R.novr++;
+				__atomic_store_n(&R.novr, R.novr + 1, __ATOMIC_RELEASE);
 			else
 				override_free(o);
 		}
@@ -1767,11 +1768,12 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 		goto out_copier;
 	}
 
-	/* the last pass: commit the delta records written meanwhile and merge
-	 * them, so that the hold commits, merges and syncs little or nothing */
-	converge(j, 0, 200000);
+	/* sync what was merged since the last sync (so that the sync after
+	 * the hold is short), then, last of all, commit and merge the delta
+	 * records written meanwhile: the hold merges only what comes after */
 	if (sync_dests(j, out))
 		goto out_copier;
+	converge(j, 256u << 10, 2000000);
 
 	/* pause the VMs */
 	{
@@ -2317,9 +2319,13 @@ int reloc_attach(char *err, size_t errlen)
 
 int reloc_start(void)
 {
+	int r = 0;
+
+	pthread_mutex_lock(&R.cmd_lock);
 	if (R.job)
-		return job_copier_start(R.job);
-	return 0;
+		r = job_copier_start(R.job);
+	pthread_mutex_unlock(&R.cmd_lock);
+	return r;
 }
 
 void reloc_stop(void)

@@ -573,7 +573,7 @@ out_error:
 int qmp_hook_resume(struct qmp_hook *qh, int timeout_ms, char *err, size_t errlen)
 {
 	int64_t deadline = hook_now_ms() + timeout_ms;
-	bool running;
+	bool running = false;
 	int rc;
 
 	if (!qh->paused_by_us) {

@@ -211,7 +211,7 @@ static void mode_oversized(const char *arg)
 {
 	static const uint32_t lens[] = { CTL_REQ_MAX + 1, 1u << 31, UINT32_MAX };
 	static char junk[CTL_REQ_MAX + 1];
-	uint32_t one;
+	uint32_t one = 0;
 	size_t n = sizeof(lens) / sizeof(lens[0]);
 
 	if (arg) {
@@ -291,7 +291,7 @@ static void mode_garbage(const char *arg)
 {
 	const char *seed_env = getenv("CTLPOKE_SEED");
 	unsigned seed = seed_env ? (unsigned)strtoul(seed_env, NULL, 0) : (unsigned)getpid();
-	char *end;
+	char *end = NULL;
 	unsigned long n = arg ? strtoul(arg, &end, 10) : 0;
 	unsigned char *buf;
 	int fd;
@@ -407,7 +407,7 @@ static void *flood_one(void *arg)
 
 static void mode_flood(const char *arg)
 {
-	char *end;
+	char *end = NULL;
 	long n = arg ? strtol(arg, &end, 10) : 0;
 	struct flood fl = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	pthread_t *t;
