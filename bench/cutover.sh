@@ -16,14 +16,14 @@
 #                     thousands of 4 KiB extents, and the copier then takes minutes per round
 #                     (see the report); the pause at cutover is what is measured here.
 #   CUTOVER_N         cutovers per size (default 20)
-#   CUTOVER_BUDGET_S  no new round starts after this many seconds per size (default 200), to keep
+#   CUTOVER_BUDGET_S  no new round starts after this many seconds per size (default 700), to keep
 #                     `make bench` bounded; the report says how many rounds ran
 set -eu
 . "$(dirname "$0")/lib.sh"
 
 SIZES=${CUTOVER_SIZES:-1024 8192}
 N=${CUTOVER_N:-20}
-BUDGET=${CUTOVER_BUDGET_S:-200}
+BUDGET=${CUTOVER_BUDGET_S:-700}
 check_prereqs
 
 W=$BENCH_DIR/cutover

@@ -26,7 +26,11 @@
  * was fdatasynced up to that offset, so a restarted copier may copy a chunk
  * twice but never skips one.  M (what the destination already holds of the
  * delta) lives only in memory: after a restart every D block is merged
- * again.
+ * again.  The merger takes only blocks whose records are durable (DD), so
+ * that the destination never holds a write the journal could forget; the
+ * one exception is the cutover's hold (MIG_FINISH_SWITCH), which merges
+ * everything without a commit, and is safe because a restart that finds the
+ * cutover unfinished rolls the job back to the source (relocate.c).
  *
  * If the delta cannot take a write (full, failing), the migration fails and
  * the write goes to the source in place instead, after filling the block
