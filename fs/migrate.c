@@ -837,6 +837,13 @@ static int sync_for_flush(void *arg)
 {
 	struct migration *m = arg;
 
+	/* the guest's writes from before the migration may still be in the
+	 * source's page cache: the first flush since covers them too */
+	if (!__atomic_load_n(&m->base_synced, __ATOMIC_ACQUIRE)) {
+		if (fdatasync(m->src_fd) == -1)
+			return -errno;
+		__atomic_store_n(&m->base_synced, true, __ATOMIC_RELEASE);
+	}
 	if (fdatasync(m->delta_fd) == -1)
 		return -errno;
 	if (source_fallback(m) && fdatasync(m->src_fd) == -1)

@@ -76,6 +76,8 @@ struct migration {
 	uint64_t copied;		/* base bytes copied to the destination */
 	uint64_t dirty;			/* blocks in D \ M */
 	bool throttled;			/* guest writes are being slowed */
+	bool base_synced;		/* the source fdatasynced since the migration began
+					 * (or the daemon started); atomic */
 	struct jr *dd_q;		/* records made durable, not yet in DD */
 	size_t dd_n, dd_cap;
 	uint64_t throttle_events;
