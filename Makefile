@@ -81,11 +81,11 @@ fuzz:
 
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
-	    LDFLAGS="-fsanitize=address,undefined" RELOCFS_BUILD=build-asan RELOCFS_NO_VALGRIND=1 check
+	    LDFLAGS="-fsanitize=address,undefined" RELOCFS_BUILD=build-asan RELOCFS_NO_VALGRIND=1 RELOCFS_TEST_TIMEOUT=1800 check
 
 tsan:
 	$(MAKE) BUILD=build-tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread -Wconditional-uninitialized" LDFLAGS="-fsanitize=thread" \
-	    RELOCFS_BUILD=build-tsan RELOCFS_NO_VALGRIND=1 check
+	    RELOCFS_BUILD=build-tsan RELOCFS_NO_VALGRIND=1 RELOCFS_TEST_TIMEOUT=1800 check
 
 install: all
 	install -D -m 755 $(BUILD)/relocfs $(DESTDIR)$(PREFIX)/bin/relocfs
