@@ -1648,7 +1648,7 @@ static void converge(struct job *j, uint64_t max, uint64_t limit_us)
 	}
 }
 
-#define HOLD_MERGE_BYTES (1u << 20)	/* at most this much per file is merged in the hold */
+#define HOLD_MERGE_BYTES (1u << 20)	/* left per file by the merge-and-sync passes */
 
 /* Make the delta records of every file durable (after a cutover merged
  * blocks whose records were not); false if one could not be. */
