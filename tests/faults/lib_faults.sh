@@ -46,6 +46,30 @@ writer_flushes() {
 	writer_running || fail "the writer stopped: $(cat "$TEST_DIR/writer.log")"
 }
 
+# writer_stop_after_eio: stop the writer after its storage failed under it;
+# it may have kept working or stopped on EIO, but it must never have read a
+# wrong byte (a read cut short by EIO counts as a mismatch in the writer;
+# wrong bytes are a mismatch before the end of what was read)
+writer_stop_after_eio() {
+	local rc=0 off got want d
+	touch "$WRITER_STOP"
+	wait "$WRITER_PID" || rc=$?
+	WRITER_PID=
+	say "  $(tail -n 1 "$TEST_DIR/writer.log")"
+	while read -r off got want d; do
+		[ "$d" -ge $((off + got)) ] ||
+			fail "the mount served wrong data at offset $d: $(cat "$TEST_DIR/writer.log")"
+		say "  a read at $off was cut short after $got of $want bytes (EIO), no wrong byte"
+	done < <(sed -n 's/.*read mismatch: .* at \([0-9]*\): \([0-9]*\) of \([0-9]*\) bytes read, first difference at offset \([0-9]*\).*/\1 \2 \3 \4/p' \
+		"$TEST_DIR/writer.log")
+	grep -q 'read mismatch' "$TEST_DIR/writer.log" && [ "$rc" = 4 ] && rc=3
+	case $rc in
+	0) say "  the writer kept working" ;;
+	3) say "  the writer stopped on: $(grep -v '^relocwriter: [0-9]* ops' "$TEST_DIR/writer.log" | head -n 1)" ;;
+	*) fail "relocwriter exited with status $rc: $(cat "$TEST_DIR/writer.log")" ;;
+	esac
+}
+
 # RELOC_KEEP=DIR: on a failure, keep copies of SRC, DST, the model and the
 # logs in DIR for a post-mortem (the test directory is removed)
 if [ -n "${RELOC_KEEP:-}" ]; then

@@ -30,23 +30,7 @@ esac
 
 step 'the writer either keeps working or stops on EIO; it never reads wrong data'
 wait_until 10 eval '! writer_running' || true
-rc=0
-touch "$WRITER_STOP"
-wait "$WRITER_PID" || rc=$?
-WRITER_PID=
-say "  $(tail -n 1 "$TEST_DIR/writer.log")"
-while read -r off got want d; do
-	[ "$d" -ge $((off + got)) ] ||
-		fail "the mount served wrong data at offset $d: $(cat "$TEST_DIR/writer.log")"
-	say "  a read at $off was cut short after $got of $want bytes (EIO), no wrong byte"
-done < <(sed -n 's/.*read mismatch: .* at \([0-9]*\): \([0-9]*\) of \([0-9]*\) bytes read, first difference at offset \([0-9]*\).*/\1 \2 \3 \4/p' \
-	"$TEST_DIR/writer.log")
-grep -q 'read mismatch' "$TEST_DIR/writer.log" && [ "$rc" = 4 ] && rc=3
-case $rc in
-0) say "  the writer kept working" ;;
-3) say "  the writer stopped on: $(grep -v '^relocwriter: [0-9]* ops' "$TEST_DIR/writer.log" | head -n 1)" ;;
-*) fail "relocwriter exited with status $rc: $(cat "$TEST_DIR/writer.log")" ;;
-esac
+writer_stop_after_eio
 
 step 'abort while the source is down: it fails and says to retry (the delta cannot go back yet)'
 if ctl abort >"$TEST_DIR/abort.out" 2>&1; then
