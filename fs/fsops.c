@@ -637,7 +637,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 
 /* ---- files ------------------------------------------------------------------ */
 
-static int backing_open(struct rnode *n, int flags, int *fdp)
+/* Open the file that the O_PATH descriptor path_fd names, for I/O. */
+static int backing_open_at(int path_fd, int flags, int *fdp)
 {
 	char path[64];
 	int fd;
@@ -645,7 +646,7 @@ static int backing_open(struct rnode *n, int flags, int *fdp)
 	/* the kernel computes append offsets itself; O_APPEND here would make
 	 * pwrite ignore them */
 	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_APPEND);
-	fd_path(n->fd, path);
+	fd_path(path_fd, path);
 	fd = open(path, flags | O_CLOEXEC);
 	if (fd == -1 && errno == EINVAL && (flags & O_DIRECT))
 		fd = open(path, (flags & ~O_DIRECT) | O_CLOEXEC);	/* tmpfs and friends */
@@ -653,6 +654,11 @@ static int backing_open(struct rnode *n, int flags, int *fdp)
 		return -errno;
 	*fdp = fd;
 	return 0;
+}
+
+static int backing_open(struct rnode *n, int flags, int *fdp)
+{
+	return backing_open_at(n->fd, flags, fdp);
 }
 
 static struct rhandle *handle_new(struct rnode *n, int fd, int flags)
@@ -664,6 +670,7 @@ static struct rhandle *handle_new(struct rnode *n, int fd, int flags)
 	h->node = n;
 	h->fd = fd;
 	h->fd_buffered = -1;
+	h->next_fd = -1;
 	h->flags = flags;
 	itab_ref(n);
 	pthread_mutex_lock(&n->mu);
@@ -691,6 +698,8 @@ static void handle_free(struct rhandle *h)
 		close(h->fd);
 	if (h->fd_buffered != -1)
 		close(h->fd_buffered);
+	if (h->next_fd != -1)
+		close(h->next_fd);
 	itab_unref(n);
 	free(h);
 }
@@ -720,6 +729,48 @@ int fs_reopen_handles(struct rnode *n)
 	}
 	pthread_mutex_unlock(&n->mu);
 	return ret;
+}
+
+void fs_cancel_reopen(struct rnode *n)
+{
+	pthread_mutex_lock(&n->mu);
+	for (struct rhandle *h = n->handles; h; h = h->next) {
+		if (h->next_fd != -1)
+			close(h->next_fd);
+		h->next_fd = -1;
+	}
+	pthread_mutex_unlock(&n->mu);
+}
+
+int fs_prepare_reopen(struct rnode *n, int path_fd)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&n->mu);
+	for (struct rhandle *h = n->handles; h && !err; h = h->next)
+		if (!h->dir && h->next_fd == -1)
+			err = backing_open_at(path_fd, h->flags & ~O_TRUNC, &h->next_fd);
+	pthread_mutex_unlock(&n->mu);
+	if (err)
+		fs_cancel_reopen(n);
+	return err;
+}
+
+void fs_commit_reopen(struct rnode *n)
+{
+	pthread_mutex_lock(&n->mu);
+	for (struct rhandle *h = n->handles; h; h = h->next) {
+		if (h->next_fd == -1)
+			continue;	/* a directory */
+		close(h->fd);
+		h->fd = h->next_fd;
+		h->next_fd = -1;
+		if (h->fd_buffered != -1) {
+			close(h->fd_buffered);
+			h->fd_buffered = -1;
+		}
+	}
+	pthread_mutex_unlock(&n->mu);
 }
 
 /*

@@ -54,4 +54,15 @@ int fs_attach_io(struct fuse_session *se);
 /* Reopen every open handle of node on its current backend (after a switch). */
 int fs_reopen_handles(struct rnode *node);
 
+/*
+ * The same in two steps, for a switch that must not fail half-way: while the
+ * node is held (no handle opens or closes), fs_prepare_reopen() opens every
+ * handle's file again from path_fd, an O_PATH descriptor of the new backend
+ * (on failure nothing is left prepared); fs_commit_reopen() swaps the new
+ * descriptors in and cannot fail; fs_cancel_reopen() closes what was prepared.
+ */
+int fs_prepare_reopen(struct rnode *node, int path_fd);
+void fs_commit_reopen(struct rnode *node);
+void fs_cancel_reopen(struct rnode *node);
+
 #endif

@@ -47,6 +47,7 @@ struct rhandle {
 	struct rnode *node;
 	int fd;				/* on the current backend; swapped while held */
 	int fd_buffered;		/* same file without O_DIRECT, opened on demand; -1 */
+	int next_fd;			/* prepared for a switch (fs_prepare_reopen); -1 */
 	int flags;			/* open flags as the kernel gave them */
 	void *dir;			/* DIR * for directories */
 	off_t dir_off;			/* next offset in dir */

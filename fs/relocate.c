@@ -1521,6 +1521,77 @@ static void preopen_free(struct preopen_ctx *c)
 	memset(c, 0, sizeof(*c));
 }
 
+static int preopen_cmp(const void *a, const void *b)
+{
+	const struct preopen *x = a, *y = b;
+
+	return x->node < y->node ? -1 : x->node > y->node;
+}
+
+/*
+ * The fallible part of switching the migrating files, done in the hold before
+ * the point of no return: an O_PATH descriptor of each destination file (from
+ * the tree job's preopened ones, sorted by node, or opened now), checked to be
+ * the copy the job wrote, and a new descriptor for each open handle.  On
+ * failure nothing is left prepared and err says why.  A handle left on the
+ * source after the switch would serve the base without the guest's writes.
+ */
+static int switch_prepare(struct job *j, struct preopen_ctx *pre, struct preopen *sw, char *err,
+			  size_t errlen)
+{
+	size_t i;
+	int r = 0;
+
+	for (i = 0; i < j->n; i++) {
+		struct migration *m = j->files[i];
+		struct preopen key = { .node = m->node }, *p = NULL;
+		struct stat dst;
+
+		sw[i].node = m->node;
+		sw[i].fd = -1;
+		if (pre->n)
+			p = bsearch(&key, pre->p, pre->n, sizeof(*p), preopen_cmp);
+		if (p && p->fd != -1) {
+			sw[i].st = p->st;
+			sw[i].fd = dup(p->fd);
+			if (sw[i].fd == -1)
+				r = -errno;
+		} else {
+			sw[i].fd = openat(j->dest_fd, m->relpath, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			if (sw[i].fd == -1 ||
+			    fstatat(sw[i].fd, "", &sw[i].st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1)
+				r = -errno;
+		}
+		if (!r && fstat(m->dst_fd, &dst) == -1)
+			r = -errno;
+		if (!r && (dst.st_dev != sw[i].st.st_dev || dst.st_ino != sw[i].st.st_ino))
+			r = -ESTALE;	/* the name no longer leads to the copy */
+		if (!r)
+			r = fs_prepare_reopen(m->node, sw[i].fd);
+		if (r == -ESTALE) {
+			snprintf(err, errlen, "'%s' on the destination is no longer the copy",
+				 m->relpath);
+		} else if (r) {
+			snprintf(err, errlen, "cannot open '%s' on the destination: %s", m->relpath,
+				 strerror(-r));
+		}
+		if (r) {
+			if (sw[i].fd != -1)
+				close(sw[i].fd);
+			sw[i].fd = -1;
+			break;
+		}
+	}
+	if (r) {
+		while (i-- > 0) {
+			fs_cancel_reopen(sw[i].node);
+			close(sw[i].fd);
+			sw[i].fd = -1;
+		}
+	}
+	return r;
+}
+
 /* The record as it will be after the switch (shallow: it borrows strings). */
 struct next_state {
 	struct mount_state ms;
@@ -1692,6 +1763,7 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	struct preopen_ctx pre = { 0 };
 	struct next_state ns = { 0 };
 	struct rnode **nodes = NULL;
+	struct preopen *sw = NULL;	/* the migrating files, prepared for the switch */
 	char err[512] = "", hooktxt[512] = "";
 	int nhooks = 0, paused = 0, ret = CTL_EFAIL, r = 0, old_root_fd = -1;
 	double timeout = req->timeout_s > 0 ? req->timeout_s : DEFAULT_CUTOVER_TIMEOUT_S;
@@ -1743,7 +1815,8 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	if (j->tree)
 		sync_dirs(R.root_fd, j);
 	nodes = calloc(j->n ? j->n : 1, sizeof(*nodes));
-	if (!nodes || next_state_build(&ns, j)) {
+	sw = calloc(j->n ? j->n : 1, sizeof(*sw));
+	if (!nodes || !sw || next_state_build(&ns, j)) {
 		*out = xasprintf("out of memory");
 		goto out_copier;
 	}
@@ -1760,8 +1833,11 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 		goto out_copier;
 	}
 	pre.job = j;
-	if (j->tree)
+	if (j->tree) {
 		itab_foreach(preopen_node, &pre);
+		if (pre.n)
+			qsort(pre.p, pre.n, sizeof(*pre.p), preopen_cmp);
+	}
 	if (!job_dest_ok(j)) {
 		*out = xasprintf("cutover cancelled, nothing switched: '%s' no longer leads to the copy",
 				 j->dest);
@@ -1826,6 +1902,8 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 			log_warnx("'%s': cannot copy metadata: %s", m->relpath, strerror(-r));
 		r = 0;
 	}
+	if (!r)
+		r = switch_prepare(j, &pre, sw, err, sizeof(err));
 	t_merged = now_us();
 	crashpoint("cutover-merged");
 	if (r) {
@@ -1849,6 +1927,12 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	}
 	R.job = NULL;
 	pthread_mutex_unlock(&R.lock);
+	/* the migrating files first: nothing here can fail */
+	for (size_t i = 0; i < j->n; i++) {
+		itab_rekey(sw[i].node, sw[i].fd, &sw[i].st);
+		sw[i].fd = -1;
+		fs_commit_reopen(sw[i].node);
+	}
 	if (j->tree) {
 		struct switch_ctx c = { .job = j };
 
@@ -1868,11 +1952,6 @@ static int cmd_cutover(const struct ctl_request *req, char **out)
 	for (size_t i = 0; i < j->n; i++) {
 		struct migration *m = j->files[i];
 
-		if (!j->tree) {
-			r = switch_node(m->node, j->dest_fd, m->relpath);
-			if (r)
-				log_warnx("cannot switch '%s': %s", m->relpath, strerror(-r));
-		}
 		mig_set_phase(m, MIG_DONE);
 		__atomic_store_n(&m->node->mig, NULL, __ATOMIC_RELEASE);
 	}
@@ -1962,6 +2041,7 @@ out:
 	free(ns.ovr);
 	free(ns.cleanup);
 	free(nodes);
+	free(sw);
 	if (old_root_fd != -1)
 		close(old_root_fd);
 	return ret;

@@ -1,5 +1,5 @@
 #!/bin/bash
-test_description='cutover with two exec hooks on a real mount: a failing pause cancels it with nothing switched and resumes the hook already paused; a pause that writes and flushes through the mount (as QEMU does when it stops) is not blocked; pauses run in order, resumes in reverse, with the files in RELOCFS_FILES; status reports each pause'
+test_description='cutover with two exec hooks on a real mount: a failing pause cancels it with nothing switched and resumes the hook already paused; a pause that writes and flushes through the mount (as QEMU does when it stops) is not blocked; a copy replaced during the pause is not switched to; pauses run in order, resumes in reverse, with the files in RELOCFS_FILES; status reports each pause'
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/lib_reloc.sh"
 relocfs_mount
@@ -7,11 +7,20 @@ relocfs_mount
 HOOKLOG=$TEST_DIR/hooks.log
 # an exec hook: logs "NAME ACTION FILES...", fails its pause while
 # $TEST_DIR/fail.NAME exists, and on pause writes and fsyncs
-# $TEST_MNT/NAME.flushed through the mount
+# $TEST_MNT/NAME.flushed through the mount.  While $TEST_DIR/swap.NAME
+# exists, its pause puts another file in the place of the file it names (a
+# copy, which is moved aside) and its resume puts the copy back.
 make_hook() {
 	cat >"$TEST_DIR/$1" <<EOF
 #!/bin/sh
 echo "$1 \$1 \$(printf '%s' "\$RELOCFS_FILES" | tr '\n' ' ')" >>"$HOOKLOG"
+if [ -e "$TEST_DIR/swap.$1" ]; then
+	copy=\$(cat "$TEST_DIR/swap.$1")
+	case \$1 in
+	pause) mv "\$copy" "$TEST_DIR/aside.img" && head -c 8M /dev/zero >"\$copy" || exit 1 ;;
+	resume) mv "$TEST_DIR/aside.img" "\$copy" || exit 1 ;;
+	esac
+fi
 [ "\$1" = pause ] || exit 0
 [ ! -e "$TEST_DIR/fail.$1" ] || { echo "$1 refuses to pause"; exit 3; }
 printf '%s paused\n' "$1" >"$TEST_MNT/$1.flushed" && sync "$TEST_MNT/$1.flushed"
@@ -72,9 +81,30 @@ for h in vm1 vm2; do
 	assert_eq "$h paused" "$(cat "$TEST_DST/$h.flushed" 2>&1)" "DEST/$h.flushed"
 done
 
-step 'the writer stops cleanly; the live view and DEST hold exactly what it wrote'
+step 'a files job moves disk1.img on to DEST2; another file takes the place of the copy during the pause: nothing is switched'
+DEST2=$TEST_DIR/dst2
+mkdir "$DEST2"
+ctl migrate --to "$DEST2" disk1.img >/dev/null
+ctl wait --timeout 120 >/dev/null
+echo "$DEST2/disk1.img" >"$TEST_DIR/swap.vm1"
+out=$(ctl cutover "${HOOKS[@]}" --timeout 60 2>&1) && fail "cutover switched to a file that is not the copy: $out"
+say "  relocctl: $out"
+case $out in *"nothing switched"*"disk1.img"*) ;;
+*) fail "the error does not say that nothing was switched and which file: $out" ;; esac
+[ ! -e "$TEST_DIR/aside.img" ] || fail "the hook's resume did not run"
+assert_eq ready "$(file_state disk1.img)" "state of disk1.img after the refused switch"
+writer_running || fail "the writer stopped: $(cat "$TEST_DIR/writer.log")"
+
+step 'the retry switches disk1.img to DEST2'
+rm -f "$TEST_DIR/swap.vm1"
+out=$(ctl cutover "${HOOKS[@]}" --timeout 60 2>&1) || fail "cutover failed: $out"
+assert_eq "done $DEST2" "$(file_state disk1.img) $(file_field disk1.img backend)" "state and backend of disk1.img"
+writer_running || fail "the writer stopped: $(cat "$TEST_DIR/writer.log")"
+
+step 'the writer stops cleanly; the live view and the copies hold exactly what it wrote'
 sleep 1
 writer_stop 0
 check_final "$TEST_MNT" disk0.img disk1.img
-check_final "$TEST_DST" disk0.img disk1.img
+check_final "$TEST_DST" disk0.img
+check_final "$DEST2" disk1.img
 test_done
