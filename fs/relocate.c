@@ -73,8 +73,9 @@ struct job {
 	char *dest;		/* canonical */
 	char *delta_dir;	/* this job's directory of delta files */
 	uint64_t rate;
-	int dest_fd;		/* O_RDONLY directory */
+	int dest_fd;		/* O_RDONLY directory; -1 when it was lost (restart) */
 	int delta_fd;		/* O_RDONLY directory */
+	bool dest_lost;		/* a restart could not open the destination */
 	size_t n;
 	struct migration **files;
 	struct copier *copier;
@@ -699,9 +700,15 @@ static int job_add_file(struct job *j, const char *rel, bool create, char *err, 
 		return src;
 	}
 	/* tree jobs made the file during the walk; files jobs make it here */
-	dst = openat(j->dest_fd, rel,
-		     O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create && !j->tree ? O_CREAT | O_EXCL : 0), 0600);
-	if (dst == -1) {
+	dst = j->dest_lost ? -1 : openat(j->dest_fd, rel, O_RDWR | O_CLOEXEC | O_NOFOLLOW |
+				(create && !j->tree ? O_CREAT | O_EXCL : 0), 0600);
+	if (dst == -1 && !create) {
+		/* a restart: the source and the delta store are all a roll
+		 * back needs; the caller rolls the job back */
+		if (!j->dest_lost)
+			log_warnx("cannot open '%s/%s': %s", j->dest, rel, strerror(errno));
+		j->dest_lost = true;
+	} else if (dst == -1) {
 		r = -errno;
 		snprintf(err, errlen, "cannot %s '%s/%s': %s", create ? "create" : "open", j->dest, rel,
 			 strerror(errno));
@@ -714,7 +721,8 @@ static int job_add_file(struct job *j, const char *rel, bool create, char *err, 
 		snprintf(err, errlen, "cannot %s the delta store of '%s' in '%s': %s",
 			 create ? "create" : "open", rel, j->delta_dir, strerror(-r));
 		close(src);
-		close(dst);
+		if (dst != -1)
+			close(dst);
 		return r;
 	}
 	nf = realloc(j->files, (j->n + 1) * sizeof(*nf));
@@ -831,6 +839,8 @@ static void remove_dest(struct job *j)
  * files job) or every entry of DEST (a tree job, whose DEST was empty). */
 static void add_dest_cleanup(struct job *j)
 {
+	if (j->dest_lost)
+		return;	/* left there, and the operator told so */
 	if (!j->tree) {
 		for (size_t i = 0; i < j->n; i++) {
 			char *p = path_join(j->dest, j->files[i]->relpath);
@@ -2324,11 +2334,19 @@ int reloc_init(int source_fd, const char *source_path, const char *mountpoint, i
 		j->delta_dir = strdup(R.ms.delta_dir);
 		j->dest_fd = open_dir(R.ms.dest, O_RDONLY);
 		j->delta_fd = open_dir(R.ms.delta_dir, O_RDONLY);
-		if (j->dest_fd < 0 || j->delta_fd < 0) {
-			snprintf(err, errlen, "cannot resume the migration to '%s': cannot open '%s'",
-				 R.ms.dest, j->dest_fd < 0 ? R.ms.dest : R.ms.delta_dir);
+		if (j->delta_fd < 0) {
+			snprintf(err, errlen, "cannot resume the migration to '%s': cannot open its "
+				 "delta store '%s': %s", R.ms.dest, R.ms.delta_dir,
+				 strerror(-j->delta_fd));
+			j->delta_fd = -1;
 			job_free(j, false);
 			return -ENOENT;
+		}
+		if (j->dest_fd < 0) {
+			log_warnx("cannot open the destination '%s': %s", R.ms.dest,
+				  strerror(-j->dest_fd));
+			j->dest_fd = -1;
+			j->dest_lost = true;
 		}
 		for (size_t i = 0; i < R.ms.nfiles; i++) {
 			r = job_add_file(j, R.ms.files[i], false, err, errlen);
@@ -2337,7 +2355,7 @@ int reloc_init(int source_fd, const char *source_path, const char *mountpoint, i
 				return r;
 			}
 		}
-		if (j->tree) {
+		if (j->tree && !j->dest_lost) {
 			struct walk w = { .job = j, .create = false };
 			struct stat st;
 
@@ -2360,6 +2378,13 @@ int reloc_init(int source_fd, const char *source_path, const char *mountpoint, i
 				  "back to the source; migrate again", j->dest);
 			aborting = true;
 		}
+		if (j->dest_lost && !aborting) {
+			/* the VM's data is whole without it: serve it from the
+			 * source rather than not at all */
+			log_warnx("the destination '%s' is lost: rolling the migration back to the "
+				  "source; migrate again", j->dest);
+			aborting = true;
+		}
 		if (aborting) {
 			/* an abort was under way: finish it before serving anything */
 			log_info("finishing the abort of the migration to '%s'", j->dest);
@@ -2367,7 +2392,11 @@ int reloc_init(int source_fd, const char *source_path, const char *mountpoint, i
 			if (r)
 				return r;
 			drop_next_state();
-			remove_dest(j);
+			if (j->dest_lost)
+				log_warnx("what the migration put in '%s' is left there: remove it when "
+					  "it is back", j->dest);
+			else
+				remove_dest(j);
 			job_free(j, true);
 			run_cleanup();
 		} else {
