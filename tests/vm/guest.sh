@@ -18,7 +18,8 @@
 #   guest_initrd SCRIPT OUT       build an initramfs running SCRIPT (a file)
 #   guest_start LOG QMP DRIVE...  boot in the background; console to LOG, QMP on
 #                                 the UNIX socket QMP ("" for none), each DRIVE a
-#                                 -drive value; sets GUEST_PID
+#                                 -drive value (more QEMU arguments in the
+#                                 array GUEST_QEMU_ARGS); sets GUEST_PID
 #   guest_wait_line LOG ERE SECS  until a console line matches ERE (a hang guard)
 #   guest_wait SECS               until QEMU exits; its status in GUEST_RC
 #   guest_kill                    end QEMU if it still runs
@@ -38,6 +39,7 @@ GUEST_MODDIR=
 GUEST_PID=
 GUEST_RC=
 GUEST_APPEND_EXTRA=${GUEST_APPEND_EXTRA:-}
+GUEST_QEMU_ARGS=()
 # TCG by default: the project's machines have no usable KVM (a /dev/kvm that
 # exists here made the guest crawl); RELOCFS_VM_ACCEL=kvm where it works
 
@@ -195,6 +197,7 @@ guest_start() {
 	for d in "$@"; do
 		args+=(-drive "$d")
 	done
+	args+=("${GUEST_QEMU_ARGS[@]}")
 	qemu-system-x86_64 "${args[@]}" </dev/null >"$log" 2>&1 &
 	GUEST_PID=$!
 	GUEST_START_S=$(date +%s.%N)
