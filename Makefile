@@ -33,7 +33,7 @@ UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 TOOL_SRC  := $(wildcard tests/tools/*.c)
 TOOL_BIN  := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRC))
 
-.PHONY: all check unit integration vmtest bench demo asan tsan install clean deps fuzz torture
+.PHONY: all check unit integration bench demo asan tsan install clean deps fuzz
 
 all: $(BUILD)/relocfs $(BUILD)/relocctl $(TOOL_BIN)
 

@@ -1099,8 +1099,9 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 	m = __atomic_load_n(&n->mig, __ATOMIC_ACQUIRE);
 	if (m)
 		r = mig_lseek(m, off, whence);
-	else
-		r = lseek(H(fi)->fd, off, whence) == -1 ? -errno : lseek(H(fi)->fd, 0, SEEK_CUR);
+	else if ((r = lseek(H(fi)->fd, off, whence)) == -1)
+		r = -errno;	/* the offset it returns is the answer: a second
+				 * lseek could see another request's position */
 	gate_leave(n);
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
