@@ -8,6 +8,9 @@
 #                         metadata I/O error)
 #   fault_writer SEED     the writer on $FAULT_FILES in the mount
 #   no_error_in_log       the writer has seen no failed call so far
+#   retry_elsewhere       with the writer running, a migration to a second
+#                         DEST ($TEST_DIR/dst2) cuts over; then the writer
+#                         stops, and the mount and dst2 hold what it wrote
 
 FAULT_FILES="a.img b.img"
 
@@ -44,6 +47,19 @@ writer_flushes() {
 	wait_until 30 eval '[ "$(stat -c %i "$MODEL/a.img.acked" "$MODEL/b.img.acked" | md5sum)" != "$before" ] || ! writer_running' ||
 		fail "the writer has not flushed for 30 s"
 	writer_running || fail "the writer stopped: $(cat "$TEST_DIR/writer.log")"
+}
+
+retry_elsewhere() {
+	mkdir "$TEST_DIR/dst2"
+	ctl migrate --to "$TEST_DIR/dst2" >/dev/null
+	ctl wait --timeout 120 >/dev/null
+	ctl cutover --timeout 60 >/dev/null
+	writer_flushes
+	writer_stop 0
+	check_final "$TEST_MNT" $FAULT_FILES
+	assert_eq "$TEST_DIR/dst2" "$(status_field source)" "served after the cutover"
+	relocfs_umount
+	check_final "$TEST_DIR/dst2" $FAULT_FILES
 }
 
 # writer_stop_after_eio: stop the writer after its storage failed under it;

@@ -9,10 +9,7 @@ QEMU_LOG=$TEST_DIR/console.log
 trap 'rc=$?; set +e; guest_kill; (exit $rc); cleanup' EXIT
 
 step 'a kernel and an initramfs for the guest'
-rc=0
-guest_prepare || rc=$?
-[ $rc != 77 ] || skip "qemu-system-x86_64 or Debian's kernel cannot be had"
-[ $rc = 0 ] || fail "guest_prepare failed"
+guest_prepare_or_skip
 
 cat >"$TEST_DIR/script" <<EOF
 $GUEST_PATTERN_SH

@@ -37,10 +37,7 @@ wait_gen() {	# wait_gen N SECS
 console_tail() { grep -aE 'GUEST:|^(GEN|VERIFY)|I/O error|Kernel panic' "$QEMU_LOG" | tail -n "${1:-10}" | sed 's/^/    | /'; }
 
 step 'a guest that writes generation g to block g % 256 of a raw disk on the mount, with O_DIRECT and fsync'
-rc=0
-guest_prepare || rc=$?
-[ $rc != 77 ] || skip "qemu-system-x86_64 or Debian's kernel cannot be had"
-[ $rc = 0 ] || fail "guest_prepare failed"
+guest_prepare_or_skip
 cat >"$TEST_DIR/script.sh" <<EOF
 $GUEST_PATTERN_SH
 g=0

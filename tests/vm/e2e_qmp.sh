@@ -71,10 +71,7 @@ expected_image() {
 
 step 'a kernel, an initramfs and the guest script'
 t_start=$(date +%s.%N)
-rc=0
-guest_prepare || rc=$?
-[ $rc != 77 ] || skip "qemu-system-x86_64 or Debian's kernel cannot be had"
-[ $rc = 0 ] || fail "guest_prepare failed"
+guest_prepare_or_skip
 [ -x "$RELOCCTL" ] || fail "'$RELOCCTL' is not built (run make)"
 command -v qemu-img >/dev/null || fail "qemu-img is not installed (tests/deps.sh)"
 

@@ -15,6 +15,8 @@
 #   guest_prepare                 kernel and modules in the cache; sets
 #                                 GUEST_KERNEL, GUEST_MODDIR.  Returns 77 (the
 #                                 caller skips) when QEMU or the kernel cannot be had.
+#   guest_prepare_or_skip         the same in a test (tests/lib.sh): the test is
+#                                 skipped when QEMU or the kernel cannot be had
 #   guest_initrd SCRIPT OUT       build an initramfs running SCRIPT (a file)
 #   guest_start LOG QMP DRIVE...  boot in the background; console to LOG, QMP on
 #                                 the UNIX socket QMP ("" for none), each DRIVE a
@@ -183,6 +185,13 @@ guest_initrd() {
 	local rc=$?
 	rm -rf "$root"
 	return $rc
+}
+
+guest_prepare_or_skip() {
+	local rc=0
+	guest_prepare || rc=$?
+	[ $rc != 77 ] || skip "qemu-system-x86_64 or Debian's kernel cannot be had"
+	[ $rc = 0 ] || fail "guest_prepare failed"
 }
 
 # guest_start LOG QMP DRIVE...

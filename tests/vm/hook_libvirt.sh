@@ -31,10 +31,7 @@ step 'libvirtd with the qemu driver, and the test binary'
 for c in virsh libvirtd virtlogd; do
 	command -v $c >/dev/null 2>&1 || skip "'$c' is not installed (libvirt-daemon-system, libvirt-clients)"
 done
-rc=0
-guest_prepare || rc=$?
-[ $rc != 77 ] || skip "qemu-system-x86_64 or Debian's kernel cannot be had"
-[ $rc = 0 ] || fail "guest_prepare failed"
+guest_prepare_or_skip
 [ -x "$TOOLS/test_vmhook" ] || fail "'$TOOLS/test_vmhook' is not built (make unit)"
 
 if virsh -c qemu:///system version >/dev/null 2>&1; then

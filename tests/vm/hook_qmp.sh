@@ -15,10 +15,7 @@ trap 'rc=$?; set +e; guest_kill; (exit $rc); cleanup' EXIT
 ticks() { sed -n 's/^TICK \([0-9][0-9]*\).*/\1/p' "$QEMU_LOG" 2>/dev/null | tail -n 1; }
 
 step 'a ticking guest with a QMP socket'
-rc=0
-guest_prepare || rc=$?
-[ $rc != 77 ] || skip "qemu-system-x86_64 or Debian's kernel cannot be had"
-[ $rc = 0 ] || fail "guest_prepare failed"
+guest_prepare_or_skip
 [ -x "$TOOLS/test_vmhook" ] || fail "'$TOOLS/test_vmhook' is not built (make unit)"
 printf 'i=0\nwhile :; do i=$((i + 1)); echo "TICK $i"; sleep 0.5; done\n' >"$TEST_DIR/tick.sh"
 GUEST_INITRD=$TEST_DIR/initrd.gz
