@@ -12,7 +12,10 @@
 #include "fs/log.h"
 
 const char *crashpoint_name;
+const char *delaypoint_name;
 static atomic_long crashpoint_skip;
+static size_t delaypoint_len;
+static unsigned delaypoint_us;
 
 void crashpoint_init(void)
 {
@@ -23,6 +26,20 @@ void crashpoint_init(void)
 		atomic_store(&crashpoint_skip, s ? atol(s) : 0);
 		log_info("crash point '%s' armed", n);
 	}
+	n = getenv("RELOCFS_DELAYPOINT");
+	s = n ? strchr(n, ':') : NULL;
+	if (s && s > n) {
+		delaypoint_len = (size_t)(s - n);
+		delaypoint_us = (unsigned)atol(s + 1);
+		delaypoint_name = n;
+		log_info("delay point '%.*s' armed: %u us", (int)delaypoint_len, n, delaypoint_us);
+	}
+}
+
+void delaypoint_hit(const char *name)
+{
+	if (strlen(name) == delaypoint_len && !strncmp(name, delaypoint_name, delaypoint_len))
+		usleep(delaypoint_us);
 }
 
 void crashpoint_hit(const char *name)

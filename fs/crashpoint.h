@@ -5,6 +5,9 @@
  * (RELOCFS_CRASHPOINT_SKIP + 1)-th time it reaches crashpoint("NAME").  Without
  * the variable a crashpoint costs one load and a branch.  The names are
  * listed where they are used; tests/crash/ runs the daemon into each.
+ *
+ * RELOCFS_DELAYPOINT=NAME:USEC makes every delaypoint("NAME") sleep USEC
+ * microseconds: it widens a race window so that a test hits it every time.
  */
 #ifndef RELOCFS_CRASHPOINT_H
 #define RELOCFS_CRASHPOINT_H
@@ -12,12 +15,21 @@
 void crashpoint_init(void);
 void crashpoint_hit(const char *name);
 
+void delaypoint_hit(const char *name);
+
 extern const char *crashpoint_name;
+extern const char *delaypoint_name;
 
 static inline void crashpoint(const char *name)
 {
 	if (__builtin_expect(crashpoint_name != 0, 0))
 		crashpoint_hit(name);
+}
+
+static inline void delaypoint(const char *name)
+{
+	if (__builtin_expect(delaypoint_name != 0, 0))
+		delaypoint_hit(name);
 }
 
 #endif

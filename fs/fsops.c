@@ -41,6 +41,7 @@
 #include <linux/fuse.h>
 
 #include "copier/copier.h"
+#include "fs/crashpoint.h"
 #include "fs/fsops.h"
 #include "fs/log.h"
 #include "fs/migrate.h"
@@ -82,24 +83,42 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-static void park(fuse_req_t req)
+static bool is_held(const struct rnode *n)
+{
+	return atomic_load(&gate.hold_all) || __atomic_load_n(&n->held, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * Park the request being served while n is held.  The hold is checked again
+ * under gate.lock, which fs_release() holds while it clears the flags and
+ * takes the list: a request is either on the list it takes or sees the hold
+ * gone.  Returns false in that second case (the caller serves it now).
+ */
+static bool park(fuse_req_t req, const struct rnode *n)
 {
 	const struct fuse_in_header *in = cur_buf->mem;
 	struct parked *p = malloc(sizeof(*p) + in->len);
 
 	if (!p) {
 		fuse_reply_err(req, ENOMEM);
-		return;
+		return true;
 	}
 	p->next = NULL;
 	p->since_us = now_us();
 	p->len = in->len;
 	memcpy(p->data, cur_buf->mem, in->len);
+	delaypoint("park");	/* tests: a release may come meanwhile */
 	pthread_mutex_lock(&gate.lock);
+	if (!is_held(n)) {
+		pthread_mutex_unlock(&gate.lock);
+		free(p);
+		return false;
+	}
 	*gate.tail = p;
 	gate.tail = &p->next;
 	pthread_mutex_unlock(&gate.lock);
 	fuse_reply_none(req);	/* frees req; the kernel still waits for the reply */
+	return true;
 }
 
 /*
@@ -111,14 +130,17 @@ static void park(fuse_req_t req)
  */
 static bool gate_enter(fuse_req_t req, struct rnode *n)
 {
-	atomic_fetch_add(&gate.inflight_all, 1);
-	__atomic_fetch_add(&n->inflight, 1, __ATOMIC_SEQ_CST);
-	if (!atomic_load(&gate.hold_all) && !__atomic_load_n(&n->held, __ATOMIC_SEQ_CST))
-		return true;
-	__atomic_fetch_sub(&n->inflight, 1, __ATOMIC_SEQ_CST);
-	atomic_fetch_sub(&gate.inflight_all, 1);
-	park(req);
-	return false;
+	for (;;) {
+		atomic_fetch_add(&gate.inflight_all, 1);
+		__atomic_fetch_add(&n->inflight, 1, __ATOMIC_SEQ_CST);
+		if (!is_held(n))
+			return true;
+		__atomic_fetch_sub(&n->inflight, 1, __ATOMIC_SEQ_CST);
+		atomic_fetch_sub(&gate.inflight_all, 1);
+		if (park(req, n))
+			return false;
+		/* released while we were about to park: enter again */
+	}
 }
 
 static void gate_leave(struct rnode *n)
@@ -181,12 +203,13 @@ size_t fs_release(bool all, struct rnode **nodes, size_t cnt)
 	size_t replayed = 0;
 	pthread_t t;
 
+	/* the flags go down and the list is taken under the lock that park()
+	 * checks the flags under: no request is left behind on the list */
+	pthread_mutex_lock(&gate.lock);
 	for (size_t i = 0; i < cnt; i++)
 		__atomic_store_n(&nodes[i]->held, false, __ATOMIC_SEQ_CST);
 	if (all)
 		atomic_store(&gate.hold_all, false);
-
-	pthread_mutex_lock(&gate.lock);
 	list = gate.head;
 	gate.head = NULL;
 	gate.tail = &gate.head;
