@@ -79,11 +79,20 @@ demo: deps all
 fuzz:
 	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
 
+# every report of every process goes to a file under $(BUILD)/sanitizer, which
+# run_all.sh checks at the end (a daemon killed on purpose reports too)
 asan:
+	rm -rf build-asan/sanitizer && mkdir -p build-asan/sanitizer
+	ASAN_OPTIONS=log_path=$(CURDIR)/build-asan/sanitizer/asan \
+	UBSAN_OPTIONS=log_path=$(CURDIR)/build-asan/sanitizer/ubsan:print_stacktrace=1 \
+	RELOCFS_SANITIZER_DIR=$(CURDIR)/build-asan/sanitizer \
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	    LDFLAGS="-fsanitize=address,undefined" RELOCFS_BUILD=build-asan RELOCFS_NO_VALGRIND=1 RELOCFS_TEST_TIMEOUT=1800 check
 
 tsan:
+	rm -rf build-tsan/sanitizer && mkdir -p build-tsan/sanitizer
+	TSAN_OPTIONS=log_path=$(CURDIR)/build-tsan/sanitizer/tsan \
+	RELOCFS_SANITIZER_DIR=$(CURDIR)/build-tsan/sanitizer \
 	$(MAKE) BUILD=build-tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread -Wconditional-uninitialized" LDFLAGS="-fsanitize=thread" \
 	    RELOCFS_BUILD=build-tsan RELOCFS_NO_VALGRIND=1 RELOCFS_TEST_TIMEOUT=1800 check
 

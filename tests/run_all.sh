@@ -37,6 +37,22 @@ if [ -n "$units" ] && [ -z "${RELOCFS_NO_VALGRIND:-}" ]; then
 fi
 sh tests/run_integration.sh "$@"
 
+# make asan/tsan: every sanitizer report of every process (daemons killed on
+# purpose too) went to a file there; any report fails the run
+if [ -n "${RELOCFS_SANITIZER_DIR:-}" ]; then
+	reports=$(find "$RELOCFS_SANITIZER_DIR" -type f -size +0 2>/dev/null | sort)
+	if [ -n "$reports" ]; then
+		for r in $reports; do
+			echo "FAIL  sanitizer report $r:"
+			sed -n '1,40s/^/    /p' "$r"
+		done
+		echo "fail sanitizer ($(echo "$reports" | wc -l) report files)" >>"$TALLY_FILE"
+	else
+		echo "PASS  sanitizer: no report from any process"
+		echo "pass sanitizer" >>"$TALLY_FILE"
+	fi
+fi
+
 pass=$(grep -c '^pass ' "$TALLY_FILE")
 fail=$(grep -c '^fail ' "$TALLY_FILE")
 skip=$(grep -c '^skip ' "$TALLY_FILE")
