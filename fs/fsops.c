@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/fsuid.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -51,6 +52,7 @@ struct fs_config fs_cfg = { .threads = 16, .timeout = 1.0 };
 
 #define IO_ALIGN	4096
 #define MAX_IO		(1u << 20)
+#define HUGE_PAGE	(2u << 20)	/* x86-64 PMD size; IO_ALIGN + MAX_IO fit in one */
 /* where a WRITE's payload starts in a raw request */
 #define WRITE_PAYLOAD	(sizeof(struct fuse_in_header) + sizeof(struct fuse_write_in))
 
@@ -73,6 +75,8 @@ static struct {
 
 static struct fuse_session *fs_se;
 static __thread const struct fuse_buf *cur_buf;	/* the request being served */
+static __thread const struct fuse_buf *rx_buf;	/* the worker's receive buffer */
+static __thread char *rx_payload;		/* in it: page-aligned, MAX_IO bytes */
 static __thread char *io_buf;			/* page-aligned, MAX_IO bytes */
 
 static uint64_t now_us(void)
@@ -253,6 +257,19 @@ static int io_buf_get(void)
 	if (!io_buf && posix_memalign((void **)&io_buf, IO_ALIGN, MAX_IO))
 		return -ENOMEM;
 	return 0;
+}
+
+/*
+ * Where a READ puts its data: the payload area of the worker's receive
+ * buffer, which a read request leaves unused (libfuse has copied its
+ * arguments out by then) and which sits on a huge page (see worker()); a
+ * replayed request is not in that buffer and uses io_buf.
+ */
+static char *read_buf(void)
+{
+	if (cur_buf == rx_buf)
+		return rx_payload;
+	return io_buf_get() ? NULL : io_buf;
 }
 
 /* Run creations as the caller, so new files belong to the caller. */
@@ -1002,22 +1019,25 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct rnode *n = N(ino);
 	struct migration *m;
+	char *buf;
 	ssize_t r;
 
 	if (!gate_enter(req, n))
 		return;
 	if (size > MAX_IO)
 		size = MAX_IO;
-	r = io_buf_get();
-	if (r == 0) {
+	buf = read_buf();
+	if (buf) {
 		m = __atomic_load_n(&n->mig, __ATOMIC_ACQUIRE);
-		r = m ? mig_read(m, io_buf, size, off) : handle_pread(H(fi), io_buf, size, off);
+		r = m ? mig_read(m, buf, size, off) : handle_pread(H(fi), buf, size, off);
+	} else {
+		r = -ENOMEM;
 	}
 	gate_leave(n);
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else
-		fuse_reply_buf(req, io_buf, (size_t)r);
+		fuse_reply_buf(req, buf, (size_t)r);
 }
 
 static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
@@ -1488,7 +1508,12 @@ static sem_t loop_done;
 /*
  * Each worker reads requests into its own buffer, placed so that a WRITE's
  * payload (after fuse_in_header and fuse_write_in) starts on a page: O_DIRECT
- * writes then go to the backing file straight from the request.
+ * writes then go to the backing file straight from the request, and a READ
+ * uses the same area for its data (read_buf).  The first 2 MiB, which hold
+ * all of a request of up to MAX_IO, are asked to be one transparent huge
+ * page: the kernel then pins one page instead of 256 for each 1 MiB it
+ * copies in or out or sends to the disk (1 MiB direct reads measured about
+ * 15 % faster, bench/results), for 2 MiB of memory per worker.
  */
 static void *worker(void *arg)
 {
@@ -1503,12 +1528,15 @@ static void *worker(void *arg)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	if (posix_memalign((void **)&base, IO_ALIGN, bufsize)) {
+	if (posix_memalign((void **)&base, HUGE_PAGE, bufsize)) {
 		log_warnx("cannot allocate a request buffer");
 		sem_post(&loop_done);
 		return NULL;
 	}
+	madvise(base, HUGE_PAGE, MADV_HUGEPAGE);	/* a hint: fine if refused */
 	fb.mem = base + IO_ALIGN - WRITE_PAYLOAD;
+	rx_buf = &fb;
+	rx_payload = base + IO_ALIGN;
 	while (!fuse_session_exited(se)) {
 		int res = fuse_session_receive_buf(se, &fb);
 
