@@ -50,7 +50,7 @@ randwrite-4k-buffered    randwrite 4k psync  1  0
 run_fio() {
 	name=$1 where=$2 file=$3 rw=$4 bs=$5 eng=$6 qd=$7 direct=$8
 	drop_caches
-	fio --name="$name" --filename="$file" --size="${SIZE}M" --rw="$rw" --bs="$bs" \
+	${FIO_WRAP:-} fio --name="$name" --filename="$file" --size="${SIZE}M" --rw="$rw" --bs="$bs" \
 	    --ioengine="$eng" --iodepth="$qd" --direct="$direct" --numjobs=1 \
 	    --time_based --runtime="$RUNTIME" --randrepeat=0 --norandommap \
 	    --output-format=json --output="$RAW/$name-$where.json" >/dev/null ||
@@ -114,6 +114,42 @@ echo "$JOBS" | while read -r name rw bs eng qd direct; do
 	     "mount $(awk '{printf "%.1f ", $1 / 1024}' "$RAW/$name.mount")" >>"$OUT.tmp"
 	echo "$name $(ratio "$mbw" "$nbw")" >>"$RAW/ratios"
 done
+
+# Where the cost of a QD1 request goes: the 4 KiB QD1 random read again with
+# fio and every relocfs thread pinned to one CPU, then to different CPUs.  On
+# different CPUs each request is two cross-CPU wake-ups (fio -> daemon ->
+# fio), which on a virtual machine are inter-processor interrupts through the
+# hypervisor.  Not a target: a diagnosis of what limits the QD1 ratio.
+pinned_ratio() {
+	pn_fcpu=$1
+	: >"$RAW/pin.native"
+	: >"$RAW/pin.mount"
+	for k in 1 2; do
+		FIO_WRAP="taskset -c $pn_fcpu" run_fio randread-4k-direct-qd1 "pin$pn_fcpu-native$k" \
+			"$W/src/img" randread 4k libaio 1 1 >>"$RAW/pin.native"
+		FIO_WRAP="taskset -c $pn_fcpu" run_fio randread-4k-direct-qd1 "pin$pn_fcpu-mount$k" \
+			"$W/mnt/img" randread 4k libaio 1 1 >>"$RAW/pin.mount"
+	done
+	set -- $(mean4 <"$RAW/pin.native")
+	pn_nbw=$1 pn_nlat=$3
+	set -- $(mean4 <"$RAW/pin.mount")
+	printf '%.1f MiB/s (%.0f us) native, %.1f MiB/s (%.0f us) mount, ratio %s\n' \
+		"$(echo "$pn_nbw / 1024" | bc -l)" "$pn_nlat" "$(echo "$1 / 1024" | bc -l)" "$3" \
+		"$(ratio "$1" "$pn_nbw")"
+}
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+	log "mirror: randread-4k-direct-qd1 pinned"
+	taskset -a -p -c 0 "$DAEMON_PID" >/dev/null
+	pin_same=$(pinned_ratio 0)
+	pin_cross=$(pinned_ratio 1)
+	taskset -a -p -c "0-$(($(nproc) - 1))" "$DAEMON_PID" >/dev/null
+	{
+		echo
+		echo "randread-4k-direct-qd1 with relocfs pinned to CPU 0 (2 runs per side; lat = mean clat):"
+		echo "  fio on CPU 0 (same):      $pin_same"
+		echo "  fio on CPU 1 (different): $pin_cross"
+	} >>"$OUT.tmp"
+fi
 
 rss=$(daemon_kib VmRSS) hwm=$(daemon_kib VmHWM)
 get() { awk -v n="$1" '$1 == n {print $2}' "$RAW/ratios"; }
