@@ -8,6 +8,8 @@
 #                         metadata I/O error)
 #   fault_writer SEED     the writer on $FAULT_FILES in the mount
 #   no_error_in_log       the writer has seen no failed call so far
+#   wait_some_failed      until a file of $FAULT_FILES is in state failed
+#                         (60 s); says each file's state and error
 #   retry_elsewhere       with the writer running, a migration to a second
 #                         DEST ($TEST_DIR/dst2) cuts over; then the writer
 #                         stops, and the mount and dst2 hold what it wrote
@@ -47,6 +49,15 @@ writer_flushes() {
 	wait_until 30 eval '[ "$(stat -c %i "$MODEL/a.img.acked" "$MODEL/b.img.acked" | md5sum)" != "$before" ] || ! writer_running' ||
 		fail "the writer has not flushed for 30 s"
 	writer_running || fail "the writer stopped: $(cat "$TEST_DIR/writer.log")"
+}
+
+wait_some_failed() {
+	local f
+	wait_until 60 eval 'state_is a.img failed || state_is b.img failed' ||
+		fail "no file failed; status: $(status_json)"
+	for f in $FAULT_FILES; do
+		say "  $f: $(file_state "$f"): $(file_field "$f" error)"
+	done
 }
 
 retry_elsewhere() {

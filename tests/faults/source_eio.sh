@@ -18,11 +18,7 @@ writer_flushes
 
 step 'shut the source down: the migration fails with an error naming the source'
 xfs_shutdown "$TEST_SRC"
-wait_until 60 eval 'state_is a.img failed || state_is b.img failed' ||
-	fail "no file failed; status: $(status_json)"
-for f in $FAULT_FILES; do
-	say "  $f: $(file_state "$f"): $(file_field "$f" error)"
-done
+wait_some_failed
 case "$(file_field a.img error) $(file_field b.img error)" in
 *source*) ;;
 *) fail "no error names the source: $(status_json)" ;;
