@@ -15,18 +15,28 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 PREFIX  ?= /usr/local
 BUILD   ?= build
 
-FS_SRC     := fs/main.c fs/fsops.c fs/inode.c fs/log.c fs/mount_state.c fs/migrate.c fs/relocate.c fs/crashpoint.c
-COPIER_SRC := copier/bitmap.c copier/journal.c copier/delta.c copier/copier.c copier/ratelimit.c
+# one layer per folder, calls only downward:
+#   daemon/   start-up                      ctl/      control protocol, server, job engine
+#   vmhooks/  hypervisor hooks              copier/   base copy and merge scheduling
+#   fs/       the FUSE layer                delta/    delta store, live view, merge engine
+#   common/   log, crash points, clock, helpers
+COMMON_SRC := common/log.c common/crashpoint.c common/util.c
+DELTA_SRC  := delta/bitmap.c delta/journal.c delta/store.c delta/view.c delta/merge.c
+FS_SRC     := fs/session.c fs/inode.c fs/gate.c fs/handle.c fs/route.c fs/data.c fs/names.c \
+              fs/dirs.c fs/xattrs.c fs/request.c fs/loop.c
+COPIER_SRC := copier/copier.c copier/ratelimit.c
+HOOK_SRC   := vmhooks/vmhook.c vmhooks/hook_util.c vmhooks/qmp.c vmhooks/qmp_hook.c \
+              vmhooks/exec_hook.c vmhooks/libvirt_hook.c
 CTL_COMMON := ctl/proto.c
-CTLD_SRC   := ctl/ctl_server.c
-HOOK_SRC   := vmhooks/vmhook.c vmhooks/qmp.c vmhooks/exec_hook.c vmhooks/libvirt_hook.c
-RELOCFS_SRC  := $(FS_SRC) $(COPIER_SRC) $(CTL_COMMON) $(CTLD_SRC) $(HOOK_SRC)
+ENGINE_SRC := ctl/server.c ctl/mount_state.c ctl/engine.c ctl/record.c ctl/job.c ctl/namespace.c \
+              ctl/migrate.c ctl/cutover.c ctl/switch.c ctl/abort.c ctl/status.c ctl/recover.c
+DAEMON_SRC := daemon/main.c
+RELOCFS_SRC  := $(DAEMON_SRC) $(ENGINE_SRC) $(CTL_COMMON) $(HOOK_SRC) $(COPIER_SRC) $(FS_SRC) \
+                $(DELTA_SRC) $(COMMON_SRC)
 RELOCCTL_SRC := ctl/relocctl.c $(CTL_COMMON)
 
-# only build sources that exist yet (modules land one by one)
-have = $(wildcard $(1))
-RELOCFS_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(call have,$(RELOCFS_SRC)))
-RELOCCTL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(call have,$(RELOCCTL_SRC)))
+RELOCFS_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(RELOCFS_SRC))
+RELOCCTL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(RELOCCTL_SRC))
 
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
@@ -49,7 +59,7 @@ $(BUILD)/relocctl: $(RELOCCTL_OBJ)
 
 # unit tests link the module under test with cmocka; tests/unit/test_NAME.c names
 # its modules on a line "// modules: a/b.c c/d.c"
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(call have,$(RELOCFS_SRC)) $(wildcard */*.h)
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(RELOCFS_SRC) $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -o $@ $< \
 	    $$(sed -n 's#^// modules: ##p' $<) $(LDLIBS) $$(pkg-config --libs cmocka)
@@ -65,7 +75,7 @@ unit: all $(UNIT_BIN)
 	@sh tests/run_unit.sh $(UNIT_BIN)
 
 integration: all
-	@sh tests/run_integration.sh
+	@bash tests/run_integration.sh
 
 check: deps all
 	@sh tests/run_all.sh

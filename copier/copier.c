@@ -12,11 +12,12 @@
 
 #include <xxhash.h>
 
+#include "common/clock.h"
+#include "common/crashpoint.h"
+#include "common/log.h"
 #include "copier/copier.h"
 #include "copier/ratelimit.h"
-#include "fs/crashpoint.h"
-#include "fs/log.h"
-#include "fs/migrate.h"
+#include "delta/delta.h"
 
 #define MERGE_BATCH	(4u << 20)
 #define IDLE_SLEEP_US	20000
@@ -24,7 +25,9 @@
 struct copier {
 	pthread_t thread;
 	atomic_bool stop;
-	struct migration **files;
+	struct delta **files;
+	copier_busy_fn busy;		/* how busy the guest is */
+	void *busy_arg;
 	size_t n;
 	struct ratelimit rl;
 	atomic_uint_fast64_t rate_bps;	/* measured */
@@ -33,14 +36,6 @@ struct copier {
 	char *buf;
 	uint64_t since_yield;		/* bytes moved since the last yield check */
 };
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 /*
  * Rate limit, and make room for the guest: dm-clone pauses hydration while
@@ -56,7 +51,7 @@ static void pace(struct copier *c, size_t len, bool yield)
 	c->since_yield += len;
 	if (yield && c->since_yield >= COPIER_CHUNK) {
 		c->since_yield = 0;
-		if (fs_inflight() > 0)
+		if (c->busy && c->busy(c->busy_arg) > 0)
 			wait += 500;
 	}
 	while (wait > 0 && !atomic_load(&c->stop)) {
@@ -110,19 +105,20 @@ static int write_nonzero(int fd, const char *buf, size_t len, uint64_t off)
  * the file already failed. */
 static int copy_base(struct copier *c, size_t k)
 {
-	struct migration *m = c->files[k];
+	struct delta *m = c->files[k];
+	int src = delta_source_fd(m), dst = delta_dest_fd(m);
 	uint64_t pos, end, since_ckpt = 0, t0 = now_us(), bytes = 0;
-	struct mig_status st;
+	struct delta_status st;
 	int err = 0;
 
-	mig_status(m, &st);
+	delta_status(m, &st);
 	pos = st.copied - st.copied % COPIER_CHUNK;
 	end = st.base_size;
 	c->nsums[k] = (end + COPIER_CHUNK - 1) / COPIER_CHUNK;
 	c->sums[k] = calloc(c->nsums[k] ? c->nsums[k] : 1, sizeof(uint64_t));
-	posix_fadvise(m->src_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
 	while (pos < end && !atomic_load(&c->stop)) {
-		off_t data = lseek(m->src_fd, (off_t)pos, SEEK_DATA), hole;
+		off_t data = lseek(src, (off_t)pos, SEEK_DATA), hole;
 		uint64_t cend;
 		ssize_t r;
 
@@ -130,7 +126,7 @@ static int copy_base(struct copier *c, size_t k)
 			if (errno == ENXIO)
 				break;	/* only a hole is left */
 			err = -errno;
-			mig_fail(m, err, "cannot read the source");
+			delta_fail(m, err, "cannot read the source");
 			return err;
 		}
 		if ((uint64_t)data >= end)
@@ -140,7 +136,7 @@ static int copy_base(struct copier *c, size_t k)
 			pos = (uint64_t)data - (uint64_t)data % COPIER_CHUNK > pos
 				      ? (uint64_t)data - (uint64_t)data % COPIER_CHUNK
 				      : pos;
-		hole = lseek(m->src_fd, (off_t)pos, SEEK_HOLE);
+		hole = lseek(src, (off_t)pos, SEEK_HOLE);
 		cend = (pos / COPIER_CHUNK + 1) * COPIER_CHUNK;
 		if (cend > end)
 			cend = end;
@@ -148,10 +144,10 @@ static int copy_base(struct copier *c, size_t k)
 		    (uint64_t)hole % 4096 == 0)
 			cend = (uint64_t)hole;
 		pace(c, cend - pos, true);
-		r = pread(m->src_fd, c->buf, cend - pos, (off_t)pos);
+		r = pread(src, c->buf, cend - pos, (off_t)pos);
 		if (r < 0) {
 			err = -errno;
-			mig_fail(m, err, "cannot read the source");
+			delta_fail(m, err, "cannot read the source");
 			return err;
 		}
 		if (r == 0)
@@ -159,30 +155,28 @@ static int copy_base(struct copier *c, size_t k)
 		if (pos % COPIER_CHUNK == 0 && (uint64_t)r == (cend - pos) &&
 		    (cend - pos == COPIER_CHUNK || cend == end))
 			c->sums[k][pos / COPIER_CHUNK] = XXH3_64bits(c->buf, (size_t)r);
-		err = write_nonzero(m->dst_fd, c->buf, (size_t)r, pos);
+		err = write_nonzero(dst, c->buf, (size_t)r, pos);
 		if (err) {
-			mig_fail(m, err, "cannot write the destination");
+			delta_fail(m, err, "cannot write the destination");
 			return err;
 		}
 		pos += (uint64_t)r;
 		bytes += (uint64_t)r;
 		since_ckpt += (uint64_t)r;
-		pthread_mutex_lock(&m->mu);
-		m->copied = pos;	/* progress only; the checkpoint is below */
-		pthread_mutex_unlock(&m->mu);
+		delta_note_progress(m, pos);	/* the checkpoint is below */
 		if (since_ckpt >= COPIER_CHECKPOINT) {
-			if (fdatasync(m->dst_fd) == -1) {
+			if (fdatasync(dst) == -1) {
 				err = -errno;
-				mig_fail(m, err, "cannot sync the destination");
+				delta_fail(m, err, "cannot sync the destination");
 				return err;
 			}
-			posix_fadvise(m->src_fd, (off_t)(pos - since_ckpt), (off_t)since_ckpt,
+			posix_fadvise(src, (off_t)(pos - since_ckpt), (off_t)since_ckpt,
 				      POSIX_FADV_DONTNEED);
-			posix_fadvise(m->dst_fd, (off_t)(pos - since_ckpt), (off_t)since_ckpt,
+			posix_fadvise(dst, (off_t)(pos - since_ckpt), (off_t)since_ckpt,
 				      POSIX_FADV_DONTNEED);
-			err = mig_note_copied(m, pos);
+			err = delta_note_copied(m, pos);
 			if (err) {
-				mig_fail(m, err, "cannot write the delta journal");
+				delta_fail(m, err, "cannot write the delta journal");
 				return err;
 			}
 			since_ckpt = 0;
@@ -198,18 +192,18 @@ static int copy_base(struct copier *c, size_t k)
 	if (atomic_load(&c->stop))
 		return 0;
 	/* the destination's size, then make the whole base durable */
-	if (ftruncate(m->dst_fd, (off_t)end) == -1 || fdatasync(m->dst_fd) == -1) {
+	if (ftruncate(dst, (off_t)end) == -1 || fdatasync(dst) == -1) {
 		err = -errno;
-		mig_fail(m, err, "cannot sync the destination");
+		delta_fail(m, err, "cannot sync the destination");
 		return err;
 	}
-	posix_fadvise(m->src_fd, 0, 0, POSIX_FADV_DONTNEED);
-	posix_fadvise(m->dst_fd, 0, 0, POSIX_FADV_DONTNEED);
-	err = mig_note_copied(m, end);
+	posix_fadvise(src, 0, 0, POSIX_FADV_DONTNEED);
+	posix_fadvise(dst, 0, 0, POSIX_FADV_DONTNEED);
+	err = delta_note_copied(m, end);
 	if (!err)
-		err = mig_set_phase(m, MIG_MERGING);
+		err = delta_set_phase(m, DELTA_MERGING);
 	if (err)
-		mig_fail(m, err, "cannot write the delta journal");
+		delta_fail(m, err, "cannot write the delta journal");
 	return err;
 }
 
@@ -221,21 +215,21 @@ static void *copier_main(void *arg)
 		bool work = false;
 
 		for (size_t k = 0; k < c->n && !atomic_load(&c->stop); k++) {
-			struct migration *m = c->files[k];
-			struct mig_status st;
+			struct delta *m = c->files[k];
+			struct delta_status st;
 			ssize_t r;
 
-			mig_status(m, &st);
-			if (st.phase == MIG_COPYING) {
+			delta_status(m, &st);
+			if (st.phase == DELTA_COPYING) {
 				copy_base(c, k);
 				work = true;
-			} else if (st.phase == MIG_MERGING && st.dirty_bytes) {
+			} else if (st.phase == DELTA_MERGING && st.dirty_bytes) {
 				/* past the ready mark the merge has priority: the
 				 * guest is the one being slowed then */
-				pace(c, MERGE_BATCH, st.dirty_bytes <= MIG_READY_BYTES);
-				r = mig_merge_some(m, MERGE_BATCH);
+				pace(c, MERGE_BATCH, st.dirty_bytes <= DELTA_READY_BYTES);
+				r = delta_merge_some(m, MERGE_BATCH);
 				if (r < 0)
-					mig_fail(m, (int)r, "merge failed");
+					delta_fail(m, (int)r, "merge failed");
 				else if (r > 0) {
 					work = true;
 					crashpoint("merge-batch");
@@ -248,7 +242,8 @@ static void *copier_main(void *arg)
 	return NULL;
 }
 
-int copier_start(struct copier **out, struct migration **files, size_t n, uint64_t rate)
+int copier_start(struct copier **out, struct delta **files, size_t n, uint64_t rate,
+		 copier_busy_fn busy, void *busy_arg)
 {
 	struct copier *c = calloc(1, sizeof(*c));
 
@@ -256,6 +251,8 @@ int copier_start(struct copier **out, struct migration **files, size_t n, uint64
 		return -ENOMEM;
 	c->files = files;
 	c->n = n;
+	c->busy = busy;
+	c->busy_arg = busy_arg;
 	c->sums = calloc(n ? n : 1, sizeof(*c->sums));
 	c->nsums = calloc(n ? n : 1, sizeof(*c->nsums));
 	if (!c->sums || !c->nsums || posix_memalign((void **)&c->buf, 4096, COPIER_CHUNK))

@@ -11,9 +11,19 @@
  * (--rate), and a short back-off before a chunk while the guest has requests
  * in flight.
  *
- * Errors move the file to MIG_FAILED with a message; the thread carries on
- * with the other files.  The copier never touches the source or the delta
- * but to read them.
+ * Merges: the store says what may be merged (delta_merge_some); the copier
+ * says when, in batches of MERGE_BATCH, yielding to the guest until a file
+ * has more than DELTA_READY_BYTES left to merge (then the merge has
+ * priority and the store slows the guest's writes instead).
+ *
+ * The layer: the copier reaches the files only through the delta store's
+ * API (delta.h) and learns how busy the guest is through the callback it is
+ * given; it knows nothing of FUSE or of jobs.  Errors move the file to
+ * DELTA_FAILED with a message; the thread carries on with the other files.
+ * The copier never touches the source or the delta but to read them.
+ *
+ * Threads: copier_start/stop and copier_rate may be called from any thread;
+ * the copier's own thread is the only one that touches its files' base copy.
  */
 #ifndef RELOCFS_COPIER_H
 #define RELOCFS_COPIER_H
@@ -24,11 +34,17 @@
 #define COPIER_CHUNK		(4u << 20)
 #define COPIER_CHECKPOINT	(256u << 20)
 
-struct migration;
+struct delta;
 struct copier;
 
-/* Start a thread over files[0..n) (the array must outlive the copier). */
-int copier_start(struct copier **out, struct migration **files, size_t n, uint64_t rate);
+/* How busy the guest is: the number of requests being served now.  Called
+ * by the copier's thread; must not block. */
+typedef long (*copier_busy_fn)(void *arg);
+
+/* Start a thread over files[0..n) (the array must outlive the copier); busy
+ * (may be NULL) tells it when to yield to the guest.  0 or -ENOMEM. */
+int copier_start(struct copier **out, struct delta **files, size_t n, uint64_t rate,
+		 copier_busy_fn busy, void *busy_arg);
 
 /* Stop the thread and wait for it (it finishes the chunk it is on). */
 void copier_stop(struct copier *c);
@@ -38,8 +54,5 @@ uint64_t copier_rate(struct copier *c);
 
 /* XXH3 sum of base chunk i of file k, or 0 if not known. */
 uint64_t copier_chunk_sum(struct copier *c, size_t k, uint64_t i);
-
-/* How many requests the filesystem is serving now (fsops). */
-long fs_inflight(void);
 
 #endif

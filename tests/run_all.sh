@@ -35,7 +35,7 @@ if [ -n "$units" ] && [ -z "${RELOCFS_NO_VALGRIND:-}" ]; then
 	grep -q '^valgrind is not installed' "$BUILD/test-logs/valgrind.out" &&
 		echo "fail valgrind (not installed)" >>"$TALLY_FILE"
 fi
-sh tests/run_integration.sh "$@"
+bash tests/run_integration.sh "$@"
 
 # make asan/tsan: every sanitizer report of every process (daemons killed on
 # purpose too) went to a file there; any report fails the run.  A report is

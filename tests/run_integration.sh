@@ -1,47 +1,96 @@
-#!/bin/sh
+#!/bin/bash
 # run_integration.sh [NAME-PATTERN...]: run every tests/*/*.sh (mirror, reloc,
 # vm, ...) with bash, each under a time limit, logging to
 # $BUILD/test-logs/DIR-NAME.log; print the log of any that fails; tally.
 # Not run: libraries (lib.sh, lib_*.sh) and tests/fuzz/ (make fuzz).
 # A test exits 0 (pass), 77 (skip: a precondition cannot be met) or anything
 # else (fail).  Patterns select tests by substring of "dir/name".
-# With TALLY_FILE set (run_all.sh), results are appended there and the
-# summary line is left to the caller.
+#
+# Tests run side by side, RELOCFS_TEST_JOBS at a time (default 3): each has
+# its own directory, mount and control socket.  A test whose file holds the
+# line "# test: alone" runs after the others, by itself (it measures time, or
+# needs the machine's CPUs).  With TALLY_FILE set (run_all.sh), results are
+# appended there and the summary line is left to the caller.
 cd "$(dirname "$0")/.." || exit 1
 LOGDIR=${RELOCFS_BUILD:-build}/test-logs
 LIMIT=${RELOCFS_TEST_TIMEOUT:-600}
+JOBS=${RELOCFS_TEST_JOBS:-3}
 mkdir -p "$LOGDIR"
-pass=0 fail=0 skip=0
 
 # selected NAME [PATTERN...]: no patterns, or NAME contains one of them
 selected() {
 	[ $# -le 1 ] && return 0
-	sel_name=$1
+	local name=$1 pat
 	shift
-	for sel_pat in "$@"; do
-		case $sel_name in *"$sel_pat"*) return 0 ;; esac
+	for pat in "$@"; do
+		case $name in *"$pat"*) return 0 ;; esac
 	done
 	return 1
 }
 
-for t in tests/*/*.sh; do
-	[ -f "$t" ] || continue
-	case $t in tests/fuzz/*|*/lib.sh|*/lib_*.sh) continue ;; esac
+# run_one TEST: run it, leave "RC SECONDS" in its .rc file
+run_one() {
+	local t=$1 dir name log rc=0 t0
+	dir=$(basename "$(dirname "$t")")
+	name=$dir-$(basename "$t" .sh)
+	log=$LOGDIR/$name.log
+	t0=$(date +%s)
+	timeout -k 20 "$LIMIT" bash "$t" >"$log" 2>&1 </dev/null || rc=$?
+	[ $rc = 124 ] && echo "killed after ${LIMIT} s" >>"$log"
+	echo "$rc $(($(date +%s) - t0))" >"$LOGDIR/$name.rc"
+}
+
+# report TEST: print and tally its result
+pass=0 fail=0 skip=0
+report() {
+	local t=$1 dir name log rc secs res
 	dir=$(basename "$(dirname "$t")")
 	name=$dir/$(basename "$t" .sh)
-	selected "$name" "$@" || continue
 	log=$LOGDIR/$dir-$(basename "$t" .sh).log
-	rc=0
-	timeout -k 20 "$LIMIT" bash "$t" >"$log" 2>&1 </dev/null || rc=$?
+	read -r rc secs <"$LOGDIR/$dir-$(basename "$t" .sh).rc"
 	case $rc in
-	0) pass=$((pass + 1)); res=pass; echo "PASS  $name" ;;
+	0) pass=$((pass + 1)); res=pass; echo "PASS  $name (${secs} s)" ;;
 	77) skip=$((skip + 1)); res=skip; echo "SKIP  $name: $(grep '^SKIP' "$log" | tail -n 1)" ;;
 	*) fail=$((fail + 1)); res=fail
-	   [ $rc = 124 ] && echo "killed after ${LIMIT} s" >>"$log"
-	   echo "FAIL  $name (exit $rc), log $log:"
+	   echo "FAIL  $name (exit $rc, ${secs} s), log $log:"
 	   sed 's/^/    /' "$log" ;;
 	esac
 	[ -z "${TALLY_FILE:-}" ] || echo "$res $name" >>"$TALLY_FILE"
+}
+
+together=() alone=()
+for t in tests/*/*.sh; do
+	[ -f "$t" ] || continue
+	case $t in tests/fuzz/*|*/lib.sh|*/lib_*.sh) continue ;; esac
+	selected "$(basename "$(dirname "$t")")/$(basename "$t" .sh)" "$@" || continue
+	if grep -q '^# test: alone' "$t"; then
+		alone+=("$t")
+	else
+		together+=("$t")
+	fi
+done
+
+# the pool: start tests until JOBS run, report each as it ends, in the
+# order they end
+declare -A running=()
+for t in "${together[@]}"; do
+	while [ ${#running[@]} -ge "$JOBS" ]; do
+		wait -n -p done_pid 2>/dev/null || true
+		if [ -n "${done_pid:-}" ] && [ -n "${running[$done_pid]:-}" ]; then
+			report "${running[$done_pid]}"
+			unset "running[$done_pid]"
+		fi
+	done
+	run_one "$t" &
+	running[$!]=$t
+done
+for pid in "${!running[@]}"; do
+	wait "$pid" 2>/dev/null || true
+	report "${running[$pid]}"
+done
+for t in "${alone[@]}"; do
+	run_one "$t"
+	report "$t"
 done
 
 [ -n "${TALLY_FILE:-}" ] || echo "$pass passed, $fail failed, $skip skipped"

@@ -1,11 +1,14 @@
 /*
- * hook_impl: private interface between vmhook.c (spec parsing, dispatch) and
- * the hook back ends.  Not included outside vmhooks/ (and its unit test).
+ * hook_impl: the private interface between vmhook.c (spec parsing, the one
+ * dispatch) and the hook back ends.  Not included outside vmhooks/ (and its
+ * unit test).
  *
- * Each back end owns a small state struct created by *_new from the part of
- * the spec after "kind:", and follows the vmhook.h contract: block for at
- * most timeout_ms, -errno and one line in err on failure, never touched by
- * two threads at once.
+ * Each back end is one table of operations, like the event-loop back ends
+ * of Redis's ae.c: vmhook.c picks the table by the spec's prefix and never
+ * switches on the kind.  A back end's state is created by .create from the
+ * part of the spec after the prefix, and follows the vmhook.h contract:
+ * block for at most timeout_ms, -errno and one line in err on failure,
+ * never touched by two threads at once, resume only what it paused.
  */
 #ifndef RELOCFS_HOOK_IMPL_H
 #define RELOCFS_HOOK_IMPL_H
@@ -14,24 +17,39 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* snprintf into err if err is not NULL; used by every back end */
+/* What a pause is about: the mount and the files being cut over. */
+struct hook_target {
+	const char *mountpoint;
+	const char *const *files;	/* absolute paths through the mount */
+	int nfiles;
+};
+
+struct hook_ops {
+	const char *prefix;	/* "qmp:"; a spec without ':' ("freeze") matches whole */
+	bool internal;		/* pauses nothing outside relocfs */
+	int (*create)(const char *arg, void **state, char *err, size_t errlen);
+	void (*destroy)(void *state);
+	int (*pause)(void *state, const struct hook_target *t, int timeout_ms, char *err,
+		     size_t errlen);
+	int (*resume)(void *state, int timeout_ms, char *err, size_t errlen);
+	/* NULL: the back end cannot tell the VM's state */
+	int (*query)(void *state, char *buf, size_t len, int timeout_ms, char *err,
+		     size_t errlen);
+};
+
+extern const struct hook_ops qmp_hook_ops;	/* qmp_hook.c */
+extern const struct hook_ops libvirt_hook_ops;	/* libvirt_hook.c */
+extern const struct hook_ops exec_hook_ops;	/* exec_hook.c */
+
+/* ---- hook_util.c: shared by every back end ---- */
+
+/* snprintf into err if err is not NULL, folded to one line */
 void hook_errf(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* monotonic clock in ms, and ms left until deadline (0 if passed) */
 int64_t hook_now_ms(void);
 int hook_left_ms(int64_t deadline);
-
-/* ---- qmp.c: the QMP hook (the client itself is in qmp.h) ---- */
-struct qmp_hook;
-int qmp_hook_new(const char *socket_path, struct qmp_hook **out, char *err, size_t errlen);
-void qmp_hook_free(struct qmp_hook *qh);
-int qmp_hook_pause(struct qmp_hook *qh, int timeout_ms, char *err, size_t errlen);
-int qmp_hook_resume(struct qmp_hook *qh, int timeout_ms, char *err, size_t errlen);
-int qmp_hook_query(struct qmp_hook *qh, char *state, size_t len, int timeout_ms,
-		   char *err, size_t errlen);
-
-/* ---- exec_hook.c: the exec hook, and a child runner libvirt_hook.c shares ---- */
 
 /* Result of one child process run by hook_run(). */
 struct hook_run_result {
@@ -52,23 +70,5 @@ struct hook_run_result {
  */
 int hook_run(const char *tag, char *const argv[], char *const envp[], int timeout_ms,
 	     bool keep_out, struct hook_run_result *res, char *err, size_t errlen);
-
-struct exec_hook;
-int exec_hook_new(const char *program, struct exec_hook **out, char *err, size_t errlen);
-void exec_hook_free(struct exec_hook *eh);
-int exec_hook_pause(struct exec_hook *eh, const char *mountpoint, const char *const *files,
-		    int nfiles, int timeout_ms, char *err, size_t errlen);
-int exec_hook_resume(struct exec_hook *eh, int timeout_ms, char *err, size_t errlen);
-
-/* ---- libvirt_hook.c: libvirt through virsh ---- */
-struct libvirt_hook;
-/* arg is DOMAIN or DOMAIN@URI; RELOCFS_VIRSH in the environment names the
- * virsh binary (default "virsh", looked up in PATH) */
-int libvirt_hook_new(const char *arg, struct libvirt_hook **out, char *err, size_t errlen);
-void libvirt_hook_free(struct libvirt_hook *lh);
-int libvirt_hook_pause(struct libvirt_hook *lh, int timeout_ms, char *err, size_t errlen);
-int libvirt_hook_resume(struct libvirt_hook *lh, int timeout_ms, char *err, size_t errlen);
-int libvirt_hook_query(struct libvirt_hook *lh, char *state, size_t len, int timeout_ms,
-		       char *err, size_t errlen);
 
 #endif

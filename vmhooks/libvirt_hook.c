@@ -21,7 +21,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "fs/log.h"
+#include "common/log.h"
 #include "vmhooks/hook_impl.h"
 
 struct libvirt_hook {
@@ -31,7 +31,9 @@ struct libvirt_hook {
 	bool paused_by_us;
 };
 
-int libvirt_hook_new(const char *arg, struct libvirt_hook **out, char *err, size_t errlen)
+static void libvirt_hook_free(void *arg);
+
+static int libvirt_hook_new(const char *arg, void **out, char *err, size_t errlen)
 {
 	const char *at = strchr(arg, '@');
 	const char *virsh = getenv("RELOCFS_VIRSH");
@@ -63,8 +65,10 @@ out_nomem:
 	return -ENOMEM;
 }
 
-void libvirt_hook_free(struct libvirt_hook *lh)
+static void libvirt_hook_free(void *arg)
 {
+	struct libvirt_hook *lh = arg;
+
 	if (!lh)
 		return;
 	free(lh->domain);
@@ -101,9 +105,10 @@ static int virsh(struct libvirt_hook *lh, const char *command, int timeout_ms,
 	return -EIO;
 }
 
-int libvirt_hook_query(struct libvirt_hook *lh, char *state, size_t len, int timeout_ms,
-		       char *err, size_t errlen)
+static int libvirt_hook_query(void *arg, char *state, size_t len, int timeout_ms, char *err,
+			      size_t errlen)
 {
+	struct libvirt_hook *lh = arg;
 	struct hook_run_result res;
 	size_t n;
 	int rc;
@@ -122,8 +127,12 @@ int libvirt_hook_query(struct libvirt_hook *lh, char *state, size_t len, int tim
 	return 0;
 }
 
-int libvirt_hook_pause(struct libvirt_hook *lh, int timeout_ms, char *err, size_t errlen)
+static int libvirt_hook_resume(void *arg, int timeout_ms, char *err, size_t errlen);
+
+static int libvirt_hook_pause(void *arg, const struct hook_target *t, int timeout_ms, char *err,
+			      size_t errlen)
 {
+	struct libvirt_hook *lh = arg;
 	int64_t deadline = hook_now_ms() + timeout_ms;
 	struct hook_run_result res;
 	char state[64];
@@ -159,8 +168,9 @@ int libvirt_hook_pause(struct libvirt_hook *lh, int timeout_ms, char *err, size_
 	return 0;
 }
 
-int libvirt_hook_resume(struct libvirt_hook *lh, int timeout_ms, char *err, size_t errlen)
+static int libvirt_hook_resume(void *arg, int timeout_ms, char *err, size_t errlen)
 {
+	struct libvirt_hook *lh = arg;
 	int64_t deadline = hook_now_ms() + timeout_ms;
 	struct hook_run_result res;
 	char state[64];
@@ -185,3 +195,12 @@ int libvirt_hook_resume(struct libvirt_hook *lh, int timeout_ms, char *err, size
 		nanosleep(&ts, NULL);
 	}
 }
+
+const struct hook_ops libvirt_hook_ops = {
+	.prefix = "libvirt:",
+	.create = libvirt_hook_new,
+	.destroy = libvirt_hook_free,
+	.pause = libvirt_hook_pause,
+	.resume = libvirt_hook_resume,
+	.query = libvirt_hook_query,
+};

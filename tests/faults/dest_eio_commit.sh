@@ -16,7 +16,7 @@ writer_flushes
 
 step 'cut over with a hook whose resume shuts DEST down: after the switch, before the syncs of the commit'
 # the hooks' resumes run right after the hold is released and before the
-# destination is synced and the record renamed (see fs/relocate.c)
+# destination is synced and the record renamed (see ctl/cutover.c)
 cat >"$TEST_DIR/shut" <<EOF
 #!/bin/sh
 [ "\$1" = resume ] || exit 0

@@ -1,5 +1,5 @@
 /*
- * fuzz_state: libFuzzer target for the mount's record (fs/mount_state.c),
+ * fuzz_state: libFuzzer target for the mount's record (ctl/mount_state.c),
  * the text the daemon trusts at start-up to know where each file lives.
  *
  * An input is a record, taken two ways:
@@ -29,7 +29,7 @@
 
 #include <xxhash.h>
 
-#include "fs/mount_state.h"
+#include "ctl/mount_state.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -4,7 +4,7 @@
 # seed corpus tests/fuzz/corpus/NAME/, so the corpus in the tree is not
 # touched.  Targets (default: all):
 #   proto   the control protocol parser, ctl/proto.c (fuzz_proto.c)
-#   state   the mount's record, fs/mount_state.c (fuzz_state.c)
+#   state   the mount's record, ctl/mount_state.c (fuzz_state.c)
 # Prints the number of executions of each; exits non-zero if a fuzzer found a
 # crash (the reproducer is left in build/fuzz/NAME/, named crash-*, leak-* or
 # timeout-*; replay it with build/fuzz/fuzz_NAME FILE).  FUZZ_FLAGS adds
@@ -57,7 +57,7 @@ status=0
 for t in $TARGETS; do
 	case $t in
 	proto) run_one proto ctl/proto.c 4096 || status=1 ;;
-	state) run_one state fs/mount_state.c 16384 || status=1 ;;
+	state) run_one state ctl/mount_state.c 16384 || status=1 ;;
 	*) echo "unknown fuzz target '$t' (proto, state)" >&2; exit 2 ;;
 	esac
 done

@@ -1,4 +1,4 @@
-// modules: copier/bitmap.c
+// modules: delta/bitmap.c
 /*
  * test_bitmap: the block bitmap against its header.
  *
@@ -24,7 +24,7 @@
 
 #include <cmocka.h>
 
-#include "copier/bitmap.h"
+#include "delta/bitmap.h"
 
 /* a huge allocation that fails must return NULL, not abort, under ASan/TSan */
 const char *__asan_default_options(void);

@@ -1,4 +1,4 @@
-// modules: copier/journal.c fs/log.c
+// modules: delta/journal.c common/log.c
 /*
  * test_journal: the metadata journal against its header, on real files in a
  * private mkdtemp directory (under $TMPDIR, else /tmp).
@@ -32,7 +32,7 @@
 
 #include <cmocka.h>
 
-#include "copier/journal.h"
+#include "delta/journal.h"
 
 /*
  * fdatasync, interposed: the next call fails with EIO after fail_next_sync is

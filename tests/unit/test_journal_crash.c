@@ -1,4 +1,4 @@
-// modules: copier/journal.c fs/log.c
+// modules: delta/journal.c common/log.c
 /*
  * test_journal_crash: the journal across a host crash at every byte.
  *
@@ -50,7 +50,7 @@
 
 #include <cmocka.h>
 
-#include "copier/journal.h"
+#include "delta/journal.h"
 
 #define NBATCH	14
 #define MAXREC	(NBATCH * 6 + 64)

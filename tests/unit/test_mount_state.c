@@ -1,6 +1,6 @@
-// modules: fs/mount_state.c
+// modules: ctl/mount_state.c
 /*
- * Unit tests for the mount's durable record (fs/mount_state.c): path
+ * Unit tests for the mount's durable record (ctl/mount_state.c): path
  * encoding, the text format and its parser, what a damaged record parses
  * to, and saving and loading real files in a private temporary directory.
  *
@@ -24,7 +24,7 @@
 #include <cmocka.h>
 #include <xxhash.h>
 
-#include "fs/mount_state.h"
+#include "ctl/mount_state.h"
 
 /* ---- helpers ---- */
 

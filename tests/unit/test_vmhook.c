@@ -1,4 +1,4 @@
-// modules: vmhooks/vmhook.c vmhooks/qmp.c vmhooks/exec_hook.c vmhooks/libvirt_hook.c fs/log.c
+// modules: vmhooks/vmhook.c vmhooks/qmp.c vmhooks/qmp_hook.c vmhooks/exec_hook.c vmhooks/libvirt_hook.c vmhooks/hook_util.c common/log.c
 /*
  * test_vmhook: the hooks against real peers.
  *
@@ -36,7 +36,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "fs/log.h"
+#include "common/log.h"
 #include "vmhooks/hook_impl.h"
 #include "vmhooks/qmp.h"
 #include "vmhooks/vmhook.h"

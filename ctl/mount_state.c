@@ -12,7 +12,7 @@
 
 #include <xxhash.h>
 
-#include "fs/mount_state.h"
+#include "ctl/mount_state.h"
 
 char *ms_encode(const char *s)
 {

@@ -10,8 +10,8 @@
 
 #include <xxhash.h>
 
-#include "copier/journal.h"
-#include "fs/log.h"
+#include "delta/journal.h"
+#include "common/log.h"
 
 static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put16(unsigned char *p, uint16_t v) { memcpy(p, &v, 2); }

@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fs/crashpoint.h"
-#include "fs/log.h"
+#include "common/crashpoint.h"
+#include "common/log.h"
 
 const char *crashpoint_name;
 const char *delaypoint_name;

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "copier/bitmap.h"
+#include "delta/bitmap.h"
 
 #define WBITS 64u
 

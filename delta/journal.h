@@ -31,7 +31,7 @@ enum jr_type {
 	JR_SET_E,	/* blocks [a, a+b) changed, written to the destination */
 	JR_CLEAR_D,	/* blocks [a, a+b) merged into the destination */
 	JR_SIZE,	/* file size a, base limit b */
-	JR_PHASE,	/* phase a (enum mig_phase) */
+	JR_PHASE,	/* phase a (enum delta_phase) */
 	JR_COPIED,	/* base copied to the destination and synced up to byte a */
 	JR_TYPE_MAX
 };

@@ -1,5 +1,5 @@
 /*
- * ctl_server: the daemon's side of the control socket (protocol in proto.h).
+ * server: the daemon's side of the control socket (protocol in proto.h).
  * One listening UNIX socket, created 0600; one thread per connection (at
  * most CTL_MAX_CLIENTS at once, others are told "busy"); peers must be root
  * or the daemon's own uid (SO_PEERCRED).  A client that sends nothing for
@@ -8,6 +8,15 @@
 #ifndef RELOCFS_CTL_SERVER_H
 #define RELOCFS_CTL_SERVER_H
 
+#include <stddef.h>
+
+struct ctl_request;
+
+/* Runs one parsed request: *out a malloc'd reply text, the status returned
+ * (CTL_OK, CTL_EFAIL, CTL_EUSAGE).  Called from the connection's thread;
+ * several may run at once. */
+typedef int (*ctl_handler)(void *arg, const struct ctl_request *req, char **out);
+
 #define CTL_MAX_CLIENTS 16
 #define CTL_IDLE_S 10
 
@@ -15,8 +24,8 @@
  * if a live daemon already answers there.  Call before daemonizing. */
 int ctl_server_bind(const char *mountpoint, char *err, size_t errlen);
 
-/* Start the accept thread (after daemonizing). */
-int ctl_server_start(void);
+/* Start the accept thread (after daemonizing); requests go to handler. */
+int ctl_server_start(ctl_handler handler, void *arg);
 
 /* Close the socket and remove its path. */
 void ctl_server_stop(void);

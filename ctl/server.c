@@ -1,8 +1,8 @@
 /*
- * ctl_server: accepts relocctl connections (see ctl_server.h).  Each
- * connection gets a detached thread that reads one request, checks it,
- * runs it through reloc_command() and writes one reply.  Does not interpret
- * commands itself.
+ * server: accepts relocctl connections (see server.h).  Each connection
+ * gets a detached thread that reads one request, checks it, runs it through
+ * the handler it was started with (the job engine's engine_command) and
+ * writes one reply.  Does not interpret commands itself.
  */
 #include <errno.h>
 #include <poll.h>
@@ -17,10 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ctl/ctl_server.h"
+#include "common/clock.h"
+#include "common/log.h"
 #include "ctl/proto.h"
-#include "fs/log.h"
-#include "fs/relocate.h"
+#include "ctl/server.h"
 
 static struct {
 	int fd;
@@ -28,6 +28,8 @@ static struct {
 	pthread_t thread;
 	bool running;
 	atomic_int clients;
+	ctl_handler handler;
+	void *handler_arg;
 } srv = { .fd = -1 };
 
 int ctl_server_bind(const char *mountpoint, char *err, size_t errlen)
@@ -105,14 +107,11 @@ static int read_by(int fd, void *buf, size_t len, int64_t deadline)
 	char *p = buf;
 
 	while (len > 0) {
-		struct timespec ts;
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		int64_t now;
+		int64_t now = now_ms();
 		ssize_t n;
 		int r;
 
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		r = poll(&pfd, 1, (int)(deadline - now));
@@ -136,13 +135,10 @@ static int read_by(int fd, void *buf, size_t len, int64_t deadline)
 
 static int recv_request(int fd, struct ctl_hdr *h, char **payload)
 {
-	struct timespec ts;
-	int64_t deadline;
+	int64_t deadline = now_ms() + CTL_IDLE_S * 1000;
 	int ret;
 
 	*payload = NULL;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + CTL_IDLE_S * 1000;
 	ret = read_by(fd, h, sizeof(*h), deadline);
 	if (!ret)
 		ret = ctl_hdr_check(h, CTL_T_REQUEST, CTL_REQ_MAX);
@@ -195,7 +191,7 @@ static void *client_thread(void *arg)
 	/* long commands (wait, cutover) keep the connection; nothing to read */
 	tv.tv_sec = 0;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	status = reloc_command(&req, &out);
+	status = srv.handler(srv.handler_arg, &req, &out);
 	reply(fd, status, out ? out : "");
 out:
 	free(out);
@@ -238,10 +234,12 @@ static void *accept_thread(void *arg)
 	return NULL;
 }
 
-int ctl_server_start(void)
+int ctl_server_start(ctl_handler handler, void *arg)
 {
 	if (srv.fd == -1)
 		return -EBADF;
+	srv.handler = handler;
+	srv.handler_arg = arg;
 	if (pthread_create(&srv.thread, NULL, accept_thread, NULL))
 		return -EAGAIN;
 	srv.running = true;

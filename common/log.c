@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fs/log.h"
+#include "common/log.h"
 
 static const char *log_ident = "relocfs";
 static bool log_syslog;

@@ -9,10 +9,10 @@
  * cutover.  A checksum line closes the record; a record that fails it is
  * refused (the daemon then will not start rather than guess).
  *
- * A cutover writes the next record as "state.next" before it holds I/O and
- * only renames it over "state" in the hold; the directory is fsynced after
- * the hold, and until then no flush of the switched files is acknowledged
- * (see fs/relocate.c), so the rename needs no sync of its own in the hold.
+ * A cutover writes the next record as "state.next" before it holds I/O, and
+ * renames it over "state" after the hold, once the destinations are synced;
+ * until that rename and the directory are durable no flush is acknowledged
+ * (see ctl/cutover.c).
  *
  * Text, one item per line, fields separated by spaces, paths percent-encoded:
  *   relocfs-state 1

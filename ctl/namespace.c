@@ -1,0 +1,202 @@
+/*
+ * namespace: what the FUSE layer asks of the engine about names (its
+ * fs_policy): which names a job pins, and where a file relocated on its own
+ * lives now.
+ *
+ * While a whole-tree job runs, the tree's names are pinned (creating,
+ * removing and renaming entries fail with EBUSY) while the data of every
+ * file keeps changing; a files job pins only its files' names.  A file
+ * relocated on its own (an "override") is served from its destination
+ * under its old name: the FUSE layer's lookups are redirected there,
+ * renaming it or a directory above it fails (EXDEV / EBUSY), and unlinking
+ * it removes it where it lives.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "ctl/engine_i.h"
+#include "fs/fs.h"
+
+void override_free(struct override *o)
+{
+	free(o->relpath);
+	free(o->backend);
+	free(o->adev);
+	free(o->aino);
+}
+
+/* Resolve relpath's directories from the served root; caller holds e->lock. */
+int override_resolve(struct override *o, int root_fd)
+{
+	char *copy = strdup(o->relpath), *p, *slash;
+	int fd = dup(root_fd), err = 0;
+
+	if (!copy || fd == -1) {
+		free(copy);
+		if (fd != -1)
+			close(fd);
+		return -ENOMEM;
+	}
+	o->name = strrchr(o->relpath, '/') ? strrchr(o->relpath, '/') + 1 : o->relpath;
+	for (p = copy;; p = slash + 1) {
+		struct stat st;
+		int nfd;
+
+		if (fstatat(fd, "", &st, AT_EMPTY_PATH) == -1) {
+			err = -errno;
+			break;
+		}
+		o->adev = realloc(o->adev, (o->nanc + 1) * sizeof(*o->adev));
+		o->aino = realloc(o->aino, (o->nanc + 1) * sizeof(*o->aino));
+		if (!o->adev || !o->aino) {
+			err = -ENOMEM;
+			break;
+		}
+		o->adev[o->nanc] = st.st_dev;
+		o->aino[o->nanc] = st.st_ino;
+		o->nanc++;
+		o->pdev = st.st_dev;
+		o->pino = st.st_ino;
+		slash = strchr(p, '/');
+		if (!slash)
+			break;
+		*slash = '\0';
+		nfd = openat(fd, p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (nfd == -1) {
+			err = -errno;
+			break;
+		}
+		close(fd);
+		fd = nfd;
+	}
+	close(fd);
+	free(copy);
+	return err;
+}
+
+int overrides_to_ms(struct engine *e, struct mount_state *ms)
+{
+	struct ms_override *a = calloc(e->novr ? e->novr : 1, sizeof(*a));
+
+	if (!a)
+		return -ENOMEM;
+	for (size_t i = 0; i < e->novr; i++) {
+		a[i].relpath = strdup(e->ovr[i].relpath);
+		a[i].backend = strdup(e->ovr[i].backend);
+	}
+	for (size_t i = 0; i < ms->noverrides; i++) {
+		free(ms->overrides[i].relpath);
+		free(ms->overrides[i].backend);
+	}
+	free(ms->overrides);
+	ms->overrides = a;
+	ms->noverrides = e->novr;
+	return 0;
+}
+
+static bool override_names(const struct override *o, const struct fs_dir *dir, const char *name)
+{
+	return o->pdev == dir->dev && o->pino == dir->ino && !strcmp(o->name, name);
+}
+
+int ns_redirect(void *arg, const struct fs_dir *dir, const char *name)
+{
+	struct engine *e = arg;
+	int fd = -ENOENT;
+
+	if (!__atomic_load_n(&e->novr, __ATOMIC_ACQUIRE))
+		return -ENOENT;
+	pthread_mutex_lock(&e->lock);
+	for (size_t i = 0; i < e->novr; i++) {
+		struct override *o = &e->ovr[i];
+
+		if (override_names(o, dir, name)) {
+			char *p = path_join(o->backend, o->relpath);
+
+			fd = p ? open(p, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1;
+			fd = fd == -1 ? -errno : fd;
+			free(p);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&e->lock);
+	return fd;
+}
+
+void ns_redirect_removed(void *arg, const struct fs_dir *dir, const char *name)
+{
+	struct engine *e = arg;
+
+	pthread_mutex_lock(&e->lock);
+	for (size_t i = 0; i < e->novr; i++) {
+		struct override *o = &e->ovr[i];
+
+		if (override_names(o, dir, name)) {
+			override_free(o);
+			e->ovr[i] = e->ovr[e->novr - 1];
+			__atomic_store_n(&e->novr, e->novr - 1, __ATOMIC_RELEASE);
+			if (overrides_to_ms(e, &e->ms) == 0 && e->state_fd != -1)
+				save_record(e);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&e->lock);
+}
+
+/* Is st one of the job's files?  Caller holds e->lock. */
+static bool job_pins(struct job *j, const struct stat *st)
+{
+	for (size_t i = 0; i < j->n; i++) {
+		struct rnode *n = j->files[i].node;
+		dev_t dev;
+		ino_t ino;
+
+		if (!n)
+			continue;
+		fs_node_key(n, &dev, &ino);
+		if (dev == st->st_dev && ino == st->st_ino)
+			return true;
+	}
+	return false;
+}
+
+int ns_name_check(void *arg, const struct fs_dir *dir, const char *name, bool creates)
+{
+	struct engine *e = arg;
+	struct stat st;
+	int err = 0;
+
+	pthread_mutex_lock(&e->lock);
+	if (!e->job && !e->novr)
+		goto out;
+	if (e->job && e->job->tree) {
+		err = -EBUSY;
+		goto out;
+	}
+	if (fstatat(dir->fd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		goto out;	/* a new name pins nothing */
+	if (e->job && job_pins(e->job, &st)) {
+		err = -EBUSY;
+		goto out;
+	}
+	for (size_t i = 0; i < e->novr; i++) {
+		struct override *o = &e->ovr[i];
+
+		if (S_ISDIR(st.st_mode)) {
+			for (size_t k = 1; k < o->nanc; k++)
+				if (o->adev[k] == st.st_dev && o->aino[k] == st.st_ino)
+					err = -EBUSY;	/* would move a relocated file's path */
+		} else if (override_names(o, dir, name)) {
+			err = creates ? -EBUSY : -EXDEV;	/* lives on another backend */
+		}
+	}
+out:
+	pthread_mutex_unlock(&e->lock);
+	return err;
+}

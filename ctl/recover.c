@@ -1,0 +1,193 @@
+/*
+ * recover: the engine's start-up: read the mount's record, finish what a
+ * crash interrupted (an abort, a cutover's clean-up, a cutover that was not
+ * durable yet), decide which directory the mount serves, and pick up the job
+ * in progress.
+ *
+ * A cutover writes "state.next" (synced) before its hold and renames it over
+ * "state" right after, once the destinations are synced.  Finding it at
+ * start-up with the job still recorded means the daemon (or the host) went
+ * down before that rename was durable: the hold may have merged blocks whose
+ * delta records never reached the journal, and the guest may have written to
+ * the destination after the switch (nothing it flushed: flushes wait for the
+ * rename).  The destination cannot be trusted, so the job is rolled back to
+ * the source, where the delta store holds every flushed write.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "ctl/engine_i.h"
+#include "delta/delta.h"
+
+static bool cutover_interrupted(struct engine *e)
+{
+	struct stat st;
+
+	return e->state_fd != -1 && fstatat(e->state_fd, "state.next", &st, 0) == 0;
+}
+
+/* The record, and the directory it says the mount serves. */
+int load_record(struct engine *e, int *root_fd, char *err, size_t errlen)
+{
+	int r, fd = openat(e->source_fd, STATE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd != -1) {
+		e->state_fd = fd;
+		r = ms_load(fd, &e->ms);
+		if (r && r != -ENOENT) {
+			snprintf(err, errlen, "cannot read the state record '%s/%s/state': %s",
+				 e->source, STATE_DIR,
+				 r == -EBADMSG ? "damaged (checksum or syntax)" : strerror(-r));
+			return r;
+		}
+	}
+	if (!e->ms.root)
+		e->ms.root = strdup(e->source);
+	e->root = e->ms.root ? strdup(e->ms.root) : NULL;
+	if (!e->root) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	*root_fd = open(e->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (*root_fd == -1) {
+		r = -errno;
+		snprintf(err, errlen, "cannot open '%s', where the state record says the files are: %s",
+			 e->root, strerror(errno));
+		return r;
+	}
+	e->root_fd = dup(*root_fd);
+	return 0;
+}
+
+void load_overrides(struct engine *e, int root_fd)
+{
+	for (size_t i = 0; i < e->ms.noverrides; i++) {
+		struct override o = { 0 };
+		struct override *no;
+
+		o.relpath = strdup(e->ms.overrides[i].relpath);
+		o.backend = strdup(e->ms.overrides[i].backend);
+		if (!o.relpath || !o.backend || override_resolve(&o, root_fd)) {
+			log_warnx("relocated file '%s' is gone from '%s'; not routing it",
+				  e->ms.overrides[i].relpath, e->root);
+			override_free(&o);
+			continue;
+		}
+		no = realloc(e->ovr, (e->novr + 1) * sizeof(*e->ovr));
+		if (!no) {
+			override_free(&o);
+			continue;
+		}
+		e->ovr = no;
+		e->ovr[e->novr++] = o;
+	}
+}
+
+/* The recorded job, its stores reopened from their journals. */
+static int load_job(struct engine *e, int root_fd, struct job **jp, char *err, size_t errlen)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	int r;
+
+	*jp = j;
+	if (!j) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	j->id = e->ms.job_id;
+	j->tree = e->ms.tree;
+	j->rate = e->ms.rate;
+	j->dest = strdup(e->ms.dest);
+	j->delta_dir = strdup(e->ms.delta_dir);
+	j->dest_fd = open_dir(e, e->ms.dest, O_RDONLY);
+	j->delta_fd = open_dir(e, e->ms.delta_dir, O_RDONLY);
+	if (j->delta_fd < 0) {
+		snprintf(err, errlen, "cannot resume the migration to '%s': cannot open its delta "
+			 "store '%s': %s", e->ms.dest, e->ms.delta_dir, strerror(-j->delta_fd));
+		j->delta_fd = -1;
+		if (j->dest_fd < 0)
+			j->dest_fd = -1;
+		return -ENOENT;
+	}
+	if (j->dest_fd < 0) {
+		log_warnx("cannot open the destination '%s': %s", e->ms.dest, strerror(-j->dest_fd));
+		j->dest_fd = -1;
+		j->dest_lost = true;
+	}
+	for (size_t i = 0; i < e->ms.nfiles; i++) {
+		r = job_add_file(e, j, e->ms.files[i], false, err, errlen);
+		if (r)
+			return r;
+	}
+	if (j->tree && !j->dest_lost) {
+		struct walk w = { .job = j, .create = false };
+		struct stat st;
+
+		if (fstatat(root_fd, "", &st, AT_EMPTY_PATH) == 0)
+			job_add_entry(j, &st, "");
+		walk_tree(&w, root_fd, j->dest_fd, "");
+		walk_free(&w);
+	}
+	return 0;
+}
+
+/* Must the recorded job be rolled back to the source before serving? */
+static bool must_roll_back(struct engine *e, struct job *j)
+{
+	for (size_t i = 0; i < j->n; i++) {
+		struct delta_status st;
+
+		delta_status(j->files[i].d, &st);
+		if (st.phase == DELTA_ABORTING)
+			return true;	/* an abort was under way */
+	}
+	if (cutover_interrupted(e)) {
+		log_warnx("a cutover to '%s' was interrupted before it was durable: rolling back to "
+			  "the source; migrate again", j->dest);
+		return true;
+	}
+	if (j->dest_lost) {
+		/* the VM's data is whole without it: serve it from the source
+		 * rather than not at all */
+		log_warnx("the destination '%s' is lost: rolling the migration back to the source; "
+			  "migrate again", j->dest);
+		return true;
+	}
+	return false;
+}
+
+int recover_job(struct engine *e, int root_fd, char *err, size_t errlen)
+{
+	struct job *j;
+	int r = load_job(e, root_fd, &j, err, errlen);
+
+	if (r) {
+		job_free(e, j, false);
+		return r;
+	}
+	if (!must_roll_back(e, j)) {
+		log_info("resuming the migration of %zu file(s) to '%s'", j->n, j->dest);
+		e->job = j;
+		return 0;
+	}
+	/* finish the abort before serving anything */
+	log_info("finishing the abort of the migration to '%s'", j->dest);
+	r = abort_job(e, j, err, errlen);
+	if (r)
+		return r;	/* j stays as it is: the daemon does not start */
+	drop_next_state(e);
+	if (j->dest_lost)
+		log_warnx("what the migration put in '%s' is left there: remove it when it is back",
+			  j->dest);
+	else
+		remove_dest(j);
+	job_free(e, j, true);
+	run_cleanup(e);
+	return 0;
+}

@@ -1,0 +1,293 @@
+/*
+ * data: the file-data operations: open, create, read, write, fsync,
+ * fallocate, lseek, copy_file_range, release.  Each enters the gate, takes
+ * the route of its node (route.c) and calls through it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <linux/fuse.h>
+
+#include "fs/fs_i.h"
+
+static void set_open_flags(struct fuse_file_info *fi)
+{
+	fi->noflush = 0;
+	if (fi->flags & O_DIRECT) {
+		/* QEMU cache=none: let the kernel send concurrent direct writes
+		 * (without FOPEN_DIRECT_IO and FOPEN_PARALLEL_DIRECT_WRITES it
+		 * serialises them on the inode lock) */
+		fi->direct_io = 1;
+		reply_open_flags(FOPEN_PARALLEL_DIRECT_WRITES);
+	} else {
+		/* all writes go through us: cached pages stay valid across opens */
+		fi->keep_cache = 1;
+	}
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct rnode *p = N(req, parent);
+	struct fuse_entry_param e;
+	struct rhandle *h;
+	bool c;
+	int fd, err;
+	int flags = (fi->flags | O_CREAT) & ~(O_NOFOLLOW | O_APPEND);
+
+	if (!gate_enter(req, p))
+		return;
+	err = name_check(fs, p, name, true);
+	if (err)
+		goto out;
+	c = creds_enter(req);
+	fd = openat(p->fd, name, flags | O_CLOEXEC, mode);
+	if (fd == -1 && errno == EINVAL && (flags & O_DIRECT))
+		fd = openat(p->fd, name, (flags & ~O_DIRECT) | O_CLOEXEC, mode);
+	err = fd == -1 ? -errno : 0;
+	creds_leave(c);
+	if (err)
+		goto out;
+	err = do_lookup(fs, p, name, &e);
+	if (err) {
+		close(fd);
+		goto out;
+	}
+	h = handle_new(fs, N(req, e.ino), fd, fi->flags);
+	if (!h) {
+		close(fd);
+		itab_forget(&fs->itab, N(req, e.ino), 1);
+		err = -ENOMEM;
+		goto out;
+	}
+	fi->fh = (uintptr_t)h;
+	set_open_flags(fi);
+out:
+	gate_leave(req, p);
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_create(req, &e, fi);
+	reply_open_flags(0);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct rnode *n = N(req, ino);
+	struct rhandle *h;
+	struct route r;
+	int fd, err, flags;
+
+	if (!gate_enter(req, n))
+		return;
+	r = route(n, NULL);
+	flags = r.ops->open_flags(&r, fi->flags);
+	err = backing_open_at(n->fd, flags, &fd);
+	if (!err && (fi->flags & O_TRUNC) && !(flags & O_TRUNC))
+		err = r.ops->truncate(&r, 0);	/* the route truncates itself */
+	if (err)
+		goto out;
+	h = handle_new(fs, n, fd, fi->flags);
+	if (!h) {
+		close(fd);
+		err = -ENOMEM;
+		goto out;
+	}
+	fi->fh = (uintptr_t)h;
+	set_open_flags(fi);
+out:
+	gate_leave(req, n);
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_open(req, fi);
+	reply_open_flags(0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct rnode *n = N(req, ino);
+
+	if (!gate_enter(req, n))
+		return;
+	gate_leave(req, n);
+	handle_free(FS(req), H(fi));
+	fuse_reply_err(req, 0);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	/* close() is not a durability point; POSIX locks are the kernel's */
+	fuse_reply_err(req, 0);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct rnode *n = N(req, ino);
+	struct route r;
+	char *buf;
+	ssize_t res;
+
+	if (!gate_enter(req, n))
+		return;
+	if (size > MAX_IO)
+		size = MAX_IO;
+	buf = read_buf();
+	r = route(n, H(fi));
+	res = buf ? r.ops->read(&r, buf, size, off) : -ENOMEM;
+	gate_leave(req, n);
+	if (res < 0)
+		fuse_reply_err(req, (int)-res);
+	else
+		fuse_reply_buf(req, buf, (size_t)res);
+}
+
+static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
+			 struct fuse_file_info *fi)
+{
+	struct rnode *n = N(req, ino);
+	struct rhandle *h = H(fi);
+	size_t len = fuse_buf_size(in);
+	const char *data;
+	struct route r;
+	ssize_t res;
+
+	if (!gate_enter(req, n))
+		return;
+	if (in->count == 1 && !(in->buf[0].flags & FUSE_BUF_IS_FD)) {
+		data = in->buf[0].mem;
+	} else {
+		/* not how relocfs receives requests (no splice), but handled */
+		struct fuse_bufvec dst = FUSE_BUFVEC_INIT(len);
+		char *buf = io_buf();
+
+		if (!buf || len > MAX_IO) {
+			res = buf ? -EINVAL : -ENOMEM;
+			goto out;
+		}
+		dst.buf[0].mem = buf;
+		res = fuse_buf_copy(&dst, in, 0);
+		if (res < 0)
+			goto out;
+		len = (size_t)res;
+		data = buf;
+	}
+	r = route(n, h);
+	res = r.ops->write(&r, data, len, off);
+	if (res >= 0 && (h->flags & (O_SYNC | O_DSYNC)) && flush_barrier(FS(req)))
+		res = -EIO;
+out:
+	gate_leave(req, n);
+	if (res < 0)
+		fuse_reply_err(req, (int)-res);
+	else
+		fuse_reply_write(req, (size_t)res);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct rnode *n = N(req, ino);
+	struct route r;
+	int err;
+
+	if (!gate_enter(req, n))
+		return;
+	r = route(n, H(fi));
+	err = r.ops->fsync(&r, datasync);
+	gate_leave(req, n);
+	if (flush_barrier(FS(req)) && !err)
+		err = -EIO;
+	fuse_reply_err(req, -err);
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	struct rnode *n = N(req, ino);
+	struct route r;
+	int err;
+
+	if (!gate_enter(req, n))
+		return;
+	r = route(n, H(fi));
+	err = r.ops->fallocate(&r, mode, off, len);
+	gate_leave(req, n);
+	fuse_reply_err(req, -err);
+}
+
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct rnode *n = N(req, ino);
+	struct route r;
+	off_t pos;
+
+	if (!gate_enter(req, n))
+		return;
+	r = route(n, H(fi));
+	pos = r.ops->lseek(&r, off, whence);
+	gate_leave(req, n);
+	if (pos < 0)
+		fuse_reply_err(req, (int)-pos);
+	else
+		fuse_reply_lseek(req, pos);
+}
+
+static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			       struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+			       struct fuse_file_info *fi_out, size_t len, int flags)
+{
+	struct rnode *ni = N(req, ino_in), *no = N(req, ino_out);
+	struct route ri, ro;
+	int fdi, fdo;
+	ssize_t res;
+
+	if (!gate_enter(req, ni))
+		return;
+	if (!gate_enter(req, no)) {
+		gate_leave(req, ni);
+		return;
+	}
+	ri = route(ni, H(fi_in));
+	ro = route(no, H(fi_out));
+	fdi = ri.ops->direct_fd(&ri);
+	fdo = ro.ops->direct_fd(&ro);
+	if (fdi >= 0 && fdo >= 0) {
+		res = copy_file_range(fdi, &off_in, fdo, &off_out, len, (unsigned)flags);
+		res = res == -1 ? -errno : res;
+	} else {
+		/* one side migrates: copy one buffer through the routes */
+		char *buf = io_buf();
+		size_t chunk = len < MAX_IO ? len : MAX_IO;
+
+		res = buf ? ri.ops->read(&ri, buf, chunk, off_in) : -ENOMEM;
+		if (res > 0)
+			res = ro.ops->write(&ro, buf, (size_t)res, off_out);
+	}
+	gate_leave(req, no);
+	gate_leave(req, ni);
+	if (res < 0)
+		fuse_reply_err(req, (int)-res);
+	else
+		fuse_reply_write(req, (size_t)res);
+}
+
+void data_ops_fill(struct fuse_lowlevel_ops *ops)
+{
+	ops->create = op_create;
+	ops->open = op_open;
+	ops->release = op_release;
+	ops->flush = op_flush;
+	ops->read = op_read;
+	ops->write_buf = op_write_buf;
+	ops->fsync = op_fsync;
+	ops->fallocate = op_fallocate;
+	ops->lseek = op_lseek;
+	ops->copy_file_range = op_copy_file_range;
+}

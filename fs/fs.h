@@ -1,0 +1,163 @@
+/*
+ * fs: the FUSE layer.  It mirrors a backing directory through libfuse's
+ * low-level API, sends a migrating file's data through its live view (the
+ * delta store), and holds requests to chosen files while they are switched
+ * to another backend.
+ *
+ * The layer's contract
+ * --------------------
+ * - Every request passes the gate (gate.c): while a node is held, requests
+ *   for it are parked without blocking a worker thread and replayed, in
+ *   order, on release.
+ * - A file's data goes where route() says (route.c): the backing file, or
+ *   the live view of a migrating file (delta/delta.h); no handler decides it
+ *   for itself.
+ * - Node ids and file handles given to the kernel stay valid while a node's
+ *   backend is switched under it (inode.c, handle.c).
+ * - The layer asks the layer above (the job engine) nothing by name: the
+ *   policy it needs (pinned names, files relocated on their own, the flush
+ *   barrier of a cutover) is registered with fs_set_policy().
+ *
+ * Threads: fs_loop() runs the worker threads; every other call here may come
+ * from any thread (the job engine's command threads, the copier).  None of
+ * them may be called from inside a policy callback.
+ */
+#ifndef RELOCFS_FS_H
+#define RELOCFS_FS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <fuse_lowlevel.h>
+
+struct delta;
+struct fs;
+struct rnode;		/* a node the kernel or the daemon holds (inode.h) */
+
+struct fs_config {
+	const char *source;	/* the source directory as given, for messages */
+	int root_fd;		/* O_PATH on the directory served at start */
+	unsigned threads;	/* worker threads */
+	double timeout;		/* attribute and entry timeout, seconds */
+	bool writeback;		/* kernel writeback cache */
+	const char *hidden;	/* a name at the root that the mount does not show */
+};
+
+/* A directory a name lives in, as the policy callbacks see it. */
+struct fs_dir {
+	dev_t dev;
+	ino_t ino;
+	int fd;			/* O_PATH */
+};
+
+/*
+ * What the FUSE layer asks of the layer above.  Every callback may be NULL
+ * (no policy).  They are called from worker threads with no lock of this
+ * layer held, and may block briefly.
+ */
+struct fs_policy {
+	void *arg;
+	/* May name (in dir) be created (creates) or removed/renamed?  0,
+	 * -EBUSY (pinned by a migration) or -EXDEV (a file relocated on its
+	 * own: it lives on another backend than its directory). */
+	int (*name_check)(void *arg, const struct fs_dir *dir, const char *name, bool creates);
+	/* An O_PATH descriptor on where a file relocated on its own lives now,
+	 * or -ENOENT if name in dir is not such a file. */
+	int (*redirect)(void *arg, const struct fs_dir *dir, const char *name);
+	/* Such a file's name was unlinked. */
+	void (*redirect_removed)(void *arg, const struct fs_dir *dir, const char *name);
+	/* Before a flush (fsync, fdatasync, an O_SYNC write) is acknowledged:
+	 * 0, or -EIO if the flush must fail.  May wait a few milliseconds (a
+	 * cutover making its switch durable). */
+	int (*flush_barrier)(void *arg);
+};
+
+/* ---- start-up and the request loop (daemon/main.c) ----------------------- */
+
+/* Set up the layer and its node table, the root being cfg->root_fd (the
+ * descriptor is the layer's from then on).  0 or -errno. */
+int fs_new(struct fs **out, const struct fs_config *cfg);
+void fs_free(struct fs *fs);
+
+/* Register the layer above's policy (before fs_loop). */
+void fs_set_policy(struct fs *fs, const struct fs_policy *policy);
+
+/* A libfuse session serving this layer, with args as libfuse takes them;
+ * NULL if libfuse refused them (it said why on stderr). */
+struct fuse_session *fs_session_new(struct fs *fs, struct fuse_args *args);
+
+/* After mounting: route the session's replies through this layer (for open
+ * flags libfuse 3.14 cannot set).  0 or -errno. */
+int fs_attach_io(struct fs *fs);
+
+/* Run the worker threads until the session ends.  0 or -errno. */
+int fs_loop(struct fs *fs);
+
+/* Requests being served now, on all nodes (for the copier's pacing). */
+long fs_busy(void *fs);
+
+/* ---- nodes, for the job engine ------------------------------------------- */
+
+struct rnode *fs_root(struct fs *fs);
+
+/* The node of the file that the O_PATH descriptor fd names (st: its stat),
+ * with a daemon reference that keeps it alive without a kernel one; fd is
+ * taken over.  NULL on ENOMEM. */
+struct rnode *fs_node_get(struct fs *fs, int fd, const struct stat *st);
+void fs_node_ref(struct fs *fs, struct rnode *n);
+void fs_node_put(struct fs *fs, struct rnode *n);
+
+/* The backing file's (st_dev, st_ino), and an O_PATH descriptor on it (valid
+ * until the node is switched; the caller must not close it). */
+void fs_node_key(const struct rnode *n, dev_t *dev, ino_t *ino);
+int fs_node_fd(const struct rnode *n);
+
+/* Send the node's file data through the live view d from now on (NULL:
+ * through the backing file again).  The caller holds the node (fs_hold)
+ * when it changes a route that requests may be using. */
+void fs_node_route(struct rnode *n, struct delta *d);
+
+/* Call fn on every node, each with a daemon reference held, no lock held. */
+void fs_foreach_node(struct fs *fs, void (*fn)(struct rnode *n, void *arg), void *arg);
+
+/* ---- the gate ------------------------------------------------------------ */
+
+/* Hold every node (all) or the nodes given, and wait for the requests in
+ * flight on them to finish.  0 when nothing is in flight, or -ETIMEDOUT
+ * (with the hold released) if requests still run after timeout_us (a
+ * backend that hangs).  Polls every 50 us. */
+int fs_hold(struct fs *fs, bool all, struct rnode **nodes, size_t n, uint64_t timeout_us);
+
+/* Clear the holds set by fs_hold and replay the parked requests, in the
+ * order they came, on a thread of their own (the caller may still have work
+ * that a replayed flush waits for).  Returns how many had been parked. */
+size_t fs_release(struct fs *fs, bool all, struct rnode **nodes, size_t n);
+
+/* Longest time a request was parked in the last hold, in microseconds. */
+uint64_t fs_last_hold_max_us(struct fs *fs);
+
+/* ---- switching a node to another backend (while it is held) ---------------- */
+
+/* Point the node at another backend file: fd (O_PATH) is taken over, the
+ * old one closed, the node's key becomes st. */
+void fs_node_rekey(struct fs *fs, struct rnode *n, int fd, const struct stat *st);
+
+/* Reopen every open handle of the node on its current backend, best effort
+ * (after a switch); the last error, or 0. */
+int fs_reopen_handles(struct rnode *n);
+
+/*
+ * The same in two steps, for a switch that must not fail half-way:
+ * fs_prepare_reopen() opens every handle's file again from path_fd, an
+ * O_PATH descriptor of the new backend (on failure nothing is left
+ * prepared); fs_commit_reopen() swaps the new descriptors in and cannot
+ * fail; fs_cancel_reopen() closes what was prepared.
+ */
+int fs_prepare_reopen(struct rnode *n, int path_fd);
+void fs_commit_reopen(struct rnode *n);
+void fs_cancel_reopen(struct rnode *n);
+
+#endif

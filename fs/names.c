@@ -1,0 +1,463 @@
+/*
+ * names: the operations on names and attributes: lookup, forget, getattr,
+ * setattr, readlink, mknod, mkdir, symlink, link, unlink, rmdir, rename,
+ * statfs.
+ *
+ * Every node holds an O_PATH descriptor (inode.c); operations work relative
+ * to it with the *at() calls, so renames of parents never break a node.
+ * Files and directories are created with the caller's fsuid/fsgid so that
+ * they belong to the caller; permission checks are the kernel's
+ * (default_permissions is always on).  Names a migration pins, and files
+ * relocated on their own, are the policy's to say (fs_policy).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <sys/fsuid.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "fs/fs_i.h"
+
+/* ---- helpers ------------------------------------------------------------- */
+
+bool creds_enter(fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	if (geteuid() != 0)
+		return false;
+	setfsgid(ctx->gid);
+	setfsuid(ctx->uid);
+	return true;
+}
+
+void creds_leave(bool switched)
+{
+	if (!switched)
+		return;
+	setfsuid(0);
+	setfsgid(0);
+}
+
+static struct fs_dir dir_of(const struct rnode *p)
+{
+	return (struct fs_dir){ .dev = p->dev, .ino = p->ino, .fd = p->fd };
+}
+
+bool hidden_name(struct fs *fs, struct rnode *parent, const char *name)
+{
+	return fs->cfg.hidden && parent == itab_root(&fs->itab) && strcmp(name, fs->cfg.hidden) == 0;
+}
+
+int name_check(struct fs *fs, struct rnode *parent, const char *name, bool creates)
+{
+	struct fs_dir dir = dir_of(parent);
+
+	if (!fs->policy.name_check)
+		return 0;
+	return fs->policy.name_check(fs->policy.arg, &dir, name, creates);
+}
+
+static int redirect(struct fs *fs, struct rnode *parent, const char *name)
+{
+	struct fs_dir dir = dir_of(parent);
+
+	if (!fs->policy.redirect)
+		return -ENOENT;
+	return fs->policy.redirect(fs->policy.arg, &dir, name);
+}
+
+int node_stat(struct rnode *n, struct stat *st)
+{
+	struct route r;
+
+	if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1)
+		return -errno;
+	r = route(n, NULL);
+	r.ops->getattr(&r, st);
+	return 0;
+}
+
+int do_lookup(struct fs *fs, struct rnode *parent, const char *name, struct fuse_entry_param *e)
+{
+	struct rnode *n;
+	struct stat st;
+	int fd, err;
+
+	memset(e, 0, sizeof(*e));
+	if (hidden_name(fs, parent, name))
+		return -ENOENT;
+	fd = redirect(fs, parent, name);
+	if (fd == -ENOENT)
+		fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	else if (fd < 0)
+		return fd;
+	if (fd == -1)
+		return -errno;
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	n = itab_lookup(&fs->itab, fd, &st);
+	if (!n)
+		return -ENOMEM;
+	err = node_stat(n, &e->attr);
+	if (err) {
+		itab_forget(&fs->itab, n, 1);
+		return err;
+	}
+	e->ino = itab_nodeid(&fs->itab, n);
+	e->attr_timeout = fs->cfg.timeout;
+	e->entry_timeout = fs->cfg.timeout;
+	return 0;
+}
+
+void reply_entry_or_err(fuse_req_t req, int err, struct fuse_entry_param *e)
+{
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_entry(req, e);
+}
+
+/* ---- lookup and attributes ---------------------------------------------------- */
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = FS(req);
+	struct rnode *p = N(req, parent);
+	struct fuse_entry_param e;
+	int err;
+
+	if (!gate_enter(req, p))
+		return;
+	err = do_lookup(fs, p, name, &e);
+	gate_leave(req, p);
+	if (err == -ENOENT && fs->cfg.timeout > 0) {
+		/* negative entry, cached like a positive one */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = fs->cfg.timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	reply_entry_or_err(req, err, &e);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	itab_forget(&FS(req)->itab, N(req, ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+{
+	for (size_t i = 0; i < count; i++)
+		itab_forget(&FS(req)->itab, N(req, f[i].ino), f[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct rnode *n = N(req, ino);
+	struct stat st;
+	int err;
+
+	if (!gate_enter(req, n))
+		return;
+	err = node_stat(n, &st);
+	gate_leave(req, n);
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_attr(req, &st, FS(req)->cfg.timeout);
+}
+
+static int set_times(struct rnode *n, struct fuse_file_info *fi, const struct stat *attr, int valid)
+{
+	struct timespec tv[2];
+
+	tv[0].tv_sec = 0;
+	tv[1].tv_sec = 0;
+	tv[0].tv_nsec = UTIME_OMIT;
+	tv[1].tv_nsec = UTIME_OMIT;
+	if (valid & FUSE_SET_ATTR_ATIME_NOW)
+		tv[0].tv_nsec = UTIME_NOW;
+	else if (valid & FUSE_SET_ATTR_ATIME)
+		tv[0] = attr->st_atim;
+	if (valid & FUSE_SET_ATTR_MTIME_NOW)
+		tv[1].tv_nsec = UTIME_NOW;
+	else if (valid & FUSE_SET_ATTR_MTIME)
+		tv[1] = attr->st_mtim;
+	if (fi && !H(fi)->dir)
+		return futimens(H(fi)->fd, tv) == -1 ? -errno : 0;
+	/* works on symlinks too: the O_PATH descriptor names the link itself */
+	return utimensat(n->fd, "", tv, AT_EMPTY_PATH) == -1 ? -errno : 0;
+}
+
+static int set_attr(struct rnode *n, struct stat *attr, int valid, struct fuse_file_info *fi)
+{
+	char path[64];
+	int err;
+
+	fd_path(n->fd, path);
+	if (valid & FUSE_SET_ATTR_MODE) {
+		if (n->type == S_IFLNK)
+			return -EOPNOTSUPP;
+		if (chmod(path, attr->st_mode) == -1)
+			return -errno;
+	}
+	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+
+		if (fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1)
+			return -errno;
+	}
+	if (valid & FUSE_SET_ATTR_SIZE) {
+		struct route r = route(n, fi ? H(fi) : NULL);
+
+		err = r.ops->truncate(&r, attr->st_size);
+		if (err)
+			return err;
+	}
+	if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))
+		return set_times(n, fi, attr, valid);
+	return 0;
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
+		       struct fuse_file_info *fi)
+{
+	struct rnode *n = N(req, ino);
+	struct stat st;
+	int err;
+
+	if (!gate_enter(req, n))
+		return;
+	err = set_attr(n, attr, valid, fi);
+	if (!err)
+		err = node_stat(n, &st);
+	gate_leave(req, n);
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_attr(req, &st, FS(req)->cfg.timeout);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct rnode *n = N(req, ino);
+	char buf[PATH_MAX + 1];
+	ssize_t len;
+
+	if (!gate_enter(req, n))
+		return;
+	len = readlinkat(n->fd, "", buf, sizeof(buf));
+	gate_leave(req, n);
+	if (len == -1)
+		fuse_reply_err(req, errno);
+	else if (len == sizeof(buf))
+		fuse_reply_err(req, ENAMETOOLONG);
+	else {
+		buf[len] = '\0';
+		fuse_reply_readlink(req, buf);
+	}
+}
+
+/* ---- making and removing names ---------------------------------------------------- */
+
+enum mk_kind { MK_NODE, MK_DIR, MK_SYMLINK };
+
+static void make_entry(fuse_req_t req, fuse_ino_t parent, const char *name, enum mk_kind kind,
+		       mode_t mode, dev_t rdev, const char *link)
+{
+	struct fs *fs = FS(req);
+	struct rnode *p = N(req, parent);
+	struct fuse_entry_param e;
+	bool c;
+	int err;
+
+	if (!gate_enter(req, p))
+		return;
+	err = name_check(fs, p, name, true);
+	if (err)
+		goto out;
+	c = creds_enter(req);
+	switch (kind) {
+	case MK_DIR:
+		err = mkdirat(p->fd, name, mode);
+		break;
+	case MK_SYMLINK:
+		err = symlinkat(link, p->fd, name);
+		break;
+	case MK_NODE:
+		err = mknodat(p->fd, name, mode, rdev);
+		break;
+	}
+	err = err == -1 ? -errno : 0;
+	creds_leave(c);
+	if (!err)
+		err = do_lookup(fs, p, name, &e);
+out:
+	gate_leave(req, p);
+	reply_entry_or_err(req, err, &e);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	make_entry(req, parent, name, MK_NODE, mode, rdev, NULL);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	make_entry(req, parent, name, MK_DIR, mode, 0, NULL);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	make_entry(req, parent, name, MK_SYMLINK, 0, 0, link);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct fs *fs = FS(req);
+	struct rnode *n = N(req, ino), *p = N(req, newparent);
+	struct fuse_entry_param e;
+	char path[64];
+	int err;
+
+	if (!gate_enter(req, p))
+		return;
+	err = name_check(fs, p, newname, true);
+	if (!err && __atomic_load_n(&n->delta, __ATOMIC_ACQUIRE))
+		err = -EBUSY;	/* a migrating file keeps one name */
+	if (!err) {
+		fd_path(n->fd, path);
+		if (linkat(AT_FDCWD, path, p->fd, newname, AT_SYMLINK_FOLLOW) == -1)
+			err = -errno;
+	}
+	if (!err)
+		err = do_lookup(fs, p, newname, &e);
+	gate_leave(req, p);
+	reply_entry_or_err(req, err, &e);
+}
+
+/* Unlink a file relocated on its own: where it lives, and the stale name in
+ * its directory. */
+static int remove_redirected(struct fs *fs, struct rnode *p, const char *name)
+{
+	char path[64], real[PATH_MAX];
+	struct fs_dir dir = dir_of(p);
+	int fd = redirect(fs, p, name);
+	ssize_t l;
+
+	if (fd < 0)
+		return fd;
+	fd_path(fd, path);
+	l = readlink(path, real, sizeof(real) - 1);
+	close(fd);
+	if (l < 0)
+		return -errno;
+	real[l] = '\0';
+	if (unlink(real) == -1)
+		return -errno;
+	unlinkat(p->fd, name, 0);
+	if (fs->policy.redirect_removed)
+		fs->policy.redirect_removed(fs->policy.arg, &dir, name);
+	return 0;
+}
+
+static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
+{
+	struct fs *fs = FS(req);
+	struct rnode *p = N(req, parent);
+	int err;
+
+	if (!gate_enter(req, p))
+		return;
+	err = hidden_name(fs, p, name) ? -ENOENT : name_check(fs, p, name, false);
+	if (err == -EXDEV && !flags)
+		err = remove_redirected(fs, p, name);
+	else if (!err && unlinkat(p->fd, name, flags) == -1)
+		err = -errno;
+	gate_leave(req, p);
+	fuse_reply_err(req, -err);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_entry(req, parent, name, 0);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_entry(req, parent, name, AT_REMOVEDIR);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	struct fs *fs = FS(req);
+	struct rnode *p = N(req, parent), *np = N(req, newparent);
+	int err;
+
+	if (!gate_enter(req, p))
+		return;
+	if (!gate_enter(req, np)) {
+		/* parked: the first gate's count is not ours to keep */
+		gate_leave(req, p);
+		return;
+	}
+	if (hidden_name(fs, p, name) || hidden_name(fs, np, newname))
+		err = -EPERM;
+	else
+		err = name_check(fs, p, name, false);
+	if (!err)
+		err = name_check(fs, np, newname, false);
+	if (!err && renameat2(p->fd, name, np->fd, newname, flags) == -1)
+		err = -errno;
+	gate_leave(req, np);
+	gate_leave(req, p);
+	fuse_reply_err(req, -err);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct rnode *n = N(req, ino);
+	struct statvfs sv;
+	int err;
+
+	if (!gate_enter(req, n))
+		return;
+	err = fstatvfs(n->fd, &sv) == -1 ? errno : 0;
+	gate_leave(req, n);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_statfs(req, &sv);
+}
+
+void names_ops(struct fuse_lowlevel_ops *ops)
+{
+	ops->lookup = op_lookup;
+	ops->forget = op_forget;
+	ops->forget_multi = op_forget_multi;
+	ops->getattr = op_getattr;
+	ops->setattr = op_setattr;
+	ops->readlink = op_readlink;
+	ops->mknod = op_mknod;
+	ops->mkdir = op_mkdir;
+	ops->symlink = op_symlink;
+	ops->link = op_link;
+	ops->unlink = op_unlink;
+	ops->rmdir = op_rmdir;
+	ops->rename = op_rename;
+	ops->statfs = op_statfs;
+}

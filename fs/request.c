@@ -1,0 +1,89 @@
+/*
+ * request: what each worker thread keeps for the request it serves: its
+ * receive buffer (placed by loop.c), a buffer of its own for data that does
+ * not fit there, and the open flags the reply should carry; and the
+ * session's custom I/O, through which every reply passes (fs_writev adds
+ * what libfuse 3.14 cannot express).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <linux/fuse.h>
+
+#include "fs/fs_i.h"
+
+__thread const struct fuse_buf *cur_buf;	/* the request being served */
+__thread const struct fuse_buf *rx_buf;	/* the worker's receive buffer */
+__thread char *rx_payload;		/* in it: page-aligned, MAX_IO bytes */
+static __thread char *own_buf;			/* page-aligned, MAX_IO bytes */
+/* open flags libfuse 3.14 cannot set, for the next open reply (fs_writev) */
+static __thread uint32_t extra_open_flags;
+
+char *io_buf(void)
+{
+	if (!own_buf && posix_memalign((void **)&own_buf, IO_ALIGN, MAX_IO))
+		return NULL;
+	return own_buf;
+}
+
+void io_buf_release(void)
+{
+	free(own_buf);
+	own_buf = NULL;
+}
+
+/*
+ * Where a READ puts its data: the payload area of the worker's receive
+ * buffer, which a read request leaves unused (libfuse has copied its
+ * arguments out by then) and which sits on a huge page; a replayed request
+ * is not in that buffer and uses the thread's own.
+ */
+char *read_buf(void)
+{
+	if (cur_buf == rx_buf)
+		return rx_payload;
+	return io_buf();
+}
+
+void reply_open_flags(uint32_t flags)
+{
+	extra_open_flags = flags;
+}
+
+/* The session's writev (fuse_session_custom_io): every reply passes here. */
+static ssize_t fs_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	uint32_t extra = extra_open_flags;
+
+	(void)userdata;
+	if (extra && count >= 2) {
+		const struct fuse_out_header *oh = iov[0].iov_base;
+		struct fuse_open_out *oo = NULL;
+
+		if (oh->error == 0 && iov[1].iov_len == sizeof(struct fuse_open_out))
+			oo = iov[1].iov_base;
+		else if (oh->error == 0 &&
+			 iov[1].iov_len == sizeof(struct fuse_entry_out) + sizeof(struct fuse_open_out))
+			oo = (struct fuse_open_out *)((char *)iov[1].iov_base +
+						      sizeof(struct fuse_entry_out));
+		if (oo)
+			oo->open_flags |= extra;
+		extra_open_flags = 0;
+	}
+	return writev(fd, iov, count);
+}
+
+static ssize_t fs_read(int fd, void *buf, size_t len, void *userdata)
+{
+	(void)userdata;
+	return read(fd, buf, len);
+}
+
+int fs_attach_io(struct fs *fs)
+{
+	static const struct fuse_custom_io io = { .writev = fs_writev, .read = fs_read };
+
+	return fuse_session_custom_io(fs->se, &io, fuse_session_fd(fs->se));
+}

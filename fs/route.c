@@ -1,0 +1,203 @@
+/*
+ * route: where a file's data goes.  route() is the one place that decides:
+ * while the job engine has given the node a live view (fs_node_route), the
+ * data goes through the delta store (delta/delta.h); otherwise to the
+ * backing file through the open handle.  Every file-data handler (data.c)
+ * and the attribute overlay (names.c) call through the route they get and
+ * never ask which it is, the way dm-clone's clone_map() alone decides where
+ * a bio goes.
+ *
+ * The passthrough side also hides O_DIRECT's alignment rules: a request the
+ * backing file refuses for alignment (EINVAL) is retried on a descriptor
+ * without O_DIRECT (handle.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "delta/delta.h"
+#include "fs/fs_i.h"
+
+/* ---- the backing file -------------------------------------------------- */
+
+static bool unaligned(const void *buf, size_t len, off_t off)
+{
+	return ((uintptr_t)buf | len | (size_t)off) & 511;
+}
+
+static ssize_t pass_read(const struct route *r, char *buf, size_t len, off_t off)
+{
+	struct rhandle *h = r->h;
+	int fd = h->fd;
+	ssize_t n;
+
+	if ((h->flags & O_DIRECT) && unaligned(buf, len, off))
+		fd = buffered_fd(h);
+	n = pread(fd, buf, len, off);
+	if (n == -1 && errno == EINVAL && fd == h->fd && (h->flags & O_DIRECT))
+		n = pread(buffered_fd(h), buf, len, off);
+	return n == -1 ? -errno : n;
+}
+
+static ssize_t pass_write(const struct route *r, const char *buf, size_t len, off_t off)
+{
+	struct rhandle *h = r->h;
+	int fd = h->fd;
+	ssize_t n;
+
+	if ((h->flags & O_DIRECT) && unaligned(buf, len, off))
+		fd = buffered_fd(h);
+	n = pwrite(fd, buf, len, off);
+	if (n == -1 && errno == EINVAL && fd == h->fd && (h->flags & O_DIRECT))
+		n = pwrite(buffered_fd(h), buf, len, off);
+	return n == -1 ? -errno : n;
+}
+
+static int pass_fsync(const struct route *r, bool datasync)
+{
+	int fd = r->h->fd;
+
+	return (datasync ? fdatasync(fd) : fsync(fd)) == -1 ? -errno : 0;
+}
+
+static int pass_fallocate(const struct route *r, int mode, off_t off, off_t len)
+{
+	return fallocate(r->h->fd, mode, off, len) == -1 ? -errno : 0;
+}
+
+static off_t pass_lseek(const struct route *r, off_t off, int whence)
+{
+	off_t pos = lseek(r->h->fd, off, whence);
+
+	/* the offset it returns is the answer: a second lseek could see
+	 * another request's position */
+	return pos == -1 ? -errno : pos;
+}
+
+static int pass_truncate(const struct route *r, off_t size)
+{
+	char path[64];
+
+	if (r->h && !r->h->dir)
+		return ftruncate(r->h->fd, size) == -1 ? -errno : 0;
+	fd_path(r->n->fd, path);
+	return truncate(path, size) == -1 ? -errno : 0;
+}
+
+static void pass_getattr(const struct route *r, struct stat *st)
+{
+	(void)r;
+	(void)st;	/* the backing file's stat is the answer */
+}
+
+static int pass_direct_fd(const struct route *r)
+{
+	return r->h->fd;
+}
+
+static int pass_open_flags(const struct route *r, int flags)
+{
+	return flags;
+}
+
+static const struct data_ops pass_ops = {
+	.read = pass_read,
+	.write = pass_write,
+	.fsync = pass_fsync,
+	.fallocate = pass_fallocate,
+	.lseek = pass_lseek,
+	.truncate = pass_truncate,
+	.getattr = pass_getattr,
+	.direct_fd = pass_direct_fd,
+	.open_flags = pass_open_flags,
+};
+
+/* ---- the live view of a migrating file ------------------------------------ */
+
+static ssize_t live_read(const struct route *r, char *buf, size_t len, off_t off)
+{
+	return delta_read(r->d, buf, len, off);
+}
+
+static ssize_t live_write(const struct route *r, const char *buf, size_t len, off_t off)
+{
+	ssize_t n = delta_write(r->d, buf, len, off);
+
+	if (n >= 0 && (r->h->flags & (O_SYNC | O_DSYNC))) {
+		int err = delta_fsync(r->d, (r->h->flags & O_SYNC) != O_SYNC);
+
+		if (err)
+			n = err;
+	}
+	return n;
+}
+
+static int live_fsync(const struct route *r, bool datasync)
+{
+	return delta_fsync(r->d, datasync);
+}
+
+static int live_fallocate(const struct route *r, int mode, off_t off, off_t len)
+{
+	return delta_fallocate(r->d, mode, off, len);
+}
+
+static off_t live_lseek(const struct route *r, off_t off, int whence)
+{
+	return delta_lseek(r->d, off, whence);
+}
+
+static int live_truncate(const struct route *r, off_t size)
+{
+	return delta_truncate(r->d, size);
+}
+
+static void live_getattr(const struct route *r, struct stat *st)
+{
+	delta_getattr(r->d, st);
+}
+
+static int live_direct_fd(const struct route *r)
+{
+	return -1;	/* the data is spread over the delta and the base */
+}
+
+static int live_open_flags(const struct route *r, int flags)
+{
+	/* the source is frozen: an O_TRUNC open truncates the live view */
+	return flags & ~O_TRUNC;
+}
+
+static const struct data_ops live_ops = {
+	.read = live_read,
+	.write = live_write,
+	.fsync = live_fsync,
+	.fallocate = live_fallocate,
+	.lseek = live_lseek,
+	.truncate = live_truncate,
+	.getattr = live_getattr,
+	.direct_fd = live_direct_fd,
+	.open_flags = live_open_flags,
+};
+
+/* ---- the decision ------------------------------------------------------------ */
+
+struct route route(struct rnode *n, struct rhandle *h)
+{
+	struct delta *d = __atomic_load_n(&n->delta, __ATOMIC_ACQUIRE);
+
+	return (struct route){ .ops = d ? &live_ops : &pass_ops, .n = n, .h = h, .d = d };
+}
+
+void fs_node_route(struct rnode *n, struct delta *d)
+{
+	__atomic_store_n(&n->delta, d, __ATOMIC_RELEASE);
+}
+
+int flush_barrier(struct fs *fs)
+{
+	if (!fs->policy.flush_barrier)
+		return 0;
+	return fs->policy.flush_barrier(fs->policy.arg) ? -EIO : 0;
+}
