@@ -16,6 +16,7 @@ const char *delaypoint_name;
 static atomic_long crashpoint_skip;
 static size_t delaypoint_len;
 static unsigned delaypoint_us;
+static pid_t crash_also;		/* killed first: the supervisor (crashpoint_scope) */
 
 void crashpoint_init(void)
 {
@@ -48,7 +49,21 @@ void crashpoint_hit(const char *name)
 		return;
 	if (atomic_fetch_sub(&crashpoint_skip, 1) > 0)
 		return;
-	log_warnx("crash point '%s' reached: killing the daemon", name);
+	if (crash_also > 0) {
+		log_warnx("crash point '%s' reached: killing the daemon", name);
+		kill(crash_also, SIGKILL);
+	} else {
+		log_warnx("crash point '%s' reached: killing the worker", name);
+	}
 	kill(getpid(), SIGKILL);
 	_exit(137);
+}
+
+void crashpoint_scope(pid_t supervisor)
+{
+	const char *scope = getenv("RELOCFS_CRASHPOINT_SCOPE");
+
+	/* the daemon as a whole dies, as a host crash or an OOM kill of both
+	 * would have it, unless the test asks for the worker alone */
+	crash_also = scope && !strcmp(scope, "worker") ? 0 : supervisor;
 }

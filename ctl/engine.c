@@ -8,13 +8,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
 #include "ctl/engine.h"
 #include "ctl/engine_i.h"
+#include "delta/delta.h"
 #include "fs/fs.h"
+#include "vmhooks/vmhook.h"
 
 /* What the FUSE layer asks of the engine: the namespace (namespace.c) and
  * the cutover's flush barrier (switch.c). */
@@ -31,8 +34,19 @@ static void register_policy(struct engine *e)
 	fs_set_policy(e->fs, &p);
 }
 
+size_t engine_region_size(void)
+{
+	return sizeof(struct engine_region);
+}
+
+void engine_set_proc(struct engine *e, const struct engine_proc *proc)
+{
+	e->proc = *proc;
+}
+
 int engine_new(struct engine **out, int source_fd, const char *source_path,
-	       const char *mountpoint, int *root_fd, char *err, size_t errlen)
+	       const char *mountpoint, int *root_fd, void *region, bool warm, char *err,
+	       size_t errlen)
 {
 	struct engine *e = calloc(1, sizeof(*e));
 	int r;
@@ -49,6 +63,12 @@ int engine_new(struct engine **out, int source_fd, const char *source_path,
 	pthread_cond_init(&e->commit.done, NULL);
 	pthread_cond_init(&e->cleanups_done, NULL);
 	e->state_fd = e->root_fd = -1;
+	e->region = region;
+	e->warm = warm;
+	if (e->region->magic != ENGINE_REGION_MAGIC) {
+		memset(e->region, 0, sizeof(*e->region));
+		e->region->magic = ENGINE_REGION_MAGIC;
+	}
 	e->source_fd = source_fd;
 	e->source = strdup(source_path);
 	e->mountpoint = strdup(mountpoint);
@@ -66,7 +86,33 @@ int engine_new(struct engine **out, int source_fd, const char *source_path,
 		drop_next_state(e);	/* stale: no job to cut over */
 		return 0;
 	}
-	return recover_job(e, *root_fd, err, errlen);
+	return recover_job(e, root_fd, err, errlen);
+}
+
+/* Warm: the nodes a dead worker's cutover had not switched yet (it passed
+ * its point of no return): the job's files, or every node of its tree,
+ * still on the source are switched now. */
+static void finish_switch(struct engine *e, struct job *j)
+{
+	struct switch_ctx sc = { .e = e, .job = j };
+
+	if (!j->tree) {
+		/* the files, by their source keys */
+		for (size_t i = 0; i < j->n; i++) {
+			struct stat st;
+
+			if (fstat(delta_source_fd(j->files[i].d), &st) == 0)
+				job_add_entry(j, &st, j->files[i].relpath);
+		}
+	}
+	fs_foreach_node(e->fs, switch_tree_node, &sc);
+	if (sc.errors)
+		log_warnx("%d node(s) could not be switched to '%s'", sc.errors, j->dest);
+	job_free(e, j, true);
+	pthread_mutex_lock(&e->lock);
+	if (!e->record_frozen)
+		run_cleanup(e);
+	pthread_mutex_unlock(&e->lock);
 }
 
 int engine_attach(struct engine *e, struct fs *fs, char *err, size_t errlen)
@@ -75,6 +121,10 @@ int engine_attach(struct engine *e, struct fs *fs, char *err, size_t errlen)
 
 	e->fs = fs;
 	register_policy(e);
+	if (e->finish_switch) {
+		finish_switch(e, e->finish_switch);
+		e->finish_switch = NULL;
+	}
 	if (!j)
 		return 0;
 	for (size_t i = 0; i < j->n; i++) {
@@ -90,14 +140,70 @@ int engine_attach(struct engine *e, struct fs *fs, char *err, size_t errlen)
 	return 0;
 }
 
-int engine_start(struct engine *e)
+/* Warm: resume the VMs a dead worker's cutover had paused, in reverse. */
+static void resume_paused(struct engine *e)
 {
-	int r = 0;
+	struct engine_region *reg = e->region;
+	uint64_t n = reg->npaused < CTL_HOOKS_MAX ? reg->npaused : CTL_HOOKS_MAX;
+
+	while (n-- > 0) {
+		struct vmhook *h;
+		char err[512];
+
+		if (vmhook_new(reg->paused[n], &h, err, sizeof(err))) {
+			log_warnx("cannot resume the VM a cutover paused with '%s': %s", reg->paused[n],
+				  err);
+			continue;
+		}
+		vmhook_adopt_paused(h, e->mountpoint, NULL, 0);
+		if (vmhook_resume(h, 30000, err, sizeof(err)))
+			log_warnx("cannot resume the VM a cutover paused with '%s': %s", reg->paused[n],
+				  err);
+		else
+			log_info("resumed the VM the last worker's cutover paused with '%s'",
+				 reg->paused[n]);
+		vmhook_free(h);
+	}
+	__atomic_store_n(&reg->npaused, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&reg->switched, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&reg->cutover_job, 0, __ATOMIC_SEQ_CST);
+}
+
+/* Warm: the abort a dead worker had under way goes on while the mount
+ * serves (the files are served through their live view meanwhile). */
+static void *abort_thread(void *arg)
+{
+	struct engine *e = arg;
+	char *out = NULL;
 
 	pthread_mutex_lock(&e->cmd_lock);
-	if (e->job)
+	if (e->job == e->bg_abort && cmd_abort(e, &out) != CTL_OK)
+		log_warnx("%s", out ? out : "abort failed");
+	else
+		log_info("%s", out ? out : "aborted");
+	e->bg_abort = NULL;
+	pthread_mutex_unlock(&e->cmd_lock);
+	free(out);
+	return NULL;
+}
+
+int engine_start(struct engine *e)
+{
+	pthread_t t;
+	int r = 0;
+
+	if (e->warm)
+		resume_paused(e);
+	pthread_mutex_lock(&e->cmd_lock);
+	if (e->job && !e->bg_abort)
 		r = job_copier_start(e, e->job);
 	pthread_mutex_unlock(&e->cmd_lock);
+	if (e->bg_abort) {
+		if (pthread_create(&t, NULL, abort_thread, e) == 0)
+			pthread_detach(t);
+		else
+			log_warnx("cannot go on with the abort: run relocctl abort");
+	}
 	return r;
 }
 
@@ -140,6 +246,25 @@ void engine_free(struct engine *e)
 	free(e);
 }
 
+/* relocctl restart: the process hands the mount over once the reply is out;
+ * the job goes on in the next worker (from its record and delta stores). */
+static int cmd_restart(struct engine *e, const struct ctl_request *req, char **out)
+{
+	char err[512] = "";
+
+	if (!e->proc.restart) {
+		*out = xasprintf("this daemon cannot hand over");
+		return CTL_EFAIL;
+	}
+	if (e->proc.restart(e->proc.arg, req->exec_path, err, sizeof(err))) {
+		*out = xasprintf("cannot restart: %s", err);
+		return CTL_EFAIL;
+	}
+	*out = xasprintf("handing the mount over to a new worker%s%s", req->exec_path ? " of " : "",
+			 req->exec_path ? req->exec_path : "");
+	return CTL_OK;
+}
+
 int engine_command(void *arg, const struct ctl_request *req, char **out)
 {
 	struct engine *e = arg;
@@ -170,6 +295,9 @@ int engine_command(void *arg, const struct ctl_request *req, char **out)
 		break;
 	case CTL_CMD_VERIFY:
 		ret = cmd_verify(e, out);
+		break;
+	case CTL_CMD_RESTART:
+		ret = cmd_restart(e, req, out);
 		break;
 	default:
 		*out = xasprintf("unknown command");

@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "ctl/engine.h"
 #include "ctl/mount_state.h"
 #include "ctl/proto.h"
 
@@ -110,8 +111,33 @@ struct commit {
 	int result;		/* of the syncs: 0 or -errno */
 };
 
+/*
+ * The engine's part of the shared region: what a worker after this one must
+ * know of a cutover this one had under way.  Written by the cutover thread
+ * in this order: job, then each VM it paused (spec, then npaused), then
+ * switched when it passes its point of no return (before the first node is
+ * switched), then all cleared when the cutover ends.  A worker that finds a
+ * cutover here finishes it (switched) or cancels it, and resumes the VMs.
+ */
+#define ENGINE_REGION_MAGIC 0x31474e4544434c52ull	/* "RLCDENG1" */
+#define HOOK_SPEC_MAX 512
+
+struct engine_region {
+	uint64_t magic;
+	uint64_t cutover_job;		/* id of the job being cut over, 0: none */
+	uint64_t switched;		/* it passed its point of no return */
+	uint64_t npaused;		/* VMs paused by its hooks, in order */
+	char paused[CTL_HOOKS_MAX][HOOK_SPEC_MAX];
+};
+
 struct engine {
 	struct fs *fs;			/* the FUSE layer; NULL before engine_attach */
+	struct engine_region *region;	/* shared with the workers after this one */
+	bool warm;			/* this worker took over from another */
+	struct engine_proc proc;	/* the process's part (status, restart) */
+	struct job *finish_switch;	/* warm: a switched job whose nodes may still
+					 * be on the source (engine_attach) */
+	struct job *bg_abort;		/* warm: an abort to finish in the background */
 	pthread_mutex_t cmd_lock;	/* serialises migrate, cutover, abort, verify */
 	pthread_mutex_t lock;		/* protects the fields marked "lock" */
 	int state_fd;			/* SOURCE/.relocfs, O_RDONLY; -1 until needed */
@@ -227,8 +253,10 @@ void set_done_list(struct engine *e, struct job *j, const char *state, const cha
 int load_record(struct engine *e, int *root_fd, char *err, size_t errlen);
 /* The files relocated on their own that the record names. */
 void load_overrides(struct engine *e, int root_fd);
-/* The recorded job: resumed (e->job), or rolled back if it must be. */
-int recover_job(struct engine *e, int root_fd, char *err, size_t errlen);
+/* The recorded job: resumed (e->job), or rolled back if it must be; warm,
+ * a switched cutover is finished instead (the record, and *root_fd, may
+ * change). */
+int recover_job(struct engine *e, int *root_fd, char *err, size_t errlen);
 
 /* ---- abort.c ---- */
 

@@ -52,6 +52,7 @@ enum ctl_cmd {
 	CTL_CMD_CUTOVER,
 	CTL_CMD_ABORT,
 	CTL_CMD_VERIFY,
+	CTL_CMD_RESTART,
 };
 
 /* A parsed request.  Strings point into the buffer that was parsed. */
@@ -64,6 +65,7 @@ struct ctl_request {
 	uint64_t rate;			/* migrate: bytes/s, 0 = default */
 	double timeout_s;		/* wait, cutover; 0 = none given */
 	int max_downtime_ms;		/* cutover; 0 = default */
+	const char *exec_path;		/* restart: the new binary; NULL = the same */
 	int nfiles;
 	const char *files[CTL_FILES_MAX];
 	int nhooks;

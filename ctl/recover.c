@@ -162,15 +162,103 @@ static bool must_roll_back(struct engine *e, struct job *j)
 	return false;
 }
 
-int recover_job(struct engine *e, int root_fd, char *err, size_t errlen)
+/* Make durable what the dead worker's cutover switched: its destinations,
+ * then the next record over the record (what step_commit would have done). */
+static int finish_commit(struct engine *e, struct job *j)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < j->n && !r; i++)
+		if (fsync(delta_dest_fd(j->files[i].d)) == -1)
+			r = -errno;
+	if (!r && renameat(e->state_fd, "state.next", e->state_fd, "state") == -1)
+		r = -errno;
+	if (!r && fsync(e->state_fd) == -1)
+		r = -errno;
+	return r;
+}
+
+/*
+ * A worker took over from one that died in a cutover that had switched: the
+ * guest has been using the destination since, so the cutover is finished,
+ * not rolled back.  The record is the next one from then on; the nodes the
+ * dead worker had not switched yet are switched by engine_attach.
+ */
+static int roll_forward(struct engine *e, struct job *j, int *root_fd, char *err, size_t errlen)
+{
+	int r = finish_commit(e, j);
+
+	if (r) {
+		/* as after a failed commit: the guest runs on the destination,
+		 * every flush fails until a restart of the daemon rolls back */
+		log_warnx("cannot make the switch to '%s' durable: %s; flushes fail until relocfs "
+			  "restarts (and rolls back to the source)", j->dest, strerror(-r));
+		e->record_frozen = true;
+		e->commit.result = -EIO;
+	} else {
+		log_info("finished the cutover to '%s' that the last worker had switched", j->dest);
+	}
+	ms_free(&e->ms);
+	memset(&e->ms, 0, sizeof(e->ms));
+	free(e->root);
+	e->root = NULL;
+	if (e->root_fd != -1)
+		close(e->root_fd);
+	e->root_fd = -1;
+	close(*root_fd);
+	r = load_record(e, root_fd, err, errlen);
+	if (r)
+		return r;
+	if (e->ms.ncleanup && !e->record_frozen)
+		run_cleanup(e);
+	load_overrides(e, *root_fd);
+	e->finish_switch = j;
+	return 0;
+}
+
+/* A worker takes over from another: the guest saw nothing, so nothing it saw
+ * may go back (see engine.h). */
+static int recover_warm(struct engine *e, struct job *j, int *root_fd, char *err, size_t errlen)
+{
+	struct engine_region *reg = e->region;
+	bool ours = reg->cutover_job == j->id;
+
+	if (cutover_interrupted(e)) {
+		if (ours && reg->switched)
+			return roll_forward(e, j, root_fd, err, errlen);
+		log_info("the cutover to '%s' the last worker had under way had not switched: "
+			 "cancelled, the migration goes on", j->dest);
+		drop_next_state(e);
+	}
+	for (size_t i = 0; i < j->n; i++) {
+		struct delta_status st;
+
+		delta_status(j->files[i].d, &st);
+		if (st.phase == DELTA_ABORTING)
+			e->bg_abort = j;
+	}
+	if (j->dest_lost && !e->bg_abort) {
+		log_warnx("the destination '%s' is lost: rolling the migration back to the source; "
+			  "migrate again", j->dest);
+		e->bg_abort = j;
+	}
+	log_info("%s the migration of %zu file(s) to '%s'", e->bg_abort ? "aborting" : "resuming",
+		 j->n, j->dest);
+	e->job = j;
+	return 0;
+}
+
+int recover_job(struct engine *e, int *root_fd, char *err, size_t errlen)
 {
 	struct job *j;
-	int r = load_job(e, root_fd, &j, err, errlen);
+	int r = load_job(e, *root_fd, &j, err, errlen);
 
 	if (r) {
 		job_free(e, j, false);
 		return r;
 	}
+	if (e->warm)
+		return recover_warm(e, j, root_fd, err, errlen);
 	if (!must_roll_back(e, j)) {
 		log_info("resuming the migration of %zu file(s) to '%s'", j->n, j->dest);
 		e->job = j;

@@ -41,7 +41,9 @@ static void usage(FILE *f)
 "                                         switch the files to DEST_DIR (hooks: freeze,\n"
 "                                         none, qmp:SOCKET, libvirt:DOMAIN[@URI], exec:PROGRAM)\n"
 "  abort                                  stop migrating; the source keeps every write\n"
-"  verify                                 compare the destination with the live view\n");
+"  verify                                 compare the destination with the live view\n"
+"  restart [--exec PATH] [--timeout S]    hand the mount to a new worker process (of\n"
+"                                         PATH: an upgrade) without unmounting\n");
 }
 
 static int die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -212,6 +214,53 @@ static int cmd_wait(const char *sock, double timeout)
 	}
 }
 
+/* The worker serving sock now, from status --json (0 if unknown). */
+static long worker_pid(const char *sock, double *gap_ms)
+{
+	char *argv[] = { "status", "--json" };
+	char *out = NULL;
+	json_t *root;
+	long pid = 0;
+
+	if (request(sock, 2, argv, &out) == CTL_OK && (root = json_loads(out, 0, NULL))) {
+		pid = (long)json_integer_value(json_object_get(root, "worker_pid"));
+		if (gap_ms)
+			*gap_ms = json_number_value(json_object_get(root, "last_unserved_ms"));
+		json_decref(root);
+	}
+	free(out);
+	return pid;
+}
+
+/* restart: the daemon hands the mount to a new worker; wait until it serves. */
+static int cmd_restart(const char *sock, int argc, char **argv, double timeout)
+{
+	long old = worker_pid(sock, NULL), now;
+	double start = now_s(), gap = 0;
+	char *out = NULL;
+	int st = request(sock, argc, argv, &out);
+
+	if (st != CTL_OK) {
+		fprintf(stderr, "%s: %s\n", prog, out && *out ? out : "failed");
+		free(out);
+		return st == CTL_EUSAGE ? 2 : 1;
+	}
+	free(out);
+	if (timeout <= 0)
+		timeout = 30;
+	for (;;) {
+		usleep(20000);
+		now = worker_pid(sock, &gap);
+		if (now && now != old)
+			break;
+		if (now_s() - start > timeout)
+			die(1, "no new worker after %.0f s (the old one was %ld)", timeout, old);
+	}
+	printf("restarted: worker %ld serves (was %ld); the connection waited %.1f ms\n", now, old,
+	       gap);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mnt = NULL, *sock = NULL;
@@ -242,6 +291,16 @@ int main(int argc, char **argv)
 		die(2, "give -m or -s, not both");
 	if (argc - i > CTL_ARGV_MAX)
 		die(2, "too many arguments");
+	/* the daemon runs in another directory: a new binary by its full path */
+	for (int k = i + 1; k + 1 < argc; k++) {
+		char abs[PATH_MAX];
+
+		if (strcmp(argv[k], "--exec") || argv[k + 1][0] == '/')
+			continue;
+		if (!realpath(argv[k + 1], abs))
+			die(1, "cannot use '%s': %s", argv[k + 1], strerror(errno));
+		argv[k + 1] = strdup(abs);
+	}
 	for (int k = i; k < argc; k++)
 		cargv[k - i] = argv[k];
 	if (ctl_parse_request(argc - i, cargv, &req, err, sizeof(err)))
@@ -303,6 +362,8 @@ int main(int argc, char **argv)
 	}
 	if (req.cmd == CTL_CMD_WAIT)
 		return cmd_wait(sock, req.timeout_s);
+	if (req.cmd == CTL_CMD_RESTART)
+		return cmd_restart(sock, argc - i, argv + i, req.timeout_s);
 
 	status = request(sock, argc - i, argv + i, &out);
 	if (status == CTL_OK) {

@@ -246,6 +246,30 @@ int ctl_server_start(ctl_handler handler, void *arg)
 	return 0;
 }
 
+int ctl_server_fd(void)
+{
+	return srv.fd;
+}
+
+void ctl_server_adopt(int fd, const char *mountpoint)
+{
+	srv.fd = fd;
+	if (ctl_socket_path(mountpoint, srv.path, sizeof(srv.path)))
+		srv.path[0] = '\0';
+}
+
+void ctl_server_quiesce(void)
+{
+	if (srv.running) {
+		pthread_cancel(srv.thread);
+		pthread_join(srv.thread, NULL);
+		srv.running = false;
+	}
+	/* the commands in progress answer (a restart's own reply among them) */
+	for (int i = 0; i < 10000 && atomic_load(&srv.clients) > 0; i++)
+		usleep(1000);
+}
+
 void ctl_server_stop(void)
 {
 	if (srv.fd == -1)

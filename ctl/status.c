@@ -25,6 +25,8 @@ char *status_json(struct engine *e)
 	json_object_set_new(root, "last_cutover_ms",
 			    json_real((double)e->ms.last_cutover_us / 1000.0));
 	json_object_set_new(root, "last_cutover_hooks", json_string(e->last_hooks));
+	if (e->proc.status)
+		e->proc.status(e->proc.arg, root);
 	if (e->job) {
 		job_dest_ok(e->job);
 		json_object_set_new(root, "destination", json_string(e->job->dest));
