@@ -9,8 +9,9 @@
  * process that reached the point), or with RELOCFS_CRASHPOINT_SCOPE=worker
  * only the worker, which the supervisor replaces.
  *
- * RELOCFS_DELAYPOINT=NAME:USEC makes every delaypoint("NAME") sleep USEC
- * microseconds: it widens a race window so that a test hits it every time.
+ * RELOCFS_DELAYPOINT=NAME:USEC[,NAME:USEC]... makes every delaypoint("NAME")
+ * log that it was reached and sleep USEC microseconds: it widens a race
+ * window so that a test hits it every time.
  */
 #ifndef RELOCFS_CRASHPOINT_H
 #define RELOCFS_CRASHPOINT_H

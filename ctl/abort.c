@@ -93,6 +93,7 @@ int abort_job(struct engine *e, struct job *j, char *err, size_t errlen)
 			return -ETIMEDOUT;
 		}
 	}
+	delaypoint("abort-hold");	/* tests: requests park meanwhile */
 	for (size_t i = 0; i < j->n && !r; i++) {
 		r = delta_finish_target(j->files[i].d, DELTA_FINISH_SYNC);
 		if (r)

@@ -270,6 +270,7 @@ static int step_hold(struct cutover *c, char **out)
 	}
 	c->t_drained = now_us();
 	c->merged_unsynced = true;
+	delaypoint("cutover-hold");	/* tests: requests park meanwhile */
 	for (size_t i = 0; i < j->n && !r; i++) {
 		struct job_file *f = &j->files[i];
 		struct timespec mtime;
@@ -358,6 +359,7 @@ static void step_switch(struct cutover *c)
 		 (c->t_merged - c->t_drained) / 1000.0, (c->t_release - c->t_merged) / 1000.0);
 	c->hold_us = c->t_release - c->t_hold;
 	crashpoint("cutover-released");
+	delaypoint("cutover-switched");	/* tests: switched, not yet durable */
 }
 
 /* Nothing switched: the copier goes on where it was. */
