@@ -210,8 +210,18 @@ int engine_start(struct engine *e)
 void engine_stop(struct engine *e)
 {
 	pthread_mutex_lock(&e->cmd_lock);	/* no command half done */
-	if (e->job)
+	if (e->job) {
 		job_copier_stop(e, e->job);
+		/* the next worker (or mount) knows what the records say: every
+		 * write so far, flushed or not, goes on record */
+		for (size_t i = 0; i < e->job->n; i++) {
+			int r = delta_commit(e->job->files[i].d);
+
+			if (r)
+				log_warnx("'%s': cannot commit the delta records: %s",
+					  e->job->files[i].relpath, strerror(-r));
+		}
+	}
 	pthread_mutex_unlock(&e->cmd_lock);
 	/* a cutover's clean-up finishes too: it needs the engine */
 	pthread_mutex_lock(&e->lock);
@@ -260,6 +270,7 @@ static int cmd_restart(struct engine *e, const struct ctl_request *req, char **o
 		*out = xasprintf("cannot restart: %s", err);
 		return CTL_EFAIL;
 	}
+	e->handing_over = true;
 	*out = xasprintf("handing the mount over to a new worker%s%s", req->exec_path ? " of " : "",
 			 req->exec_path ? req->exec_path : "");
 	return CTL_OK;
@@ -283,6 +294,13 @@ int engine_command(void *arg, const struct ctl_request *req, char **out)
 		break;
 	}
 	pthread_mutex_lock(&e->cmd_lock);
+	if (e->handing_over) {
+		/* the next worker runs it: this one no longer serves the mount */
+		pthread_mutex_unlock(&e->cmd_lock);
+		*out = xasprintf("relocfs is handing the mount over to a new worker: run the "
+				 "command again");
+		return CTL_EFAIL;
+	}
 	switch (req->cmd) {
 	case CTL_CMD_MIGRATE:
 		ret = cmd_migrate(e, req, out);

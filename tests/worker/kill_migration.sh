@@ -78,7 +78,7 @@ log_since "$mark" "delay point 'abort-hold' reached"
 kill_worker
 TOTAL=$((TOTAL + 1))
 wait "$AB" || true
-wait_until 1200 eval '[ "$(status_field destination 2>/dev/null)" = null ]' ||
+wait_until 60 eval '[ "$(status_field destination 2>/dev/null)" = null ]' ||
 	fail "the abort did not finish in the new worker: $(status_json)"
 [ -z "$(ls -A "$DEST2")" ] || fail "'$DEST2' is not empty after the abort: $(ls -A "$DEST2")"
 

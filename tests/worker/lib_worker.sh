@@ -29,7 +29,7 @@ kill_worker() {
 	p=$(worker_pid)
 	[ -n "$p" ] && [ "$p" != 0 ] || fail "no worker serves '$TEST_MNT'"
 	kill -9 "$p"
-	wait_until 600 new_worker_since "$p" || fail "no new worker within 30 s after killing $p"
+	wait_until 60 new_worker_since "$p" || fail "no new worker within 60 s after killing $p"
 }
 
 # the kill loop runs in a subshell: it reports on its log
@@ -47,7 +47,7 @@ kill_loop() {
 			return
 		fi
 		kill -9 "$p"
-		wait_until 600 new_worker_since "$p" || { echo "FAILED: no new worker after kill $i"; return; }
+		wait_until 60 new_worker_since "$p" || { echo "FAILED: no new worker within 60 s after kill $i"; return; }
 		echo "kill $i: $p"
 	done
 	echo "done"
@@ -89,5 +89,5 @@ log_has_since() {	# log_has_since MARK PATTERN
 }
 
 log_since() {
-	wait_until 1200 log_has_since "$1" "$2" || fail "relocfs did not log '$2' within 60 s"
+	wait_until 60 log_has_since "$1" "$2" || fail "relocfs did not log '$2' within 60 s"
 }
