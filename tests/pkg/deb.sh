@@ -15,7 +15,7 @@ FSTAB_SAVED=
 
 pkg_cleanup() {
 	if [ -n "$INSTALLED" ]; then
-		dpkg -r relocfs >"$TEST_DIR/dpkg-r.log" 2>&1 || cat "$TEST_DIR/dpkg-r.log"
+		dpkg -P relocfs >"$TEST_DIR/dpkg-r.log" 2>&1 || cat "$TEST_DIR/dpkg-r.log"
 	fi
 	if [ -n "$FSTAB_SAVED" ] && ! cmp -s "$TEST_DIR/fstab.orig" /etc/fstab; then
 		cat "$TEST_DIR/fstab.orig" >/etc/fstab
@@ -121,14 +121,15 @@ assert_eq "$OVER" "$(/usr/sbin/relocctl -m "$OVER" status --json | jq -r .source
 
 step 'dpkg -r with the fstab mount still up: no daemon and no mount are left; the files are in the directory'
 dpkg -r relocfs >"$TEST_DIR/dpkg-r.log" 2>&1 || fail "dpkg -r: $(cat "$TEST_DIR/dpkg-r.log")"
-INSTALLED=
 assert_eq "" "$(installed_daemons)" "daemons of the removed package"
 ! is_mounted "$OVER" || fail "'$OVER' is still mounted after dpkg -r"
 assert_eq "through the mount" "$(cat "$OVER/new.img")" "the file written through the mount"
 [ ! -e /usr/sbin/relocfs ] || fail "/usr/sbin/relocfs is still there"
-dpkg-query -W -f='${Status}' relocfs 2>/dev/null | grep -qv ' installed$' || fail "relocfs is still installed"
+! dpkg-query -W -f='${Status}' relocfs 2>/dev/null | grep -q ' installed$' || fail "relocfs is still installed"
 
-step '/etc/fstab is restored'
+step 'dpkg -P purges what is left of it; /etc/fstab is restored'
+dpkg -P relocfs >"$TEST_DIR/dpkg-p.log" 2>&1 || fail "dpkg -P: $(cat "$TEST_DIR/dpkg-p.log")"
+assert_eq "" "$(dpkg-query -W -f='${db:Status-Abbrev}' relocfs 2>/dev/null | tr -d ' ')" "the package's status"
 cat "$TEST_DIR/fstab.orig" >/etc/fstab
 cmp -s "$TEST_DIR/fstab.orig" /etc/fstab || fail "/etc/fstab differs from before"
 
