@@ -1,6 +1,7 @@
 # relocfs: one non-recursive Makefile.
 #   make            build relocfs and relocctl
 #   make check      unit tests, then integration tests on real FUSE mounts
+#   make soak       the same with every case of the sampling tests (RELOCFS_SOAK=1)
 #   make bench      fio and copier benchmarks, results under bench/results/
 #   make demo       install what is missing, build, relocate a demo image live
 #   make asan/tsan  the suite under AddressSanitizer / ThreadSanitizer
@@ -56,7 +57,7 @@ UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 TOOL_SRC  := $(wildcard tests/tools/*.c)
 TOOL_BIN  := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRC))
 
-.PHONY: all check unit integration bench demo asan tsan install uninstall clean deps fuzz
+.PHONY: all check soak unit integration bench demo asan tsan install uninstall clean deps fuzz
 
 all: $(BUILD)/relocfs $(BUILD)/relocctl $(TOOL_BIN)
 
@@ -97,6 +98,11 @@ integration: all
 
 check: deps all
 	@sh tests/run_all.sh
+
+# every case of the tests that sample in make check (RELOCFS_SOAK): each
+# crash point on every path, more kills; hours, not minutes
+soak: deps all
+	@RELOCFS_SOAK=1 RELOCFS_TEST_TIMEOUT=7200 sh tests/run_all.sh
 
 bench: deps all
 	@sh bench/run.sh
