@@ -1,4 +1,4 @@
-// modules: delta/store.c delta/view.c delta/merge.c delta/journal.c delta/bitmap.c common/log.c common/util.c common/crashpoint.c
+// modules: delta/store.c delta/view.c delta/merge.c delta/journal.c delta/wal.c delta/bitmap.c common/log.c common/util.c common/crashpoint.c
 /*
  * test_delta: the delta store on its own, against an in-memory model of the
  * file, on real files in a private mkdtemp directory (under $TMPDIR, else
