@@ -19,9 +19,10 @@
 #define REGIONS		64
 
 /* Knobs, for the tests: the largest WAL ring a store is given (see
- * wal_ring_for), and how often the checkpointer looks for work (ms). */
+ * wal_ring_for), or if wal_ring, exactly that; how often the checkpointer
+ * looks for work (ms; 0: only when the ring fills). */
 struct delta_tunables {
-	uint64_t wal_max;
+	uint64_t wal_max, wal_ring;
 	unsigned ckpt_ms;
 };
 extern struct delta_tunables delta_tun;

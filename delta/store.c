@@ -403,9 +403,14 @@ static int journal_prealloc(struct delta *d)
 	return 0;
 }
 
+static uint64_t ring_for(uint64_t image_bytes)
+{
+	return delta_tun.wal_ring ? delta_tun.wal_ring : wal_ring_for(image_bytes, delta_tun.wal_max);
+}
+
 uint64_t delta_space_needed(uint64_t image_bytes)
 {
-	return DELTA_JOURNAL_PREALLOC + wal_ring_for(image_bytes, delta_tun.wal_max);
+	return DELTA_JOURNAL_PREALLOC + ring_for(image_bytes);
 }
 
 int delta_create(struct delta **out, const char *name, unsigned id, int src_fd, int dst_fd,
@@ -435,7 +440,7 @@ int delta_create(struct delta **out, const char *name, unsigned id, int src_fd, 
 	}
 	store_file(id, "wal", file);
 	unlinkat(dirfd, file, 0);
-	err = wal_create(dirfd, file, wal_ring_for(d->size, delta_tun.wal_max), &d->w);
+	err = wal_create(dirfd, file, ring_for(d->size), &d->w);
 	if (err)
 		goto fail;
 	store_file(id, "journal", file);
@@ -574,6 +579,12 @@ static int wal_apply(void *arg, uint64_t seq, const struct wr *r, const char *pa
 			if (keep < d->D.nbits)
 				bitmap_clear_range(&d->D, keep, d->D.nbits - keep);
 		}
+		/* the block the end cuts through, whole (see delta_truncate) */
+		if (payload) {
+			err = replay_data(d, payload, r->size / BS * BS, BS);
+			if (err)
+				return err;
+		}
 		err = journal_add(&d->j, JR_SIZE, r->size, r->limit);
 		break;
 	case WR_CLEAR_D:
@@ -600,7 +611,7 @@ static int wal_open_or_create(struct delta *d, const char *file)
 	if (err != -ENOENT)
 		return err;
 	d->wal_seq0 = d->wal_pos0 = 0;
-	return wal_create(d->dirfd, file, wal_ring_for(d->size, delta_tun.wal_max), &d->w);
+	return wal_create(d->dirfd, file, ring_for(d->size), &d->w);
 }
 
 int delta_open(struct delta **out, const char *name, unsigned id, int src_fd, int dst_fd,

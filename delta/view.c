@@ -439,8 +439,19 @@ int delta_truncate(struct delta *d, off_t size_)
 	{
 		struct wr r = { .type = WR_SIZE, .size = size, .limit = limit };
 		struct jr j = { .type = JR_SIZE, .a = size, .b = limit };
+		char tail[BS];
+		struct iovec v = { .iov_base = tail, .iov_len = BS };
+		bool cut = size < cur && size % BS && bitmap_test(&d->D, blk(size));
 
-		err = store_log(d, &r, NULL, 0, &j, 1, 0, 0);
+		/* a block the new end cuts through is logged whole, as it now
+		 * is: a replay must not cut whatever later writes left there */
+		if (cut) {
+			memset(tail, 0, BS);
+			if (pread(d->delta_fd, tail, size % BS, (off_t)(blk(size) * BS)) < 0)
+				err = -errno;
+		}
+		if (!err)
+			err = store_log(d, &r, &v, cut, &j, 1, 0, 0);
 	}
 	if (err) {
 		delta_fail(d, err, "cannot write the delta store's log");
