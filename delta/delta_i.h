@@ -20,10 +20,12 @@
 
 /* Knobs, for the tests: the largest WAL ring a store is given (see
  * wal_ring_for), or if wal_ring, exactly that; how often the checkpointer
- * looks for work (ms; 0: only when the ring fills). */
+ * looks for work (ms; 0: only when asked); lazy: no checkpoint until a
+ * writer finds the ring full. */
 struct delta_tunables {
 	uint64_t wal_max, wal_ring;
 	unsigned ckpt_ms;
+	bool lazy;
 };
 extern struct delta_tunables delta_tun;
 
@@ -76,7 +78,8 @@ struct delta {
 	/* the checkpointer (store.c) */
 	pthread_t ckpt_thread;
 	bool ckpt_started;
-	pthread_mutex_t ckpt_mu;	/* protects ckpt_kick, ckpt_stop */
+	pthread_mutex_t ckpt_mu;	/* protects ckpt_kick, ckpt_stop; taken under the
+					 * WAL's append_mu, never the other way */
 	pthread_cond_t ckpt_cv;
 	bool ckpt_kick, ckpt_stop;
 	pthread_mutex_t ckpt_run;	/* serialises checkpoints; protects the fields below */

@@ -29,15 +29,16 @@
  * hold the guest's writes from before).  The delta file is not synced by a
  * flush: the WAL alone rebuilds every block a flush covered.
  *
- * A checkpoint (in the background, every CKPT_MS or when the ring is half
- * full, and when a writer finds it full) notes the WAL head (seq, pos) and
- * queues JR_SIZE and JR_WAL(seq, pos) under the append lock, then commits
- * the journal: take the queued records, fdatasync the WAL (a record must
- * never be in the journal before its WAL record is durable, or a replay
- * could combine a later journal state with an earlier WAL prefix), fdatasync
- * the delta file (and the source where needed), append the records and
- * fdatasync the journal.  Only then is the WAL space before seq free:
- * everything logged before it is in the journal and the synced delta file.
+ * A checkpoint (in the background, when the ring is half full, or every
+ * 5 s if an eighth of it is in use, and when a writer finds it full) notes
+ * the WAL head (seq, pos) and queues JR_SIZE and JR_WAL(seq, pos) under the
+ * append lock, then commits the journal: take the queued records, fdatasync
+ * the WAL (a record must never be in the journal before its WAL record is
+ * durable, or a replay could combine a later journal state with an earlier
+ * WAL prefix), fdatasync the delta file (and the source where needed),
+ * append the records and fdatasync the journal.  Only then is the WAL space
+ * before seq free: everything logged before it is in the journal and the
+ * synced delta file.
  *
  * After a crash, delta_open replays the journal (D, sizes, phase, copy
  * progress, the WAL tail), then the WAL from the tail: each record with the
@@ -79,7 +80,9 @@
  * Space: the delta file is at most the image's size (same offsets); the
  * WAL is fixed (wal_ring_for: an eighth of the image, 1 to 64 MiB); the
  * journal takes 48 bytes per new run of D blocks plus two records per
- * checkpoint, and is preallocated so that a full store can still record.
+ * checkpoint (at most one per eighth of the ring written: 12 bytes per MiB
+ * the guest writes, with a 64 MiB ring), and is preallocated (2 MiB) so that
+ * a full store can still record.
  * A writer that finds the ring full waits for a checkpoint (counted in
  * status as wal_waits); a delta file that cannot grow sends the write to
  * the source in place, as above.
@@ -100,7 +103,7 @@
 #include "common/util.h"
 #include "delta/delta_i.h"
 
-struct delta_tunables delta_tun = { .wal_max = DELTA_WAL_MAX, .ckpt_ms = 2000 };
+struct delta_tunables delta_tun = { .wal_max = DELTA_WAL_MAX, .ckpt_ms = 5000 };
 
 /* ---- durability of D bits ------------------------------------------------------ */
 
@@ -222,7 +225,7 @@ int store_log(struct delta *d, const struct wr *r_, const struct iovec *iov, int
 			log_warnx("'%s': out of memory queueing a journal record", d->name);
 		}
 	}
-	if (wal_used(&d->w) > d->w.ring / 2)
+	if (wal_used(&d->w) > d->w.ring / 2 && !delta_tun.lazy)
 		kick_checkpoint(d);
 	wal_end(&d->w);
 	return 0;
@@ -285,6 +288,7 @@ static void *ckpt_main(void *arg)
 
 	pthread_mutex_lock(&d->ckpt_mu);
 	while (!d->ckpt_stop) {
+		bool kicked;
 		int err;
 
 		if (!d->ckpt_kick) {
@@ -297,14 +301,30 @@ static void *ckpt_main(void *arg)
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000;
 			}
-			pthread_cond_timedwait(&d->ckpt_cv, &d->ckpt_mu, &ts);
+			if (delta_tun.ckpt_ms)
+				pthread_cond_timedwait(&d->ckpt_cv, &d->ckpt_mu, &ts);
+			else
+				pthread_cond_wait(&d->ckpt_cv, &d->ckpt_mu);	/* tests: when asked */
 			if (d->ckpt_stop)
 				break;
-			if (!d->ckpt_kick && delta_tun.ckpt_ms == 0)
-				continue;	/* tests: on demand only */
 		}
+		kicked = d->ckpt_kick;
 		d->ckpt_kick = false;
+		/* not held below: writers take it under the append lock */
 		pthread_mutex_unlock(&d->ckpt_mu);
+		if (!kicked) {
+			/* a timed look: only for an eighth of the ring or more, so
+			 * that the journal grows with what is written, not with time */
+			bool worth;
+
+			pthread_mutex_lock(&d->w.append_mu);
+			worth = wal_used(&d->w) >= d->w.ring / 8;
+			pthread_mutex_unlock(&d->w.append_mu);
+			if (!worth) {
+				pthread_mutex_lock(&d->ckpt_mu);
+				continue;
+			}
+		}
 		err = store_checkpoint(d);
 		if (err) {
 			delta_fail(d, err, "cannot checkpoint the delta store");

@@ -312,8 +312,15 @@ int wal_write(struct wal *w, const struct wr *r, const struct iovec *iov, int io
 		struct wr p = { .type = WR_PAD };
 
 		wr_encode(&p, w->head_seq, NULL, 0, pad);
-		if (pwrite(w->fd, pad, WAL_HDR, (off_t)w->head_pos) != WAL_HDR)
-			return errno ? -errno : -EIO;
+		if (pwrite(w->fd, pad, WAL_HDR, (off_t)w->head_pos) != WAL_HDR) {
+			int err = errno ? -errno : -EIO;
+
+			pthread_mutex_lock(&w->sync_mu);
+			if (!w->sync_err)
+				w->sync_err = err;
+			pthread_mutex_unlock(&w->sync_mu);
+			return err;
+		}
 		w->head_seq++;
 	}
 	wr_encode(r, w->head_seq, iov, iovcnt, hdr);
@@ -327,6 +334,11 @@ int wal_write(struct wal *w, const struct wr *r, const struct iovec *iov, int io
 		int err = n < 0 ? -errno : -EIO;
 
 		w->head_seq = seq0;	/* the PAD, if any, is followed by nothing valid */
+		/* the change is not logged: no later flush may say it is durable */
+		pthread_mutex_lock(&w->sync_mu);
+		if (!w->sync_err)
+			w->sync_err = err;
+		pthread_mutex_unlock(&w->sync_mu);
 		return err;
 	}
 	*seq = w->head_seq++;

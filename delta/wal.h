@@ -130,7 +130,7 @@ void wal_restart(struct wal *w, uint64_t seq);
  * may then do what must happen in log order (still under append_mu), and
  * wal_end publishes the records to wal_sync and drops append_mu.
  * wal_write returns 0 and *seq, or -errno (nothing counts; the head is
- * unchanged).
+ * unchanged; every later wal_sync fails: the log missed a change).
  */
 int wal_begin(struct wal *w, uint32_t plen);
 int wal_write(struct wal *w, const struct wr *r, const struct iovec *iov, int iovcnt,

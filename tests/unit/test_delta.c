@@ -364,9 +364,10 @@ static void test_reopen_after_the_process_died_gives_the_live_view_exactly(void 
 		struct env e;
 
 		/* half the time a 512 KiB ring and checkpoints only when it
-		 * fills: writers wait for room */
+		 * is full: writers wait for room */
 		delta_tun.wal_ring = seed % 2 ? 512u << 10 : WAL_MIN_RING;
 		delta_tun.ckpt_ms = seed % 2 ? 0 : 5;
+		delta_tun.lazy = seed % 2;
 		env_start(&e, seed);
 		for (int round = 0; round < 4; round++) {
 			struct delta_status st;
