@@ -66,7 +66,7 @@ struct delta {
 					 * (or the daemon started); atomic */
 	struct ddq *dd_q;		/* D ranges waiting for their WAL record, in log order */
 	size_t dd_n, dd_cap;
-	uint64_t forced_us;		/* when the merger last forced a WAL sync */
+	uint64_t forced_us;		/* when the merger last forced a WAL sync; atomic */
 	uint64_t checkpoints;		/* checkpoints done */
 	uint64_t throttle_events;
 	struct timespec mtime;		/* last write, for getattr */

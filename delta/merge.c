@@ -131,9 +131,10 @@ static ssize_t merge_some(struct delta *d, size_t max_bytes, bool all, bool forc
 			int err;
 
 			if (all || total > 0 || !dd_pending(d) ||
-			    (!force && now - d->forced_us < FORCE_SYNC_US))
+			    (!force && now - __atomic_load_n(&d->forced_us, __ATOMIC_RELAXED) <
+					       FORCE_SYNC_US))
 				break;
-			d->forced_us = now;
+			__atomic_store_n(&d->forced_us, now, __ATOMIC_RELAXED);
 			err = wal_sync_all(&d->w);
 			if (err) {
 				delta_fail(d, err, "cannot sync the delta store");
