@@ -163,7 +163,7 @@ done
 # pr PHASE_REGEX QD COL: mean of column COL of the pairs of the phases matching
 pr() { awk -v p="$1" -v q="$2" -v c="$3" '$1 ~ p && $2 == q {s += $c; n++} END {printf "%.3f", n ? s / n : 0}' "$W/pairs"; }
 # the targets: migrating img/ctrl over idle img/ctrl (idle: before and after each round)
-rel() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b > 0 ? a / b : 0}'; }
+rel() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}'; }
 r1=$(rel "$(pr '^mig' 1 5)" "$(pr '^idle' 1 5)")
 r8=$(rel "$(pr '^mig' "$JOBS" 5)" "$(pr '^idle' "$JOBS" 5)")
 lw1=$(rel "$(pr '^mig' 1 8)" "$(pr '^idle' 1 8)")
