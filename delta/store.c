@@ -282,9 +282,16 @@ int store_checkpoint(struct delta *d)
 	return err;
 }
 
+/* How often the checkpointer starts the writeback of the delta file's dirty
+ * pages (asynchronously), so that a checkpoint's fdatasync finds little left
+ * and the device gets a trickle instead of a burst in front of the guest's
+ * flushes. */
+#define TRICKLE_MS	500
+
 static void *ckpt_main(void *arg)
 {
 	struct delta *d = arg;
+	uint64_t last = now_us();
 
 	pthread_mutex_lock(&d->ckpt_mu);
 	while (!d->ckpt_stop) {
@@ -292,16 +299,17 @@ static void *ckpt_main(void *arg)
 		int err;
 
 		if (!d->ckpt_kick) {
+			unsigned ms = delta_tun.ckpt_ms < TRICKLE_MS ? delta_tun.ckpt_ms : TRICKLE_MS;
 			struct timespec ts;
 
 			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += delta_tun.ckpt_ms / 1000;
-			ts.tv_nsec += (long)(delta_tun.ckpt_ms % 1000) * 1000000;
+			ts.tv_sec += ms / 1000;
+			ts.tv_nsec += (long)(ms % 1000) * 1000000;
 			if (ts.tv_nsec >= 1000000000) {
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000;
 			}
-			if (delta_tun.ckpt_ms)
+			if (ms)
 				pthread_cond_timedwait(&d->ckpt_cv, &d->ckpt_mu, &ts);
 			else
 				pthread_cond_wait(&d->ckpt_cv, &d->ckpt_mu);	/* tests: when asked */
@@ -313,19 +321,24 @@ static void *ckpt_main(void *arg)
 		/* not held below: writers take it under the append lock */
 		pthread_mutex_unlock(&d->ckpt_mu);
 		if (!kicked) {
-			/* a timed look: only for an eighth of the ring or more, so
-			 * that the journal grows with what is written, not with time */
-			bool worth;
+			/* a timed look: only every ckpt_ms, and only for an eighth
+			 * of the ring or more, so that the journal grows with what
+			 * is written, not with time */
+			bool worth = now_us() - last >= delta_tun.ckpt_ms * 1000ull;
 
-			pthread_mutex_lock(&d->w.append_mu);
-			worth = wal_used(&d->w) >= d->w.ring / 8;
-			pthread_mutex_unlock(&d->w.append_mu);
+			if (worth) {
+				pthread_mutex_lock(&d->w.append_mu);
+				worth = wal_used(&d->w) >= d->w.ring / 8;
+				pthread_mutex_unlock(&d->w.append_mu);
+			}
 			if (!worth) {
+				sync_file_range(d->delta_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 				pthread_mutex_lock(&d->ckpt_mu);
 				continue;
 			}
 		}
 		err = store_checkpoint(d);
+		last = now_us();
 		if (err) {
 			delta_fail(d, err, "cannot checkpoint the delta store");
 			/* writers waiting for room get an error, not a hang */

@@ -360,7 +360,7 @@ static void test_reopen_after_the_process_died_gives_the_live_view_exactly(void 
 	struct delta_tunables saved = delta_tun;
 	uint64_t waits = 0, ckpts = 0;
 
-	for (unsigned seed = 600; seed <= 640; seed++) {
+	for (unsigned seed = 600; seed <= 625; seed++) {
 		struct env e;
 
 		/* half the time a 512 KiB ring and checkpoints only when it
@@ -438,9 +438,9 @@ static void test_reopen_after_a_host_crash_keeps_every_flushed_write(void **stat
 	unsigned char *buf = malloc(MAX_SIZE + BLK);
 	unsigned cases[3] = { 0 };
 
-	delta_tun.wal_ring = 16u << 20;	/* no wrap, no checkpoint but ours */
+	delta_tun.wal_ring = 4u << 20;	/* no wrap, no checkpoint but ours */
 	delta_tun.ckpt_ms = 0;
-	for (unsigned seed = 700; seed <= 800; seed++) {
+	for (unsigned seed = 700; seed <= 740; seed++) {
 		struct env e;
 		unsigned char *ckpt_delta, *now_delta, *wal, *mix;
 		uint64_t ckpt_len, now_len, wal_len, mix_len, tail, flushed, head, cut;
