@@ -14,6 +14,7 @@
 #include <xxhash.h>
 
 #include "common/clock.h"
+#include "common/crashpoint.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "delta/delta_i.h"
@@ -135,6 +136,7 @@ static ssize_t merge_some(struct delta *d, size_t max_bytes, bool all, bool forc
 					       FORCE_SYNC_US))
 				break;
 			__atomic_store_n(&d->forced_us, now, __ATOMIC_RELAXED);
+			delaypoint("merge-force-sync");	/* tests: keep a write unsynced */
 			err = wal_sync_all(&d->w);
 			if (err) {
 				delta_fail(d, err, "cannot sync the delta store");

@@ -122,23 +122,21 @@ void apply_durable(struct delta *d)
 	pthread_mutex_unlock(&d->mu);
 }
 
+static bool dd_push(struct delta *d, uint64_t seq, uint64_t a, uint64_t n);
+
 void dd_forget(struct delta *d, uint64_t b, uint64_t n)
 {
 	pthread_mutex_lock(&d->mu);
-	for (size_t i = 0; i < d->dd_n; i++) {
-		struct ddq *q = &d->dd_q[i];
+	for (size_t i = 0, n0 = d->dd_n; i < n0; i++) {
+		struct ddq q = d->dd_q[i];
 
-		if (q->a + q->n <= b || q->a >= b + n)
+		if (q.a + q.n <= b || q.a >= b + n)
 			continue;
-		/* keep what lies outside [b, b+n): at most one side here, as
-		 * callers forget a range to the end or one write's blocks */
-		if (q->a < b)
-			q->n = b - q->a;
-		else if (q->a + q->n > b + n) {
-			q->n = q->a + q->n - (b + n);
-			q->a = b + n;
-		} else
-			q->n = 0;
+		/* keep what lies outside [b, b+n), on either side */
+		d->dd_q[i].n = q.a < b ? b - q.a : 0;
+		if (q.a + q.n > b + n && !dd_push(d, q.seq, b + n, q.a + q.n - (b + n)))
+			log_warnx("'%s': out of memory: some blocks wait for the next "
+				  "checkpoint to be merged", d->name);
 	}
 	pthread_mutex_unlock(&d->mu);
 }
@@ -154,7 +152,7 @@ bool dd_pending(struct delta *d)
 }
 
 /* caller holds mu; false if out of memory (the range then stays unmergeable
- * until the next checkpoint or the cutover's hold, which merges everything) */
+ * until the cutover's hold, which merges everything, or a restart) */
 static bool dd_push(struct delta *d, uint64_t seq, uint64_t a, uint64_t n)
 {
 	if (d->dd_n == d->dd_cap) {
