@@ -10,22 +10,29 @@
  * zeros past it.  The source is never written while the file migrates, so
  * until the switch the source plus the delta is the whole truth, whatever
  * happens to the destination.  Every write the caller saw acknowledged by
- * delta_fsync() survives a crash of the process or the host (the essay at
- * the top of store.c says why).
+ * delta_fsync() survives a crash of the host, and every write whose call
+ * returned survives the death of the process (the essay at the top of
+ * store.c says why).
  *
  * The store merges delta blocks into a target (the destination, or the
  * source when aborting); bitmap M marks the D blocks the target already
  * holds.  A write to a block clears its M bit, so the target always lacks
  * exactly D \ M ("dirty").  The caller (the copier) decides when to merge;
  * the store decides what may be merged: only blocks whose records are
- * durable, so that the target never holds a write a replay could forget.
+ * durable (their WAL record synced), so that the target never holds a
+ * write a replay could forget.
  *
  * Locking (inside; callers hold no lock of the store): every call may be
  * made from any thread at any time, but for the rules named at a function.
  * Live-view calls of one file run concurrently; a merge runs beside them.
  * Internally: d->io shared by each request and exclusive for a resize of
- * the bitmaps, one lock per 1 MiB region for writers and the merger, d->mu
- * for the scalar fields; order io, region (ascending), mu.
+ * the bitmaps or a size change, one lock per 1 MiB region for writers and
+ * the merger, the WAL's append lock (one append at a time, so that records
+ * complete in log order), d->mu for the scalar fields, the WAL's sync lock;
+ * order io, region (ascending), WAL append, mu, the journal's queue lock,
+ * WAL sync (the checkpointer's wake-up lock is taken under the WAL append
+ * lock and nothing else).  A checkpoint takes the append lock briefly (to
+ * note the head), never io or a region.
  *
  * Blocking: every call may block on I/O to the source, the delta, the
  * WAL, the journal or the target; delta_write() may sleep up to 2 ms when
