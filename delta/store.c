@@ -27,7 +27,11 @@
  * space, shared by concurrent flushes) and replies; the first flush after
  * the migration began also fdatasyncs the source (its page cache may still
  * hold the guest's writes from before).  The delta file is not synced by a
- * flush: the WAL alone rebuilds every block a flush covered.
+ * flush: the WAL alone rebuilds every block a flush covered.  For that, no
+ * record's effect depends on what the delta file held before it (which a
+ * crash may have replaced by a later, unlogged write): DATA and ZERO cover
+ * whole blocks, and a SIZE record that cuts through a block carries that
+ * block whole, as the truncation left it.
  *
  * A checkpoint (in the background, when the ring is half full, or every
  * 5 s if an eighth of it is in use, and when a writer finds it full) notes
@@ -38,7 +42,10 @@
  * WAL prefix), fdatasync the delta file (and the source where needed),
  * append the records and fdatasync the journal.  Only then is the WAL space
  * before seq free: everything logged before it is in the journal and the
- * synced delta file.
+ * synced delta file.  Between checkpoints the checkpointer starts the
+ * delta file's writeback every 500 ms without waiting for it, so that a
+ * checkpoint's fdatasync is short and the guest's flushes do not queue
+ * behind seconds of delta data.
  *
  * After a crash, delta_open replays the journal (D, sizes, phase, copy
  * progress, the WAL tail), then the WAL from the tail: each record with the
@@ -48,7 +55,8 @@
  * journal already reflects are applied again, in log order, with the same
  * result.  After a host crash the WAL holds at least every record a flush
  * covered, and a torn or stale record ends the replay (its flush was never
- * acknowledged): every block reads as the guest last flushed it or newer.
+ * acknowledged): every block, and the size, read as they were at some
+ * moment since the guest's last flush, which is therefore never lost.
  * After the process dies with the host up, the WAL is read through the page
  * cache and holds every record whose append returned (appends are
  * serialised): the live view comes back exactly as the guest last saw it,
