@@ -35,7 +35,7 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 #   fs/       the FUSE layer                delta/    delta store, live view, merge engine
 #   common/   log, crash points, clock, helpers
 COMMON_SRC := common/log.c common/crashpoint.c common/util.c common/shm.c
-DELTA_SRC  := delta/bitmap.c delta/journal.c delta/store.c delta/view.c delta/merge.c
+DELTA_SRC  := delta/bitmap.c delta/journal.c delta/wal.c delta/store.c delta/view.c delta/merge.c
 FS_SRC     := fs/session.c fs/table.c fs/once.c fs/takeover.c fs/inode.c fs/gate.c fs/handle.c fs/route.c fs/data.c fs/names.c \
               fs/dirs.c fs/xattrs.c fs/request.c fs/loop.c
 COPIER_SRC := copier/copier.c copier/ratelimit.c

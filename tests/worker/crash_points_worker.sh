@@ -21,8 +21,15 @@ migrate-recorded   0   files  migrate   migrating  soak
 copier-checkpoint  0   tree   bigcopy   migrating  soak
 merge-batch        0   tree   run       migrating  soak
 merge-batch        5   files  run       migrating  check
-flush-data-synced  0   tree   run       migrating  check
-flush-data-synced  40  files  run       migrating  soak
+wal-appended       0   tree   run       migrating  check
+wal-appended       300 files  run       migrating  soak
+flush-wal-synced   0   tree   run       migrating  check
+flush-wal-synced   40  files  run       migrating  soak
+checkpoint-data-synced 0 tree run       migrating  soak
+checkpoint-data-synced 3 files run      migrating  soak
+checkpoint-committed 0 tree  run        migrating  soak
+checkpoint-committed 3 files run        migrating  check
+journal-data-synced 0  tree   run       migrating  soak
 cutover-merged     0   tree   cutover   migrating  soak
 cutover-merged     0   files  cutover   migrating  check
 cutover-released   0   tree   cutover   dest       check
