@@ -258,7 +258,13 @@ static int cmd_restart(struct engine *e, const struct ctl_request *req, char **o
 		*out = xasprintf("this daemon cannot hand over");
 		return CTL_EFAIL;
 	}
+	/* the copier stops while the mount is still served: waiting for its
+	 * chunk in flight would otherwise lengthen the hand-over's gap */
+	if (e->job)
+		job_copier_stop(e, e->job);
 	if (e->proc.restart(e->proc.arg, req->exec_path, err, sizeof(err))) {
+		if (e->job && job_copier_start(e, e->job))
+			log_warnx("the copier did not start again: the job waits for a restart");
 		*out = xasprintf("cannot restart: %s", err);
 		return CTL_EFAIL;
 	}
