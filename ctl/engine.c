@@ -177,7 +177,9 @@ static void *abort_thread(void *arg)
 	char *out = NULL;
 
 	pthread_mutex_lock(&e->cmd_lock);
-	if (e->job == e->bg_abort && cmd_abort(e, &out) != CTL_OK)
+	if (e->stopped)
+		;	/* the next worker finishes it */
+	else if (e->job == e->bg_abort && cmd_abort(e, &out) != CTL_OK)
 		log_warnx("%s", out ? out : "abort failed");
 	else
 		log_info("%s", out ? out : "aborted");
@@ -210,6 +212,7 @@ int engine_start(struct engine *e)
 void engine_stop(struct engine *e)
 {
 	pthread_mutex_lock(&e->cmd_lock);	/* no command half done */
+	e->stopped = true;			/* and none to come */
 	/* the stores need nothing more: each write is in the WAL before it
 	 * returns, and the next worker (or mount) replays it */
 	if (e->job)
@@ -220,6 +223,12 @@ void engine_stop(struct engine *e)
 	while (e->cleanups)
 		pthread_cond_wait(&e->cleanups_done, &e->lock);
 	pthread_mutex_unlock(&e->lock);
+	/* last, the checkpointers: the next worker may open the stores as
+	 * soon as this returns, before this process has exited */
+	if (e->job)
+		for (size_t i = 0; i < e->job->n; i++)
+			if (e->job->deltas[i])
+				delta_quiesce(e->job->deltas[i]);
 }
 
 void engine_free(struct engine *e)
@@ -292,11 +301,12 @@ int engine_command(void *arg, const struct ctl_request *req, char **out)
 		break;
 	}
 	pthread_mutex_lock(&e->cmd_lock);
-	if (e->handing_over) {
+	if (e->handing_over || e->stopped) {
 		/* the next worker runs it: this one no longer serves the mount */
 		pthread_mutex_unlock(&e->cmd_lock);
-		*out = xasprintf("relocfs is handing the mount over to a new worker: run the "
-				 "command again");
+		*out = xasprintf(e->handing_over ? "relocfs is handing the mount over to a new "
+						   "worker: run the command again"
+						 : "relocfs is stopping");
 		return CTL_EFAIL;
 	}
 	switch (req->cmd) {

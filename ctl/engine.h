@@ -71,8 +71,11 @@ int engine_attach(struct engine *e, struct fs *fs, char *err, size_t errlen);
 /* After daemonizing: start the copier of a resumed migration. */
 int engine_start(struct engine *e);
 
-/* Stop the copier threads (on unmount); the state stays on disk.  Waits for
- * a command in progress. */
+/* Stop every thread of the engine (on unmount, or before a hand-over): the
+ * copier, a cutover's clean-up, the delta stores' checkpointers; the state
+ * stays on disk, and commands after it are refused.  Waits for a command in
+ * progress.  When it returns this process writes nothing of the engine's,
+ * and the next worker may open it while this one exits. */
 void engine_stop(struct engine *e);
 
 /* Run one control command.  *out is a malloc'd reply text; returns the exit

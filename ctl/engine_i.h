@@ -140,6 +140,7 @@ struct engine {
 	struct job *bg_abort;		/* warm: an abort to finish in the background */
 	pthread_mutex_t cmd_lock;	/* serialises migrate, cutover, abort, verify */
 	bool handing_over;		/* under cmd_lock: restart accepted, refuse the rest */
+	bool stopped;			/* under cmd_lock: engine_stop ran, no command runs */
 	pthread_mutex_t lock;		/* protects the fields marked "lock" */
 	int state_fd;			/* SOURCE/.relocfs, O_RDONLY; -1 until needed */
 	int source_fd;			/* O_PATH on SOURCE */

@@ -3,10 +3,13 @@
  *
  * It makes the shared region, starts the first worker (which mounts), and
  * then only waits: for a signal to end (forwarded to the worker, which
- * unmounts), or for its worker to end.  A worker that ends with
- * WORKER_HANDOVER was asked to hand the mount over: the next one is started
- * at once, or the supervisor first re-executes itself as the new binary the
- * worker was given (relocctl restart --exec), keeping the region and every
+ * unmounts), or for its worker to end.  A worker asked to hand the mount
+ * over (relocctl restart) stops everything it runs and says so with SIGUSR2
+ * just before it exits: the next one is started at once, without waiting
+ * for the old one's exit (the old process's teardown stays out of the time
+ * the connection waits; it is reaped later).  For restart --exec the
+ * supervisor waits for the old worker to exit (WORKER_HANDOVER) and then
+ * re-executes itself as the new binary, keeping the region and every
  * descriptor the region names across the exec.  A worker that dies any
  * other way is replaced at once; the new one has the kernel resend what the
  * dead one had read.  A worker that cannot start is retried, at most once a
@@ -188,7 +191,7 @@ int supervise(struct daemon *d)
 {
 	bool takeover = d->o.takeover_fd >= 0, ending = false;
 	sigset_t set;
-	pid_t pid;
+	pid_t pid, old = 0;	/* old: a worker that handed over, not yet reaped */
 	int r;
 
 	foreground = d->o.foreground;
@@ -205,6 +208,7 @@ int supervise(struct daemon *d)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	pid = start_worker(d, takeover);
 	if (pid == -1) {
@@ -219,10 +223,31 @@ int supervise(struct daemon *d)
 
 		if (sigwaitinfo(&set, &si) == -1)
 			continue;
+		if (si.si_signo == SIGUSR2) {
+			/* the worker stopped all it ran: the next may start */
+			if (si.si_pid != pid || !d->dr->handover || d->dr->exec_path[0] || ending ||
+			    old)
+				continue;
+			old = pid;
+			d->dr->handover = 0;
+			pid = start_worker(d, true);
+			if (pid == -1) {
+				slog(LOG_ERR, "cannot start a worker: %s; the mount is not served",
+				     strerror(errno));
+				return 1;
+			}
+			continue;
+		}
 		if (si.si_signo != SIGCHLD) {
 			ending = true;
 			kill(pid, SIGTERM);	/* the worker unmounts and ends */
 			continue;
+		}
+		if (old && waitpid(old, &status, WNOHANG) == old) {
+			if (!(WIFEXITED(status) && WEXITSTATUS(status) == WORKER_HANDOVER))
+				slog(LOG_WARNING, "worker %d %s after handing over", old,
+				     how_ended(status, how, sizeof(how)));
+			old = 0;
 		}
 		got = waitpid(pid, &status, WNOHANG);
 		if (got != pid)
@@ -246,8 +271,12 @@ int supervise(struct daemon *d)
 			     pid);
 			sleep(1);
 		} else if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_HANDOVER) {
-			if (d->dr->exec_path[0])
+			if (d->dr->exec_path[0]) {
+				if (old)	/* the new image would not know it */
+					waitpid(old, NULL, 0);
+				old = 0;
 				reexec(d);
+			}
 		} else {
 			d->dr->deaths++;
 			slog(LOG_WARNING, "worker %d %s; starting another", pid,

@@ -402,6 +402,10 @@ static void *worker_thread(void *arg)
 		 * own reply among them), keep the socket for the next worker */
 		ctl_server_quiesce();
 		engine_stop(w->eng);
+		/* nothing of this process touches the mount's state any more:
+		 * the supervisor may start the next worker before this one's
+		 * exit (a plain restart; --exec waits for the exit) */
+		kill((pid_t)w->dr->supervisor_pid, SIGUSR2);
 		_exit(WORKER_HANDOVER);
 	}
 	end_mount(w);
