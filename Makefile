@@ -24,7 +24,7 @@ COMMON_SRC := common/log.c common/crashpoint.c common/util.c
 DELTA_SRC  := delta/bitmap.c delta/journal.c delta/store.c delta/view.c delta/merge.c
 FS_SRC     := fs/session.c fs/inode.c fs/gate.c fs/handle.c fs/route.c fs/data.c fs/names.c \
               fs/dirs.c fs/xattrs.c fs/request.c fs/loop.c
-COPIER_SRC := copier/copier.c copier/ratelimit.c
+COPIER_SRC := copier/copier.c copier/budget.c copier/ratelimit.c
 HOOK_SRC   := vmhooks/vmhook.c vmhooks/hook_util.c vmhooks/qmp.c vmhooks/qmp_hook.c \
               vmhooks/exec_hook.c vmhooks/libvirt_hook.c
 CTL_COMMON := ctl/proto.c
