@@ -1,9 +1,11 @@
 /*
  * engine: the job engine: live relocation of the served tree, or of some
- * files in it.  migrate starts the delta stores and the copier, cutover
- * switches the files to the destination inside one short hold, abort
- * returns everything to the source; the mount's state record
- * (mount_state.h) makes each step survive a restart of the daemon.
+ * files in it, as named jobs, several at once.  migrate starts (or queues) a
+ * job: its delta stores and its copier; cutover switches a job's files to
+ * its destination inside one short hold, abort returns them to the source;
+ * the copiers share one bandwidth budget (limit); the mount's state record
+ * (mount_state.h) makes each step of each job survive a restart of the
+ * daemon.
  *
  * The layer's contract
  * --------------------
@@ -37,16 +39,21 @@ int engine_new(struct engine **out, int source_fd, const char *source_path,
 	       const char *mountpoint, int *root_fd, char *err, size_t errlen);
 void engine_free(struct engine *e);
 
+/* relocfs -o max_jobs=N: at most n jobs copy at once (0: no limit), over
+ * what the record says; before engine_start. */
+void engine_set_max_jobs(struct engine *e, unsigned n);
+
 /* After the FUSE layer exists and before mounting: register the engine's
  * policy with it, and route the files of a migration found in the record
  * through their delta stores. */
 int engine_attach(struct engine *e, struct fs *fs, char *err, size_t errlen);
 
-/* After daemonizing: start the copier of a resumed migration. */
+/* After daemonizing: start the copiers of the resumed jobs, and the thread
+ * that paces the jobs and starts the queued ones. */
 int engine_start(struct engine *e);
 
-/* Stop the copier threads (on unmount); the state stays on disk.  Waits for
- * a command in progress. */
+/* Stop the copier threads and the governor (on unmount); the state stays
+ * on disk.  Waits for the commands in progress. */
 void engine_stop(struct engine *e);
 
 /* Run one control command.  *out is a malloc'd reply text; returns the exit

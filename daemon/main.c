@@ -38,6 +38,7 @@ struct opts {
 	unsigned threads;
 	double timeout;
 	int writeback;
+	int max_jobs;		/* -1: not given (the record's, or no limit) */
 };
 
 #define OPT(t, p, v) { t, offsetof(struct opts, p), v }
@@ -53,6 +54,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("threads=%u", threads, 0),
 	OPT("timeout=%lf", timeout, 0),
 	OPT("writeback", writeback, 1),
+	OPT("max_jobs=%d", max_jobs, 0),
 	FUSE_OPT_END
 };
 
@@ -84,6 +86,8 @@ static void usage(FILE *f)
 "  -o threads=N       worker threads (default 16)\n"
 "  -o timeout=S       attribute and entry cache timeout in seconds (default 1)\n"
 "  -o writeback       kernel writeback cache for buffered writes\n"
+"  -o max_jobs=N      at most N relocation jobs copy at once, the others wait\n"
+"                     (0: no limit; relocctl limit --parallel changes it)\n"
 "  -o allow_other     let other users (e.g. the hypervisor's) use the mount\n"
 "  other -o options are passed to FUSE; default_permissions is always on\n");
 }
@@ -134,6 +138,10 @@ static int check_args(struct daemon *d)
 	if (o->npaths < 1 || o->npaths > 2) {
 		fprintf(stderr, "relocfs: %s (see relocfs --help)\n",
 			o->npaths ? "too many arguments" : "missing SOURCE_DIR and MOUNTPOINT");
+		return 2;
+	}
+	if (o->max_jobs < -1 || o->max_jobs > 1024) {
+		fprintf(stderr, "relocfs: max_jobs=%d is out of range (0 to 1024)\n", o->max_jobs);
 		return 2;
 	}
 	if (o->threads < 1 || o->threads > 256) {
@@ -188,6 +196,8 @@ static int prepare(struct daemon *d)
 		fprintf(stderr, "relocfs: %s\n", err);
 		return -1;
 	}
+	if (d->o.max_jobs >= 0)
+		engine_set_max_jobs(d->eng, (unsigned)d->o.max_jobs);
 	cfg = (struct fs_config){
 		.source = d->source,
 		.root_fd = root_fd,
@@ -253,7 +263,7 @@ out_unmount:
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct daemon d = { .o = { .threads = 16, .timeout = 1.0 }, .source_fd = -1 };
+	struct daemon d = { .o = { .threads = 16, .timeout = 1.0, .max_jobs = -1 }, .source_fd = -1 };
 	int ret = 1;
 
 	umask(0);	/* the kernel has applied the caller's umask already */
