@@ -101,23 +101,33 @@ out:
 	free(settled);
 }
 
+/* The rate that moves, within us, what must be moved by then. */
+static uint64_t rate_within(uint64_t us, uint64_t base_left, uint64_t dirty, uint64_t dirty_rate,
+			    uint64_t allowance)
+{
+	double over = (double)dirty + (double)dirty_rate * (double)us / 1e6 - (double)allowance;
+
+	return (uint64_t)(((double)base_left + (over > 0 ? over : 0)) * 1e6 / (double)us);
+}
+
 uint64_t budget_deadline_rate(uint64_t since_us, uint64_t deadline_us, uint64_t now_us,
-			      uint64_t bytes_left, uint64_t dirty_rate, uint64_t *needed)
+			      uint64_t base_left, uint64_t dirty, uint64_t dirty_rate,
+			      uint64_t allowance, uint64_t *needed)
 {
 	uint64_t span = deadline_us > since_us ? deadline_us - since_us : 0;
-	uint64_t aim = deadline_us - span / 10, left, aim_left, rate;
+	uint64_t aim = deadline_us - span / 20, left, aim_left, rate;
 
 	*needed = 0;
 	if (now_us + 100000 >= deadline_us)
 		return 0;
 	left = deadline_us - now_us;
-	/* aim a tenth of the span early, but never at less than a couple of
-	 * seconds from now: the last chunks would otherwise ask for any rate */
+	/* aim a twentieth of the span early, but never at less than a couple
+	 * of seconds from now: the last chunks would otherwise ask for any rate */
 	aim_left = aim > now_us ? aim - now_us : 0;
 	if (aim_left < DEADLINE_END_US)
 		aim_left = left < DEADLINE_END_US ? left : DEADLINE_END_US;
-	*needed = (uint64_t)((double)bytes_left * 1e6 / (double)left) + dirty_rate;
-	rate = (uint64_t)((double)bytes_left * 1e6 / (double)aim_left) + dirty_rate;
+	*needed = rate_within(left, base_left, dirty, dirty_rate, allowance);
+	rate = rate_within(aim_left, base_left, dirty, dirty_rate, allowance);
 	return rate > DEADLINE_MIN_RATE ? rate : DEADLINE_MIN_RATE;
 }
 

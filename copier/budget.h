@@ -82,14 +82,17 @@ void budget_split(uint64_t total, const struct budget_demand *d, size_t n, uint6
 
 /*
  * The rate at which a job with a deadline should move what it has left:
- * the lowest that makes it ready a tenth of its span (from since to
- * deadline) before the deadline, given the bytes it has left to copy and
- * merge and the rate at which the guest makes more.  *needed is the rate
- * that would make it ready exactly at the deadline.  A deadline passed (or
- * closer than a tenth of a second) gives 0 for both: as fast as allowed.
- * Times in microseconds on one clock.
+ * the lowest that makes it ready a twentieth of its span (from since to
+ * deadline) before the deadline.  Ready means its base copied and at most
+ * allowance bytes left to merge; what it has to move by a time T from now
+ * is base_left, and what of the unmerged bytes (dirty now, and dirty_rate
+ * more every second the guest writes) is over the allowance by then.
+ * *needed is the rate that would make it ready exactly at the deadline.  A
+ * deadline passed (or closer than a tenth of a second) gives 0 for both:
+ * as fast as allowed.  Times in microseconds on one clock.
  */
 uint64_t budget_deadline_rate(uint64_t since_us, uint64_t deadline_us, uint64_t now_us,
-			      uint64_t bytes_left, uint64_t dirty_rate, uint64_t *needed);
+			      uint64_t base_left, uint64_t dirty, uint64_t dirty_rate,
+			      uint64_t allowance, uint64_t *needed);
 
 #endif

@@ -15,7 +15,7 @@
  *    budget (copier/budget.h) from its priority, its own limit and its
  *    deadline, and starts queued jobs.
  *  - Deadlines: a job with one asks the budget for the lowest rate that
- *    makes it ready a tenth of its span early (budget_deadline_rate), ahead
+ *    makes it ready a twentieth of its span early (budget_deadline_rate), ahead
  *    of the jobs without one; the governor recomputes it every tick from what
  *    is left and the guest's measured rate, and says (status, and once in
  *    the log) when the rate needed is more than the job can have.
@@ -136,7 +136,7 @@ bool slot_free(struct engine *e)
 /* What a job has left: its files' unmerged bytes, and the base data its
  * copier has still to read (until the copier has scanned for it, the
  * bytes between each copying file's progress and its end). */
-static void measure(struct job *j, struct job_pace *p, struct copier_progress *cp)
+static uint64_t measure(struct job *j, struct job_pace *p, struct copier_progress *cp)
 {
 	uint64_t base_left = 0;
 
@@ -153,15 +153,17 @@ static void measure(struct job *j, struct job_pace *p, struct copier_progress *c
 		}
 	}
 	copier_progress(j->copier, cp);
-	p->left = (cp->scanned ? cp->data_left : base_left) + p->dirty;
+	base_left = cp->scanned ? cp->data_left : base_left;
+	p->left = base_left + p->dirty;
 	p->rate = cp->rate;
+	return base_left;
 }
 
 void job_pace_update(struct engine *e, struct job *j, uint64_t now)
 {
 	struct job_pace *p = &j->pace;
 	struct copier_progress cp;
-	uint64_t prev_dirty = p->dirty, prev_merged = p->merged, cap = j->rate, total, wnow;
+	uint64_t prev_dirty = p->dirty, prev_merged = p->merged, cap = j->rate, total, wnow, base;
 	bool was_late = p->late;
 	char lb[96];
 
@@ -179,7 +181,7 @@ void job_pace_update(struct engine *e, struct job *j, uint64_t now)
 	}
 	if (j->state != JOB_RUNNING)
 		return;
-	measure(j, p, &cp);
+	base = measure(j, p, &cp);
 	p->merged = p->merged_before + cp.merged;
 	if (p->t_us && now > p->t_us && j->copier) {
 		/* the guest adds to what is unmerged; merges take from it */
@@ -197,8 +199,11 @@ void job_pace_update(struct engine *e, struct job *j, uint64_t now)
 	p->late = false;
 	if (j->deadline_ms) {
 		wnow = wall_us();
+		/* ready leaves DELTA_READY_BYTES a file unmerged: aim below */
 		p->deadline_rate = budget_deadline_rate(j->since_ms * 1000, j->deadline_ms * 1000,
-							wnow, p->left, p->dirty_rate, &p->needed);
+							wnow, base, p->dirty, p->dirty_rate,
+							(uint64_t)j->n * DELTA_READY_BYTES * 3 / 4,
+							&p->needed);
 		if (p->deadline_rate && (!cap || p->deadline_rate < cap))
 			cap = p->deadline_rate;
 	}

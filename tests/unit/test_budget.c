@@ -7,8 +7,9 @@
  *    leave their rest to the others, reserving (deadline) clients first and
  *    in proportion when they need more than the total, a floor for every
  *    hungry client, caps alone without a total;
- *  - budget_deadline_rate: a tenth of the span early, from what is left
- *    and the guest's rate, nothing once the deadline has passed;
+ *  - budget_deadline_rate: a twentieth of the span early, from the base left
+ *    and what the guest adds beyond what ready allows, nothing once the
+ *    deadline has passed;
  *  - the budget with copiers simulated on the clock (take a piece, wait as
  *    told, in slices): the sum stays at the total, each gets its weighted
  *    share, a lower total or a cap applies within a slice, and a client that
@@ -179,62 +180,78 @@ static void test_every_hungry_client_gets_at_least_the_floor(void **state)
 
 /* ---- budget_deadline_rate ---- */
 
-static void test_deadline_rate_aims_a_tenth_of_the_span_early(void **state)
+static void test_deadline_rate_aims_a_twentieth_of_the_span_early(void **state)
 {
-	/* 100 s span, 90 MiB left at the start, a quiet guest: 1 MiB/s reaches
-	 * ready at 90 s; exactly at the deadline would need 0.9 MiB/s */
-	uint64_t needed, r = budget_deadline_rate(0, 100 * SEC, 0, 90 * MiB, 0, &needed);
+	/* 100 s span, 95 MiB of base left at the start, a quiet guest: 1 MiB/s
+	 * makes it ready at 95 s; exactly at the deadline would need 0.95 */
+	uint64_t needed, r = budget_deadline_rate(0, 100 * SEC, 0, 95 * MiB, 0, 0, 0, &needed);
 
 	assert_near(r, MiB, 0.001, "rate");
-	assert_near(needed, 9 * MiB / 10, 0.001, "needed");
+	assert_near(needed, 95 * MiB / 100, 0.001, "needed");
 }
 
-static void test_deadline_rate_adds_what_the_guest_writes(void **state)
+static void test_deadline_rate_moves_what_the_guest_writes_beyond_the_allowance(void **state)
 {
-	uint64_t needed, r = budget_deadline_rate(0, 100 * SEC, 0, 90 * MiB, MiB / 2, &needed);
+	/* 2 MiB unmerged now and 0.5 MiB/s more, 8 MiB may stay unmerged:
+	 * by 95 s 41.5 MiB must be merged besides the 95 MiB of base */
+	uint64_t needed, r = budget_deadline_rate(0, 100 * SEC, 0, 95 * MiB, 2 * MiB, MiB / 2,
+						  8 * MiB, &needed);
 
-	assert_near(r, MiB + MiB / 2, 0.001, "rate");
-	assert_near(needed, 9 * MiB / 10 + MiB / 2, 0.001, "needed");
+	assert_near(r, (95 + 41.5) * MiB / 95, 0.001, "rate");
+	assert_near(needed, (95 + 2 + 50 - 8) * MiB / 100, 0.001, "needed");
+}
+
+static void test_deadline_rate_ignores_what_stays_within_the_allowance(void **state)
+{
+	/* a guest that adds 4 MiB by then to the 2 unmerged: within the 8
+	 * that ready allows, so only the base counts */
+	uint64_t needed, r = budget_deadline_rate(0, 100 * SEC, 0, 95 * MiB, 2 * MiB,
+						  4 * MiB / 95, 8 * MiB, &needed);
+
+	assert_near(r, MiB, 0.001, "rate");
 }
 
 static void test_deadline_rate_on_track_stays_the_same(void **state)
 {
 	/* half-way to the aim, half the data left: the same rate */
-	uint64_t needed, r = budget_deadline_rate(0, 100 * SEC, 45 * SEC, 45 * MiB, 0, &needed);
+	uint64_t needed, r = budget_deadline_rate(0, 100 * SEC, 47500000, 95 * MiB / 2, 0, 0, 0,
+						  &needed);
 
 	assert_near(r, MiB, 0.001, "rate");
 }
 
 static void test_deadline_rate_behind_asks_for_more(void **state)
 {
-	uint64_t needed, r = budget_deadline_rate(0, 100 * SEC, 45 * SEC, 90 * MiB, 0, &needed);
+	uint64_t needed, r = budget_deadline_rate(0, 100 * SEC, 47500000, 95 * MiB, 0, 0, 0, &needed);
 
 	assert_near(r, 2 * MiB, 0.001, "rate");
-	assert_near(needed, 90 * MiB / 55, 0.001, "needed");
+	assert_near(needed, 95 * MiB / 52.5, 0.001, "needed");
 }
 
 static void test_deadline_rate_near_the_end_aims_a_couple_of_seconds_ahead(void **state)
 {
-	/* past the aim, 5 s before the deadline, 4 MiB left: aim at 2 s */
-	uint64_t needed, r = budget_deadline_rate(0, 100 * SEC, 95 * SEC, 4 * MiB, 0, &needed);
+	/* past the aim, 3 s before the deadline, 4 MiB left: aim at 2 s */
+	uint64_t needed, r = budget_deadline_rate(0, 100 * SEC, 97 * SEC, 4 * MiB, 0, 0, 0, &needed);
 
 	assert_near(r, 2 * MiB, 0.001, "rate");
-	assert_near(needed, 4 * MiB / 5, 0.001, "needed");
+	assert_near(needed, 4 * MiB / 3, 0.001, "needed");
 }
 
 static void test_deadline_rate_is_zero_once_passed(void **state)
 {
-	uint64_t needed = 1, r = budget_deadline_rate(0, 100 * SEC, 100 * SEC, 4 * MiB, 0, &needed);
+	uint64_t needed = 1, r = budget_deadline_rate(0, 100 * SEC, 100 * SEC, 4 * MiB, 0, 0, 0,
+						      &needed);
 
 	assert_int_equal(r, 0);
 	assert_int_equal(needed, 0);
-	r = budget_deadline_rate(0, 100 * SEC, 200 * SEC, 4 * MiB, 0, &needed);
+	r = budget_deadline_rate(0, 100 * SEC, 200 * SEC, 4 * MiB, 0, 0, 0, &needed);
 	assert_int_equal(r, 0);
 }
 
 static void test_deadline_rate_with_nothing_left_is_the_floor(void **state)
 {
-	uint64_t needed, r = budget_deadline_rate(0, 100 * SEC, 10 * SEC, 0, 0, &needed);
+	uint64_t needed, r = budget_deadline_rate(0, 100 * SEC, 10 * SEC, 0, MiB, 0, 8 * MiB,
+						  &needed);
 
 	assert_int_equal(r, 64u << 10);
 	assert_int_equal(needed, 0);
@@ -433,8 +450,9 @@ int main(void)
 		cmocka_unit_test(test_a_reserve_without_cap_is_an_ordinary_client),
 		cmocka_unit_test(test_without_a_total_each_hungry_client_has_its_cap),
 		cmocka_unit_test(test_every_hungry_client_gets_at_least_the_floor),
-		cmocka_unit_test(test_deadline_rate_aims_a_tenth_of_the_span_early),
-		cmocka_unit_test(test_deadline_rate_adds_what_the_guest_writes),
+		cmocka_unit_test(test_deadline_rate_aims_a_twentieth_of_the_span_early),
+		cmocka_unit_test(test_deadline_rate_moves_what_the_guest_writes_beyond_the_allowance),
+		cmocka_unit_test(test_deadline_rate_ignores_what_stays_within_the_allowance),
 		cmocka_unit_test(test_deadline_rate_on_track_stays_the_same),
 		cmocka_unit_test(test_deadline_rate_behind_asks_for_more),
 		cmocka_unit_test(test_deadline_rate_near_the_end_aims_a_couple_of_seconds_ahead),
