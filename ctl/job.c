@@ -54,10 +54,13 @@ int job_copier_start(struct engine *e, struct job *j)
 	if (j->copier)
 		return 0;
 	if (!j->bc) {
-		r = budget_join(e->budget, &j->bc, j->priority, now_us());
+		struct budget_client *bc;
+
+		r = budget_join(e->budget, &bc, j->priority, now_us());
 		if (r)
 			return r;
-		pthread_mutex_lock(&e->lock);
+		pthread_mutex_lock(&e->lock);	/* the governor reads j->bc */
+		j->bc = bc;
 		job_pace_update(e, j, now_us());
 		pthread_mutex_unlock(&e->lock);
 	}

@@ -24,15 +24,15 @@ step "a job with a deadline of ${DEADLINE} s, a plain one, and one whose deadlin
 t0=$(date +%s.%N)
 ctl migrate --job dl --deadline "${DEADLINE}s" --to "$TEST_DIR/dst-dl" dl/disk0.img >/dev/null
 ctl migrate --job plain --to "$TEST_DIR/dst-plain" plain/disk0.img >/dev/null
-ctl migrate --job late --deadline 5s --rate 1M --to "$TEST_DIR/dst-late" late/disk0.img >/dev/null
+ctl migrate --job late --deadline 30s --rate 256K --to "$TEST_DIR/dst-late" late/disk0.img >/dev/null
 
-step 'status says at once that the deadline of 5 s cannot be met, and the rate it needs'
-wait_until 3 eval '[ "$(job_field late deadline_ok)" = false ]' ||
-	fail "status does not say that the 5 s deadline cannot be met: $(jobs_json)"
+step 'status says at once that 48 MiB in 30 s at 256 KiB/s cannot be done, and the rate it needs'
+wait_until 10 eval '[ "$(job_field late deadline_ok)" = false ]' ||
+	fail "status does not say that the deadline of late cannot be met: $(jobs_json)"
 needed=$(job_field late deadline_needed)
-say "  late: needs $((needed / 1024)) KiB/s with a limit of 1 MiB/s"
-[ "$needed" -ge $(mib 8) ] || fail "the rate the 5 s deadline needs is given as $needed bytes/s"
-ctl status | grep '^job late ' | grep -q "CANNOT BE MET, it needs [0-9.]* MiB/s" ||
+say "  late: needs $((needed / 1024)) KiB/s with a limit of 256 KiB/s"
+[ "$needed" -ge $(mib 1) ] || fail "the rate the deadline of late needs is given as $needed bytes/s"
+ctl status | grep '^job late ' | grep -q "CANNOT BE MET, it needs [0-9.]* [KM]iB/s" ||
 	fail "the human status does not say it plainly: $(ctl status | grep '^job late')"
 ctl abort --job late >/dev/null
 

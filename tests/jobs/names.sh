@@ -25,7 +25,7 @@ ln "$TEST_SRC/vm2/disk0.img" "$TEST_SRC/vm3/link.img"
 ln "$TEST_SRC/vm3/disk0.img" "$TEST_SRC/vm3/twin.img"
 relocfs_mount
 vm_writer_start vm1 1101 --direct --flush-every 8 --delay-us 3000
-ctl limit 1M >/dev/null	# slow: the jobs stay at work while this test looks at them
+ctl limit 64K >/dev/null	# slow: the jobs stay at work while this test looks at them
 
 step 'a named job and the unnamed one side by side; names are unique'
 ctl migrate --job vm1 --to "$TEST_DIR/dst-vm1" vm1/disk0.img >/dev/null
