@@ -71,8 +71,7 @@ static json_t *job_json(struct engine *e, struct job *j, json_t *files, size_t p
 	const struct job_pace *p = &j->pace;
 	uint64_t total = 0, copied = 0, unmerged = 0;
 	bool throttled = false;
-	const char *error = j->state == JOB_FAILED ? j->error : NULL;
-	json_t *o = json_object();
+	json_t *o = json_object(), *error = j->state == JOB_FAILED ? json_string(j->error) : NULL;
 	struct copier_progress cp;
 
 	if (j->state == JOB_RUNNING)
@@ -85,11 +84,8 @@ static json_t *job_json(struct engine *e, struct job *j, json_t *files, size_t p
 		copied += st.copied;
 		unmerged += st.dirty_bytes;
 		throttled |= st.throttled;
-		if (st.error[0] && !error) {
-			json_object_set_new(o, "error", json_sprintf("'%s': %s", j->files[i].relpath,
-								     st.error));
-			error = "";
-		}
+		if (st.error[0] && !error)	/* the first file that failed says why */
+			error = json_sprintf("'%s': %s", j->files[i].relpath, st.error);
 		json_array_append_new(files, file_json(j, &j->files[i], e->root));
 	}
 	for (size_t i = 0; j->state != JOB_RUNNING && i < j->nwant; i++)
@@ -123,8 +119,7 @@ static json_t *job_json(struct engine *e, struct job *j, json_t *files, size_t p
 	json_object_set_new(o, "delta_dir", json_string(j->delta_dir));
 	if (j->state == JOB_QUEUED)
 		json_object_set_new(o, "position", jint(pos));
-	if (!error || !*error)
-		json_object_set_new(o, "error", error ? json_string(error) : json_null());
+	json_object_set_new(o, "error", error ? error : json_null());
 	return o;
 }
 
@@ -252,10 +247,9 @@ static void fmt_bytes(double b, char *buf, size_t len)
 	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", b, u[i]);
 }
 
+/* "1h05m", "4m10s", "12s"; a time past is "0s" */
 static void fmt_secs(int64_t s, char *buf, size_t len)
 {
-	if (s < 0)
-		snprintf(buf, len, "-%s", "");
 	if (s >= 3600)
 		snprintf(buf, len, "%" PRId64 "h%02" PRId64 "m", s / 3600, s / 60 % 60);
 	else if (s >= 60)
