@@ -1,11 +1,13 @@
 /*
  * crashpoint: see crashpoint.h.  Test support only; inert unless the
- * environment names a crash point.
+ * environment names a crash point or a delay point.
  */
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "common/crashpoint.h"
@@ -13,42 +15,76 @@
 
 const char *crashpoint_name;
 const char *delaypoint_name;
-static atomic_long crashpoint_skip;
-static size_t delaypoint_len;
-static unsigned delaypoint_us;
+/* how many times the crash point is still to be passed: in memory the
+ * daemon's processes share (made before the first worker), so that a crash
+ * point kills one worker, not every worker after it too */
+static atomic_long *crashpoint_skip;
+static atomic_long skip_private;
+static pid_t crash_also;		/* killed first: the supervisor (crashpoint_scope) */
 
 void crashpoint_init(void)
 {
 	const char *n = getenv("RELOCFS_CRASHPOINT"), *s = getenv("RELOCFS_CRASHPOINT_SKIP");
 
 	if (n && *n) {
+		void *p = mmap(NULL, sizeof(atomic_long), PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+		crashpoint_skip = p == MAP_FAILED ? &skip_private : p;
+		atomic_store(crashpoint_skip, s ? atol(s) : 0);
 		crashpoint_name = n;
-		atomic_store(&crashpoint_skip, s ? atol(s) : 0);
 		log_info("crash point '%s' armed", n);
 	}
 	n = getenv("RELOCFS_DELAYPOINT");
-	s = n ? strchr(n, ':') : NULL;
-	if (s && s > n) {
-		delaypoint_len = (size_t)(s - n);
-		delaypoint_us = (unsigned)atol(s + 1);
+	if (n && strchr(n, ':')) {
 		delaypoint_name = n;
-		log_info("delay point '%.*s' armed: %u us", (int)delaypoint_len, n, delaypoint_us);
+		log_info("delay points armed: %s", n);
 	}
 }
 
+/* RELOCFS_DELAYPOINT=NAME:USEC[,NAME:USEC]... */
 void delaypoint_hit(const char *name)
 {
-	if (strlen(name) == delaypoint_len && !strncmp(name, delaypoint_name, delaypoint_len))
-		usleep(delaypoint_us);
+	size_t len = strlen(name);
+
+	for (const char *p = delaypoint_name; p && *p;) {
+		const char *colon = strchr(p, ':'), *comma;
+
+		if (!colon)
+			return;
+		comma = strchr(colon, ',');
+		if ((size_t)(colon - p) == len && !strncmp(p, name, len)) {
+			unsigned us = (unsigned)atol(colon + 1);
+
+			log_info("delay point '%s' reached: waiting %u us", name, us);
+			usleep(us);
+			return;
+		}
+		p = comma ? comma + 1 : NULL;
+	}
 }
 
 void crashpoint_hit(const char *name)
 {
 	if (strcmp(name, crashpoint_name) != 0)
 		return;
-	if (atomic_fetch_sub(&crashpoint_skip, 1) > 0)
-		return;
-	log_warnx("crash point '%s' reached: killing the daemon", name);
+	if (atomic_fetch_sub(crashpoint_skip, 1) != 0)
+		return;	/* skipped, or fired already */
+	if (crash_also > 0) {
+		log_warnx("crash point '%s' reached: killing the daemon", name);
+		kill(crash_also, SIGKILL);
+	} else {
+		log_warnx("crash point '%s' reached: killing the worker", name);
+	}
 	kill(getpid(), SIGKILL);
 	_exit(137);
+}
+
+void crashpoint_scope(pid_t supervisor)
+{
+	const char *scope = getenv("RELOCFS_CRASHPOINT_SCOPE");
+
+	/* the daemon as a whole dies, as a host crash or an OOM kill of both
+	 * would have it, unless the test asks for the worker alone */
+	crash_also = scope && !strcmp(scope, "worker") ? 0 : supervisor;
 }

@@ -4,16 +4,24 @@
  * RELOCFS_CRASHPOINT=NAME makes the daemon kill itself with SIGKILL the
  * (RELOCFS_CRASHPOINT_SKIP + 1)-th time it reaches crashpoint("NAME").  Without
  * the variable a crashpoint costs one load and a branch.  The names are
- * listed where they are used; tests/crash/ runs the daemon into each.
+ * listed where they are used; tests/crash/ runs the daemon into each.  The
+ * whole daemon dies (the supervisor named by crashpoint_scope, then the
+ * process that reached the point), or with RELOCFS_CRASHPOINT_SCOPE=worker
+ * only the worker, which the supervisor replaces.
  *
- * RELOCFS_DELAYPOINT=NAME:USEC makes every delaypoint("NAME") sleep USEC
- * microseconds: it widens a race window so that a test hits it every time.
+ * RELOCFS_DELAYPOINT=NAME:USEC[,NAME:USEC]... makes every delaypoint("NAME")
+ * log that it was reached and sleep USEC microseconds: it widens a race
+ * window so that a test hits it every time.
  */
 #ifndef RELOCFS_CRASHPOINT_H
 #define RELOCFS_CRASHPOINT_H
 
+#include <sys/types.h>
+
 void crashpoint_init(void);
 void crashpoint_hit(const char *name);
+/* A worker names its supervisor, which a crash point kills too. */
+void crashpoint_scope(pid_t supervisor);
 
 void delaypoint_hit(const char *name);
 

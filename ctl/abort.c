@@ -93,6 +93,7 @@ int abort_job(struct engine *e, struct job *j, char *err, size_t errlen)
 			return -ETIMEDOUT;
 		}
 	}
+	delaypoint("abort-hold");	/* tests: requests park meanwhile */
 	for (size_t i = 0; i < j->n && !r; i++) {
 		r = delta_finish_target(j->files[i].d, DELTA_FINISH_SYNC);
 		if (r)
@@ -148,7 +149,7 @@ static int dismiss(struct engine *e, struct job *j, char **out)
 int cmd_abort(struct engine *e, const struct ctl_request *req, char **out)
 {
 	struct job *j;
-	char err[512], lb[96];
+	char lb[96];
 	int r = job_resolve(e, req->job, &j, out);
 
 	if (r)
@@ -160,6 +161,15 @@ int cmd_abort(struct engine *e, const struct ctl_request *req, char **out)
 	}
 	if (j->state != JOB_RUNNING)
 		return dismiss(e, j, out);
+	return abort_running(e, j, out);
+}
+
+int abort_running(struct engine *e, struct job *j, char **out)
+{
+	char err[512], lb[96];
+	int r;
+
+	job_label(j, lb, sizeof(lb));
 	r = abort_job(e, j, err, sizeof(err));
 	if (r) {
 		*out = xasprintf("abort failed, the files stay in their delta stores (retry abort): %s",

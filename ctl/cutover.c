@@ -184,6 +184,8 @@ static int step_prepare(struct cutover *c, char **out)
 	struct job *j = c->j;
 	int r;
 
+	/* a worker after this one must know a cutover was under way */
+	__atomic_store_n(&e->region->cutover_job, j->id, __ATOMIC_SEQ_CST);
 	job_copier_stop(e, j);
 	/* the first sync of the destinations writes back what the copier
 	 * left in the page cache, and may take seconds while the guest keeps
@@ -259,6 +261,10 @@ static int step_pause(struct cutover *c, char **out)
 				 sizeof(c->err));
 		if (r)
 			break;
+		/* a worker after this one resumes what this one paused */
+		snprintf(c->e->region->paused[c->paused], HOOK_SPEC_MAX, "%s",
+			 vmhook_spec(c->hooks[i]));
+		__atomic_store_n(&c->e->region->npaused, (uint64_t)c->paused + 1, __ATOMIC_SEQ_CST);
 		c->paused++;
 	}
 	for (size_t i = 0; abs && i < j->n; i++)
@@ -286,6 +292,7 @@ static int step_hold(struct cutover *c, char **out)
 	}
 	c->t_drained = now_us();
 	c->merged_unsynced = true;
+	delaypoint("cutover-hold");	/* tests: requests park meanwhile */
 	for (size_t i = 0; i < j->n && !r; i++) {
 		struct job_file *f = &j->files[i];
 		struct timespec mtime;
@@ -326,7 +333,9 @@ static void step_switch(struct cutover *c)
 
 	commit_begin(e, j);
 	c->switched = true;
-	/* what the mount serves changes now; the record at the commit */
+	/* from here a worker after this one finishes the switch; what the
+	 * mount serves changes now, the record at the commit */
+	__atomic_store_n(&e->region->switched, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&e->lock);
 	switch_serving(e, j);
 	if (j->tree) {
@@ -341,7 +350,7 @@ static void step_switch(struct cutover *c)
 	for (size_t i = 0; i < j->n; i++) {
 		fs_node_rekey(e->fs, c->sw[i].node, c->sw[i].fd, &c->sw[i].st);
 		c->sw[i].fd = -1;
-		fs_commit_reopen(c->sw[i].node);
+		fs_commit_reopen(e->fs, c->sw[i].node);
 	}
 	if (j->tree) {
 		struct switch_ctx sc = { .e = e, .job = j };
@@ -355,7 +364,7 @@ static void step_switch(struct cutover *c)
 			if (job_entry_path(j, dev, ino)) {	/* not switched yet */
 				fs_node_rekey(e->fs, n, c->pre.p[i].fd, &c->pre.p[i].st);
 				c->pre.p[i].fd = -1;
-				fs_reopen_handles(n);
+				fs_reopen_handles(e->fs, n);
 			}
 		}
 		fs_foreach_node(e->fs, switch_tree_node, &sc);	/* nodes looked up since */
@@ -373,6 +382,7 @@ static void step_switch(struct cutover *c)
 		 (c->t_merged - c->t_drained) / 1000.0, (c->t_release - c->t_merged) / 1000.0);
 	c->hold_us = c->t_release - c->t_hold;
 	crashpoint("cutover-released");
+	delaypoint("cutover-switched");	/* tests: switched, not yet durable */
 }
 
 /* Nothing switched: the copier goes on where it was. */
@@ -579,6 +589,12 @@ int cmd_cutover(struct engine *e, const struct ctl_request *req, char **out)
 	job_busy_begin(e, c.j);
 	ret = step_wait(&c, out);
 	job_busy_end(e, c.j);
+	if (!ret && e->handing_over) {
+		/* a restart came while it waited: the next worker cuts over */
+		*out = xasprintf("relocfs is handing the mount over to a new worker: cutover "
+				 "cancelled, nothing switched; run it again");
+		ret = CTL_EFAIL;
+	}
 	if (ret)
 		goto out;
 	pthread_mutex_lock(&e->lock);
@@ -596,6 +612,9 @@ int cmd_cutover(struct engine *e, const struct ctl_request *req, char **out)
 	ret = step_resume(&c, ret, out);
 	if (c.switched)
 		ret = step_commit(&c, ret, out);
+	__atomic_store_n(&e->region->npaused, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&e->region->switched, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&e->region->cutover_job, 0, __ATOMIC_SEQ_CST);
 out:
 	cutover_free(&c);
 	return ret;

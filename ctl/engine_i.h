@@ -46,6 +46,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "ctl/engine.h"
 #include "ctl/mount_state.h"
 #include "ctl/proto.h"
 
@@ -130,6 +131,8 @@ struct job {
 	int dest_fd;		/* O_RDONLY directory; -1 when it was lost (restart) */
 	int delta_fd;		/* O_RDONLY directory */
 	bool dest_lost;		/* a restart could not open the destination */
+	bool bg_abort;		/* warm: its roll-back goes on in the background
+				 * (engine_start); cmd_lock */
 	size_t n;
 	struct job_file *files;
 	struct delta **deltas;	/* files[i].d, as the copier takes them */
@@ -187,9 +190,38 @@ struct commit {
 	int result;		/* of the syncs: 0 or -errno */
 };
 
+/*
+ * The engine's part of the shared region: what a worker after this one must
+ * know of a cutover this one had under way.  Written by the cutover thread
+ * in this order: job, then each VM it paused (spec, then npaused), then
+ * switched when it passes its point of no return (before the first node is
+ * switched), then all cleared when the cutover ends.  A worker that finds a
+ * cutover here finishes it (switched) or cancels it, and resumes the VMs.
+ * One cutover at a time whatever the number of jobs: a cutover holds
+ * cmd_lock from its prepare to its commit.
+ */
+#define ENGINE_REGION_MAGIC 0x31474e4544434c52ull	/* "RLCDENG1" */
+#define HOOK_SPEC_MAX 512
+
+struct engine_region {
+	uint64_t magic;
+	uint64_t cutover_job;		/* id of the job being cut over, 0: none */
+	uint64_t switched;		/* it passed its point of no return */
+	uint64_t npaused;		/* VMs paused by its hooks, in order */
+	char paused[CTL_HOOKS_MAX][HOOK_SPEC_MAX];
+};
+
 struct engine {
 	struct fs *fs;			/* the FUSE layer; NULL before engine_attach */
+	struct engine_region *region;	/* shared with the workers after this one */
+	bool warm;			/* this worker took over from another */
+	struct engine_proc proc;	/* the process's part (status, restart) */
+	struct job *finish_switch;	/* warm: a switched job whose nodes may still
+					 * be on the source (engine_attach) */
 	pthread_mutex_t cmd_lock;	/* see above */
+	/* restart accepted: the state-changing commands are refused (set
+	 * under cmd_lock; limit, which runs without it, reads it atomically) */
+	bool handing_over;
 	pthread_mutex_t lock;		/* protects the fields marked "lock" */
 	int state_fd;			/* SOURCE/.relocfs, O_RDONLY; -1 until needed */
 	int source_fd;			/* O_PATH on SOURCE */
@@ -225,6 +257,8 @@ struct engine {
 	pthread_cond_t wake;		/* the governor's (with lock) */
 	pthread_t governor;
 	bool governor_running;
+	pthread_t bg_thread;		/* warm: the aborts of jobs marked bg_abort */
+	bool bg_running;
 };
 
 /* ---- record.c ---- */
@@ -269,6 +303,7 @@ struct walk {
 	char **files;		/* regular files found, relpaths */
 	size_t nfiles;
 	uint64_t bytes;		/* their allocated size */
+	uint64_t delta_room;	/* what their delta stores take up front */
 	char err[512];
 };
 int walk_tree(struct walk *w, int sdir, int ddir, const char *rel);
@@ -352,6 +387,9 @@ int job_start(struct engine *e, struct job *j, char **out);
 void job_start_failed(struct engine *e, struct job *j, const char *why);
 int cmd_cutover(struct engine *e, const struct ctl_request *req, char **out);
 int cmd_abort(struct engine *e, const struct ctl_request *req, char **out);
+/* Abort a running job that is not busy, and forget it (cmd_lock held):
+ * what cmd_abort does once it has found the job. */
+int abort_running(struct engine *e, struct job *j, char **out);
 int cmd_verify(struct engine *e, const struct ctl_request *req, char **out);
 /* status (JSON, or the text made from it), of one job or all; NULL with
  * *out set if the job named is not known. */
@@ -368,8 +406,10 @@ int load_record(struct engine *e, int *root_fd, char *err, size_t errlen);
 /* The files relocated on their own that the record names. */
 void load_overrides(struct engine *e, int root_fd);
 /* The recorded jobs: resumed or kept queued (e->jobs), or rolled back if
- * they must be. */
-int recover_jobs(struct engine *e, int root_fd, char *err, size_t errlen);
+ * they must be; warm, a cutover that had switched is finished instead (the
+ * record, and *root_fd, may change), and the roll-backs go on in the
+ * background (jobs marked bg_abort). */
+int recover_jobs(struct engine *e, int *root_fd, char *err, size_t errlen);
 
 /* ---- abort.c ---- */
 

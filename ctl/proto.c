@@ -190,6 +190,7 @@ static const struct {
 	{ "wait", CTL_CMD_WAIT },	{ "cutover", CTL_CMD_CUTOVER },
 	{ "abort", CTL_CMD_ABORT },	{ "verify", CTL_CMD_VERIFY },
 	{ "limit", CTL_CMD_LIMIT },
+	{ "restart", CTL_CMD_RESTART },
 };
 
 static int parse_int(const char *s, int max, int *out)
@@ -284,7 +285,8 @@ int ctl_parse_request(int argc, const char **argv, struct ctl_request *req,
 			if (ctl_parse_size(v, &req->rate) || req->rate == 0)
 				FAIL("bad rate '%.64s' (bytes per second, e.g. 100M)", v);
 		} else if (strcmp(a, "--timeout") == 0) {
-			if (req->cmd != CTL_CMD_WAIT && req->cmd != CTL_CMD_CUTOVER)
+			if (req->cmd != CTL_CMD_WAIT && req->cmd != CTL_CMD_CUTOVER &&
+			    req->cmd != CTL_CMD_RESTART)
 				FAIL("option '%s' does not apply to '%s'", a, cmd);
 			VALUE();
 			if (parse_seconds(v, &req->timeout_s))
@@ -303,6 +305,12 @@ int ctl_parse_request(int argc, const char **argv, struct ctl_request *req,
 		} else if (strcmp(a, "--remove-source") == 0) {
 			NEEDS(CTL_CMD_CUTOVER);
 			req->remove_source = true;
+		} else if (strcmp(a, "--exec") == 0) {
+			NEEDS(CTL_CMD_RESTART);
+			VALUE();
+			if (v[0] != '/')
+				FAIL("'%.64s' must be an absolute path", v);
+			req->exec_path = v;
 		} else {
 			FAIL("unknown option '%.64s' for '%s'", a, cmd);
 		}

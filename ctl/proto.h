@@ -57,6 +57,7 @@ enum ctl_cmd {
 	CTL_CMD_ABORT,
 	CTL_CMD_VERIFY,
 	CTL_CMD_LIMIT,
+	CTL_CMD_RESTART,
 };
 
 /* A parsed request.  Strings point into the buffer that was parsed. */
@@ -76,6 +77,7 @@ struct ctl_request {
 	int parallel;			/* limit: --parallel N; -1 = not given, 0 = no limit */
 	double timeout_s;		/* wait, cutover; 0 = none given */
 	int max_downtime_ms;		/* cutover; 0 = default */
+	const char *exec_path;		/* restart: the new binary; NULL = the same */
 	int nfiles;
 	const char *files[CTL_FILES_MAX];
 	int nhooks;

@@ -16,6 +16,11 @@
  * saved meanwhile.  A next record that cannot be read (a version 1 one, or
  * damaged) does not say which job it switched: every started job is rolled
  * back then, which loses nothing.
+ *
+ * A worker that takes over from another (warm) must not take back anything
+ * the guest saw: the cutover the last worker had switched is finished
+ * (roll_forward), one it had not is cancelled, and the jobs that must be
+ * rolled back are, but in the background while the mount serves.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -226,13 +231,114 @@ static int roll_back(struct engine *e, struct job *j, char *err, size_t errlen)
 	return 0;
 }
 
-int recover_jobs(struct engine *e, int root_fd, char *err, size_t errlen)
+/* Make durable what the dead worker's cutover switched: its destinations,
+ * then the next record over the record (what step_commit would have done). */
+static int finish_commit(struct engine *e, struct job *j)
 {
-	uint64_t interrupted = cutover_interrupted(e);
-	size_t n = e->ms.njobs;
-	uint64_t *ids = calloc(n ? n : 1, sizeof(*ids));
 	int r = 0;
 
+	for (size_t i = 0; i < j->n && !r; i++)
+		if (fsync(delta_dest_fd(j->files[i].d)) == -1)
+			r = -errno;
+	if (!r && renameat(e->state_fd, "state.next", e->state_fd, "state") == -1)
+		r = -errno;
+	if (!r && fsync(e->state_fd) == -1)
+		r = -errno;
+	return r;
+}
+
+/*
+ * A worker took over from one that died in a cutover that had switched: the
+ * guest has been using the destination since, so the cutover is finished,
+ * not rolled back.  The record is the next one from then on (with every
+ * other job in it, as the dead worker saved them); the nodes the dead worker
+ * had not switched yet are switched by engine_attach.
+ */
+static int roll_forward(struct engine *e, struct job *j, int *root_fd, char *err, size_t errlen)
+{
+	char lb[96];
+	int r = finish_commit(e, j);
+
+	job_label(j, lb, sizeof(lb));
+	if (r) {
+		/* as after a failed commit: the guest runs on the destination,
+		 * every flush fails until a restart of the daemon rolls back */
+		log_warnx("cannot make the switch to '%s' (%s) durable: %s; flushes fail until "
+			  "relocfs restarts (and rolls back to the source)", j->dest, lb,
+			  strerror(-r));
+		e->record_frozen = true;
+		e->commit.result = -EIO;
+	} else {
+		log_info("finished the cutover to '%s' (%s) that the last worker had switched",
+			 j->dest, lb);
+	}
+	ms_free(&e->ms);
+	memset(&e->ms, 0, sizeof(e->ms));
+	free(e->root);
+	e->root = NULL;
+	if (e->root_fd != -1)
+		close(e->root_fd);
+	e->root_fd = -1;
+	close(*root_fd);
+	r = load_record(e, root_fd, err, errlen);
+	if (r)
+		return r;
+	if (e->ms.ncleanup && !e->record_frozen)
+		run_cleanup(e);
+	/* the overrides of the next record (a files job's switch adds them) */
+	for (size_t i = 0; i < e->novr; i++)
+		override_free(&e->ovr[i]);
+	e->novr = 0;
+	load_overrides(e, *root_fd);
+	e->finish_switch = j;
+	return 0;
+}
+
+/*
+ * Warm, with a next record on disk: the cutover the last worker had under
+ * way.  If it had switched (the shared region says so) it is finished;
+ * otherwise it is cancelled and its job goes on copying: the guest never
+ * saw the destination, and the delta stores, reopened warm, hold every
+ * write.  Either way no job is rolled back for it.
+ */
+static int recover_cutover_warm(struct engine *e, int *root_fd, char *err, size_t errlen)
+{
+	struct engine_region *reg = e->region;
+	const struct ms_job *mj = NULL;
+	struct job *j = NULL;
+	int r;
+
+	if (reg->switched && reg->cutover_job)
+		mj = ms_find_job(&e->ms, reg->cutover_job);
+	if (!mj) {
+		log_info("the cutover the last worker had under way had not switched: cancelled, "
+			 "its job goes on");
+		drop_next_state(e);
+		return 0;
+	}
+	r = load_job(e, mj, *root_fd, &j, err, errlen);
+	if (!r)
+		r = roll_forward(e, j, root_fd, err, errlen);
+	if (r)
+		job_free(e, j, false);
+	return r;
+}
+
+int recover_jobs(struct engine *e, int *root_fd, char *err, size_t errlen)
+{
+	uint64_t interrupted = cutover_interrupted(e);
+	size_t n;
+	uint64_t *ids;
+	int r = 0;
+
+	if (e->warm && interrupted) {
+		r = recover_cutover_warm(e, root_fd, err, errlen);
+		if (r)
+			return r;
+		interrupted = 0;
+	}
+	n = e->ms.njobs;
+	ids = calloc(n ? n : 1, sizeof(*ids));
 	if (!ids) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
@@ -244,21 +350,29 @@ int recover_jobs(struct engine *e, int root_fd, char *err, size_t errlen)
 		struct job *j = NULL;
 		char lb[96];
 
-		if (!mj)
+		/* a switch that could not be made durable leaves its job in
+		 * the record, for the roll-back of the next restart */
+		if (!mj || (e->finish_switch && e->finish_switch->id == ids[k]))
 			continue;
-		r = load_job(e, mj, root_fd, &j, err, errlen);
+		r = load_job(e, mj, *root_fd, &j, err, errlen);
 		if (r) {
 			job_free(e, j, false);
 			break;
 		}
 		if (j->state == JOB_RUNNING && must_roll_back(j, interrupted)) {
-			r = roll_back(e, j, err, errlen);
-			if (r) {
-				job_free(e, j, false);
-				break;
+			if (e->warm) {
+				/* the mount serves meanwhile: engine_start goes on
+				 * with it in the background */
+				j->bg_abort = true;
+			} else {
+				r = roll_back(e, j, err, errlen);
+				if (r) {
+					job_free(e, j, false);
+					break;
+				}
+				job_free(e, j, true);
+				continue;
 			}
-			job_free(e, j, true);
-			continue;
 		}
 		if (jobs_add(e, j)) {
 			snprintf(err, errlen, "out of memory");
@@ -266,7 +380,10 @@ int recover_jobs(struct engine *e, int root_fd, char *err, size_t errlen)
 			r = -ENOMEM;
 			break;
 		}
-		if (j->state == JOB_RUNNING)
+		if (j->bg_abort)
+			log_info("aborting %s to '%s' while the mount serves",
+				 job_label(j, lb, sizeof(lb)), j->dest);
+		else if (j->state == JOB_RUNNING)
 			log_info("resuming %s: %zu file(s) to '%s'", job_label(j, lb, sizeof(lb)),
 				 j->n, j->dest);
 		else
@@ -275,8 +392,10 @@ int recover_jobs(struct engine *e, int root_fd, char *err, size_t errlen)
 	free(ids);
 	if (r)
 		return r;
-	drop_next_state(e);
-	if (e->ms.ncleanup)
-		run_cleanup(e);
+	if (!e->record_frozen) {
+		drop_next_state(e);
+		if (e->ms.ncleanup)
+			run_cleanup(e);
+	}
 	return 0;
 }

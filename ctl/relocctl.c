@@ -32,9 +32,9 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: relocctl [-m MOUNTPOINT | -s SOCKET] COMMAND [ARGS]\n"
+"       relocctl -V | --version\n"
 "\n"
-"commands (--job NAME picks one of several jobs; without it a command means\n"
-"the only job there is):\n"
+"commands:\n"
 "  status [--job NAME] [--json]           jobs, their progress, where each file lives\n"
 "  migrate --to DEST_DIR [--job NAME] [--rate BYTES_PER_S] [--priority P]\n"
 "          [--deadline DURATION] [--delta-dir DIR] [FILE...]\n"
@@ -51,9 +51,13 @@ static void usage(FILE *f)
 "                                         the mount's bandwidth for every job's copies and\n"
 "                                         merges, or one job's (0: none), and how many jobs\n"
 "                                         copy at once; without values, show them\n"
+"  restart [--exec PATH] [--timeout S]    hand the mount, with every job, to a new worker\n"
+"                                         process (of PATH: an upgrade) without unmounting\n"
 "\n"
-"sizes and rates take K, M, G, T (powers of 1024); durations s, m, h, d (45m, 1h30m);\n"
-"a job's priority (1 to %d, default 100) is its weight in sharing the bandwidth\n",
+"--job NAME picks one of several jobs; without it a command means the only job\n"
+"there is.  Sizes and rates take K, M, G, T (powers of 1024); durations s, m, h,\n"
+"d (45m, 1h30m); a job's priority (1 to %d, default 100) is its weight in\n"
+"sharing the bandwidth\n",
 		CTL_PRIORITY_MAX);
 }
 
@@ -280,6 +284,53 @@ static int cmd_wait(const char *sock, const char *job, double timeout)
 	}
 }
 
+/* The worker serving sock now, from status --json (0 if unknown). */
+static long worker_pid(const char *sock, double *gap_ms)
+{
+	char *argv[] = { "status", "--json" };
+	char *out = NULL;
+	json_t *root;
+	long pid = 0;
+
+	if (request(sock, 2, argv, &out) == CTL_OK && (root = json_loads(out, 0, NULL))) {
+		pid = (long)json_integer_value(json_object_get(root, "worker_pid"));
+		if (gap_ms)
+			*gap_ms = json_number_value(json_object_get(root, "last_unserved_ms"));
+		json_decref(root);
+	}
+	free(out);
+	return pid;
+}
+
+/* restart: the daemon hands the mount to a new worker; wait until it serves. */
+static int cmd_restart(const char *sock, int argc, char **argv, double timeout)
+{
+	long old = worker_pid(sock, NULL), now;
+	double start = now_s(), gap = 0;
+	char *out = NULL;
+	int st = request(sock, argc, argv, &out);
+
+	if (st != CTL_OK) {
+		fprintf(stderr, "%s: %s\n", prog, out && *out ? out : "failed");
+		free(out);
+		return st == CTL_EUSAGE ? 2 : 1;
+	}
+	free(out);
+	if (timeout <= 0)
+		timeout = 30;
+	for (;;) {
+		usleep(20000);
+		now = worker_pid(sock, &gap);
+		if (now && now != old)
+			break;
+		if (now_s() - start > timeout)
+			die(1, "no new worker after %.0f s (the old one was %ld)", timeout, old);
+	}
+	printf("restarted: worker %ld serves (was %ld); the connection waited %.1f ms\n", now, old,
+	       gap);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mnt = NULL, *sock = NULL;
@@ -297,6 +348,9 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);
 			return 0;
+		} else if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
+			printf("relocctl %s\n", RELOCFS_VERSION);
+			return 0;
 		} else {
 			fprintf(stderr, "%s: unknown option '%s' (see relocctl --help)\n", prog, argv[i]);
 			return 2;
@@ -310,6 +364,16 @@ int main(int argc, char **argv)
 		die(2, "give -m or -s, not both");
 	if (argc - i > CTL_ARGV_MAX)
 		die(2, "too many arguments");
+	/* the daemon runs in another directory: a new binary by its full path */
+	for (int k = i + 1; k + 1 < argc; k++) {
+		char abs[PATH_MAX];
+
+		if (strcmp(argv[k], "--exec") || argv[k + 1][0] == '/')
+			continue;
+		if (!realpath(argv[k + 1], abs))
+			die(1, "cannot use '%s': %s", argv[k + 1], strerror(errno));
+		argv[k + 1] = strdup(abs);
+	}
 	for (int k = i; k < argc; k++)
 		cargv[k - i] = argv[k];
 	if (ctl_parse_request(argc - i, cargv, &req, err, sizeof(err)))
@@ -368,6 +432,8 @@ int main(int argc, char **argv)
 	}
 	if (req.cmd == CTL_CMD_WAIT)
 		return cmd_wait(sock, req.job, req.timeout_s);
+	if (req.cmd == CTL_CMD_RESTART)
+		return cmd_restart(sock, argc - i, argv + i, req.timeout_s);
 
 	status = request(sock, argc - i, argv + i, &out);
 	if (status == CTL_OK) {

@@ -253,7 +253,7 @@ static void start_queued(struct engine *e)
 		for (size_t k = 0; k < e->njobs && !j; k++)
 			if (e->jobs[k]->state == JOB_QUEUED)
 				j = e->jobs[k];
-		if (j && (e->stopping || !slot_free(e)))
+		if (j && (e->stopping || e->handing_over || !slot_free(e)))
 			j = NULL;
 		pthread_mutex_unlock(&e->lock);
 		if (!j)

@@ -30,4 +30,14 @@ int ctl_server_start(ctl_handler handler, void *arg);
 /* Close the socket and remove its path. */
 void ctl_server_stop(void);
 
+/* For a hand-over to another worker, which serves the same socket: stop
+ * accepting, and wait (up to 10 s) until the connections being served have
+ * had their replies.  The socket stays. */
+void ctl_server_quiesce(void);
+
+/* The listening socket (-1 before bind), and taking one over after the
+ * daemon re-executed itself. */
+int ctl_server_fd(void);
+void ctl_server_adopt(int fd, const char *mountpoint);
+
 #endif

@@ -7,8 +7,10 @@
  * "last_cutover_hooks", "budget" and "parallel" (the limits), "jobs" (the
  * queued, running and failed jobs, then the finished ones), and "files"
  * (the files of those jobs, each with its job's name; a file of a finished
- * job only while no later job has it).  With exactly one job there are also
- * "destination", "delta_dir" and "copy_rate", as before jobs had names.
+ * job only while no later job has it; a running job's file also has its
+ * write-ahead log's counters).  With exactly one job there are also
+ * "destination", "delta_dir" and "copy_rate", as before jobs had names.  The
+ * process adds its own fields (the worker's pid, hand-overs: engine_proc).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -45,6 +47,11 @@ static json_t *file_json(struct job *j, struct job_file *f, const char *backend)
 	json_object_set_new(o, "backend", json_string(backend));
 	json_object_set_new(o, "throttled", json_boolean(st.throttled));
 	json_object_set_new(o, "throttle_events", jint(st.throttle_events));
+	json_object_set_new(o, "wal_bytes", jint(st.wal_bytes));
+	json_object_set_new(o, "wal_used", jint(st.wal_used));
+	json_object_set_new(o, "wal_waits", jint(st.wal_waits));
+	json_object_set_new(o, "wal_syncs", jint(st.wal_syncs));
+	json_object_set_new(o, "checkpoints", jint(st.checkpoints));
 	json_object_set_new(o, "error", st.error[0] ? json_string(st.error) : json_null());
 	return o;
 }
@@ -228,6 +235,10 @@ char *status_json(struct engine *e, const char *name, char **err)
 		json_array_append_new(jobs, finished_json(e, k, files));
 	}
 	pthread_mutex_unlock(&e->lock);
+	/* the process's own fields (worker, hand-overs), not under e->lock:
+	 * they ask the FUSE layer, whose callbacks take e->lock */
+	if (e->proc.status)
+		e->proc.status(e->proc.arg, root);
 	json_object_set_new(root, "jobs", jobs);
 	json_object_set_new(root, "files", files);
 	s = json_dumps(root, JSON_COMPACT);

@@ -74,7 +74,7 @@ static int switch_node(struct engine *e, struct rnode *n, int dest_fd, const cha
 		return err;
 	}
 	fs_node_rekey(e->fs, n, fd, &st);
-	return fs_reopen_handles(n);
+	return fs_reopen_handles(e->fs, n);
 }
 
 void switch_tree_node(struct rnode *n, void *arg)

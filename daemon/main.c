@@ -3,11 +3,15 @@
  *
  *   relocfs [-f] [-o OPTS] SOURCE_DIR MOUNTPOINT
  *   relocfs [-f] [-o OPTS] DIR              (over-mount: DIR is served at DIR)
+ *   relocfs SOURCE_DIR MOUNTPOINT -o OPTS   (as mount.fuse3 runs it, from
+ *                                            mount -t fuse.relocfs and fstab)
  *
  * Start-up order matters for error reporting: everything that can fail on
  * bad input (arguments, source, mountpoint, control socket, saved state,
- * mount) happens before the daemon forks, so the caller gets one line and a
- * non-zero exit, and nothing stays mounted or running.
+ * mount) happens before the caller is let go: the process that was started
+ * waits until the first worker says the mount serves, or has said why it
+ * cannot, so the caller gets one line and a non-zero exit, and nothing stays
+ * mounted or running.  The processes are in daemon.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
@@ -24,24 +29,12 @@
 
 #include "common/crashpoint.h"
 #include "common/log.h"
-#include "ctl/engine.h"
+#include "ctl/proto.h"
 #include "ctl/server.h"
-#include "fs/fs.h"
+#include "daemon/daemon.h"
+#include "daemon/service.h"
 
-struct opts {
-	char *paths[3];
-	int npaths;
-	int foreground;
-	int debug;
-	int help;
-	int version;
-	unsigned threads;
-	double timeout;
-	int writeback;
-	int max_jobs;		/* -1: not given (the record's, or no limit) */
-};
-
-#define OPT(t, p, v) { t, offsetof(struct opts, p), v }
+#define OPT(t, p, v) { t, offsetof(struct daemon, o.p), v }
 
 static const struct fuse_opt opt_spec[] = {
 	OPT("-f", foreground, 1),
@@ -55,20 +48,42 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("timeout=%lf", timeout, 0),
 	OPT("writeback", writeback, 1),
 	OPT("max_jobs=%d", max_jobs, 0),
+	OPT("takeover=%d", takeover_fd, 0),
 	FUSE_OPT_END
 };
 
+/* Options of mount(8), fstab and systemd that mean nothing to a FUSE
+ * mount; mount.fuse3 drops most of them, other callers may not.  libfuse
+ * would refuse them as unknown. */
+static bool mount_only_option(const char *opt)
+{
+	static const char *const names[] = {
+		"defaults", "auto", "noauto", "nofail", "_netdev", "user", "nouser", "users",
+		"owner", "group", "relatime", "norelatime", "strictatime", "nostrictatime",
+		"lazytime", "nolazytime", "diratime", "nodiratime", "iversion", "noiversion",
+	};
+
+	if (strncmp(opt, "x-", 2) == 0 || strncmp(opt, "comment=", 8) == 0)
+		return true;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(opt, names[i]) == 0)
+			return true;
+	return false;
+}
+
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
-	struct opts *o = data;
+	struct daemon *d = data;
 
+	if (key == FUSE_OPT_KEY_OPT && mount_only_option(arg))
+		return 0;	/* drop */
 	if (key != FUSE_OPT_KEY_NONOPT)
 		return 1;	/* keep: libfuse checks it */
-	if (o->npaths >= 3) {
-		o->npaths++;
+	if (d->o.npaths >= 3) {
+		d->o.npaths++;
 		return 0;
 	}
-	o->paths[o->npaths++] = strdup(arg);
+	d->o.paths[d->o.npaths++] = strdup(arg);
 	return 0;
 }
 
@@ -77,11 +92,13 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: relocfs [-f] [-o OPTS] SOURCE_DIR MOUNTPOINT\n"
 "       relocfs [-f] [-o OPTS] DIR\n"
+"       mount -t fuse.relocfs [-o OPTS] SOURCE_DIR MOUNTPOINT\n"
 "\n"
 "Serves SOURCE_DIR at MOUNTPOINT (or DIR over itself) and relocates it live\n"
 "to new storage on command (see relocctl).\n"
 "\n"
-"  -f                 stay in the foreground\n"
+"  -f                 stay in the foreground (as under systemd)\n"
+"  -V, --version      print the version\n"
 "  -d, -o debug       FUSE debug output (implies -f)\n"
 "  -o threads=N       worker threads (default 16)\n"
 "  -o timeout=S       attribute and entry cache timeout in seconds (default 1)\n"
@@ -89,7 +106,8 @@ static void usage(FILE *f)
 "  -o max_jobs=N      at most N relocation jobs copy at once, the others wait\n"
 "                     (0: no limit; relocctl limit --parallel changes it)\n"
 "  -o allow_other     let other users (e.g. the hypervisor's) use the mount\n"
-"  other -o options are passed to FUSE; default_permissions is always on\n");
+"  other -o options are passed to FUSE; default_permissions is always on;\n"
+"  mount(8) options such as defaults, nofail, _netdev, x-* are ignored\n");
 }
 
 /* true if path is already the mountpoint of a relocfs */
@@ -114,49 +132,37 @@ static bool mounted_here(const char *path)
 	return found;
 }
 
-static void on_sigusr1(int sig)
-{
-	(void)sig;	/* only interrupts blocking reads of the workers */
-}
-
-/* The daemon's parts, made in the order start-up needs them. */
-struct daemon {
-	struct opts o;
-	char source[PATH_MAX], mnt[PATH_MAX];
-	int source_fd;		/* O_PATH on SOURCE_DIR, opened before the mount hides it */
-	struct engine *eng;
-	struct fs *fs;
-	struct fuse_session *se;
-};
-
 /* Options and paths: 0, or the exit status (2: usage, 1: a bad path). */
 static int check_args(struct daemon *d)
 {
-	struct opts *o = &d->o;
 	struct stat st;
 
-	if (o->npaths < 1 || o->npaths > 2) {
+	if (d->o.npaths < 1 || d->o.npaths > 2) {
 		fprintf(stderr, "relocfs: %s (see relocfs --help)\n",
-			o->npaths ? "too many arguments" : "missing SOURCE_DIR and MOUNTPOINT");
+			d->o.npaths ? "too many arguments" : "missing SOURCE_DIR and MOUNTPOINT");
 		return 2;
 	}
-	if (o->max_jobs < -1 || o->max_jobs > 1024) {
-		fprintf(stderr, "relocfs: max_jobs=%d is out of range (0 to 1024)\n", o->max_jobs);
+	if (d->o.max_jobs < -1 || d->o.max_jobs > CTL_PARALLEL_MAX) {
+		fprintf(stderr, "relocfs: max_jobs=%d is out of range (0 to %d)\n", d->o.max_jobs,
+			CTL_PARALLEL_MAX);
 		return 2;
 	}
-	if (o->threads < 1 || o->threads > 256) {
-		fprintf(stderr, "relocfs: threads=%u is out of range (1 to 256)\n", o->threads);
+	if (d->o.threads < 1 || d->o.threads > 256) {
+		fprintf(stderr, "relocfs: threads=%u is out of range (1 to 256)\n", d->o.threads);
 		return 2;
 	}
-	if (!realpath(o->paths[0], d->source)) {
-		fprintf(stderr, "relocfs: cannot use source '%s': %s\n", o->paths[0], strerror(errno));
-		return 1;
-	}
-	if (!realpath(o->paths[o->npaths - 1], d->mnt)) {
-		fprintf(stderr, "relocfs: cannot use mountpoint '%s': %s\n", o->paths[o->npaths - 1],
+	if (!realpath(d->o.paths[0], d->source)) {
+		fprintf(stderr, "relocfs: cannot use source '%s': %s\n", d->o.paths[0],
 			strerror(errno));
 		return 1;
 	}
+	if (!realpath(d->o.paths[d->o.npaths - 1], d->mnt)) {
+		fprintf(stderr, "relocfs: cannot use mountpoint '%s': %s\n",
+			d->o.paths[d->o.npaths - 1], strerror(errno));
+		return 1;
+	}
+	if (d->o.takeover_fd >= 0)
+		return 0;	/* the mount is ours already */
 	if (stat(d->mnt, &st) == -1 || !S_ISDIR(st.st_mode)) {
 		fprintf(stderr, "relocfs: mountpoint '%s' is not a directory\n", d->mnt);
 		return 1;
@@ -168,15 +174,14 @@ static int check_args(struct daemon *d)
 	return 0;
 }
 
-/* Everything that can fail on bad input, before the mount: the source, the
- * engine's record, the FUSE layer, the control socket.  0 or -1 (said). */
+/* What must be open before anything is mounted: the source (an over-mount
+ * hides it), /dev/fuse, the control socket (refused if a daemon serves the
+ * mountpoint already).  0 or -1 (said). */
 static int prepare(struct daemon *d)
 {
 	char err[512];
-	struct fs_config cfg;
-	int root_fd, rfd;
+	int rfd;
 
-	/* open the source before mounting: with an over-mount the mount hides it */
 	rfd = open(d->source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (rfd == -1) {
 		fprintf(stderr, "relocfs: cannot open source '%s': %s\n", d->source, strerror(errno));
@@ -192,115 +197,90 @@ static int prepare(struct daemon *d)
 		fprintf(stderr, "relocfs: cannot use /dev/fuse: %s\n", strerror(errno));
 		return -1;
 	}
-	if (engine_new(&d->eng, d->source_fd, d->source, d->mnt, &root_fd, err, sizeof(err))) {
-		fprintf(stderr, "relocfs: %s\n", err);
-		return -1;
-	}
-	if (d->o.max_jobs >= 0)
-		engine_set_max_jobs(d->eng, (unsigned)d->o.max_jobs);
-	cfg = (struct fs_config){
-		.source = d->source,
-		.root_fd = root_fd,
-		.threads = d->o.threads,
-		.timeout = d->o.timeout,
-		.writeback = d->o.writeback,
-		.hidden = ".relocfs",
-	};
-	if (fs_new(&d->fs, &cfg)) {
-		fprintf(stderr, "relocfs: cannot stat '%s': %s\n", d->source, strerror(errno));
-		close(root_fd);
-		return -1;
-	}
-	if (engine_attach(d->eng, d->fs, err, sizeof(err)) ||
-	    ctl_server_bind(d->mnt, err, sizeof(err))) {
+	if (ctl_server_bind(d->mnt, err, sizeof(err))) {
 		fprintf(stderr, "relocfs: %s\n", err);
 		return -1;
 	}
 	return 0;
 }
 
-/* Mount, daemonize, serve until unmounted.  Returns the exit status. */
-static int serve(struct daemon *d, struct fuse_args *args)
+/*
+ * Into the background: the process that was started waits until the first
+ * worker says the mount serves ("OK" on the pipe) and exits 0, or exits 1
+ * when the pipe ends without it (the worker said why on stderr).  Returns
+ * in the background process only.
+ */
+static void background(struct daemon *d)
 {
-	struct sigaction sa = { .sa_handler = on_sigusr1 };
-	char fsname[PATH_MAX + 64];
-	int ret = 1;
+	int p[2];
+	char buf[2];
+	pid_t pid;
 
-	snprintf(fsname, sizeof(fsname), "-ofsname=relocfs:%s,subtype=relocfs,default_permissions",
-		 d->source);
-	fuse_opt_insert_arg(args, 1, fsname);
-	d->se = fs_session_new(d->fs, args);
-	if (!d->se || fuse_set_signal_handlers(d->se))
-		return 1;	/* libfuse said which option it did not know */
-	sigaction(SIGUSR1, &sa, NULL);
-	if (fuse_session_mount(d->se, d->mnt)) {
-		fprintf(stderr, "relocfs: cannot mount on '%s'\n", d->mnt);
-		return 1;
+	if (pipe2(p, O_CLOEXEC) == -1) {
+		fprintf(stderr, "relocfs: cannot daemonize: %s\n", strerror(errno));
+		exit(1);
 	}
-	if (fs_attach_io(d->fs)) {
-		fprintf(stderr, "relocfs: cannot set up the session's I/O\n");
-		goto out_unmount;
+	pid = fork();
+	if (pid == -1) {
+		fprintf(stderr, "relocfs: cannot daemonize: %s\n", strerror(errno));
+		exit(1);
 	}
-	if (!d->o.foreground)
-		log_init("relocfs", true, LOG_LVL_INFO);
-	if (fuse_daemonize(d->o.foreground)) {
-		fprintf(stderr, "relocfs: cannot daemonize\n");
-		goto out_unmount;
+	if (pid > 0) {
+		close(p[1]);
+		exit(read(p[0], buf, 2) == 2 ? 0 : 1);
 	}
-	/* the recovered job's copier first: a command may come as soon as the
-	 * control socket listens */
-	if (engine_start(d->eng) || ctl_server_start(engine_command, d->eng))
-		log_warnx("relocation control did not start; serving files only");
-	log_info("serving '%s' at '%s'", d->source, d->mnt);
-	ret = fs_loop(d->fs) ? 1 : 0;
-	ctl_server_stop();	/* no new command; engine_stop waits for a running one */
-	engine_stop(d->eng);
-out_unmount:
-	fuse_session_unmount(d->se);
-	return ret;
+	close(p[0]);
+	d->ready_fd = p[1];
+	setsid();
+	if (chdir("/") == -1)
+		exit(1);
 }
 
 int main(int argc, char *argv[])
 {
-	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct daemon d = { .o = { .threads = 16, .timeout = 1.0, .max_jobs = -1 }, .source_fd = -1 };
-	int ret = 1;
+	struct daemon d = {
+		.o = { .threads = 16, .timeout = 1.0, .takeover_fd = -1, .max_jobs = -1 },
+		.argc = argc,
+		.argv = argv,
+		.args = FUSE_ARGS_INIT(argc, argv),
+		.source_fd = -1,
+		.ready_fd = -1,
+	};
+	char fsname[PATH_MAX + 64];
+	int ret;
 
 	umask(0);	/* the kernel has applied the caller's umask already */
 	log_init("relocfs", false, LOG_LVL_INFO);
 	crashpoint_init();
-	if (fuse_opt_parse(&args, &d.o, opt_spec, opt_proc) == -1) {
-		ret = 2;
-		goto out;
-	}
+	if (fuse_opt_parse(&d.args, &d, opt_spec, opt_proc) == -1)
+		return 2;
 	if (d.o.help || d.o.version) {
 		if (d.o.help)
 			usage(stdout);
 		else
-			printf("relocfs 0.1 (libfuse %s)\n", fuse_pkgversion());
-		ret = 0;
-		goto out;
+			printf("relocfs %s (libfuse %s, state layout %s)\n", RELOCFS_VERSION,
+			       fuse_pkgversion(), RELOCFS_LAYOUT_STR);
+		return 0;
 	}
 	if (d.o.debug) {
 		d.o.foreground = 1;
-		fuse_opt_add_arg(&args, "-odebug");
+		fuse_opt_add_arg(&d.args, "-odebug");
 	}
+	/* before check_args looks at the mountpoint: a dead mount there hangs
+	 * (not after an upgrade's re-execution: it keeps the connection) */
+	if (d.o.takeover_fd < 0 && d.o.npaths >= 1 && d.o.npaths <= 2)
+		svc_drop_stored_connection(d.o.paths[d.o.npaths - 1]);
 	ret = check_args(&d);
 	if (ret)
-		goto out;
-	ret = prepare(&d) ? 1 : serve(&d, &args);
-	ctl_server_stop();
-	if (d.se) {
-		fuse_remove_signal_handlers(d.se);
-		fuse_session_destroy(d.se);
+		return ret;
+	if (d.o.takeover_fd < 0) {
+		if (prepare(&d))
+			return 1;
+		if (!d.o.foreground)
+			background(&d);
 	}
-out:
-	engine_free(d.eng);
-	fs_free(d.fs);
-	if (d.source_fd != -1)
-		close(d.source_fd);
-	for (int i = 0; i < d.o.npaths && i < 3; i++)
-		free(d.o.paths[i]);
-	fuse_opt_free_args(&args);
-	return ret;
+	snprintf(fsname, sizeof(fsname), "-ofsname=relocfs:%s,subtype=relocfs,default_permissions",
+		 d.source);
+	fuse_opt_insert_arg(&d.args, 1, fsname);
+	return supervise(&d);
 }

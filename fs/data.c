@@ -12,6 +12,7 @@
 #include <linux/fuse.h>
 
 #include "fs/fs_i.h"
+#include "fs/once.h"
 
 static void set_open_flags(struct fuse_file_info *fi)
 {
@@ -28,28 +29,59 @@ static void set_open_flags(struct fuse_file_info *fi)
 	}
 }
 
+/* A resent CREATE or OPEN whose dead worker opened the handle already:
+ * answer with it.  1 if answered so. */
+static int carried_handle(struct fs *fs, struct fuse_file_info *fi)
+{
+	const struct req_rec *c = once_carried();
+
+	if (!c || c->state != REC_DONE || !c->fh || !handle_get(fs, c->fh))
+		return 0;
+	fi->fh = c->fh;
+	set_open_flags(fi);
+	return 1;
+}
+
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
 	struct fs *fs = FS(req);
 	struct rnode *p = N(req, parent);
+	const struct req_rec *c = once_carried();
 	struct fuse_entry_param e;
 	struct rhandle *h;
-	bool c;
+	bool creds;
 	int fd, err;
 	int flags = (fi->flags | O_CREAT) & ~(O_NOFOLLOW | O_APPEND);
 
 	if (!gate_enter(req, p))
 		return;
+	if (carried_handle(fs, fi)) {
+		err = do_lookup(fs, p, name, &e);	/* the carried node, no new reference */
+		goto out;
+	}
 	err = name_check(fs, p, name, true);
 	if (err)
 		goto out;
-	c = creds_enter(req);
+	if (c && c->state == REC_DONE) {
+		/* created and looked up before a worker died, not opened */
+		flags &= ~O_EXCL;
+	} else {
+		struct stat st;
+		bool existed = c && c->state == REC_INTENT
+				       ? c->existed != 0
+				       : fstatat(p->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+
+		once_intent(fs, existed);
+		if (c && c->state == REC_INTENT && !existed)
+			flags &= ~O_EXCL;	/* a worker may have created it */
+	}
+	creds = creds_enter(req);
 	fd = openat(p->fd, name, flags | O_CLOEXEC, mode);
 	if (fd == -1 && errno == EINVAL && (flags & O_DIRECT))
 		fd = openat(p->fd, name, (flags & ~O_DIRECT) | O_CLOEXEC, mode);
 	err = fd == -1 ? -errno : 0;
-	creds_leave(c);
+	creds_leave(creds);
 	if (err)
 		goto out;
 	err = do_lookup(fs, p, name, &e);
@@ -57,14 +89,14 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		close(fd);
 		goto out;
 	}
-	h = handle_new(fs, N(req, e.ino), fd, fi->flags);
+	h = handle_new(fs, N(req, e.ino), fd, fi->flags, false);
 	if (!h) {
 		close(fd);
 		itab_forget(&fs->itab, N(req, e.ino), 1);
-		err = -ENOMEM;
+		err = -ENFILE;
 		goto out;
 	}
-	fi->fh = (uintptr_t)h;
+	fi->fh = handle_fh(h);
 	set_open_flags(fi);
 out:
 	gate_leave(req, p);
@@ -85,20 +117,24 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (!gate_enter(req, n))
 		return;
-	r = route(n, NULL);
+	if (carried_handle(fs, fi)) {
+		err = 0;	/* opened before a worker died */
+		goto out;
+	}
+	r = route(fs, n, NULL);
 	flags = r.ops->open_flags(&r, fi->flags);
 	err = backing_open_at(n->fd, flags, &fd);
 	if (!err && (fi->flags & O_TRUNC) && !(flags & O_TRUNC))
 		err = r.ops->truncate(&r, 0);	/* the route truncates itself */
 	if (err)
 		goto out;
-	h = handle_new(fs, n, fd, fi->flags);
+	h = handle_new(fs, n, fd, fi->flags, false);
 	if (!h) {
 		close(fd);
-		err = -ENOMEM;
+		err = -ENFILE;
 		goto out;
 	}
-	fi->fh = (uintptr_t)h;
+	fi->fh = handle_fh(h);
 	set_open_flags(fi);
 out:
 	gate_leave(req, n);
@@ -112,11 +148,15 @@ out:
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct rnode *n = N(req, ino);
+	struct rhandle *h;
 
 	if (!gate_enter(req, n))
 		return;
 	gate_leave(req, n);
-	handle_free(FS(req), H(fi));
+	/* a resend of a release a dead worker did finds the handle gone */
+	h = H(fi);
+	if (h)
+		handle_free(FS(req), h);
 	fuse_reply_err(req, 0);
 }
 
@@ -139,8 +179,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (size > MAX_IO)
 		size = MAX_IO;
 	buf = read_buf();
-	r = route(n, H(fi));
-	res = buf ? r.ops->read(&r, buf, size, off) : -ENOMEM;
+	r = route(FS(req), n, H(fi));
+	res = !r.h ? -EBADF : buf ? r.ops->read(&r, buf, size, off) : -ENOMEM;
 	gate_leave(req, n);
 	if (res < 0)
 		fuse_reply_err(req, (int)-res);
@@ -160,6 +200,10 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 
 	if (!gate_enter(req, n))
 		return;
+	if (!h) {
+		res = -EBADF;
+		goto out;
+	}
 	if (in->count == 1 && !(in->buf[0].flags & FUSE_BUF_IS_FD)) {
 		data = in->buf[0].mem;
 	} else {
@@ -178,7 +222,7 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 		len = (size_t)res;
 		data = buf;
 	}
-	r = route(n, h);
+	r = route(FS(req), n, h);
 	res = r.ops->write(&r, data, len, off);
 	if (res >= 0 && (h->flags & (O_SYNC | O_DSYNC)) && flush_barrier(FS(req)))
 		res = -EIO;
@@ -198,8 +242,8 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 
 	if (!gate_enter(req, n))
 		return;
-	r = route(n, H(fi));
-	err = r.ops->fsync(&r, datasync);
+	r = route(FS(req), n, H(fi));
+	err = r.h ? r.ops->fsync(&r, datasync) : -EBADF;
 	gate_leave(req, n);
 	if (flush_barrier(FS(req)) && !err)
 		err = -EIO;
@@ -215,8 +259,8 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 
 	if (!gate_enter(req, n))
 		return;
-	r = route(n, H(fi));
-	err = r.ops->fallocate(&r, mode, off, len);
+	r = route(FS(req), n, H(fi));
+	err = r.h ? r.ops->fallocate(&r, mode, off, len) : -EBADF;
 	gate_leave(req, n);
 	fuse_reply_err(req, -err);
 }
@@ -230,8 +274,8 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 
 	if (!gate_enter(req, n))
 		return;
-	r = route(n, H(fi));
-	pos = r.ops->lseek(&r, off, whence);
+	r = route(FS(req), n, H(fi));
+	pos = r.h ? r.ops->lseek(&r, off, whence) : -EBADF;
 	gate_leave(req, n);
 	if (pos < 0)
 		fuse_reply_err(req, (int)-pos);
@@ -254,8 +298,12 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		gate_leave(req, ni);
 		return;
 	}
-	ri = route(ni, H(fi_in));
-	ro = route(no, H(fi_out));
+	ri = route(FS(req), ni, H(fi_in));
+	ro = route(FS(req), no, H(fi_out));
+	if (!ri.h || !ro.h) {
+		res = -EBADF;
+		goto out;
+	}
 	fdi = ri.ops->direct_fd(&ri);
 	fdo = ro.ops->direct_fd(&ro);
 	if (fdi >= 0 && fdo >= 0) {
@@ -270,6 +318,7 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		if (res > 0)
 			res = ro.ops->write(&ro, buf, (size_t)res, off_out);
 	}
+out:
 	gate_leave(req, no);
 	gate_leave(req, ni);
 	if (res < 0)

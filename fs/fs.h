@@ -13,7 +13,12 @@
  *   the live view of a migrating file (delta/delta.h); no handler decides it
  *   for itself.
  * - Node ids and file handles given to the kernel stay valid while a node's
- *   backend is switched under it (inode.c, handle.c).
+ *   backend is switched under it (inode.c, handle.c), and when the worker
+ *   process serving them dies or hands over to another: the node and handle
+ *   tables, and a record of each request in progress, live in a region
+ *   shared by the daemon's processes (table.h), and a new worker takes the
+ *   connection over (takeover.c) so that every request is served exactly
+ *   once (once.h).
  * - The layer asks the layer above (the job engine) nothing by name: the
  *   policy it needs (pinned names, files relocated on their own, the flush
  *   barrier of a cutover) is registered with fs_set_policy().
@@ -75,11 +80,17 @@ struct fs_policy {
 	int (*flush_barrier)(void *arg);
 };
 
-/* ---- start-up and the request loop (daemon/main.c) ----------------------- */
+/* ---- start-up and the request loop (daemon/) ------------------------------ */
 
-/* Set up the layer and its node table, the root being cfg->root_fd (the
- * descriptor is the layer's from then on).  0 or -errno. */
-int fs_new(struct fs **out, const struct fs_config *cfg);
+/* Bytes of shared region the layer needs (zeroed when new). */
+size_t fs_region_size(void);
+
+/* Set up the layer in region: new (its tables start with the root,
+ * cfg->root_fd, which is the layer's from then on), or adopt a region a
+ * worker before this one used (cfg->root_fd is closed; the tables, the
+ * handles and the dead worker's request records are taken over).  0, or
+ * -EINVAL for a region that is not the layer's, or -errno. */
+int fs_new(struct fs **out, const struct fs_config *cfg, void *region, bool adopt);
 void fs_free(struct fs *fs);
 
 /* Register the layer above's policy (before fs_loop). */
@@ -89,12 +100,36 @@ void fs_set_policy(struct fs *fs, const struct fs_policy *policy);
  * NULL if libfuse refused them (it said why on stderr). */
 struct fuse_session *fs_session_new(struct fs *fs, struct fuse_args *args);
 
-/* After mounting: route the session's replies through this layer (for open
- * flags libfuse 3.14 cannot set).  0 or -errno. */
-int fs_attach_io(struct fs *fs);
+/* The first worker: mount, and keep the connection in the region.  0 or
+ * -errno (libfuse said why). */
+int fs_mount(struct fs *fs, const char *mountpoint);
+
+/* A later worker: serve the connection kept in the region (replaying its
+ * INIT to libfuse) and, with resend, have the kernel send again every
+ * request the last worker had read and not answered; this must come before
+ * fs_loop.  -ENOTSUP if the kernel cannot resend (said once in the log; the
+ * connection is served all the same). */
+int fs_takeover(struct fs *fs, bool resend);
+
+/* The descriptors the layer's tables name, and the connection's: what a
+ * sweep of a dead worker's leaked descriptors must leave open.  Returns how
+ * many were stored in keep[0..max). */
+size_t fs_keep_fds(struct fs *fs, int *keep, size_t max);
+/* The same from a region alone (the supervisor, before it re-executes). */
+size_t fs_region_fds(void *region, int *keep, size_t max);
 
 /* Run the worker threads until the session ends.  0 or -errno. */
 int fs_loop(struct fs *fs);
+
+/* End the loop for a hand-over: every request read is answered (parked
+ * ones replayed), no new one is read, fs_loop returns; the connection stays.
+ * Any thread, any time after fs_loop started. */
+void fs_stop(struct fs *fs);
+/* true once fs_stop was called (the loop ended for a hand-over) */
+bool fs_stopped(struct fs *fs);
+
+/* Nodes and open handles in the tables, for status. */
+void fs_counts(struct fs *fs, uint64_t *nodes, uint64_t *handles);
 
 /* Requests being served now, on all nodes (for the copier's pacing). */
 long fs_busy(void *fs);
@@ -147,7 +182,7 @@ void fs_node_rekey(struct fs *fs, struct rnode *n, int fd, const struct stat *st
 
 /* Reopen every open handle of the node on its current backend, best effort
  * (after a switch); the last error, or 0. */
-int fs_reopen_handles(struct rnode *n);
+int fs_reopen_handles(struct fs *fs, struct rnode *n);
 
 /*
  * The same in two steps, for a switch that must not fail half-way:
@@ -157,7 +192,7 @@ int fs_reopen_handles(struct rnode *n);
  * fail; fs_cancel_reopen() closes what was prepared.
  */
 int fs_prepare_reopen(struct rnode *n, int path_fd);
-void fs_commit_reopen(struct rnode *n);
+void fs_commit_reopen(struct fs *fs, struct rnode *n);
 void fs_cancel_reopen(struct rnode *n);
 
 #endif

@@ -14,9 +14,11 @@
 #include <sys/types.h>
 
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 
 #include "fs/fs.h"
 #include "fs/inode.h"
+#include "fs/table.h"
 
 #define IO_ALIGN	4096
 #define MAX_IO		(1u << 20)
@@ -35,6 +37,7 @@ struct gate {
 	pthread_mutex_t lock;		/* protects the fields below */
 	struct parked *head, **tail;
 	uint64_t last_max_us;
+	atomic_int replays;		/* threads replaying parked requests */
 };
 
 struct fs {
@@ -42,18 +45,28 @@ struct fs {
 	struct fs_policy policy;	/* set before the loop runs; read-only after */
 	struct fuse_session *se;
 	struct gate gate;
-	struct itab itab;
+	struct itab itab;		/* its lock also guards the handle table */
+	struct rhandle **handles;	/* FS_HANDLES_MAX entries, by slot */
+	uint64_t handle_hint;		/* no free handle slot below it; itab.lock */
+	bool adopted;			/* a worker after another: tables taken over */
+	atomic_bool stopping;		/* fs_stop: the workers end after their request */
+	pthread_mutex_t rec_lock;	/* the records of replay threads */
+	uint64_t recs_busy;		/* bit i: record threads + i in use; rec_lock */
+	unsigned takeovers;		/* how this worker started: see fs_takeover */
 };
 
-/* An open file or directory (fi->fh). */
+/* An open file or directory (fi->fh); the worker's view of a handle slot. */
 struct rhandle {
+	uint32_t slot;			/* in the shared handle table; fixed */
+	uint64_t gen;			/* of the slot when opened; fixed */
 	struct rhandle *next;		/* on node->handles; node->mu */
 	struct rnode *node;
 	int fd;				/* on the current backend; swapped while held */
 	int fd_buffered;		/* same file without O_DIRECT, opened on demand; -1 */
 	int next_fd;			/* prepared for a switch (fs_prepare_reopen); -1 */
 	int flags;			/* open flags as the kernel gave them */
-	void *dir;			/* DIR * for directories */
+	bool is_dir;
+	void *dir;			/* DIR * for directories, opened on first use */
 	off_t dir_off;			/* next offset in dir */
 	void *dir_entry;		/* struct dirent * read but not yet returned */
 };
@@ -68,15 +81,17 @@ static inline struct rnode *N(fuse_req_t req, fuse_ino_t ino)
 	return itab_node(&FS(req)->itab, ino);
 }
 
-static inline struct rhandle *H(struct fuse_file_info *fi)
-{
-	return (struct rhandle *)(uintptr_t)fi->fh;
-}
+struct rhandle *handle_get(struct fs *fs, uint64_t fh);
+
+/* The handle of an open file; NULL for a handle this worker does not know
+ * (only a resent RELEASE of a freed one may carry such). */
+#define H(fi) handle_get(FS(req), (fi)->fh)
 
 /* ---- gate.c ---- */
 
 /* Enter node n for the request being served.  false if the request was
- * parked (the caller returns at once, without a reply). */
+ * parked, or n is NULL (a node id this worker does not know: answered
+ * ESTALE); the caller returns at once, without a reply. */
 bool gate_enter(fuse_req_t req, struct rnode *n);
 void gate_leave(fuse_req_t req, struct rnode *n);
 
@@ -85,10 +100,19 @@ void gate_leave(fuse_req_t req, struct rnode *n);
 /* Open the file that the O_PATH descriptor path_fd names, for I/O with the
  * kernel's open flags (O_CREAT, O_EXCL, O_APPEND dropped). */
 int backing_open_at(int path_fd, int flags, int *fdp);
-struct rhandle *handle_new(struct fs *fs, struct rnode *n, int fd, int flags);
+/* A new handle of n on fd (taken over), in the shared table; the request's
+ * record says so in the same transaction.  NULL if the table is full. */
+struct rhandle *handle_new(struct fs *fs, struct rnode *n, int fd, int flags, bool dir);
 void handle_free(struct fs *fs, struct rhandle *h);
+uint64_t handle_fh(const struct rhandle *h);
 /* The handle's file without O_DIRECT, for requests O_DIRECT refuses. */
-int buffered_fd(struct rhandle *h);
+int buffered_fd(struct fs *fs, struct rhandle *h);
+/* Remember where the next readdir starts, for a worker after this one. */
+void handle_seen_dir_off(struct fs *fs, struct rhandle *h);
+/* A new worker: build the worker's view of every used handle slot. */
+int handles_adopt(struct fs *fs);
+/* Descriptors the handle table names (the takeover's sweep). */
+size_t handles_fds(struct fs *fs, int *keep, size_t max);
 
 /* ---- route.c: where a file's data goes ---- */
 
@@ -102,6 +126,7 @@ struct data_ops;
  */
 struct route {
 	const struct data_ops *ops;
+	struct fs *fs;
 	struct rnode *n;
 	struct rhandle *h;
 	struct delta *d;
@@ -124,10 +149,20 @@ struct data_ops {
 };
 
 /* The one place that decides where node n's data goes. */
-struct route route(struct rnode *n, struct rhandle *h);
+struct route route(struct fs *fs, struct rnode *n, struct rhandle *h);
 
 /* Ask the layer above before acknowledging a flush: 0 or -EIO. */
 int flush_barrier(struct fs *fs);
+
+/* where a WRITE's payload starts in a raw request */
+#define WRITE_PAYLOAD	(sizeof(struct fuse_in_header) + sizeof(struct fuse_write_in))
+
+/* Worker thread i's receive buffer, placed so that a WRITE's payload starts
+ * on a page: the request header is there. */
+static inline struct fuse_in_header *rx_header(struct fs_region *r, unsigned i)
+{
+	return (struct fuse_in_header *)(r->rx[i] + IO_ALIGN - WRITE_PAYLOAD);
+}
 
 /* ---- request.c: per worker thread ---- */
 
@@ -146,11 +181,16 @@ void io_buf_release(void);
 /* Open flags libfuse 3.14 cannot set, added to the open reply that the
  * calling thread sends next. */
 void reply_open_flags(uint32_t flags);
+/* The first worker keeps the connection's INIT request; a new worker
+ * replays it to set libfuse up (the kernel sends INIT only once), with the
+ * reply swallowed.  replay_init: 0, or -ENOENT if none was kept. */
+void save_init(struct fs *fs, const void *req, size_t len);
+int replay_init(struct fs *fs);
 
 /* ---- names.c ---- */
 
 /* stat of the node, with what its route knows better overlaid */
-int node_stat(struct rnode *n, struct stat *st);
+int node_stat(struct fs *fs, struct rnode *n, struct stat *st);
 /* Look name up in parent; fills e and takes one kernel reference. */
 int do_lookup(struct fs *fs, struct rnode *parent, const char *name,
 	      struct fuse_entry_param *e);
@@ -162,6 +202,15 @@ int name_check(struct fs *fs, struct rnode *parent, const char *name, bool creat
 bool creds_enter(fuse_req_t req);
 void creds_leave(bool switched);
 void reply_entry_or_err(fuse_req_t req, int err, struct fuse_entry_param *e);
+
+/* ---- session.c, takeover.c ---- */
+
+/* Route the session's I/O on fuse_fd through this layer (replies pass
+ * fs_writev, for open flags libfuse 3.14 cannot set).  0 or -errno. */
+int fs_attach_io(struct fs *fs, int fuse_fd);
+/* A new worker, after fs_new adopted the tables: carry the records, apply
+ * the FORGETs left, free nodes only the last worker held. */
+int takeover_tables(struct fs *fs);
 
 /* The fuse_lowlevel_ops of each family, filled into the session's table. */
 void names_ops(struct fuse_lowlevel_ops *ops);

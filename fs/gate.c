@@ -20,6 +20,7 @@
 #include "common/clock.h"
 #include "common/crashpoint.h"
 #include "fs/fs_i.h"
+#include "fs/once.h"
 
 static bool is_held(struct gate *g, const struct rnode *n)
 {
@@ -68,6 +69,10 @@ bool gate_enter(fuse_req_t req, struct rnode *n)
 {
 	struct gate *g = &FS(req)->gate;
 
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return false;
+	}
 	for (;;) {
 		atomic_fetch_add(&g->inflight_all, 1);
 		__atomic_fetch_add(&n->inflight, 1, __ATOMIC_SEQ_CST);
@@ -118,20 +123,53 @@ struct replay {
 	struct parked *list;
 };
 
+/* A request record for a thread that replays parked requests (they may
+ * change the tables like any request): one of those after the workers'. */
+static int rec_acquire(struct fs *fs)
+{
+	int idx = -1;
+
+	pthread_mutex_lock(&fs->rec_lock);
+	for (unsigned i = 0; fs->cfg.threads + i < FS_RECS_MAX; i++) {
+		if (!(fs->recs_busy & (1ull << i))) {
+			fs->recs_busy |= 1ull << i;
+			idx = (int)(fs->cfg.threads + i);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs->rec_lock);
+	return idx;
+}
+
+static void rec_release(struct fs *fs, int idx)
+{
+	if (idx < 0)
+		return;
+	pthread_mutex_lock(&fs->rec_lock);
+	fs->recs_busy &= ~(1ull << (idx - (int)fs->cfg.threads));
+	pthread_mutex_unlock(&fs->rec_lock);
+}
+
 static void replay(struct fs *fs, struct parked *list)
 {
 	const struct fuse_buf *saved = cur_buf;
+	int rec = rec_acquire(fs);
 	struct parked *p;
 
+	once_bind(fs->itab.r, rec);
 	while ((p = list)) {
 		struct fuse_buf fb = { .size = p->len, .mem = p->data };
 
 		list = p->next;
 		cur_buf = &fb;
+		once_begin(p->data, p->len);
 		fuse_session_process_buf(fs->se, &fb);
 		free(p);
 	}
+	once_bind(fs->itab.r, -1);
+	rec_release(fs, rec);
 	cur_buf = saved;
+	atomic_fetch_sub(&fs->gate.replays, 1);
 }
 
 static void *replay_thread(void *arg)
@@ -173,6 +211,7 @@ size_t fs_release(struct fs *fs, bool all, struct rnode **nodes, size_t cnt)
 	g->last_max_us = max_us;
 	if (!list)
 		return 0;
+	atomic_fetch_add(&g->replays, 1);
 	/* served by a thread of their own, in the order they came: the caller
 	 * (a cutover) still has work to do, and a replayed flush may wait for
 	 * it (the flush barrier) */

@@ -1,12 +1,19 @@
 /*
  * inode: the table of nodes the kernel knows, keyed by the backing file's
- * (st_dev, st_ino), each holding an O_PATH descriptor on its current backend.
- * Private to the FUSE layer.
+ * (st_dev, st_ino).  Private to the FUSE layer.
+ *
+ * Each node is a slot of the shared node table (table.h): its index is the
+ * kernel's node id (minus one; slot 0 is the root), and the slot holds the
+ * O_PATH descriptor on the node's current backend and the kernel's lookup
+ * count, so that both outlive the worker.  struct rnode is the worker's own
+ * view of a used slot: a copy of the key and the descriptor, and what only
+ * this worker needs (locks, requests in flight, the hold, the route, the
+ * handles, the daemon's references).  A new worker builds it from the slots.
  *
  * A node's backend can change under it (a relocated file or, after a
- * whole-tree cutover, every node): the job engine swaps node->fd and re-keys
- * the node while it holds the node (gate.c), so a kernel nodeid and every
- * open handle stay valid across the switch.
+ * whole-tree cutover, every node): the job engine swaps the descriptor and
+ * re-keys the node while it holds the node (gate.c), so a kernel node id and
+ * every open handle stay valid across the switch.
  *
  * Lock order: the table's lock, then node->mu.  Never call into the kernel
  * (reply to a request) with either held.
@@ -22,19 +29,21 @@
 
 #include <fuse_lowlevel.h>
 
+#include "fs/table.h"
+
 #define ITAB_BUCKETS 4096
 
 struct delta;
 struct rhandle;
 
 struct rnode {
+	uint32_t slot;			/* in the shared node table; fixed */
 	struct rnode *hnext;		/* hash chain; table lock */
-	dev_t dev;			/* key; table lock */
-	ino_t ino;			/* key; table lock */
-	uint64_t nlookup;		/* kernel references; table lock */
-	unsigned refs;			/* daemon references (handles, walks); table lock */
+	dev_t dev;			/* key (copy of the slot's); table lock */
+	ino_t ino;
 	int fd;				/* O_PATH on the current backend; changed only while held */
 	mode_t type;			/* S_IFMT bits, fixed */
+	unsigned refs;			/* daemon references (handles, walks); table lock */
 
 	pthread_mutex_t mu;		/* protects the fields below */
 	unsigned inflight;		/* requests being served on this node; atomic */
@@ -44,21 +53,29 @@ struct rnode {
 };
 
 struct itab {
-	pthread_mutex_t lock;
-	struct rnode *bucket[ITAB_BUCKETS];	/* protected by lock */
-	struct rnode root;
+	pthread_mutex_t lock;		/* the hash, the daemon references, and every
+					 * transaction on the shared tables */
+	struct fs_region *r;
+	struct rnode **by_slot;		/* FS_NODES_MAX entries, NULL for free slots */
+	struct rnode *bucket[ITAB_BUCKETS];
+	uint64_t free_hint;		/* no free slot below it (above 0) */
 };
 
-/* Set up the table with the root directory's O_PATH descriptor (taken over). */
-int itab_init(struct itab *t, int root_fd);
+/* Set up the table in the region: fresh, with root_fd (taken over) as the
+ * root; or adopt (a new worker): the slots a dead or retired worker left,
+ * after tx_recover(), and root_fd is closed. */
+int itab_init(struct itab *t, struct fs_region *r, int root_fd, bool adopt);
 void itab_fini(struct itab *t);
 
 struct rnode *itab_root(struct itab *t);
+/* The node of a kernel node id; NULL for an id that names no node. */
 struct rnode *itab_node(struct itab *t, fuse_ino_t ino);
 fuse_ino_t itab_nodeid(struct itab *t, const struct rnode *n);
 
-/* Find the node for st or add one that takes over fd; the node's nlookup goes
- * up by one.  If the node existed, fd is closed.  NULL on ENOMEM (fd closed). */
+/* Find the node for st or add one that takes over fd; the node's lookup
+ * count goes up by one, and the request record (if any) says so in the same
+ * transaction.  If the node existed, fd is closed.  NULL on ENOMEM or a full
+ * table (fd closed). */
 struct rnode *itab_lookup(struct itab *t, int fd, const struct stat *st);
 
 /* Drop n kernel references; frees the node when nothing refers to it. */
@@ -74,5 +91,12 @@ void itab_rekey(struct itab *t, struct rnode *node, int fd, const struct stat *s
 
 /* Call fn on every node, with a daemon reference held and no lock. */
 void itab_foreach(struct itab *t, void (*fn)(struct rnode *node, void *arg), void *arg);
+
+/* Descriptors the table names (for the takeover's sweep); returns how many
+ * were stored in keep[0..max). */
+size_t itab_fds(struct itab *t, int *keep, size_t max);
+
+/* Nodes in use (root included), for status. */
+uint64_t itab_count(struct itab *t);
 
 #endif

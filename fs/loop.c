@@ -6,11 +6,23 @@
  * placed so that a WRITE's payload (after fuse_in_header and fuse_write_in)
  * starts on a page boundary, so O_DIRECT writes go to the backing file
  * straight from the request, and a READ puts its data in the same area
- * (read_buf).  The first 2 MiB, which hold all of a request of up to
- * MAX_IO, are asked to be one transparent huge page: the kernel then pins
- * one page instead of 256 for each 1 MiB it copies in or out or sends to the
- * disk (1 MiB direct reads measured about 15 % faster), for 2 MiB of memory
- * per worker.
+ * (read_buf).
+ *
+ * Thread i owns request record i and receive buffer i of the shared region
+ * (once.h): a worker after this one knows what a request in progress had
+ * done, and finds a FORGET it had read.  The buffers' page tables are filled
+ * before the first read: a request the kernel is copying into a buffer when
+ * the worker is killed must not meet a page fault (it would fail with EIO
+ * instead of being sent again).  Shared memory gets no transparent huge
+ * pages on a default kernel (shmem_enabled=never), so a 1 MiB request pins
+ * 256 pages.
+ *
+ * The loop ends when the connection does (unmount), at a signal libfuse
+ * handles (SIGTERM, SIGINT, SIGHUP: the daemon ends), or at fs_stop() (a
+ * hand-over to another worker): each thread finishes the request it has
+ * read and ends; a thread blocked in read() is woken by SIGUSR1, again and
+ * again until it has ended, since a signal that comes just before the read
+ * is not seen by it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -23,21 +35,27 @@
 
 #include <linux/fuse.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "fs/fs_i.h"
+#include "fs/once.h"
 
-#define HUGE_PAGE	(2u << 20)	/* x86-64 PMD size; IO_ALIGN + MAX_IO fit in one */
-/* where a WRITE's payload starts in a raw request */
-#define WRITE_PAYLOAD	(sizeof(struct fuse_in_header) + sizeof(struct fuse_write_in))
 
 static sem_t loop_done;
 
+struct worker {
+	struct fs *fs;
+	int idx;
+	pthread_t tid;
+	atomic_bool ended;
+};
+
 static void *worker(void *arg)
 {
-	struct fs *fs = arg;
-	size_t bufsize = 2 * MAX_IO + 2 * IO_ALIGN;
-	char *base;
-	struct fuse_buf fb = { 0 };
+	struct worker *w = arg;
+	struct fs *fs = w->fs;
+	struct fuse_in_header *in = rx_header(fs->itab.r, (unsigned)w->idx);
+	struct fuse_buf fb = { .mem = in, .size = FS_RX_BYTES - (IO_ALIGN - WRITE_PAYLOAD) };
 	sigset_t set;
 
 	sigemptyset(&set);
@@ -45,56 +63,123 @@ static void *worker(void *arg)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	if (posix_memalign((void **)&base, HUGE_PAGE, bufsize)) {
-		log_warnx("cannot allocate a request buffer");
-		sem_post(&loop_done);
-		return NULL;
-	}
-	madvise(base, HUGE_PAGE, MADV_HUGEPAGE);	/* a hint: fine if refused */
-	fb.mem = base + IO_ALIGN - WRITE_PAYLOAD;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	rx_buf = &fb;
-	rx_payload = base + IO_ALIGN;
+	rx_payload = (char *)in + WRITE_PAYLOAD;
+	once_bind(fs->itab.r, w->idx);
 	while (!fuse_session_exited(fs->se)) {
-		int res = fuse_session_receive_buf(fs->se, &fb);
+		int res;
 
+		/* a stale FORGET must not look read (once.c) */
+		__atomic_store_n(&in->len, 0, __ATOMIC_SEQ_CST);
+		res = fuse_session_receive_buf(fs->se, &fb);
 		if (res == -EINTR)
 			continue;
 		if (res <= 0)
 			break;
+		if (in->opcode == FUSE_INIT)
+			save_init(fs, fb.mem, (size_t)res);
+		once_begin(fb.mem, (size_t)res);
 		cur_buf = &fb;
 		fuse_session_process_buf(fs->se, &fb);
 		cur_buf = NULL;
 	}
-	free(base);
+	once_bind(fs->itab.r, -1);
 	io_buf_release();
+	atomic_store(&w->ended, true);
 	sem_post(&loop_done);
 	return NULL;
 }
 
+/* End every worker thread: wake each until it has ended (see the top). */
+static void end_workers(struct worker *w, unsigned started)
+{
+	for (;;) {
+		bool all = true;
+
+		for (unsigned i = 0; i < started; i++) {
+			if (!atomic_load(&w[i].ended)) {
+				all = false;
+				pthread_kill(w[i].tid, SIGUSR1);
+			}
+		}
+		if (all)
+			break;
+		usleep(200);
+	}
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(w[i].tid, NULL);
+}
+
+static void on_wake(int sig)
+{
+	(void)sig;	/* only interrupts a worker's blocking read */
+}
+
+/* the first bytes of a receive buffer: the header and a request of 124 KiB */
+#define RX_EARLY	(128u << 10)
+
+/* Map the first len bytes of each of the threads' receive buffers. */
+static void populate_rx(struct fs_region *r, unsigned threads, size_t len)
+{
+	for (unsigned i = 0; i < threads; i++)
+		if (madvise(r->rx[i], len, MADV_POPULATE_WRITE) == -1)
+			memset(r->rx[i], 0, len);
+}
+
 int fs_loop(struct fs *fs)
 {
+	struct sigaction sa = { .sa_handler = on_wake };	/* no SA_RESTART */
 	unsigned threads = fs->cfg.threads;
-	pthread_t *tids = calloc(threads, sizeof(*tids));
+	struct worker *w = calloc(threads, sizeof(*w));
 	unsigned started = 0;
 
-	if (!tids)
+	if (!w)
 		return -ENOMEM;
+	sigaction(SIGUSR1, &sa, NULL);
+	/* fill the receive buffers' page tables (see the top): all of them
+	 * before the first mount serves; after a takeover the first pages now
+	 * and the rest once the threads serve, so that the connection waits
+	 * for no more than it needs */
+	if (threads > fs->itab.r->rx_hw)
+		fs->itab.r->rx_hw = threads;
+	populate_rx(fs->itab.r, threads, fs->adopted ? RX_EARLY : FS_RX_BYTES);
 	sem_init(&loop_done, 0, 0);
-	for (; started < threads; started++)
-		if (pthread_create(&tids[started], NULL, worker, fs))
+	for (; started < threads; started++) {
+		w[started].fs = fs;
+		w[started].idx = (int)started;
+		if (pthread_create(&w[started].tid, NULL, worker, &w[started]))
 			break;
+	}
 	if (!started) {
-		free(tids);
+		free(w);
 		return -EAGAIN;
 	}
-	/* the first worker to stop (unmount, or a signal) ends the session */
+	if (fs->adopted)
+		populate_rx(fs->itab.r, threads, FS_RX_BYTES);
+	/* the first worker to stop (unmount, a signal, fs_stop) ends the loop */
 	while (sem_wait(&loop_done) == -1 && errno == EINTR && !fuse_session_exited(fs->se))
 		;
 	fuse_session_exit(fs->se);
-	for (unsigned i = 0; i < started; i++)
-		pthread_kill(tids[i], SIGUSR1);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(tids[i], NULL);
-	free(tids);
+	end_workers(w, started);
+	free(w);
+	/* parked requests being replayed finish too: a hand-over must not
+	 * leave one unanswered */
+	while (atomic_load(&fs->gate.replays) > 0)
+		usleep(200);
 	return 0;
+}
+
+void fs_stop(struct fs *fs)
+{
+	atomic_store(&fs->stopping, true);
+	fuse_session_exit(fs->se);
+	sem_post(&loop_done);
+}
+
+bool fs_stopped(struct fs *fs)
+{
+	return atomic_load(&fs->stopping);
 }

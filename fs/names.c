@@ -23,6 +23,7 @@
 
 #include "common/util.h"
 #include "fs/fs_i.h"
+#include "fs/once.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -73,15 +74,67 @@ static int redirect(struct fs *fs, struct rnode *parent, const char *name)
 	return fs->policy.redirect(fs->policy.arg, &dir, name);
 }
 
-int node_stat(struct rnode *n, struct stat *st)
+int node_stat(struct fs *fs, struct rnode *n, struct stat *st)
 {
 	struct route r;
 
 	if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1)
 		return -errno;
-	r = route(n, NULL);
+	r = route(fs, n, NULL);
 	r.ops->getattr(&r, st);
 	return 0;
+}
+
+static void fill_entry(struct fs *fs, struct rnode *n, struct fuse_entry_param *e)
+{
+	e->ino = itab_nodeid(&fs->itab, n);
+	e->attr_timeout = fs->cfg.timeout;
+	e->entry_timeout = fs->cfg.timeout;
+}
+
+/* A resend whose dead worker took the lookup reference already: answer
+ * with that node, without another reference.  1 if answered so. */
+static int carried_entry(struct fs *fs, struct fuse_entry_param *e, int *err)
+{
+	const struct req_rec *c = once_carried();
+	struct rnode *n;
+
+	if (!c || c->state != REC_DONE || !c->node)
+		return 0;
+	n = itab_node(&fs->itab, c->node);
+	if (!n)
+		return 0;
+	*err = node_stat(fs, n, &e->attr);
+	if (!*err)
+		fill_entry(fs, n, e);
+	return 1;
+}
+
+/* Does name exist in parent now (before a change a resend may repeat)? */
+static bool name_exists(struct rnode *p, const char *name)
+{
+	struct stat st;
+
+	return fstatat(p->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* Record the intent of a namespace change: whether the name existed before
+ * it (for a resend, what the dead worker saw). */
+static bool intent(struct fs *fs, struct rnode *p, const char *name)
+{
+	const struct req_rec *c = once_carried();
+	bool existed = c && c->state == REC_INTENT ? c->existed != 0 : name_exists(p, name);
+
+	once_intent(fs, existed);
+	return existed;
+}
+
+/* A resend of a change the dead worker may have made: was it made? */
+static bool redone(int err, int if_err, bool want_existed)
+{
+	const struct req_rec *c = once_carried();
+
+	return err == if_err && c && c->state == REC_INTENT && (c->existed != 0) == want_existed;
 }
 
 int do_lookup(struct fs *fs, struct rnode *parent, const char *name, struct fuse_entry_param *e)
@@ -91,6 +144,8 @@ int do_lookup(struct fs *fs, struct rnode *parent, const char *name, struct fuse
 	int fd, err;
 
 	memset(e, 0, sizeof(*e));
+	if (carried_entry(fs, e, &err))
+		return err;
 	if (hidden_name(fs, parent, name))
 		return -ENOENT;
 	fd = redirect(fs, parent, name);
@@ -108,14 +163,12 @@ int do_lookup(struct fs *fs, struct rnode *parent, const char *name, struct fuse
 	n = itab_lookup(&fs->itab, fd, &st);
 	if (!n)
 		return -ENOMEM;
-	err = node_stat(n, &e->attr);
+	err = node_stat(fs, n, &e->attr);
 	if (err) {
 		itab_forget(&fs->itab, n, 1);
 		return err;
 	}
-	e->ino = itab_nodeid(&fs->itab, n);
-	e->attr_timeout = fs->cfg.timeout;
-	e->entry_timeout = fs->cfg.timeout;
+	fill_entry(fs, n, e);
 	return 0;
 }
 
@@ -152,14 +205,25 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	itab_forget(&FS(req)->itab, N(req, ino), nlookup);
+	struct rnode *n = N(req, ino);
+
+	if (n)
+		itab_forget(&FS(req)->itab, n, nlookup);
+	once_forgets_end();
 	fuse_reply_none(req);
 }
 
 static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
 {
-	for (size_t i = 0; i < count; i++)
-		itab_forget(&FS(req)->itab, N(req, f[i].ino), f[i].nlookup);
+	for (size_t i = 0; i < count; i++) {
+		struct rnode *n = N(req, f[i].ino);
+
+		if (n)
+			itab_forget(&FS(req)->itab, n, f[i].nlookup);
+		else
+			once_forget_skipped(i + 1);
+	}
+	once_forgets_end();
 	fuse_reply_none(req);
 }
 
@@ -171,7 +235,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	if (!gate_enter(req, n))
 		return;
-	err = node_stat(n, &st);
+	err = node_stat(FS(req), n, &st);
 	gate_leave(req, n);
 	if (err)
 		fuse_reply_err(req, -err);
@@ -179,7 +243,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_attr(req, &st, FS(req)->cfg.timeout);
 }
 
-static int set_times(struct rnode *n, struct fuse_file_info *fi, const struct stat *attr, int valid)
+static int set_times(struct rnode *n, struct rhandle *h, const struct stat *attr, int valid)
 {
 	struct timespec tv[2];
 
@@ -195,13 +259,14 @@ static int set_times(struct rnode *n, struct fuse_file_info *fi, const struct st
 		tv[1].tv_nsec = UTIME_NOW;
 	else if (valid & FUSE_SET_ATTR_MTIME)
 		tv[1] = attr->st_mtim;
-	if (fi && !H(fi)->dir)
-		return futimens(H(fi)->fd, tv) == -1 ? -errno : 0;
+	if (h && !h->is_dir)
+		return futimens(h->fd, tv) == -1 ? -errno : 0;
 	/* works on symlinks too: the O_PATH descriptor names the link itself */
 	return utimensat(n->fd, "", tv, AT_EMPTY_PATH) == -1 ? -errno : 0;
 }
 
-static int set_attr(struct rnode *n, struct stat *attr, int valid, struct fuse_file_info *fi)
+static int set_attr(struct fs *fs, struct rnode *n, struct stat *attr, int valid,
+		    struct rhandle *h)
 {
 	char path[64];
 	int err;
@@ -221,14 +286,14 @@ static int set_attr(struct rnode *n, struct stat *attr, int valid, struct fuse_f
 			return -errno;
 	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
-		struct route r = route(n, fi ? H(fi) : NULL);
+		struct route r = route(fs, n, h);
 
 		err = r.ops->truncate(&r, attr->st_size);
 		if (err)
 			return err;
 	}
 	if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))
-		return set_times(n, fi, attr, valid);
+		return set_times(n, h, attr, valid);
 	return 0;
 }
 
@@ -241,9 +306,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 
 	if (!gate_enter(req, n))
 		return;
-	err = set_attr(n, attr, valid, fi);
+	err = set_attr(FS(req), n, attr, valid, fi ? H(fi) : NULL);
 	if (!err)
-		err = node_stat(n, &st);
+		err = node_stat(FS(req), n, &st);
 	gate_leave(req, n);
 	if (err)
 		fuse_reply_err(req, -err);
@@ -286,9 +351,12 @@ static void make_entry(fuse_req_t req, fuse_ino_t parent, const char *name, enum
 
 	if (!gate_enter(req, p))
 		return;
+	if (carried_entry(fs, &e, &err))
+		goto out;	/* made, and looked up, before a worker died */
 	err = name_check(fs, p, name, true);
 	if (err)
 		goto out;
+	intent(fs, p, name);
 	c = creds_enter(req);
 	switch (kind) {
 	case MK_DIR:
@@ -303,6 +371,8 @@ static void make_entry(fuse_req_t req, fuse_ino_t parent, const char *name, enum
 	}
 	err = err == -1 ? -errno : 0;
 	creds_leave(c);
+	if (redone(err, -EEXIST, false))
+		err = 0;	/* a worker made it before it died */
 	if (!err)
 		err = do_lookup(fs, p, name, &e);
 out:
@@ -335,16 +405,26 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 
 	if (!gate_enter(req, p))
 		return;
+	if (!n) {
+		err = -ESTALE;
+		goto out;
+	}
+	if (carried_entry(fs, &e, &err))
+		goto out;
 	err = name_check(fs, p, newname, true);
 	if (!err && __atomic_load_n(&n->delta, __ATOMIC_ACQUIRE))
 		err = -EBUSY;	/* a migrating file keeps one name */
 	if (!err) {
+		intent(fs, p, newname);
 		fd_path(n->fd, path);
 		if (linkat(AT_FDCWD, path, p->fd, newname, AT_SYMLINK_FOLLOW) == -1)
 			err = -errno;
+		if (redone(err, -EEXIST, false))
+			err = 0;
 	}
 	if (!err)
 		err = do_lookup(fs, p, newname, &e);
+out:
 	gate_leave(req, p);
 	reply_entry_or_err(req, err, &e);
 }
@@ -378,15 +458,28 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
 {
 	struct fs *fs = FS(req);
 	struct rnode *p = N(req, parent);
+	const struct req_rec *c = once_carried();
 	int err;
 
 	if (!gate_enter(req, p))
 		return;
+	if (c && c->state == REC_DONE) {
+		err = -(int)c->error;	/* removed before a worker died */
+		goto out;
+	}
 	err = hidden_name(fs, p, name) ? -ENOENT : name_check(fs, p, name, false);
-	if (err == -EXDEV && !flags)
+	if (err == -EXDEV && !flags) {
+		intent(fs, p, name);
 		err = remove_redirected(fs, p, name);
-	else if (!err && unlinkat(p->fd, name, flags) == -1)
-		err = -errno;
+	} else if (!err) {
+		intent(fs, p, name);
+		if (unlinkat(p->fd, name, flags) == -1)
+			err = -errno;
+	}
+	if (redone(err, -ENOENT, true))
+		err = 0;
+	once_done(fs, -err);
+out:
 	gate_leave(req, p);
 	fuse_reply_err(req, -err);
 }
@@ -406,6 +499,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 {
 	struct fs *fs = FS(req);
 	struct rnode *p = N(req, parent), *np = N(req, newparent);
+	const struct req_rec *c;
 	int err;
 
 	if (!gate_enter(req, p))
@@ -415,14 +509,26 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		gate_leave(req, p);
 		return;
 	}
+	c = once_carried();
+	if (c && c->state == REC_DONE) {
+		err = -(int)c->error;	/* renamed before a worker died */
+		goto out;
+	}
 	if (hidden_name(fs, p, name) || hidden_name(fs, np, newname))
 		err = -EPERM;
 	else
 		err = name_check(fs, p, name, false);
 	if (!err)
 		err = name_check(fs, np, newname, false);
-	if (!err && renameat2(p->fd, name, np->fd, newname, flags) == -1)
-		err = -errno;
+	if (!err) {
+		intent(fs, p, name);
+		if (renameat2(p->fd, name, np->fd, newname, flags) == -1)
+			err = -errno;
+		if (redone(err, -ENOENT, true) && name_exists(np, newname))
+			err = 0;	/* the name was moved before a worker died */
+		once_done(fs, -err);
+	}
+out:
 	gate_leave(req, np);
 	gate_leave(req, p);
 	fuse_reply_err(req, -err);

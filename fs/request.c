@@ -6,13 +6,16 @@
  * what libfuse 3.14 cannot express).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <linux/fuse.h>
 
 #include "fs/fs_i.h"
+#include "fs/once.h"
 
 __thread const struct fuse_buf *cur_buf;	/* the request being served */
 __thread const struct fuse_buf *rx_buf;	/* the worker's receive buffer */
@@ -20,6 +23,8 @@ __thread char *rx_payload;		/* in it: page-aligned, MAX_IO bytes */
 static __thread char *own_buf;			/* page-aligned, MAX_IO bytes */
 /* open flags libfuse 3.14 cannot set, for the next open reply (fs_writev) */
 static __thread uint32_t extra_open_flags;
+/* replies not to be sent: a new worker replaying the connection's INIT */
+static __thread bool swallow;
 
 char *io_buf(void)
 {
@@ -57,7 +62,15 @@ static ssize_t fs_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	uint32_t extra = extra_open_flags;
 
+	ssize_t n;
+
 	(void)userdata;
+	if (swallow) {
+		n = 0;
+		for (int i = 0; i < count; i++)
+			n += (ssize_t)iov[i].iov_len;
+		return n;
+	}
 	if (extra && count >= 2) {
 		const struct fuse_out_header *oh = iov[0].iov_base;
 		struct fuse_open_out *oo = NULL;
@@ -72,7 +85,10 @@ static ssize_t fs_writev(int fd, struct iovec *iov, int count, void *userdata)
 			oo->open_flags |= extra;
 		extra_open_flags = 0;
 	}
-	return writev(fd, iov, count);
+	n = writev(fd, iov, count);
+	/* a reply the kernel refused is not resent either */
+	once_replied(((const struct fuse_out_header *)iov[0].iov_base)->unique);
+	return n;
 }
 
 static ssize_t fs_read(int fd, void *buf, size_t len, void *userdata)
@@ -81,9 +97,40 @@ static ssize_t fs_read(int fd, void *buf, size_t len, void *userdata)
 	return read(fd, buf, len);
 }
 
-int fs_attach_io(struct fs *fs)
+int fs_attach_io(struct fs *fs, int fuse_fd)
 {
 	static const struct fuse_custom_io io = { .writev = fs_writev, .read = fs_read };
 
-	return fuse_session_custom_io(fs->se, &io, fuse_session_fd(fs->se));
+	return fuse_session_custom_io(fs->se, &io, fuse_fd);
+}
+
+int replay_init(struct fs *fs)
+{
+	struct fs_region *r = fs->itab.r;
+	struct fuse_buf fb;
+	char *buf;
+
+	if (!r->init_len || r->init_len > FS_INIT_MAX)
+		return -ENOENT;
+	/* libfuse frees nothing of it, but may write the arguments it parses */
+	buf = aligned_alloc(IO_ALIGN, FS_INIT_MAX);
+	if (!buf)
+		return -ENOMEM;
+	memcpy(buf, r->init, r->init_len);
+	fb = (struct fuse_buf){ .size = r->init_len, .mem = buf };
+	swallow = true;
+	fuse_session_process_buf(fs->se, &fb);
+	swallow = false;
+	free(buf);
+	return 0;
+}
+
+void save_init(struct fs *fs, const void *req, size_t len)
+{
+	struct fs_region *r = fs->itab.r;
+
+	if (r->init_len || len > FS_INIT_MAX)
+		return;
+	memcpy(r->init, req, len);
+	__atomic_store_n(&r->init_len, len, __ATOMIC_RELEASE);
 }

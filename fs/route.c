@@ -33,10 +33,10 @@ static ssize_t pass_read(const struct route *r, char *buf, size_t len, off_t off
 	ssize_t n;
 
 	if ((h->flags & O_DIRECT) && unaligned(buf, len, off))
-		fd = buffered_fd(h);
+		fd = buffered_fd(r->fs, h);
 	n = pread(fd, buf, len, off);
 	if (n == -1 && errno == EINVAL && fd == h->fd && (h->flags & O_DIRECT))
-		n = pread(buffered_fd(h), buf, len, off);
+		n = pread(buffered_fd(r->fs, h), buf, len, off);
 	return n == -1 ? -errno : n;
 }
 
@@ -47,10 +47,10 @@ static ssize_t pass_write(const struct route *r, const char *buf, size_t len, of
 	ssize_t n;
 
 	if ((h->flags & O_DIRECT) && unaligned(buf, len, off))
-		fd = buffered_fd(h);
+		fd = buffered_fd(r->fs, h);
 	n = pwrite(fd, buf, len, off);
 	if (n == -1 && errno == EINVAL && fd == h->fd && (h->flags & O_DIRECT))
-		n = pwrite(buffered_fd(h), buf, len, off);
+		n = pwrite(buffered_fd(r->fs, h), buf, len, off);
 	return n == -1 ? -errno : n;
 }
 
@@ -183,11 +183,11 @@ static const struct data_ops live_ops = {
 
 /* ---- the decision ------------------------------------------------------------ */
 
-struct route route(struct rnode *n, struct rhandle *h)
+struct route route(struct fs *fs, struct rnode *n, struct rhandle *h)
 {
 	struct delta *d = __atomic_load_n(&n->delta, __ATOMIC_ACQUIRE);
 
-	return (struct route){ .ops = d ? &live_ops : &pass_ops, .n = n, .h = h, .d = d };
+	return (struct route){ .ops = d ? &live_ops : &pass_ops, .fs = fs, .n = n, .h = h, .d = d };
 }
 
 void fs_node_route(struct rnode *n, struct delta *d)

@@ -8,7 +8,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
+#include "common/log.h"
 #include "fs/fs_i.h"
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -24,6 +26,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* the kernel applies the caller's umask before it sends a mode */
 	conn->want &= ~FUSE_CAP_DONT_MASK;
 	conn->want |= FUSE_CAP_ASYNC_DIO | FUSE_CAP_PARALLEL_DIROPS;
+	/* each entry of a READDIRPLUS takes a lookup reference: a resend after
+	 * a worker's death would have to undo them one by one (once.h); plain
+	 * READDIR and LOOKUPs are exact */
+	conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 	conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
 	conn->max_write = MAX_IO;
 	conn->max_readahead = MAX_IO;
@@ -32,6 +38,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	 * queue; allow as many as there are workers to serve them */
 	conn->max_background = fs->cfg.threads * 4 > 64 ? 64 : fs->cfg.threads * 4;
 	conn->congestion_threshold = conn->max_background * 3 / 4;
+	/* FUSE_NOTIFY_RESEND came with protocol 7.40 (Linux 6.9) */
+	if (!fs->adopted && conn->proto_minor < 40)
+		log_warnx("this kernel (FUSE protocol 7.%u) does not resend requests: if a worker "
+			  "dies, the requests it had read are never answered (relocctl restart "
+			  "is safe)", conn->proto_minor);
 }
 
 struct fuse_session *fs_session_new(struct fs *fs, struct fuse_args *args)
@@ -46,29 +57,89 @@ struct fuse_session *fs_session_new(struct fs *fs, struct fuse_args *args)
 	return fs->se;
 }
 
-int fs_new(struct fs **out, const struct fs_config *cfg)
+size_t fs_region_size(void)
 {
-	struct fs *fs = calloc(1, sizeof(*fs));
+	return sizeof(struct fs_region);
+}
+
+/*
+ * A new worker maps the region's pages one fault at a time as it touches
+ * them, and a fault costs far more than a page in one madvise (much more
+ * still in a virtual machine).  Map what a takeover reads, in a few calls.
+ */
+static void populate_range(void *from, void *to)
+{
+	uintptr_t a = (uintptr_t)from & ~(uintptr_t)4095, b = (uintptr_t)to;
+
+	if (b > a)
+		(void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+}
+
+static void populate_used(struct fs_region *r)
+{
+	populate_range(r, &r->handles[r->handles_hw < FS_HANDLES_MAX ? r->handles_hw : FS_HANDLES_MAX]);
+	populate_range(r->nodes, &r->nodes[r->nodes_hw < FS_NODES_MAX ? r->nodes_hw : FS_NODES_MAX]);
+	for (uint64_t i = 0; i < r->rx_hw && i < FS_THREADS_MAX; i++)
+		populate_range(r->rx[i], r->rx[i] + IO_ALIGN);
+}
+
+int fs_new(struct fs **out, const struct fs_config *cfg, void *region, bool adopt)
+{
+	struct fs_region *r = region;
+	struct fs *fs;
 	int err;
 
+	*out = NULL;
+	if (cfg->threads + 1 > FS_RECS_MAX)
+		return -EINVAL;
+	if (adopt ? r->magic != FS_REGION_MAGIC || r->layout != FS_REGION_LAYOUT ||
+			    r->size != sizeof(*r)
+		  : r->magic != 0)
+		return -EINVAL;
+	fs = calloc(1, sizeof(*fs));
 	if (!fs)
 		return -ENOMEM;
 	fs->cfg = *cfg;
+	fs->adopted = adopt;
 	pthread_mutex_init(&fs->gate.lock, NULL);
+	pthread_mutex_init(&fs->rec_lock, NULL);
 	fs->gate.tail = &fs->gate.head;
-	err = itab_init(&fs->itab, cfg->root_fd);
-	if (err) {
-		free(fs);
-		return err;
+	fs->handles = calloc(FS_HANDLES_MAX, sizeof(*fs->handles));
+	if (!fs->handles) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	if (adopt) {
+		populate_used(r);
+		tx_recover(r);	/* a transaction the last worker left open */
+	}
+	err = itab_init(&fs->itab, r, cfg->root_fd, adopt);
+	if (!err && adopt)
+		err = takeover_tables(fs);
+	if (err)
+		goto fail;
+	if (!adopt) {
+		r->layout = FS_REGION_LAYOUT;
+		r->size = sizeof(*r);
+		r->fuse_fd = NO_FD;
+		__atomic_store_n(&r->magic, FS_REGION_MAGIC, __ATOMIC_RELEASE);
 	}
 	*out = fs;
 	return 0;
+fail:
+	itab_fini(&fs->itab);
+	free(fs->handles);
+	free(fs);
+	return err;
 }
 
 void fs_free(struct fs *fs)
 {
 	if (!fs)
 		return;
+	for (unsigned i = 0; i < FS_HANDLES_MAX; i++)
+		free(fs->handles[i]);	/* the views only: the slots stay */
+	free(fs->handles);
 	itab_fini(&fs->itab);
 	free(fs);
 }
@@ -124,4 +195,16 @@ void fs_foreach_node(struct fs *fs, void (*fn)(struct rnode *n, void *arg), void
 void fs_node_rekey(struct fs *fs, struct rnode *n, int fd, const struct stat *st)
 {
 	itab_rekey(&fs->itab, n, fd, st);
+}
+
+void fs_counts(struct fs *fs, uint64_t *nodes, uint64_t *handles)
+{
+	uint64_t h = 0;
+
+	*nodes = itab_count(&fs->itab);
+	pthread_mutex_lock(&fs->itab.lock);
+	for (uint64_t i = 0; i < fs->itab.r->handles_hw && i < FS_HANDLES_MAX; i++)
+		h += fs->handles[i] != NULL;
+	pthread_mutex_unlock(&fs->itab.lock);
+	*handles = h;
 }

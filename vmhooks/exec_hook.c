@@ -198,10 +198,23 @@ static int exec_hook_resume(void *arg, int timeout_ms, char *err, size_t errlen)
 	}
 }
 
+static void exec_hook_adopt(void *arg, const struct hook_target *t)
+{
+	struct exec_hook *eh = arg;
+	char **envp = build_envp(t->mountpoint, t->files, t->nfiles);
+
+	if (envp) {
+		free_envp(eh->envp);
+		eh->envp = envp;
+	}
+	eh->paused = true;
+}
+
 const struct hook_ops exec_hook_ops = {
 	.prefix = "exec:",
 	.create = exec_hook_new,
 	.destroy = exec_hook_free,
 	.pause = exec_hook_pause,
 	.resume = exec_hook_resume,
+	.adopt = exec_hook_adopt,
 };

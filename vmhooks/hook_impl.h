@@ -32,6 +32,8 @@ struct hook_ops {
 	int (*pause)(void *state, const struct hook_target *t, int timeout_ms, char *err,
 		     size_t errlen);
 	int (*resume)(void *state, int timeout_ms, char *err, size_t errlen);
+	/* take over a pause that another process made (NULL: nothing to do) */
+	void (*adopt)(void *state, const struct hook_target *t);
 	/* NULL: the back end cannot tell the VM's state */
 	int (*query)(void *state, char *buf, size_t len, int timeout_ms, char *err,
 		     size_t errlen);

@@ -196,6 +196,13 @@ static int libvirt_hook_resume(void *arg, int timeout_ms, char *err, size_t errl
 	}
 }
 
+static void libvirt_hook_adopt(void *arg, const struct hook_target *t)
+{
+	struct libvirt_hook *lh = arg;
+
+	lh->paused_by_us = true;
+}
+
 const struct hook_ops libvirt_hook_ops = {
 	.prefix = "libvirt:",
 	.create = libvirt_hook_new,
@@ -203,4 +210,5 @@ const struct hook_ops libvirt_hook_ops = {
 	.pause = libvirt_hook_pause,
 	.resume = libvirt_hook_resume,
 	.query = libvirt_hook_query,
+	.adopt = libvirt_hook_adopt,
 };

@@ -212,6 +212,13 @@ static int qmp_hook_query(void *arg, char *state, size_t len, int timeout_ms, ch
 	return rc;
 }
 
+static void qmp_hook_adopt(void *arg, const struct hook_target *t)
+{
+	struct qmp_hook *qh = arg;
+
+	qh->paused_by_us = true;
+}
+
 const struct hook_ops qmp_hook_ops = {
 	.prefix = "qmp:",
 	.create = qmp_hook_new,
@@ -219,4 +226,5 @@ const struct hook_ops qmp_hook_ops = {
 	.pause = qmp_hook_pause,
 	.resume = qmp_hook_resume,
 	.query = qmp_hook_query,
+	.adopt = qmp_hook_adopt,
 };

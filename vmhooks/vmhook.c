@@ -129,6 +129,15 @@ int vmhook_pause(struct vmhook *h, const char *mountpoint, const char *const *fi
 	return rc;
 }
 
+void vmhook_adopt_paused(struct vmhook *h, const char *mountpoint, const char *const *files,
+			 int nfiles)
+{
+	struct hook_target t = { .mountpoint = mountpoint, .files = files, .nfiles = nfiles };
+
+	if (h->ops->adopt)
+		h->ops->adopt(h->state, &t);
+}
+
 int vmhook_resume(struct vmhook *h, int timeout_ms, char *err, size_t errlen)
 {
 	int64_t t0 = hook_now_ms();

@@ -56,6 +56,11 @@ int vmhook_pause(struct vmhook *h, const char *mountpoint, const char *const *fi
  * program or virsh exits non-zero (exec, libvirt). */
 int vmhook_resume(struct vmhook *h, int timeout_ms, char *err, size_t errlen);
 
+/* Take over a pause that another process made with a hook of the same spec
+ * (a worker that died in a cutover): vmhook_resume then resumes the VM. */
+void vmhook_adopt_paused(struct vmhook *h, const char *mountpoint, const char *const *files,
+			 int nfiles);
+
 /* Ask the VM's run state ("running", "paused", ...).  -ENOTSUP for hooks
  * that cannot tell (exec, freeze, none). */
 int vmhook_query(struct vmhook *h, char *state, size_t len, int timeout_ms,

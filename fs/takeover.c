@@ -1,0 +1,129 @@
+/*
+ * takeover: a worker after another on the same FUSE connection.
+ *
+ * The connection (the /dev/fuse descriptor) and the shared region outlive
+ * the worker that mounted; a new worker (after a crash, or a hand-over)
+ * takes them over in this order:
+ *
+ *   1. roll back the transaction the last worker left open (tx_recover), and
+ *      build the worker's views of the node and handle slots (fs_new);
+ *   2. carry the last worker's request records, apply the FORGETs it had
+ *      read, and free the nodes only it referred to (takeover_tables);
+ *   3. the daemon closes every descriptor that no slot and no part of the
+ *      daemon names (fs_keep_fds): what a dead worker leaked;
+ *   4. set libfuse up on the connection without a new INIT: the session
+ *      reads and writes the existing descriptor, and the INIT request the
+ *      first worker kept is processed again with its reply swallowed
+ *      (libfuse 3.14 refuses every request before INIT);
+ *   5. write FUSE_NOTIFY_RESEND, before the first read: the kernel then puts
+ *      every request the last worker read and did not answer back in front
+ *      of the queue, with FUSE_UNIQUE_RESEND set in its id (once.h).  Sent
+ *      later, it would also resend requests this worker has read itself.
+ *
+ * On a kernel without FUSE_NOTIFY_RESEND (before Linux 6.9) the write fails
+ * and the requests a dead worker had read wait for good: fs_takeover says so.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <linux/fuse.h>
+
+#include "common/log.h"
+#include "fs/fs_i.h"
+#include "fs/once.h"
+
+#ifndef FUSE_NOTIFY_RESEND
+#define FUSE_NOTIFY_RESEND 7
+#endif
+
+int takeover_tables(struct fs *fs)
+{
+	struct itab *t = &fs->itab;
+	int err = handles_adopt(fs);
+
+	if (err)
+		return err;
+	once_recover(fs);
+	/* nodes the last worker held only for itself (a walk, a job's file):
+	 * the job engine takes its references again */
+	for (uint64_t i = 1; i < t->r->nodes_hw && i < FS_NODES_MAX; i++) {
+		struct rnode *n = t->by_slot[i];
+
+		if (n && !t->r->nodes[i].nlookup && !n->refs) {
+			n->refs++;
+			itab_unref(t, n);
+		}
+	}
+	return 0;
+}
+
+size_t fs_region_fds(void *region, int *keep, size_t max)
+{
+	struct fs_region *r = region;
+	size_t k = 0;
+
+	if (r->magic != FS_REGION_MAGIC)
+		return 0;
+	for (uint64_t i = 0; i < r->nodes_hw && i < FS_NODES_MAX && k < max; i++)
+		if (r->nodes[i].state == SLOT_USED && r->nodes[i].fd != NO_FD)
+			keep[k++] = (int)r->nodes[i].fd;
+	for (uint64_t i = 0; i < r->handles_hw && i < FS_HANDLES_MAX && k + 2 <= max; i++) {
+		if (r->handles[i].state != SLOT_USED)
+			continue;
+		if (r->handles[i].fd != NO_FD)
+			keep[k++] = (int)r->handles[i].fd;
+		if (r->handles[i].fd_buffered != NO_FD)
+			keep[k++] = (int)r->handles[i].fd_buffered;
+	}
+	if (k < max && r->fuse_fd != NO_FD)
+		keep[k++] = (int)r->fuse_fd;
+	return k;
+}
+
+size_t fs_keep_fds(struct fs *fs, int *keep, size_t max)
+{
+	size_t k = itab_fds(&fs->itab, keep, max);
+
+	k += handles_fds(fs, keep + k, max - k);
+	if (k < max && fs->itab.r->fuse_fd != NO_FD)
+		keep[k++] = (int)fs->itab.r->fuse_fd;
+	return k;
+}
+
+int fs_mount(struct fs *fs, const char *mountpoint)
+{
+	int fd;
+
+	if (fuse_session_mount(fs->se, mountpoint))
+		return -EIO;
+	fd = fuse_session_fd(fs->se);
+	__atomic_store_n(&fs->itab.r->fuse_fd, (uint64_t)fd, __ATOMIC_RELEASE);
+	return fs_attach_io(fs, fd);
+}
+
+int fs_takeover(struct fs *fs, bool resend)
+{
+	struct fuse_out_header oh = {
+		.len = sizeof(oh),
+		.error = FUSE_NOTIFY_RESEND,
+		.unique = 0,
+	};
+	int fd = (int)fs->itab.r->fuse_fd;
+	int err;
+
+	if (fs->itab.r->fuse_fd == NO_FD)
+		return -EBADF;
+	err = fs_attach_io(fs, fd);
+	if (!err)
+		err = replay_init(fs);
+	if (err)
+		return err;
+	if (resend && write(fd, &oh, sizeof(oh)) != (ssize_t)sizeof(oh)) {
+		log_warnx("this kernel does not resend requests (FUSE_NOTIFY_RESEND: %s): requests "
+			  "the last worker had read wait until the mount ends", strerror(errno));
+		return -ENOTSUP;
+	}
+	return 0;
+}
