@@ -330,15 +330,8 @@ void engine_free(struct engine *e)
 	for (size_t i = 0; i < e->novr; i++)
 		override_free(&e->ovr[i]);
 	free(e->ovr);
-	for (size_t k = 0; k < e->nfin; k++) {
-		for (size_t i = 0; i < e->fin[k].n; i++) {
-			free(e->fin[k].files[i].path);
-			free(e->fin[k].files[i].backend);
-		}
-		free(e->fin[k].files);
-		free(e->fin[k].name);
-		free(e->fin[k].dest);
-	}
+	for (size_t k = 0; k < e->nfin; k++)
+		finished_job_free(&e->fin[k]);
 	free(e->fin);
 	if (e->state_fd != -1)
 		close(e->state_fd);

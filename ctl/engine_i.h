@@ -398,6 +398,8 @@ char *status_text(struct engine *e, const char *job, char **err);
 /* Remember the job's files as a finished job (caller holds e->lock). */
 void finish_job(struct engine *e, struct job *j, const char *state, const char *file_state,
 		const char *backend);
+/* Free what a finished job holds (not the struct: it is in e->fin). */
+void finished_job_free(struct finished_job *f);
 
 /* ---- recover.c ---- */
 

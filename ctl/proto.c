@@ -57,6 +57,18 @@ int ctl_join_argv(int argc, char *const *argv, char *buf, size_t len)
 	return (int)pos;
 }
 
+void ctl_fmt_bytes(double b, char *buf, size_t len)
+{
+	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int i = 0;
+
+	while (b >= 1024 && i < 4) {
+		b /= 1024;
+		i++;
+	}
+	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
 int ctl_parse_size(const char *s, uint64_t *out)
 {
 	char *end;

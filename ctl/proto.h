@@ -102,6 +102,8 @@ int ctl_parse_request(int argc, const char **argv, struct ctl_request *req,
 
 /* Parse "123", "10M", "1.5G" (powers of 1024) into bytes.  0 on success. */
 int ctl_parse_size(const char *s, uint64_t *out);
+/* The other way, for people: "512 B", "1.5 MiB" (powers of 1024). */
+void ctl_fmt_bytes(double b, char *buf, size_t len);
 
 /* Parse a duration: "90", "90s", "45m", "2h", "1d", or parts in that order
  * ("1h30m").  0 on success, with *out in seconds (> 0, at most

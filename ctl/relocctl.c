@@ -112,18 +112,6 @@ static int request(const char *sock, int argc, char **argv, char **out)
 	return h.status;
 }
 
-static void fmt_bytes(double b, char *buf, size_t len)
-{
-	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	int i = 0;
-
-	while (b >= 1024 && i < 4) {
-		b /= 1024;
-		i++;
-	}
-	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", b, u[i]);
-}
-
 static double now_s(void)
 {
 	struct timespec ts;
@@ -231,9 +219,9 @@ static int cmd_wait(const char *sock, const char *job, double timeout)
 		prev_t = t;
 		prev_done = done;
 		first = false;
-		fmt_bytes((double)done, a, sizeof(a));
-		fmt_bytes((double)total, b, sizeof(b));
-		fmt_bytes(rate, r, sizeof(r));
+		ctl_fmt_bytes((double)done, a, sizeof(a));
+		ctl_fmt_bytes((double)total, b, sizeof(b));
+		ctl_fmt_bytes(rate, r, sizeof(r));
 		if (jready == njobs) {
 			json_decref(root);
 			if (tty)

@@ -246,18 +246,6 @@ char *status_json(struct engine *e, const char *name, char **err)
 	return s;
 }
 
-static void fmt_bytes(double b, char *buf, size_t len)
-{
-	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	int i = 0;
-
-	while (b >= 1024 && i < 4) {
-		b /= 1024;
-		i++;
-	}
-	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", b, u[i]);
-}
-
 /* "1h05m", "4m10s", "12s"; a time past is "0s" */
 static void fmt_secs(int64_t s, char *buf, size_t len)
 {
@@ -292,9 +280,9 @@ static void job_line(FILE *mf, json_t *jo)
 	memset(bar, '#', (size_t)fill);
 	memset(bar + fill, '.', (size_t)(width - fill));
 	bar[width] = '\0';
-	fmt_bytes((double)copied, a, sizeof(a));
-	fmt_bytes((double)total, b, sizeof(b));
-	fmt_bytes((double)uget(jo, "rate"), r, sizeof(r));
+	ctl_fmt_bytes((double)copied, a, sizeof(a));
+	ctl_fmt_bytes((double)total, b, sizeof(b));
+	ctl_fmt_bytes((double)uget(jo, "rate"), r, sizeof(r));
 	fprintf(mf, "job %-12s %-8s [%s] %3d%%  %s / %s", name && *name ? name : "(unnamed)",
 		state, bar, total ? (int)(100.0 * (double)(copied < total ? copied : total) /
 					  (double)total) : 100, a, b);
@@ -309,17 +297,17 @@ static void job_line(FILE *mf, json_t *jo)
 		fprintf(mf, "  #%" PRIu64 " in line", uget(jo, "position"));
 	fprintf(mf, "  to %s", json_string_value(json_object_get(jo, "dest")));
 	if (uget(jo, "limit")) {
-		fmt_bytes((double)uget(jo, "limit"), t, sizeof(t));
+		ctl_fmt_bytes((double)uget(jo, "limit"), t, sizeof(t));
 		fprintf(mf, "  (limit %s/s)", t);
 	}
 	if (json_is_integer(dl) && strcmp(state, "done") && strcmp(state, "aborted")) {
 		fmt_secs(json_integer_value(dl), t, sizeof(t));
-		fmt_bytes((double)uget(jo, "deadline_rate"), r, sizeof(r));
+		ctl_fmt_bytes((double)uget(jo, "deadline_rate"), r, sizeof(r));
 		fprintf(mf, "  deadline in %s", t);
 		if (uget(jo, "deadline_rate"))
 			fprintf(mf, " (at %s/s)", r);
 		if (json_is_false(json_object_get(jo, "deadline_ok"))) {
-			fmt_bytes((double)uget(jo, "deadline_needed"), r, sizeof(r));
+			ctl_fmt_bytes((double)uget(jo, "deadline_needed"), r, sizeof(r));
 			if (uget(jo, "deadline_needed"))
 				fprintf(mf, ": CANNOT BE MET, it needs %s/s", r);
 			else
@@ -345,7 +333,7 @@ char *status_text(struct engine *e, const char *name, char **errout)
 		return NULL;
 	mf = open_memstream(&out, &len);
 	fprintf(mf, "serving: %s\n", json_string_value(json_object_get(root, "source")));
-	fmt_bytes((double)uget(root, "budget"), b, sizeof(b));
+	ctl_fmt_bytes((double)uget(root, "budget"), b, sizeof(b));
 	fprintf(mf, "budget: %s%s; %s", uget(root, "budget") ? b : "none",
 		uget(root, "budget") ? "/s for every job's copies and merges" : "",
 		uget(root, "parallel") ? "" : "no limit on the jobs copying at once\n");
@@ -379,6 +367,17 @@ char *status_text(struct engine *e, const char *name, char **errout)
 	fclose(mf);
 	json_decref(root);
 	return out;
+}
+
+void finished_job_free(struct finished_job *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		free(f->files[i].path);
+		free(f->files[i].backend);
+	}
+	free(f->files);
+	free(f->name);
+	free(f->dest);
 }
 
 void finish_job(struct engine *e, struct job *j, const char *state, const char *file_state,
@@ -416,13 +415,7 @@ void finish_job(struct engine *e, struct job *j, const char *state, const char *
 	for (size_t k = 0; k < e->nfin; k++) {
 		if (strcmp(e->fin[k].name, j->name) && e->nfin < FINISHED_MAX)
 			continue;
-		for (size_t i = 0; i < e->fin[k].n; i++) {
-			free(e->fin[k].files[i].path);
-			free(e->fin[k].files[i].backend);
-		}
-		free(e->fin[k].files);
-		free(e->fin[k].name);
-		free(e->fin[k].dest);
+		finished_job_free(&e->fin[k]);
 		memmove(&e->fin[k], &e->fin[k + 1], (e->nfin - k - 1) * sizeof(*e->fin));
 		e->nfin--;
 		break;
@@ -437,13 +430,7 @@ void finish_job(struct engine *e, struct job *j, const char *state, const char *
 	}
 	return;
 fail:
-	for (size_t i = 0; i < fj.n; i++) {
-		free(fj.files[i].path);
-		free(fj.files[i].backend);
-	}
-	free(fj.files);
-	free(fj.name);
-	free(fj.dest);
+	finished_job_free(&fj);
 }
 
 int cmd_verify(struct engine *e, const struct ctl_request *req, char **out)
