@@ -290,6 +290,9 @@ void drop_next_state(struct engine *e);
 /* A new job (not in e->jobs), or NULL. */
 struct job *job_alloc(const char *name, const char *dest, const char *delta_dir);
 void job_free(struct engine *e, struct job *j, bool unlink_delta);
+/* Its files (nodes, delta stores, unlinked or not) and the entries of its
+ * tree: the job as before its files were added. */
+void job_files_free(struct engine *e, struct job *j, bool unlink_delta);
 /* 0, 1 for a hard link seen before, -ENOMEM */
 int job_add_entry(struct job *j, const struct stat *st, const char *rel);
 const char *job_entry_path(struct job *j, dev_t dev, ino_t ino);

@@ -93,12 +93,8 @@ struct job *job_alloc(const char *name, const char *dest, const char *delta_dir)
 	return j;
 }
 
-void job_free(struct engine *e, struct job *j, bool unlink_delta)
+void job_files_free(struct engine *e, struct job *j, bool unlink_delta)
 {
-	if (!j)
-		return;
-	copier_stop(j->copier, NULL);
-	budget_leave(j->bc);
 	for (size_t i = 0; i < j->n; i++) {
 		struct job_file *f = &j->files[i];
 
@@ -111,9 +107,23 @@ void job_free(struct engine *e, struct job *j, bool unlink_delta)
 	}
 	free(j->files);
 	free(j->deltas);
+	j->files = NULL;
+	j->deltas = NULL;
+	j->n = 0;
 	for (size_t i = 0; i < j->nentries; i++)
 		free(j->entries[i].relpath);
 	free(j->entries);
+	j->entries = NULL;
+	j->nentries = 0;
+}
+
+void job_free(struct engine *e, struct job *j, bool unlink_delta)
+{
+	if (!j)
+		return;
+	copier_stop(j->copier, NULL);
+	budget_leave(j->bc);
+	job_files_free(e, j, unlink_delta);
 	for (size_t i = 0; i < j->nwant; i++)
 		free(j->want[i]);
 	free(j->want);

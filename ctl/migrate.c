@@ -560,26 +560,7 @@ static void job_unstart(struct engine *e, struct job *j, bool queued)
 	pthread_mutex_unlock(&e->lock);
 	if (j->dest_fd != -1)
 		remove_dest(j);
-	for (size_t i = 0; i < j->n; i++) {
-		struct job_file *f = &j->files[i];
-
-		if (f->node)
-			fs_node_put(e->fs, f->node);
-		delta_free(f->d, true);
-		free(f->relpath);
-		free(f->ddev);
-		free(f->dino);
-	}
-	free(j->files);
-	free(j->deltas);
-	j->files = NULL;
-	j->deltas = NULL;
-	j->n = 0;
-	for (size_t i = 0; i < j->nentries; i++)
-		free(j->entries[i].relpath);
-	free(j->entries);
-	j->entries = NULL;
-	j->nentries = 0;
+	job_files_free(e, j, true);
 	if (j->delta_fd != -1) {
 		rm_rf_path(e, j->delta_dir);
 		close(j->delta_fd);

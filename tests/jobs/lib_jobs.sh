@@ -127,13 +127,10 @@ job_state() {
 }
 
 job_state_is() {
-	local j=$1 s cur
+	local j=$1 cur
 	shift
 	cur=$(job_state "$j") || return 1
-	for s in "$@"; do
-		[ "$cur" = "$s" ] && return 0
-	done
-	return 1
+	one_of "$cur" "$@"
 }
 
 wait_job_state() {
