@@ -75,6 +75,7 @@ struct daemon {
 		unsigned threads;
 		double timeout;
 		int writeback;
+		int max_jobs;		/* -1: not given (the record's, or no limit) */
 		int takeover_fd;	/* a re-executed supervisor: the region's descriptor */
 	} o;
 	int argc;

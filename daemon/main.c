@@ -29,6 +29,7 @@
 
 #include "common/crashpoint.h"
 #include "common/log.h"
+#include "ctl/proto.h"
 #include "ctl/server.h"
 #include "daemon/daemon.h"
 #include "daemon/service.h"
@@ -46,6 +47,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("threads=%u", threads, 0),
 	OPT("timeout=%lf", timeout, 0),
 	OPT("writeback", writeback, 1),
+	OPT("max_jobs=%d", max_jobs, 0),
 	OPT("takeover=%d", takeover_fd, 0),
 	FUSE_OPT_END
 };
@@ -101,6 +103,8 @@ static void usage(FILE *f)
 "  -o threads=N       worker threads (default 16)\n"
 "  -o timeout=S       attribute and entry cache timeout in seconds (default 1)\n"
 "  -o writeback       kernel writeback cache for buffered writes\n"
+"  -o max_jobs=N      at most N relocation jobs copy at once, the others wait\n"
+"                     (0: no limit; relocctl limit --parallel changes it)\n"
 "  -o allow_other     let other users (e.g. the hypervisor's) use the mount\n"
 "  other -o options are passed to FUSE; default_permissions is always on;\n"
 "  mount(8) options such as defaults, nofail, _netdev, x-* are ignored\n");
@@ -136,6 +140,11 @@ static int check_args(struct daemon *d)
 	if (d->o.npaths < 1 || d->o.npaths > 2) {
 		fprintf(stderr, "relocfs: %s (see relocfs --help)\n",
 			d->o.npaths ? "too many arguments" : "missing SOURCE_DIR and MOUNTPOINT");
+		return 2;
+	}
+	if (d->o.max_jobs < -1 || d->o.max_jobs > CTL_PARALLEL_MAX) {
+		fprintf(stderr, "relocfs: max_jobs=%d is out of range (0 to %d)\n", d->o.max_jobs,
+			CTL_PARALLEL_MAX);
 		return 2;
 	}
 	if (d->o.threads < 1 || d->o.threads > 256) {
@@ -230,7 +239,7 @@ static void background(struct daemon *d)
 int main(int argc, char *argv[])
 {
 	struct daemon d = {
-		.o = { .threads = 16, .timeout = 1.0, .takeover_fd = -1 },
+		.o = { .threads = 16, .timeout = 1.0, .takeover_fd = -1, .max_jobs = -1 },
 		.argc = argc,
 		.argv = argv,
 		.args = FUSE_ARGS_INIT(argc, argv),

@@ -234,6 +234,11 @@ static int start_first(struct worker *w)
 		say(w, "%s", err);
 		return -1;
 	}
+	/* recorded: a later worker finds it in the record (or what limit
+	 * --parallel made of it since), not in the options */
+	if (d->o.max_jobs >= 0 && engine_set_max_jobs(w->eng, (unsigned)d->o.max_jobs, err,
+						      sizeof(err)))
+		log_warnx("%s", err);
 	cfg = (struct fs_config){
 		.source = d->source,
 		.root_fd = root_fd,
