@@ -131,7 +131,7 @@ char *ms_format(const struct mount_state *st)
 {
 	struct sbuf b = { 0 };
 
-	sb_printf(&b, "relocfs-state 2\nroot");
+	sb_printf(&b, "relocfs-state " MS_VERSION_STR "\nroot");
 	sb_path(&b, st->root);
 	sb_printf(&b, "\nlast-cutover-us %" PRIu64 "\n", st->last_cutover_us);
 	sb_printf(&b, "budget %" PRIu64 "\nparallel %u\n", st->budget, st->parallel);

@@ -41,6 +41,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The version of the record this relocfs writes (it reads 1 and 2).  A
+ * binary that reads only older ones must not take a mount over: relocfs
+ * --version says "state record N". */
+#define MS_VERSION	2
+#define MS_VERSION_STR	"2"
+
 struct ms_override {
 	char *relpath;
 	char *backend;		/* the root directory the file now lives under */

@@ -29,6 +29,7 @@
 
 #include "common/crashpoint.h"
 #include "common/log.h"
+#include "ctl/mount_state.h"
 #include "ctl/proto.h"
 #include "ctl/server.h"
 #include "daemon/daemon.h"
@@ -258,8 +259,9 @@ int main(int argc, char *argv[])
 		if (d.o.help)
 			usage(stdout);
 		else
-			printf("relocfs %s (libfuse %s, state layout %s)\n", RELOCFS_VERSION,
-			       fuse_pkgversion(), RELOCFS_LAYOUT_STR);
+			printf("relocfs %s (libfuse %s, state record %s, state layout %s)\n",
+			       RELOCFS_VERSION, fuse_pkgversion(), MS_VERSION_STR,
+			       RELOCFS_LAYOUT_STR);
 		return 0;
 	}
 	if (d.o.debug) {

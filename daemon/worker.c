@@ -42,6 +42,7 @@
 #include "common/crashpoint.h"
 #include "common/log.h"
 #include "ctl/engine.h"
+#include "ctl/mount_state.h"
 #include "ctl/server.h"
 #include "daemon/daemon.h"
 #include "daemon/service.h"
@@ -151,7 +152,7 @@ static void proc_status(void *arg, json_t *root)
 static int check_binary(const char *path, char *err, size_t errlen)
 {
 	char *argv[] = { (char *)path, "--version", NULL };
-	char out[512] = "";
+	char out[512] = "", *rec;
 	posix_spawn_file_actions_t fa;
 	int pfd[2], status = 0;
 	ssize_t len = 0, r;
@@ -192,6 +193,13 @@ static int check_binary(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "'%s' keeps its state in another layout than this relocfs "
 			 "(state layout %s): it cannot take the mount over", path,
 			 RELOCFS_LAYOUT_STR);
+		return -EPROTO;
+	}
+	/* before "state record" was printed, every binary read version 1 */
+	rec = strstr(out, "state record ");
+	if ((rec ? atoi(rec + strlen("state record ")) : 1) < MS_VERSION) {
+		snprintf(err, errlen, "'%s' cannot read this mount's record (version %d): it "
+			 "cannot take the mount over", path, MS_VERSION);
 		return -EPROTO;
 	}
 	return 0;
