@@ -6,7 +6,7 @@
 #   make asan/tsan  the suite under AddressSanitizer / ThreadSanitizer
 
 CC      ?= cc
-PKGS    := fuse3 libxxhash jansson
+PKGS    := fuse3 libxxhash jansson liburing
 CFLAGS  ?= -O2 -g
 WARN    := -std=gnu11 -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
            -Wno-unused-parameter
@@ -23,7 +23,7 @@ BUILD   ?= build
 COMMON_SRC := common/log.c common/crashpoint.c common/util.c common/shm.c
 DELTA_SRC  := delta/bitmap.c delta/journal.c delta/store.c delta/view.c delta/merge.c
 FS_SRC     := fs/session.c fs/table.c fs/once.c fs/takeover.c fs/inode.c fs/gate.c fs/handle.c fs/route.c fs/data.c fs/names.c \
-              fs/dirs.c fs/xattrs.c fs/request.c fs/loop.c
+              fs/dirs.c fs/xattrs.c fs/request.c fs/loop.c fs/uring.c
 COPIER_SRC := copier/copier.c copier/ratelimit.c
 HOOK_SRC   := vmhooks/vmhook.c vmhooks/hook_util.c vmhooks/qmp.c vmhooks/qmp_hook.c \
               vmhooks/exec_hook.c vmhooks/libvirt_hook.c

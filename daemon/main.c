@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "ctl/server.h"
 #include "daemon/daemon.h"
+#include "fs/fs.h"
 
 #define OPT(t, p, v) { t, offsetof(struct daemon, o.p), v }
 
@@ -43,6 +44,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("threads=%u", threads, 0),
 	OPT("timeout=%lf", timeout, 0),
 	OPT("writeback", writeback, 1),
+	OPT("transport=%s", transport, 0),
 	OPT("takeover=%d", takeover_fd, 0),
 	FUSE_OPT_END
 };
@@ -75,6 +77,8 @@ static void usage(FILE *f)
 "  -o threads=N       worker threads (default 16)\n"
 "  -o timeout=S       attribute and entry cache timeout in seconds (default 1)\n"
 "  -o writeback       kernel writeback cache for buffered writes\n"
+"  -o transport=T     how requests reach relocfs: auto (default: io_uring where\n"
+"                     the kernel offers it, else /dev/fuse), uring, dev\n"
 "  -o allow_other     let other users (e.g. the hypervisor's) use the mount\n"
 "  other -o options are passed to FUSE; default_permissions is always on\n");
 }
@@ -114,6 +118,25 @@ static int check_args(struct daemon *d)
 	if (d->o.threads < 1 || d->o.threads > 256) {
 		fprintf(stderr, "relocfs: threads=%u is out of range (1 to 256)\n", d->o.threads);
 		return 2;
+	}
+	if (!d->o.transport || strcmp(d->o.transport, "auto") == 0) {
+		d->transport = FS_TRANSPORT_AUTO;
+	} else if (strcmp(d->o.transport, "uring") == 0) {
+		d->transport = FS_TRANSPORT_URING;
+	} else if (strcmp(d->o.transport, "dev") == 0) {
+		d->transport = FS_TRANSPORT_DEV;
+	} else {
+		fprintf(stderr, "relocfs: transport=%s is not one of auto, uring, dev\n",
+			d->o.transport);
+		return 2;
+	}
+	if (d->transport == FS_TRANSPORT_URING && d->o.takeover_fd < 0) {
+		char why[256];
+
+		if (fs_transport_check(FS_TRANSPORT_URING, why, sizeof(why))) {
+			fprintf(stderr, "relocfs: transport=uring: %s\n", why);
+			return 1;
+		}
 	}
 	if (!realpath(d->o.paths[0], d->source)) {
 		fprintf(stderr, "relocfs: cannot use source '%s': %s\n", d->o.paths[0],

@@ -81,6 +81,7 @@ static int region_new(struct daemon *d)
 	dr->fs_off = fs_off;
 	dr->ctl_fd = ctl_server_fd();
 	dr->source_fd = d->source_fd;
+	dr->base = (uint64_t)(uintptr_t)d->shm.base;
 	dr->keep[dr->nkeep++] = d->shm.fd;
 	dr->keep[dr->nkeep++] = d->source_fd;
 	if (dr->ctl_fd != -1)
@@ -92,8 +93,14 @@ static int region_new(struct daemon *d)
 /* A re-executed supervisor: the region of the running mount. */
 static int region_adopt(struct daemon *d)
 {
-	int r = shm_map(&d->shm, d->o.takeover_fd);
+	struct daemon_region head;
+	int r;
 
+	/* where the last supervisor had it: the kernel holds pointers into it */
+	if (pread(d->o.takeover_fd, &head, sizeof(head), 0) != (ssize_t)sizeof(head))
+		return -EPROTO;
+	r = shm_map(&d->shm, d->o.takeover_fd,
+		    head.magic == DAEMON_MAGIC ? (void *)(uintptr_t)head.base : NULL);
 	if (r)
 		return r;
 	d->dr = d->shm.base;
@@ -101,6 +108,7 @@ static int region_adopt(struct daemon *d)
 		shm_unmap(&d->shm);
 		return -EPROTO;
 	}
+	d->dr->base = (uint64_t)(uintptr_t)d->shm.base;
 	d->source_fd = (int)d->dr->source_fd;
 	ctl_server_adopt((int)d->dr->ctl_fd, d->mnt);
 	/* back to close-on-exec: children of the workers must not inherit them */
