@@ -4,7 +4,8 @@
  *
  * The kernel makes one queue per possible CPU and puts a request on the
  * queue of the CPU that issued it.  Each queue is served by ring threads
- * pinned to that CPU; each thread has an io_uring of its own and one entry
+ * (as many as -o threads, within a memory budget); each thread has an
+ * io_uring of its own and one entry
  * (a header buffer and a 1 MiB payload buffer) registered with the kernel.
  * A request arrives as a completion; the thread makes it contiguous again
  * (the kernel splits it into fuse_in_header, the opcode's header and the
@@ -87,7 +88,8 @@
 #define ENT_HEADROOM	4096
 #define ENT_PAYLOAD	8192
 
-#define THREADS_PER_QUEUE_MAX	4
+#define THREADS_PER_QUEUE_MAX	16
+#define RING_ENTS_BUDGET	32	/* entries of all queues, where CPUs are few */
 #define ENTS_PER_THREAD_MAX	8	/* one of its own, and entries adopted */
 
 /* completion tags: an entry's slot number, or one of these */
@@ -546,14 +548,15 @@ static void *ring_thread(void *arg)
 	struct uring *u = t->u;
 	struct fs *fs = u->fs;
 	char name[16];
-	cpu_set_t cpus;
 	sigset_t all;
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	CPU_ZERO(&cpus);
-	CPU_SET(t->qid, &cpus);
-	pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);	/* best effort */
+	/* not pinned to its queue's CPU: the kernel's task work wakes it on
+	 * the CPU that issued the request when that CPU is free, and when it
+	 * is busy (fio at queue depth 16 on one CPU) the other CPUs serve;
+	 * pinned, queue depth 16 ran at 0.6 of unpinned here, queue depth 1
+	 * the same within the noise (docs/performance.md) */
 	snprintf(name, sizeof(name), "uring-q%u", t->qid);
 	pthread_setname_np(pthread_self(), name);
 	once_bind(fs->itab.r, (int)(FS_RING_REC0 + t->idx));
@@ -717,11 +720,15 @@ int uring_start(struct fs *fs, bool adopt)
 	u->fs = fs;
 	u->fuse_fd = (int)r->fuse_fd;
 	u->nq = uring_queues();
-	u->per_q = fs->cfg.threads / u->nq;
-	if (u->per_q < 1)
-		u->per_q = 1;
+	/* as many requests of one CPU in service at once as -o threads, with
+	 * at most RING_ENTS_BUDGET entries (a MiB each) for all queues */
+	u->per_q = RING_ENTS_BUDGET / u->nq;
+	if (u->per_q > fs->cfg.threads)
+		u->per_q = fs->cfg.threads;
 	if (u->per_q > THREADS_PER_QUEUE_MAX)
 		u->per_q = THREADS_PER_QUEUE_MAX;
+	if (u->per_q < 1)
+		u->per_q = 1;
 	while (u->nq * u->per_q > FS_RING_MAX && u->per_q > 1)
 		u->per_q--;
 	u->nthreads = u->nq * u->per_q;
