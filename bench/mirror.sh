@@ -52,7 +52,13 @@ for t in $TRANSPORTS; do
 	RELOCFS_RUNDIR=$W/run-$t "$RELOCFS" -o transport=$t $opts "$W/src-$t" "$W/mnt-$t" \
 		2>"$W/run-$t/relocfs.log" || die "relocfs ($t) failed to start: $(cat "$W/run-$t/relocfs.log")"
 	MOUNTS="$MOUNTS $t"
-	got=$(RELOCFS_RUNDIR=$W/run-$t "$RELOCCTL" -m "$W/mnt-$t" status --json | jq -r .transport)
+	# the transport is known once the kernel's INIT is answered
+	i=0
+	while got=$(RELOCFS_RUNDIR=$W/run-$t "$RELOCCTL" -m "$W/mnt-$t" status --json | jq -r .transport) &&
+	      [ -z "$got" ] && [ $i -lt 100 ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
 	[ "$got" = "$t" ] || die "the $t mount is served over '$got'"
 	log "relocfs worker $(worker_of "$t") serves $W/mnt-$t over $t"
 done
