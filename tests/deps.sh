@@ -4,12 +4,12 @@
 # does nothing (and needs no network) when everything is installed.
 # As root it installs with apt-get; otherwise it names what is missing and
 # exits 1.
-PACKAGES="build-essential pkg-config libfuse3-dev fuse3 libxxhash-dev libcmocka-dev
+PACKAGES="build-essential pkg-config libfuse3-dev fuse3 libxxhash-dev libcmocka-dev liburing-dev
 	libjansson-dev fio qemu-utils qemu-system-x86 busybox-static cpio attr xfsprogs
 	util-linux kmod
 	jq e2fsprogs gzip clang valgrind socat
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients"
-# jq: tests/reloc read status --json; e2fsprogs: loop filesystems for ENOSPC
+# liburing-dev: FUSE over io_uring (fs/uring.c); jq: tests/reloc read status --json; e2fsprogs: loop filesystems for ENOSPC
 # tests; clang: make tsan and the fuzzer; valgrind: memcheck of the unit tests; socat: QMP commands in tests/vm/daemon_death.sh; libvirt: tests/vm/libvirt_hook.sh
 
 missing=
