@@ -77,8 +77,8 @@ static void usage(FILE *f)
 "  -d, -o debug       FUSE debug output (implies -f)\n"
 "  -o threads=N       worker threads (default 16)\n"
 "  -o timeout=S       attribute and entry cache timeout in seconds (default 1)\n"
-"  -o nowriteback     buffered writes go to relocfs one by one (default: the\n"
-"                     kernel's writeback cache; fsync still reaches relocfs)\n"
+"  -o writeback       kernel writeback cache for buffered writes (not for\n"
+"                     files read with O_DIRECT: see docs/performance.md)\n"
 "  -o transport=T     how requests reach relocfs: auto (default: io_uring where\n"
 "                     the kernel offers it, else /dev/fuse), uring, dev\n"
 "  -o allow_other     let other users (e.g. the hypervisor's) use the mount\n"
@@ -228,7 +228,7 @@ static void background(struct daemon *d)
 int main(int argc, char *argv[])
 {
 	struct daemon d = {
-		.o = { .threads = 16, .timeout = 1.0, .writeback = 1, .takeover_fd = -1 },
+		.o = { .threads = 16, .timeout = 1.0, .takeover_fd = -1 },
 		.argc = argc,
 		.argv = argv,
 		.args = FUSE_ARGS_INIT(argc, argv),
