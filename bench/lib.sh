@@ -82,23 +82,34 @@ mount_relocfs() {
 	log "relocfs pid $DAEMON_PID serving $SRC at $MNT"
 }
 
-# the relocfs process serving MNT (the one whose arguments end with MNT)
+# the relocfs supervisor serving MNT (the one whose arguments end with MNT and whose
+# parent is not relocfs: its worker has the same arguments)
 daemon_pid() {
 	for dp_p in $(pgrep -x relocfs || true); do
 		args=$(tr '\0' ' ' </proc/$dp_p/cmdline 2>/dev/null) || continue
+		dp_pp=$(awk '/^PPid:/ {print $2}' /proc/$dp_p/status 2>/dev/null) || continue
+		[ "$(cat /proc/$dp_pp/comm 2>/dev/null)" != relocfs ] || continue
 		case "$args" in *" $1 "|*" $1") echo "$dp_p"; return ;; esac
 	done
 }
 
-daemon_mem() {
-	[ -n "$DAEMON_PID" ] && [ -r /proc/$DAEMON_PID/status ] || { echo "VmRSS: ? VmHWM: ?"; return; }
-	awk '/^VmRSS|^VmHWM/ {printf "%s %d ", $1, $2}' /proc/$DAEMON_PID/status
-	echo
+# the supervisor and its worker: their memory is the daemon's
+daemon_pids() {
+	[ -n "$DAEMON_PID" ] || return 0
+	echo "$DAEMON_PID"
+	pgrep -P "$DAEMON_PID" -x relocfs || true
 }
 
-# daemon_kib FIELD: VmRSS or VmHWM in KiB
+daemon_mem() {
+	[ -n "$DAEMON_PID" ] && [ -r /proc/$DAEMON_PID/status ] || { echo "VmRSS: ? VmHWM: ?"; return; }
+	echo "VmRSS: $(daemon_kib VmRSS) VmHWM: $(daemon_kib VmHWM) (KiB, supervisor and worker)"
+}
+
+# daemon_kib FIELD: VmRSS or VmHWM in KiB, the supervisor's and the worker's added
 daemon_kib() {
-	awk -v f="$1:" '$1 == f {print $2}' /proc/$DAEMON_PID/status
+	for dk_p in $(daemon_pids); do
+		awk -v f="$1:" '$1 == f {print $2}' /proc/$dk_p/status 2>/dev/null
+	done | awk '{t += $1} END {print t + 0}'
 }
 
 unmount_relocfs() {

@@ -210,6 +210,8 @@ int engine_start(struct engine *e)
 void engine_stop(struct engine *e)
 {
 	pthread_mutex_lock(&e->cmd_lock);	/* no command half done */
+	/* the stores need nothing more: each write is in the WAL before it
+	 * returns, and the next worker (or mount) replays it */
 	if (e->job)
 		job_copier_stop(e, e->job);
 	pthread_mutex_unlock(&e->cmd_lock);
@@ -256,10 +258,17 @@ static int cmd_restart(struct engine *e, const struct ctl_request *req, char **o
 		*out = xasprintf("this daemon cannot hand over");
 		return CTL_EFAIL;
 	}
+	/* the copier stops while the mount is still served: waiting for its
+	 * chunk in flight would otherwise lengthen the hand-over's gap */
+	if (e->job)
+		job_copier_stop(e, e->job);
 	if (e->proc.restart(e->proc.arg, req->exec_path, err, sizeof(err))) {
+		if (e->job && job_copier_start(e, e->job))
+			log_warnx("the copier did not start again: the job waits for a restart");
 		*out = xasprintf("cannot restart: %s", err);
 		return CTL_EFAIL;
 	}
+	e->handing_over = true;
 	*out = xasprintf("handing the mount over to a new worker%s%s", req->exec_path ? " of " : "",
 			 req->exec_path ? req->exec_path : "");
 	return CTL_OK;
@@ -283,6 +292,13 @@ int engine_command(void *arg, const struct ctl_request *req, char **out)
 		break;
 	}
 	pthread_mutex_lock(&e->cmd_lock);
+	if (e->handing_over) {
+		/* the next worker runs it: this one no longer serves the mount */
+		pthread_mutex_unlock(&e->cmd_lock);
+		*out = xasprintf("relocfs is handing the mount over to a new worker: run the "
+				 "command again");
+		return CTL_EFAIL;
+	}
 	switch (req->cmd) {
 	case CTL_CMD_MIGRATE:
 		ret = cmd_migrate(e, req, out);

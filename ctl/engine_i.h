@@ -139,6 +139,7 @@ struct engine {
 					 * be on the source (engine_attach) */
 	struct job *bg_abort;		/* warm: an abort to finish in the background */
 	pthread_mutex_t cmd_lock;	/* serialises migrate, cutover, abort, verify */
+	bool handing_over;		/* under cmd_lock: restart accepted, refuse the rest */
 	pthread_mutex_t lock;		/* protects the fields marked "lock" */
 	int state_fd;			/* SOURCE/.relocfs, O_RDONLY; -1 until needed */
 	int source_fd;			/* O_PATH on SOURCE */
@@ -200,6 +201,7 @@ struct walk {
 	char **files;		/* regular files found, relpaths */
 	size_t nfiles;
 	uint64_t bytes;		/* their allocated size */
+	uint64_t delta_room;	/* what their delta stores take up front */
 	char err[512];
 };
 int walk_tree(struct walk *w, int sdir, int ddir, const char *rel);

@@ -5,12 +5,14 @@
  * writes one reply.  Does not interpret commands itself.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -24,13 +26,14 @@
 
 static struct {
 	int fd;
+	int stop_fd;		/* written once: the accept thread ends */
 	char path[108];
 	pthread_t thread;
 	bool running;
 	atomic_int clients;
 	ctl_handler handler;
 	void *handler_arg;
-} srv = { .fd = -1 };
+} srv = { .fd = -1, .stop_fd = -1 };
 
 int ctl_server_bind(const char *mountpoint, char *err, size_t errlen)
 {
@@ -201,21 +204,38 @@ out:
 	return NULL;
 }
 
+/*
+ * The accept thread is never cancelled: a connection accepted and then
+ * dropped by a cancellation would be reset under its client.  It polls the
+ * listening socket (non-blocking) and the stop eventfd; a connection it has
+ * not accepted when it stops waits in the backlog for the next worker.
+ */
 static void *accept_thread(void *arg)
 {
+	struct pollfd p[2] = { { .fd = srv.fd, .events = POLLIN },
+			       { .fd = srv.stop_fd, .events = POLLIN } };
+
 	for (;;) {
 		pthread_attr_t attr;
 		pthread_t t;
-		int fd = accept4(srv.fd, NULL, NULL, SOCK_CLOEXEC);
+		int fd;
 
+		if (poll(p, 2, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		fd = accept4(srv.fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd == -1) {
-			if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE ||
-			    errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				if (errno != EINTR && errno != ECONNABORTED)
+			if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED ||
+			    errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
 					usleep(100000);
 				continue;
 			}
-			break;	/* socket closed */
+			break;	/* socket shut down */
 		}
 		if (atomic_fetch_add(&srv.clients, 1) >= CTL_MAX_CLIENTS) {
 			atomic_fetch_sub(&srv.clients, 1);
@@ -240,8 +260,16 @@ int ctl_server_start(ctl_handler handler, void *arg)
 		return -EBADF;
 	srv.handler = handler;
 	srv.handler_arg = arg;
-	if (pthread_create(&srv.thread, NULL, accept_thread, NULL))
+	if (fcntl(srv.fd, F_SETFL, fcntl(srv.fd, F_GETFL) | O_NONBLOCK) == -1)
+		return -errno;
+	srv.stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (srv.stop_fd == -1)
+		return -errno;
+	if (pthread_create(&srv.thread, NULL, accept_thread, NULL)) {
+		close(srv.stop_fd);
+		srv.stop_fd = -1;
 		return -EAGAIN;
+	}
 	srv.running = true;
 	return 0;
 }
@@ -258,13 +286,23 @@ void ctl_server_adopt(int fd, const char *mountpoint)
 		srv.path[0] = '\0';
 }
 
+static void stop_accepting(void)
+{
+	uint64_t one = 1;
+
+	if (!srv.running)
+		return;
+	if (write(srv.stop_fd, &one, sizeof(one)) != sizeof(one))
+		log_warnx("control socket: cannot stop accepting: %s", strerror(errno));
+	pthread_join(srv.thread, NULL);
+	close(srv.stop_fd);
+	srv.stop_fd = -1;
+	srv.running = false;
+}
+
 void ctl_server_quiesce(void)
 {
-	if (srv.running) {
-		pthread_cancel(srv.thread);
-		pthread_join(srv.thread, NULL);
-		srv.running = false;
-	}
+	stop_accepting();
 	/* the commands in progress answer (a restart's own reply among them) */
 	for (int i = 0; i < 10000 && atomic_load(&srv.clients) > 0; i++)
 		usleep(1000);
@@ -274,12 +312,9 @@ void ctl_server_stop(void)
 {
 	if (srv.fd == -1)
 		return;
+	stop_accepting();
 	shutdown(srv.fd, SHUT_RDWR);
 	unlink(srv.path);
-	if (srv.running) {
-		pthread_cancel(srv.thread);
-		pthread_join(srv.thread, NULL);
-	}
 	close(srv.fd);
 	srv.fd = -1;
 }

@@ -235,7 +235,8 @@ int supervise(struct daemon *d)
 		got = waitpid(pid, &status, WNOHANG);
 		if (got != pid)
 			continue;
-		d->dr->ended_us = now_us();
+		if (!(WIFEXITED(status) && WEXITSTATUS(status) == WORKER_HANDOVER))
+			d->dr->ended_us = now_us();	/* a hand-over set it when it stopped reading */
 		d->dr->worker_pid = 0;
 		if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_DONE)
 			return 0;

@@ -44,6 +44,7 @@
 #include "ctl/engine.h"
 #include "ctl/server.h"
 #include "daemon/daemon.h"
+#include "daemon/service.h"
 #include "fs/fs.h"
 
 extern char **environ;
@@ -56,6 +57,7 @@ struct worker {
 	struct fs *fs;
 	struct fuse_session *se;
 	uint64_t t0;		/* when this worker started */
+	uint64_t t_tables, t_engine, t_conn;	/* when each part of a takeover was done */
 };
 
 static void say(struct worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -212,6 +214,8 @@ static int proc_restart(void *arg, const char *exec_path, char *err, size_t errl
 	__atomic_store_n(&w->dr->handover, 1, __ATOMIC_RELEASE);
 	log_info("handing the mount over to a new worker%s%s", exec_path ? " running " : "",
 		 exec_path ? exec_path : "");
+	/* from here the connection is not read: the next worker's wait starts */
+	__atomic_store_n(&w->dr->ended_us, now_us(), __ATOMIC_RELEASE);
 	fs_stop(w->fs);	/* the loop ends; the command's reply still goes out */
 	return 0;
 }
@@ -286,6 +290,7 @@ static int start_takeover(struct worker *w)
 	sweep_fds(w);
 	if (!d->o.foreground)
 		log_init("relocfs", true, LOG_LVL_INFO);	/* the old socket was swept */
+	w->t_tables = now_us();
 	if (engine_new(&w->eng, d->source_fd, d->source, d->mnt, &root_fd,
 		       daemon_area(d, w->dr->engine_off), true, err, sizeof(err))) {
 		say(w, "%s", err);
@@ -296,10 +301,12 @@ static int start_takeover(struct worker *w)
 		say(w, "%s", err);
 		return -1;
 	}
+	w->t_engine = now_us();
 	w->se = fs_session_new(w->fs, &d->args);
 	if (!w->se)
 		return -1;
 	r = fs_takeover(w->fs, true);
+	w->t_conn = now_us();
 	if (r && r != -ENOTSUP) {
 		say(w, "cannot take the connection over: %s", strerror(-r));
 		return -1;
@@ -332,6 +339,7 @@ static void report_ready(struct worker *w)
 /* The mount ends (unmounted, or a signal asked for the end). */
 static void end_mount(struct worker *w)
 {
+	svc_stopping();
 	ctl_server_stop();	/* no new command; engine_stop waits for a running one */
 	engine_stop(w->eng);
 	if (w->takeover) {
@@ -367,15 +375,22 @@ static void *worker_thread(void *arg)
 	}
 	__atomic_store_n(&w->dr->worker_pid, (uint64_t)getpid(), __ATOMIC_RELEASE);
 	if (w->takeover) {
-		uint64_t gap = w->dr->ended_us ? now_us() - w->dr->ended_us : 0;
+		uint64_t t = now_us(), gap = w->dr->ended_us ? t - w->dr->ended_us : 0;
 
 		w->dr->gap_us = gap;
 		log_info("worker %d serves '%s' (worker %llu of the mount): the connection waited "
-			 "%.1f ms, %.1f ms of it for this worker to start", getpid(), w->d->mnt,
+			 "%.1f ms: %.1f until this worker ran, %.1f for the tables, %.1f for the "
+			 "engine, %.1f for the connection, %.1f to start serving", getpid(), w->d->mnt,
 			 (unsigned long long)w->dr->workers, gap / 1000.0,
-			 (now_us() - w->t0) / 1000.0);
+			 w->dr->ended_us && w->t0 > w->dr->ended_us ?
+				 (w->t0 - w->dr->ended_us) / 1000.0 : 0.0,
+			 (w->t_tables - w->t0) / 1000.0, (w->t_engine - w->t_tables) / 1000.0,
+			 (w->t_conn - w->t_engine) / 1000.0, (t - w->t_conn) / 1000.0);
 	} else {
 		report_ready(w);
+		/* the connection goes to the service manager's store, which
+		 * keeps the mount if the supervisor itself dies (service.h) */
+		svc_ready(w->d->mnt, fuse_session_fd(w->se));
 		/* each worker opens its own connection to syslog: the
 		 * supervisor keeps none that a sweep could close under it */
 		if (!w->d->o.foreground)

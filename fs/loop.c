@@ -139,6 +139,17 @@ static unsigned dev_threads(struct fs *fs)
 	return fs->cfg.threads;
 }
 
+/* the first bytes of a receive buffer: the header and a request of 124 KiB */
+#define RX_EARLY	(128u << 10)
+
+/* Map the first len bytes of each of the threads' receive buffers. */
+static void populate_rx(struct fs_region *r, unsigned threads, size_t len)
+{
+	for (unsigned i = 0; i < threads; i++)
+		if (madvise(r->rx[i], len, MADV_POPULATE_WRITE) == -1)
+			memset(r->rx[i], 0, len);
+}
+
 int fs_loop(struct fs *fs)
 {
 	struct sigaction sa = { .sa_handler = on_wake };	/* no SA_RESTART */
@@ -153,9 +164,13 @@ int fs_loop(struct fs *fs)
 	if (fs->adopted && fs->itab.r->transport)
 		transport_serves(fs, (enum fs_transport)fs->itab.r->transport, true);
 	sigaction(SIGUSR1, &sa, NULL);
-	/* fill the receive buffers' page tables now (see the top) */
-	if (madvise(fs->itab.r->rx[0], (size_t)threads * FS_RX_BYTES, MADV_POPULATE_WRITE) == -1)
-		memset(fs->itab.r->rx[0], 0, (size_t)threads * FS_RX_BYTES);
+	/* fill the receive buffers' page tables (see the top): all of them
+	 * before the first mount serves; after a takeover the first pages now
+	 * and the rest once the threads serve, so that the connection waits
+	 * for no more than it needs */
+	if (threads > fs->itab.r->rx_hw)
+		fs->itab.r->rx_hw = threads;
+	populate_rx(fs->itab.r, threads, fs->adopted ? RX_EARLY : FS_RX_BYTES);
 	sem_init(&loop_done, 0, 0);
 	for (; started < threads; started++) {
 		w[started].fs = fs;
@@ -167,6 +182,8 @@ int fs_loop(struct fs *fs)
 		free(w);
 		return -EAGAIN;
 	}
+	if (fs->adopted)
+		populate_rx(fs->itab.r, threads, FS_RX_BYTES);
 	/* the first worker to stop (unmount, a signal, fs_stop) ends the loop */
 	while (sem_wait(&loop_done) == -1 && errno == EINTR && !fuse_session_exited(fs->se))
 		;

@@ -179,7 +179,7 @@ void once_recover(struct fs *fs)
 	struct fs_region *r = fs->itab.r;
 	unsigned carried = 0, forgets = 0;
 
-	for (unsigned i = 0; i < FS_THREADS_MAX; i++)
+	for (unsigned i = 0; i < r->rx_hw && i < FS_THREADS_MAX; i++)
 		forgets += recover_forget(fs, i);
 	for (unsigned i = 0; i < FS_RECS_MAX; i++) {
 		struct req_rec *rec = &r->recs[i];

@@ -8,7 +8,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
+#include "common/log.h"
 #include "fs/fs_i.h"
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -36,6 +38,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	 * queue; allow as many as there are workers to serve them */
 	conn->max_background = fs->cfg.threads * 4 > 64 ? 64 : fs->cfg.threads * 4;
 	conn->congestion_threshold = conn->max_background * 3 / 4;
+	/* FUSE_NOTIFY_RESEND came with protocol 7.40 (Linux 6.9) */
+	if (!fs->adopted && conn->proto_minor < 40)
+		log_warnx("this kernel (FUSE protocol 7.%u) does not resend requests: if a worker "
+			  "dies, the requests it had read are never answered (relocctl restart "
+			  "is safe)", conn->proto_minor);
 }
 
 struct fuse_session *fs_session_new(struct fs *fs, struct fuse_args *args)
@@ -53,6 +60,27 @@ struct fuse_session *fs_session_new(struct fs *fs, struct fuse_args *args)
 size_t fs_region_size(void)
 {
 	return sizeof(struct fs_region);
+}
+
+/*
+ * A new worker maps the region's pages one fault at a time as it touches
+ * them, and a fault costs far more than a page in one madvise (much more
+ * still in a virtual machine).  Map what a takeover reads, in a few calls.
+ */
+static void populate_range(void *from, void *to)
+{
+	uintptr_t a = (uintptr_t)from & ~(uintptr_t)4095, b = (uintptr_t)to;
+
+	if (b > a)
+		(void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+}
+
+static void populate_used(struct fs_region *r)
+{
+	populate_range(r, &r->handles[r->handles_hw < FS_HANDLES_MAX ? r->handles_hw : FS_HANDLES_MAX]);
+	populate_range(r->nodes, &r->nodes[r->nodes_hw < FS_NODES_MAX ? r->nodes_hw : FS_NODES_MAX]);
+	for (uint64_t i = 0; i < r->rx_hw && i < FS_THREADS_MAX; i++)
+		populate_range(r->rx[i], r->rx[i] + IO_ALIGN);
 }
 
 int fs_new(struct fs **out, const struct fs_config *cfg, void *region, bool adopt)
@@ -81,8 +109,10 @@ int fs_new(struct fs **out, const struct fs_config *cfg, void *region, bool adop
 		err = -ENOMEM;
 		goto fail;
 	}
-	if (adopt)
+	if (adopt) {
+		populate_used(r);
 		tx_recover(r);	/* a transaction the last worker left open */
+	}
 	err = itab_init(&fs->itab, r, cfg->root_fd, adopt);
 	if (!err && adopt)
 		err = takeover_tables(fs);

@@ -132,6 +132,7 @@ struct fs_region {
 	uint64_t magic, layout, size;
 	uint64_t fuse_fd;		/* the connection's /dev/fuse descriptor */
 	uint64_t nodes_hw, handles_hw;	/* slots at and above are unused */
+	uint64_t rx_hw;			/* receive buffers at and above were never used */
 	uint64_t init_len;
 	uint8_t init[FS_INIT_MAX];	/* the raw FUSE_INIT request */
 	struct undo undo;

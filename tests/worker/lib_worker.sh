@@ -3,7 +3,7 @@
 #
 # Adds:
 #   worker_pid            the pid of the worker serving the mount (status --json)
-#   kill_worker           SIGKILL it, and wait until another serves (a hang guard)
+#   kill_worker [PID]     SIGKILL it, and wait until another serves (a hang guard)
 #   kill_loop_start N LO HI   kill the worker N times in the background, LO to HI
 #                         ms after each new worker serves; kill_loop_wait waits
 #                         for it and fails if it failed; KILLS counts the kills
@@ -24,12 +24,14 @@ new_worker_since() {	# new_worker_since OLD: another worker serves
 	[ -n "$p" ] && [ "$p" != 0 ] && [ "$p" != "$1" ]
 }
 
+# kill_worker [PID]: PID (known before, so that the kill is not late), or
+# the worker serving now
 kill_worker() {
-	local p
-	p=$(worker_pid)
+	local p=${1:-}
+	[ -n "$p" ] || p=$(worker_pid)
 	[ -n "$p" ] && [ "$p" != 0 ] || fail "no worker serves '$TEST_MNT'"
 	kill -9 "$p"
-	wait_until 600 new_worker_since "$p" || fail "no new worker within 30 s after killing $p"
+	wait_until 60 new_worker_since "$p" || fail "no new worker within 60 s after killing $p"
 }
 
 # the kill loop runs in a subshell: it reports on its log
@@ -47,7 +49,7 @@ kill_loop() {
 			return
 		fi
 		kill -9 "$p"
-		wait_until 600 new_worker_since "$p" || { echo "FAILED: no new worker after kill $i"; return; }
+		wait_until 60 new_worker_since "$p" || { echo "FAILED: no new worker within 60 s after kill $i"; return; }
 		echo "kill $i: $p"
 	done
 	echo "done"
@@ -89,5 +91,5 @@ log_has_since() {	# log_has_since MARK PATTERN
 }
 
 log_since() {
-	wait_until 1200 log_has_since "$1" "$2" || fail "relocfs did not log '$2' within 60 s"
+	wait_until 60 log_has_since "$1" "$2" || fail "relocfs did not log '$2' within 60 s"
 }
