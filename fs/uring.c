@@ -663,6 +663,25 @@ static void kick_queues(struct uring *u)
 		waitpid(pid, NULL, 0);
 }
 
+/*
+ * Map every page of an entry's buffers in this process before its first
+ * command from here.  The kernel copies a request into an entry in the task
+ * of the thread that armed it, and if that thread is being killed, a copy
+ * that has to fault a page in fails (EINTR from get_user_pages, EFAULT from
+ * copy_to_user), and the request with it.  A worker's pages of the shared
+ * region are not mapped until it touches them (a fork copies no page tables
+ * of shared mappings): an adopted entry's are not either.
+ */
+static void populate_ent(struct fs_region *r, unsigned slot)
+{
+	volatile uint8_t *p = r->ringbuf[slot];
+
+	if (madvise(r->ringbuf[slot], FS_RING_BYTES, MADV_POPULATE_WRITE) == 0)
+		return;
+	for (size_t off = 0; off < FS_RING_BYTES; off += 4096)
+		p[off] = p[off];	/* a write fault that keeps what an adopted entry holds */
+}
+
 static unsigned adopt_all(struct uring *u, unsigned *ents_of)
 {
 	struct fs_region *r = u->fs->itab.r;
@@ -751,8 +770,7 @@ int uring_start(struct fs *fs, bool adopt)
 		adopted = adopt_all(u, ents_of);
 	else
 		memset(r->ring, 0, sizeof(r->ring));
-	/* the new entries' buffers: their pages exist before the kernel copies
-	 * into them (a copy that faulted while the thread dies would fail) */
+	/* an entry of its own for each thread that adopted none */
 	for (unsigned i = 0; i < u->nthreads; i++) {
 		struct rthread *t = &u->threads[i];
 		struct rent *e;
@@ -770,10 +788,11 @@ int uring_start(struct fs *fs, bool adopt)
 		e->t = t;
 		ents_of[next] = 1;
 		t->ents[t->nents++] = e;
-		if (madvise(r->ringbuf[next], FS_RING_BYTES, MADV_POPULATE_WRITE) == -1)
-			memset(r->ringbuf[next], 0, FS_RING_BYTES);
 		next++;
 	}
+	for (unsigned i = 0; i < u->nthreads; i++)
+		for (unsigned k = 0; k < u->threads[i].nents; k++)
+			populate_ent(r, u->threads[i].ents[k]->slot);
 	__atomic_store_n(&r->ring_base, (uint64_t)(uintptr_t)r, __ATOMIC_RELEASE);
 	for (unsigned i = 0; i < u->nthreads; i++) {
 		err = thread_setup(u, &u->threads[i]);
