@@ -79,6 +79,7 @@ struct daemon {
 		double timeout;
 		int writeback;
 		char *transport;	/* -o transport= as given */
+		int transport_bare;	/* -o transport without a value */
 		int takeover_fd;	/* a re-executed supervisor: the region's descriptor */
 	} o;
 	int argc;

@@ -49,6 +49,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("writeback", writeback, 1),
 	OPT("nowriteback", writeback, 0),
 	OPT("transport=%s", transport, 0),
+	OPT("transport", transport_bare, 1),
 	OPT("takeover=%d", takeover_fd, 0),
 	FUSE_OPT_END
 };
@@ -134,10 +135,43 @@ static bool mounted_here(const char *path)
 	return found;
 }
 
+/* -o transport: 0, or the exit status (2: not a transport, 1: one this
+ * kernel does not offer).  A re-executed supervisor serves over what the
+ * mount was set up with, and checks nothing. */
+static int check_transport(struct daemon *d)
+{
+	static const char *const names[] = {
+		[FS_TRANSPORT_AUTO] = "auto", [FS_TRANSPORT_URING] = "uring",
+		[FS_TRANSPORT_DEV] = "dev",
+	};
+	const char *t = d->o.transport;
+	char why[256];
+
+	if (d->o.transport_bare || (t && !*t)) {
+		fprintf(stderr, "relocfs: -o transport needs a value: auto, uring or dev\n");
+		return 2;
+	}
+	d->transport = -1;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(t ? t : "auto", names[i]) == 0)
+			d->transport = (int)i;
+	if (d->transport < 0) {
+		fprintf(stderr, "relocfs: unknown transport '%s' (auto, uring or dev)\n", t);
+		return 2;
+	}
+	if (d->transport == FS_TRANSPORT_URING && d->o.takeover_fd < 0 &&
+	    fs_transport_check(FS_TRANSPORT_URING, why, sizeof(why))) {
+		fprintf(stderr, "relocfs: cannot serve over io_uring: %s\n", why);
+		return 1;
+	}
+	return 0;
+}
+
 /* Options and paths: 0, or the exit status (2: usage, 1: a bad path). */
 static int check_args(struct daemon *d)
 {
 	struct stat st;
+	int r;
 
 	if (d->o.npaths < 1 || d->o.npaths > 2) {
 		fprintf(stderr, "relocfs: %s (see relocfs --help)\n",
@@ -148,25 +182,9 @@ static int check_args(struct daemon *d)
 		fprintf(stderr, "relocfs: threads=%u is out of range (1 to 256)\n", d->o.threads);
 		return 2;
 	}
-	if (!d->o.transport || strcmp(d->o.transport, "auto") == 0) {
-		d->transport = FS_TRANSPORT_AUTO;
-	} else if (strcmp(d->o.transport, "uring") == 0) {
-		d->transport = FS_TRANSPORT_URING;
-	} else if (strcmp(d->o.transport, "dev") == 0) {
-		d->transport = FS_TRANSPORT_DEV;
-	} else {
-		fprintf(stderr, "relocfs: transport=%s is not one of auto, uring, dev\n",
-			d->o.transport);
-		return 2;
-	}
-	if (d->transport == FS_TRANSPORT_URING && d->o.takeover_fd < 0) {
-		char why[256];
-
-		if (fs_transport_check(FS_TRANSPORT_URING, why, sizeof(why))) {
-			fprintf(stderr, "relocfs: transport=uring: %s\n", why);
-			return 1;
-		}
-	}
+	r = check_transport(d);
+	if (r)
+		return r;
 	if (!realpath(d->o.paths[0], d->source)) {
 		fprintf(stderr, "relocfs: cannot use source '%s': %s\n", d->o.paths[0],
 			strerror(errno));
