@@ -282,11 +282,14 @@ at_cleanup() {
 # pids of relocfs processes (by name, or the binary under test) whose
 # command line names this test's directory
 leftover_daemons() {
-	local p cmd comm
+	local p cmd comm args
+	# builtins only: two processes forked per process listed took minutes
+	# on a loaded machine
 	for p in /proc/[0-9]*; do
-		comm=$(cat "$p/comm" 2>/dev/null) || continue
-		cmd=$( { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
-		[ "$comm" = relocfs ] || [ "${cmd%% *}" = "$RELOCFS" ] || continue
+		{ read -r comm <"$p/comm"; } 2>/dev/null || continue
+		{ mapfile -d '' args <"$p/cmdline"; } 2>/dev/null || continue
+		cmd="${args[*]}"
+		[ "$comm" = relocfs ] || [ "${args[0]:-}" = "$RELOCFS" ] || continue
 		case $cmd in *" $TEST_DIR/"*) echo "${p#/proc/}" ;; esac
 	done
 }
