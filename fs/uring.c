@@ -41,6 +41,9 @@
  *     a request handed over in the few instructions between the kernel's
  *     cancel and its last run of the thread's task work (docs/performance.md
  *     "Worker death over io_uring").
+ *   - The copy into an entry runs in a thread that may be being killed,
+ *     and then cannot fault a page in: a worker maps every page of the
+ *     entries it arms, adopted ones included, before arming them.
  *   - Requests that wait in a queue are pulled only when an entry of that
  *     queue commits a reply, never by a new registration: a new worker
  *     sends one request from each CPU itself (from a process of its own,
