@@ -84,6 +84,7 @@ static int region_new(struct daemon *d)
 	dr->fs_off = fs_off;
 	dr->ctl_fd = ctl_server_fd();
 	dr->source_fd = d->source_fd;
+	dr->base = (uint64_t)(uintptr_t)d->shm.base;
 	dr->keep[dr->nkeep++] = d->shm.fd;
 	dr->keep[dr->nkeep++] = d->source_fd;
 	if (dr->ctl_fd != -1)
@@ -92,18 +93,61 @@ static int region_new(struct daemon *d)
 	return 0;
 }
 
+/* Runs of a re-executed supervisor to find the region's address free. */
+#define REMAP_TRIES	8
+#define REMAP_ENV	"RELOCFS_REMAP_TRY"
+
+/*
+ * The region must be where the last supervisor had it: the entries of FUSE
+ * over io_uring hold raw pointers into it, which the kernel uses in
+ * whichever process commits next (fs/uring.c).  A new binary's libraries
+ * can sit there (address space layout randomization; rarely, the region
+ * being small against the range), and each exec places them anew: run this
+ * binary again, a few times.  Returns if it gave up or cannot.
+ */
+static void exec_again_elsewhere(struct daemon *d)
+{
+	const char *s = getenv(REMAP_ENV);
+	int tries = s ? atoi(s) : 0;
+	char n[16];
+
+	if (tries >= REMAP_TRIES)
+		return;
+	snprintf(n, sizeof(n), "%d", tries + 1);
+	setenv(REMAP_ENV, n, 1);
+	execv("/proc/self/exe", d->argv);
+}
+
 /* A re-executed supervisor: the region of the running mount. */
 static int region_adopt(struct daemon *d)
 {
-	int r = shm_map(&d->shm, d->o.takeover_fd);
+	struct daemon_region head;
+	void *want;
+	int r;
 
+	/* where the last supervisor had it: the kernel holds pointers into it */
+	if (pread(d->o.takeover_fd, &head, sizeof(head), 0) != (ssize_t)sizeof(head))
+		return -EPROTO;
+	want = head.magic == DAEMON_MAGIC ? (void *)(uintptr_t)head.base : NULL;
+	r = shm_map(&d->shm, d->o.takeover_fd, want);
 	if (r)
 		return r;
+	if (want && d->shm.base != want) {
+		shm_unmap(&d->shm);
+		exec_again_elsewhere(d);
+		slog(LOG_WARNING, "cannot map the shared state where it was: requests that "
+		     "io_uring entries held cannot be finished");
+		r = shm_map(&d->shm, d->o.takeover_fd, NULL);
+		if (r)
+			return r;
+	}
+	unsetenv(REMAP_ENV);
 	d->dr = d->shm.base;
 	if (d->dr->magic != DAEMON_MAGIC || d->dr->layout != DAEMON_LAYOUT) {
 		shm_unmap(&d->shm);
 		return -EPROTO;
 	}
+	d->dr->base = (uint64_t)(uintptr_t)d->shm.base;
 	d->source_fd = (int)d->dr->source_fd;
 	ctl_server_adopt((int)d->dr->ctl_fd, d->mnt);
 	/* back to close-on-exec: children of the workers must not inherit them */

@@ -145,6 +145,7 @@ static void proc_status(void *arg, json_t *root)
 	json_object_set_new(root, "last_unserved_ms", json_real((double)w->dr->gap_us / 1000.0));
 	json_object_set_new(root, "nodes", json_integer((json_int_t)nodes));
 	json_object_set_new(root, "open_handles", json_integer((json_int_t)handles));
+	json_object_set_new(root, "transport", json_string(fs_transport_name(w->fs)));
 }
 
 /* Does path run, as a relocfs of the same state layout?  0, or -errno with
@@ -253,6 +254,8 @@ static int start_first(struct worker *w)
 		.threads = d->o.threads,
 		.timeout = d->o.timeout,
 		.writeback = d->o.writeback,
+		.transport = (enum fs_transport)d->transport,
+		.mountpoint = d->mnt,
 		.hidden = ".relocfs",
 	};
 	if (fs_new(&w->fs, &cfg, daemon_area(d, w->dr->fs_off), false)) {
@@ -285,6 +288,8 @@ static int start_takeover(struct worker *w)
 		.threads = d->o.threads,
 		.timeout = d->o.timeout,
 		.writeback = d->o.writeback,
+		.transport = (enum fs_transport)d->transport,
+		.mountpoint = d->mnt,
 		.hidden = ".relocfs",
 	};
 	char err[512];

@@ -21,17 +21,20 @@ refused() {	# refused PATH WHAT: restart --exec PATH fails with one line
 }
 refused /nonexistent/relocfs 'a missing file'
 refused /bin/true 'not relocfs'
-cat >"$TEST_DIR/layout2" <<'EOS'
+# a layout one past the binary's own, whatever that is now
+layout=$("$RELOCFS" --version | sed -n 's/.*state layout \([0-9]*\)).*/\1/p')
+[ -n "$layout" ] || fail "relocfs --version names no state layout: $("$RELOCFS" --version)"
+cat >"$TEST_DIR/other-layout" <<EOS
 #!/bin/sh
-echo "relocfs 9.9 (libfuse 3.14.0, state layout 2)"
+echo "relocfs 9.9 (libfuse 3.14.0, state layout $((layout + 1)))"
 EOS
-chmod +x "$TEST_DIR/layout2"
-refused "$TEST_DIR/layout2" 'another state layout'
+chmod +x "$TEST_DIR/other-layout"
+refused "$TEST_DIR/other-layout" 'another state layout'
 # a relocfs of the same layout that reads only the first version of the
 # mount's record (before --version named it): it could not carry the jobs on
-cat >"$TEST_DIR/record1" <<'EOS'
+cat >"$TEST_DIR/record1" <<EOS
 #!/bin/sh
-echo "relocfs 0.2.0 (libfuse 3.14.0, state layout 1)"
+echo "relocfs 0.2.0 (libfuse 3.14.0, state layout $layout)"
 EOS
 chmod +x "$TEST_DIR/record1"
 refused "$TEST_DIR/record1" 'an older record'
