@@ -31,6 +31,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	 * READDIR and LOOKUPs are exact */
 	conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 	conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+	/* relocfs is the only writer of what it serves, so the page cache
+	 * is never stale, unless the kernel makes it so: with auto_inval_data
+	 * a change of times drops pages whose writes are under way, and a
+	 * read by another thread caches the old bytes (tests/mirror/readback) */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	conn->max_write = MAX_IO;
 	conn->max_readahead = MAX_IO;
 	/* the kernel's default of 12 background requests caps async direct
