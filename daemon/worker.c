@@ -418,12 +418,18 @@ static void *worker_thread(void *arg)
 	if (fs_stopped(w->fs)) {
 		/* a hand-over: answer the commands in progress (the restart's
 		 * own reply among them), keep the socket for the next worker */
+		uint64_t t_loop = now_us(), t_stop;
+
 		ctl_server_quiesce();
 		engine_stop(w->eng);
+		t_stop = now_us();
 		/* nothing of this process touches the mount's state any more:
 		 * the supervisor may start the next worker before this one's
 		 * exit (a plain restart; --exec waits for the exit) */
 		kill((pid_t)w->dr->supervisor_pid, SIGUSR2);
+		log_info("handed over: the loop ended %.1f ms after the last read, commands "
+			 "and the engine %.1f ms later", (t_loop - w->dr->ended_us) / 1000.0,
+			 (t_stop - t_loop) / 1000.0);
 		_exit(WORKER_HANDOVER);
 	}
 	end_mount(w);

@@ -848,12 +848,14 @@ void uring_stop(struct fs *fs)
 	if (!u)
 		return;
 	atomic_store(&u->ending, true);
-	for (unsigned i = 0; i < u->nthreads; i++) {
-		if (!u->threads[i].started)
-			continue;
-		wake(&u->threads[i]);
-		pthread_join(u->threads[i].tid, NULL);
-	}
+	/* all woken first: they end side by side, not one after another
+	 * (each exit retires the thread's entries in the kernel) */
+	for (unsigned i = 0; i < u->nthreads; i++)
+		if (u->threads[i].started)
+			wake(&u->threads[i]);
+	for (unsigned i = 0; i < u->nthreads; i++)
+		if (u->threads[i].started)
+			pthread_join(u->threads[i].tid, NULL);
 	/* from here no thread replies into an entry */
 	fs->uring = NULL;
 	for (unsigned i = 0; i < u->nthreads; i++) {
