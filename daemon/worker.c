@@ -423,13 +423,16 @@ static void *worker_thread(void *arg)
 		ctl_server_quiesce();
 		engine_stop(w->eng);
 		t_stop = now_us();
+		/* logged before the signal: the next worker closes the
+		 * descriptors this one leaves, syslog's among them, and the
+		 * descriptor table is shared */
+		log_info("handing over: the loop ended %.1f ms after the last read, commands "
+			 "and the engine %.1f ms later", (t_loop - w->dr->ended_us) / 1000.0,
+			 (t_stop - t_loop) / 1000.0);
 		/* nothing of this process touches the mount's state any more:
 		 * the supervisor may start the next worker before this one's
 		 * exit (a plain restart; --exec waits for the exit) */
 		kill((pid_t)w->dr->supervisor_pid, SIGUSR2);
-		log_info("handed over: the loop ended %.1f ms after the last read, commands "
-			 "and the engine %.1f ms later", (t_loop - w->dr->ended_us) / 1000.0,
-			 (t_stop - t_loop) / 1000.0);
 		_exit(WORKER_HANDOVER);
 	}
 	end_mount(w);
