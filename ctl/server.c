@@ -35,6 +35,52 @@ static struct {
 	void *handler_arg;
 } srv = { .fd = -1, .stop_fd = -1 };
 
+/* A connection to a control socket: does a daemon answer "status" on it
+ * within timeout_ms?  (A daemon that was killed may keep its socket open
+ * for a while in a process of it that is still ending, and never answers.) */
+static bool answers(int fd, int timeout_ms)
+{
+	char *const argv[] = { "status", NULL };
+	char buf[64];
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct ctl_hdr h;
+	char *payload = NULL;
+	int len = ctl_join_argv(1, argv, buf, sizeof(buf));
+
+	if (len < 0 || ctl_send(fd, CTL_T_REQUEST, 0, buf, (uint32_t)len) ||
+	    poll(&p, 1, timeout_ms) != 1 || ctl_recv(fd, CTL_T_REPLY, CTL_REPLY_MAX, &h, &payload))
+		return false;
+	free(payload);
+	return true;
+}
+
+/* 1 if a live daemon listens at sa, 0 if nothing does (any socket file left
+ * there is stale), -1 if something keeps the socket open without answering
+ * for as long as we waited. */
+static int daemon_listens(const struct sockaddr_un *sa)
+{
+	int64_t deadline = now_ms() + 10000;
+
+	for (;;) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int r;
+
+		if (fd == -1)
+			return 1;	/* cannot tell: say what is safe */
+		if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == -1) {
+			close(fd);
+			return 0;
+		}
+		r = answers(fd, 2000);
+		close(fd);
+		if (r)
+			return 1;
+		if (now_ms() >= deadline)
+			return -1;
+		usleep(100000);
+	}
+}
+
 int ctl_server_bind(const char *mountpoint, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -58,19 +104,19 @@ int ctl_server_bind(const char *mountpoint, char *err, size_t errlen)
 		}
 		*slash = '/';
 	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd == -1) {
-		snprintf(err, errlen, "cannot create control socket: %s", strerror(errno));
-		return -errno;
-	}
-	/* a socket file left by a daemon that died: remove it if nobody answers */
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		close(fd);
+	/* a socket file left by a daemon that died: remove it if nobody
+	 * answers, once nothing keeps it open (a killed daemon's worker may
+	 * still be ending: a service manager restarts relocfs at once) */
+	switch (daemon_listens(&sa)) {
+	case 1:
 		snprintf(err, errlen, "a relocfs daemon already serves '%s'", mountpoint);
+		return -EADDRINUSE;
+	case -1:
+		snprintf(err, errlen, "a process keeps the control socket of '%s' open but does "
+			 "not answer on it (a relocfs daemon that hangs?)", mountpoint);
 		return -EADDRINUSE;
 	}
 	unlink(srv.path);
-	close(fd);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		snprintf(err, errlen, "cannot create control socket: %s", strerror(errno));

@@ -2,6 +2,7 @@
 test_description='bad command lines: each prints one line on stderr, exits non-zero and mounts nothing'
 . "$(dirname "$0")/../lib.sh"
 require_daemon
+require_tool ctlpoke
 
 mounts() { awk -v d="$TEST_DIR/" 'index($5, d) == 1' /proc/self/mountinfo | wc -l; }
 
@@ -71,5 +72,17 @@ step 'the first mount still serves its source after the refused attempts'
 assert_eq served "$(cat "$TEST_MNT/marker")" "marker read through the first mount"
 relocfs_umount
 assert_eq 0 "$(mounts)" "mounts left"
+
+step "a control socket kept open by a process that never answers (a killed daemon's last process, still ending): relocfs waits until it closes, then mounts"
+sock=$("$TOOLS/ctlpoke" --path "$TEST_MNT")
+mkdir -p "$(dirname "$sock")"
+"$TOOLS/ctlpoke" "$sock" mute 4 >"$TEST_DIR/mute.out" &
+mute=$!
+wait_until 10 grep -q listening "$TEST_DIR/mute.out" || fail "ctlpoke did not listen"
+relocfs_mount
+wait "$mute" || fail "ctlpoke mute failed"
+assert_eq served "$(cat "$TEST_MNT/marker")" "marker read through the mount"
+assert_eq "status ok" "$("$RELOCCTL" -m "$TEST_MNT" status >/dev/null && echo status ok)" "relocctl status on the new socket"
+relocfs_umount
 
 test_done

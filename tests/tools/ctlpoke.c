@@ -27,6 +27,11 @@
  *   flood N       N threads connect at once and each asks for status; prints
  *                 how many got a reply ok, "busy", another reply, EOF, or an
  *                 error
+ *   mute S        no client: listen on SOCKET and never accept, for S
+ *                 seconds (a killed daemon whose last process is ending);
+ *                 prints "listening" once it does
+ *
+ *   ctlpoke --path MOUNTPOINT   prints the control socket of MOUNTPOINT
  *
  * Exit status: 0 when the exchange ran (whatever the daemon answered), 1 when
  * the socket could not be reached or a local call failed, 2 on usage errors.
@@ -448,12 +453,35 @@ static void mode_flood(const char *arg)
 	putchar('\n');
 }
 
+static void mode_mute(const char *arg)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	int secs = arg ? atoi(arg) : 0;
+
+	if (secs <= 0 || strlen(sock_path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "ctlpoke: mute needs seconds and a short path\n");
+		exit(2);
+	}
+	strcpy(sa.sun_path, sock_path);
+	if (fd == -1 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1 || listen(fd, 4) == -1) {
+		perror("ctlpoke: mute");
+		exit(1);
+	}
+	printf("listening\n");
+	sleep((unsigned)secs);
+	close(fd);
+	unlink(sock_path);
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
 		"usage: ctlpoke SOCKET MODE [ARG]\n"
 		"modes: status unknown oversized [LEN] truncated badmagic badversion badtype\n"
-		"       noterm empty manyargs garbage N slow [MS] halfclose idle [S] flood N\n");
+		"       noterm empty manyargs garbage N slow [MS] halfclose idle [S] flood N\n"
+		"       mute S\n"
+		"       ctlpoke --path MOUNTPOINT\n");
 	exit(2);
 }
 
@@ -461,6 +489,14 @@ int main(int argc, char **argv)
 {
 	const char *mode, *arg;
 
+	if (argc == 3 && !strcmp(argv[1], "--path")) {
+		char path[108];
+
+		if (ctl_socket_path(argv[2], path, sizeof(path)))
+			return 1;
+		printf("%s\n", path);
+		return 0;
+	}
 	if (argc < 3 || argc > 4)
 		usage();
 	sock_path = argv[1];
@@ -502,6 +538,8 @@ int main(int argc, char **argv)
 		mode_idle(arg);
 	else if (!strcmp(mode, "flood"))
 		mode_flood(arg);
+	else if (!strcmp(mode, "mute"))
+		mode_mute(arg);
 	else
 		usage();
 	return 0;
