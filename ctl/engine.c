@@ -96,6 +96,8 @@ static void finish_switch(struct engine *e, struct job *j)
 {
 	struct switch_ctx sc = { .e = e, .job = j };
 
+	if (j->rbd)
+		goto done;	/* the overrides lead to the images (engine_attach) */
 	if (!j->tree) {
 		/* the files, by their source keys */
 		for (size_t i = 0; i < j->n; i++) {
@@ -108,6 +110,7 @@ static void finish_switch(struct engine *e, struct job *j)
 	fs_foreach_node(e->fs, switch_tree_node, &sc);
 	if (sc.errors)
 		log_warnx("%d node(s) could not be switched to '%s'", sc.errors, j->dest);
+done:
 	job_free(e, j, true);
 	pthread_mutex_lock(&e->lock);
 	if (!e->record_frozen)
@@ -125,6 +128,7 @@ int engine_attach(struct engine *e, struct fs *fs, char *err, size_t errlen)
 		finish_switch(e, e->finish_switch);
 		e->finish_switch = NULL;
 	}
+	rbd_overrides_attach(e);
 	if (!j)
 		return 0;
 	for (size_t i = 0; i < j->n; i++) {

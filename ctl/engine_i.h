@@ -3,6 +3,7 @@
  *   engine.c     the entry points: life cycle, policy, command dispatch
  *   record.c     the mount's record and the paths it names
  *   job.c        a job's files, its tree walk, its delta stores and copier
+ *   rbd_dest.c   what a job into RBD images does differently
  *   namespace.c  files relocated on their own, and the names a job pins
  *                (the FUSE layer's policy)
  *   migrate.c    starting a job
@@ -39,6 +40,8 @@
 
 struct copier;
 struct delta;
+struct rbd_spec;
+struct target;
 struct fs;
 struct fs_dir;
 struct rnode;
@@ -61,7 +64,8 @@ struct job_file {
 struct job {
 	uint64_t id;
 	bool tree;
-	char *dest;		/* canonical */
+	char *dest;		/* canonical (a directory, or an RBD spec) */
+	struct rbd_spec *rbd;	/* the images' pool and cluster; NULL: a directory */
 	char *delta_dir;	/* this job's directory of delta files */
 	uint64_t rate;
 	int dest_fd;		/* O_RDONLY directory; -1 when it was lost (restart) */
@@ -78,7 +82,8 @@ struct job {
 /* A file relocated on its own: its name is routed to another backend. */
 struct override {
 	char *relpath;
-	char *backend;
+	char *backend;		/* a directory, or an RBD spec (the name is a stub) */
+	struct rnode *node;	/* RBD: the stub's node, served from the image; held */
 	dev_t pdev;		/* the directory that holds the name */
 	ino_t pino;
 	const char *name;	/* in relpath */
@@ -225,6 +230,29 @@ int job_copier_start(struct engine *e, struct job *j);
 bool job_dest_ok(struct job *j);
 /* The job's nodes as an array for the gate (malloc'd), or NULL. */
 struct rnode **job_nodes(struct job *j);
+
+/* ---- rbd_dest.c ---- */
+
+/* Set up j->rbd from j->dest (a restart).  -EINVAL with err if damaged. */
+int rbd_dest_parse(struct job *j, char *err, size_t errlen);
+/* Before a job into RBD starts: the cluster, the pool, free image names
+ * and room for the files' data.  CTL_OK, or CTL_EFAIL with *out. */
+int rbd_dest_check(struct job *j, char *const *files, size_t n, uint64_t bytes, char **out);
+/* The image of rel: created (sized as the source src_fd), or opened after
+ * a restart; NULL in *out if it cannot be opened then (the destination is
+ * lost: j->dest_lost).  0 or -errno with err. */
+int rbd_dest_open(struct job *j, const char *rel, int src_fd, bool create, struct target **out,
+		  char *err, size_t errlen);
+/* Remove the job's images (best effort; the log names those left).  Frees
+ * the delta stores and their files first: the copier must be stopped, and
+ * job_free come next. */
+void rbd_dest_remove(struct job *j);
+/* In the hold: what the image lacks of the file (mode, owner, times). */
+int rbd_dest_meta(struct job_file *f);
+/* Serve every file the record says lives in an image from it (a start);
+ * a file whose image cannot be opened fails every request (EIO). */
+void rbd_overrides_attach(struct engine *e);
+bool override_is_rbd(const struct override *o);
 
 /* ---- namespace.c ---- */
 

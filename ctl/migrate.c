@@ -1,10 +1,12 @@
 /*
  * migrate: starting a job, in steps that each succeed or say why in *out:
  *   1. check the request: a destination outside the mount and the source
- *      tree, FILE arguments inside the tree (migrate_check);
+ *      tree (or a Ceph pool, "rbd:POOL[/PREFIX]", for files), FILE
+ *      arguments inside the tree (migrate_check);
  *   2. the job, its destination and its delta directory (job_new);
  *   3. what it moves: the whole tree mirrored into the empty destination,
- *      or the named files (plan_tree, plan_files), and room for it;
+ *      or the named files (plan_tree, plan_files), and room for it (for
+ *      RBD: the cluster answers, the pool exists, no image is in the way);
  *   4. each file's destination file and delta store;
  *   5. the record names the job, durably, before any write goes to a delta
  *      (a restart finds it and carries on);
@@ -32,6 +34,7 @@
 #include "ctl/engine_i.h"
 #include "delta/delta.h"
 #include "fs/fs.h"
+#include "target/target.h"
 
 /* A FILE argument: relative, no "..", no symlinks on the way, a regular file. */
 static int check_file_arg(const char *f, char **out)
@@ -91,6 +94,31 @@ fail:
 	return CTL_EFAIL;
 }
 
+/* An RBD destination: a spec relocctl built, files only. */
+static int check_rbd_dest(const struct ctl_request *req, char dest[PATH_MAX], char **out)
+{
+	struct rbd_spec sp;
+	char err[512], *canon;
+
+	if (rbd_spec_parse(req->to, &sp, err, sizeof(err))) {
+		*out = xasprintf("%s", err);
+		return CTL_EUSAGE;
+	}
+	if (req->nfiles == 0) {
+		*out = xasprintf("an RBD destination takes files, one image each: name them");
+		return CTL_EUSAGE;
+	}
+	canon = rbd_spec_format(&sp);
+	if (!canon || strlen(canon) >= PATH_MAX) {
+		free(canon);
+		*out = xasprintf("out of memory");
+		return CTL_EFAIL;
+	}
+	strcpy(dest, canon);
+	free(canon);
+	return CTL_OK;
+}
+
 static int migrate_check(struct engine *e, const struct ctl_request *req, char dest[PATH_MAX],
 			 char **out)
 {
@@ -100,6 +128,10 @@ static int migrate_check(struct engine *e, const struct ctl_request *req, char d
 		*out = xasprintf("a migration is already in progress (%zu file(s) to '%s'): wait, "
 				 "cut over or abort it first", e->job->n, e->job->dest);
 		return CTL_EFAIL;
+	}
+	if (rbd_spec_is(req->to)) {
+		ret = check_rbd_dest(req, dest, out);
+		goto files;
 	}
 	if (req->to[0] != '/') {
 		*out = xasprintf("destination '%s' must be an absolute path", req->to);
@@ -120,7 +152,8 @@ static int migrate_check(struct engine *e, const struct ctl_request *req, char d
 		*out = xasprintf("cannot create destination '%s': %s", dest, strerror(errno));
 		return CTL_EFAIL;
 	}
-	for (int i = 0; i < req->nfiles; i++) {
+files:
+	for (int i = 0; !ret && i < req->nfiles; i++) {
 		ret = check_file_arg(req->files[i], out);
 		if (ret)
 			return ret;
@@ -183,12 +216,22 @@ static int job_new(struct engine *e, const struct ctl_request *req, const char *
 	j->delta_dir = xasprintf("%s/job-%" PRIu64, deltabase, j->id);
 	if (!j->dest || !j->delta_dir)
 		goto nomem;
+	if (rbd_spec_is(dest)) {
+		char err[512];
+
+		if (rbd_dest_parse(j, err, sizeof(err))) {
+			*out = xasprintf("%s", err);
+			return CTL_EUSAGE;
+		}
+		goto delta_dir;
+	}
 	r = open_dir(e, dest, O_RDONLY);
 	if (r < 0) {
 		*out = xasprintf("cannot open destination '%s': %s", dest, strerror(-r));
 		return CTL_EFAIL;
 	}
 	j->dest_fd = r;
+delta_dir:
 	r = mkdir_path(e, j->delta_dir, 0700);
 	if (r) {
 		*out = xasprintf("cannot create delta directory '%s': %s", j->delta_dir, strerror(-r));
@@ -289,8 +332,9 @@ static int plan_file(struct engine *e, struct job *j, const char *rel, struct wa
 			return CTL_EFAIL;
 		}
 	}
-	make_parents(j, rel);
-	if (faccessat(j->dest_fd, rel, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+	if (j->rbd)
+		;	/* the images are looked for together (check_space) */
+	else if (make_parents(j, rel), faccessat(j->dest_fd, rel, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
 		*out = xasprintf("'%s/%s' exists already", j->dest, rel);
 		return CTL_EFAIL;
 	}
@@ -313,8 +357,13 @@ static int check_space(struct job *j, const struct walk *w, char **out)
 {
 	uint64_t need = w->delta_room + (16u << 20);
 	struct statvfs sv;
+	int r;
 
-	if (fstatvfs(j->dest_fd, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < w->bytes) {
+	if (j->rbd) {
+		r = rbd_dest_check(j, w->files, w->nfiles, w->bytes, out);
+		if (r)
+			return r;
+	} else if (fstatvfs(j->dest_fd, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < w->bytes) {
 		*out = xasprintf("destination '%s' has %" PRIu64 " bytes free, the files need %" PRIu64,
 				 j->dest, (uint64_t)sv.f_bavail * sv.f_frsize, w->bytes);
 		return CTL_EFAIL;
@@ -416,7 +465,7 @@ static void job_undo(struct engine *e, struct job *j)
 	pthread_mutex_unlock(&e->lock);
 	if (j->delta_fd != -1)
 		rm_rf_path(e, j->delta_dir);
-	if (j->dest_fd != -1)
+	if (j->dest_fd != -1 || j->rbd)
 		remove_dest(j);
 	job_free(e, j, true);
 }

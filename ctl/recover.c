@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "ctl/engine_i.h"
 #include "delta/delta.h"
+#include "target/target.h"
 
 static bool cutover_interrupted(struct engine *e)
 {
@@ -105,7 +106,12 @@ static int load_job(struct engine *e, int root_fd, struct job **jp, char *err, s
 	j->rate = e->ms.rate;
 	j->dest = strdup(e->ms.dest);
 	j->delta_dir = strdup(e->ms.delta_dir);
-	j->dest_fd = open_dir(e, e->ms.dest, O_RDONLY);
+	if (rbd_spec_is(e->ms.dest)) {
+		r = rbd_dest_parse(j, err, errlen);
+		if (r)
+			return r;
+	}
+	j->dest_fd = j->rbd ? -1 : open_dir(e, e->ms.dest, O_RDONLY);
 	j->delta_fd = open_dir(e, e->ms.delta_dir, O_RDONLY);
 	if (j->delta_fd < 0) {
 		snprintf(err, errlen, "cannot resume the migration to '%s': cannot open its delta "
@@ -115,7 +121,7 @@ static int load_job(struct engine *e, int root_fd, struct job **jp, char *err, s
 			j->dest_fd = -1;
 		return -ENOENT;
 	}
-	if (j->dest_fd < 0) {
+	if (j->dest_fd < 0 && !j->rbd) {
 		log_warnx("cannot open the destination '%s': %s", e->ms.dest, strerror(-j->dest_fd));
 		j->dest_fd = -1;
 		j->dest_lost = true;
@@ -169,8 +175,7 @@ static int finish_commit(struct engine *e, struct job *j)
 	int r = 0;
 
 	for (size_t i = 0; i < j->n && !r; i++)
-		if (fsync(delta_dest_fd(j->files[i].d)) == -1)
-			r = -errno;
+		r = target_sync(delta_dest(j->files[i].d));
 	if (!r && renameat(e->state_fd, "state.next", e->state_fd, "state") == -1)
 		r = -errno;
 	if (!r && fsync(e->state_fd) == -1)

@@ -14,8 +14,9 @@
  * returned survives the death of the process (the essay at the top of
  * store.c says why).
  *
- * The store merges delta blocks into a target (the destination, or the
- * source when aborting); bitmap M marks the D blocks the target already
+ * The store merges delta blocks into a target (target/target.h: the
+ * destination, a file or an RBD image; or the source, a file, when
+ * aborting); bitmap M marks the D blocks the target already
  * holds.  A write to a block clears its M bit, so the target always lacks
  * exactly D \ M ("dirty").  The caller (the copier) decides when to merge;
  * the store decides what may be merged: only blocks whose records are
@@ -53,6 +54,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+struct target;
+
 #define DELTA_BLOCK		4096u
 /* Space each file's journal takes up front in the delta store. */
 #define DELTA_JOURNAL_PREALLOC	(2u << 20)
@@ -78,20 +81,21 @@ struct delta;
 
 /* ---- life cycle ---------------------------------------------------------- */
 
-/* Create the store of a file (its source open as src_fd) migrating to dst_fd,
- * as files "<id>.delta", "<id>.wal" and "<id>.journal" in dirfd; name is for
- * messages.  Takes over src_fd and dst_fd on success (not dirfd).  Durable on
- * return.  Writes the WAL ring (delta_space_needed) with zeros: may take a
- * fraction of a second per file. */
-int delta_create(struct delta **out, const char *name, unsigned id, int src_fd, int dst_fd,
-		 int dirfd);
+/* Create the store of a file (its source open as src_fd) migrating to the
+ * target dst, as files "<id>.delta", "<id>.wal" and "<id>.journal" in dirfd;
+ * name is for messages.  Takes over src_fd and the caller's reference to
+ * dst on success (not dirfd).  Durable on return.  Writes the WAL ring
+ * (delta_space_needed) with zeros: may take a fraction of a second per
+ * file. */
+int delta_create(struct delta **out, const char *name, unsigned id, int src_fd,
+		 struct target *dst, int dirfd);
 
 /* Reopen a store after a restart by replaying its journal and its WAL (every
  * write whose call returned, after the process died; every flushed write,
- * after the host did), and make what was replayed durable.  dst_fd may be -1
+ * after the host did), and make what was replayed durable.  dst may be NULL
  * (the destination was lost: only an abort can follow). */
-int delta_open(struct delta **out, const char *name, unsigned id, int src_fd, int dst_fd,
-	       int dirfd);
+int delta_open(struct delta **out, const char *name, unsigned id, int src_fd,
+	       struct target *dst, int dirfd);
 
 /* Close the descriptors and free; removes the store's files if unlink_files.
  * No other call may be running on d.  Syncs nothing: what was written can be
@@ -190,10 +194,13 @@ const char *delta_phase_name(enum delta_phase p, uint64_t dirty_bytes);
 /* ---- what the layers above need of the files ------------------------------ */
 
 const char *delta_name(const struct delta *d);
-/* The source and destination files (read-write, no O_DIRECT; owned by the
- * store: the copier reads the one and writes the other, the cutover syncs
- * the destination and copies metadata).  The destination is -1 if lost. */
+/* The source file (read-write, no O_DIRECT) and the destination target,
+ * owned by the store: the copier reads the one and writes the other, the
+ * cutover syncs the destination and copies metadata.  The destination is
+ * NULL if lost; delta_dest_fd is its descriptor, or -1 (lost, or not a
+ * file). */
 int delta_source_fd(const struct delta *d);
+struct target *delta_dest(const struct delta *d);
 int delta_dest_fd(const struct delta *d);
 /* The live view's last write time, if the guest wrote since the start. */
 bool delta_mtime(struct delta *d, struct timespec *ts);

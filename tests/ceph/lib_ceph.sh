@@ -9,6 +9,9 @@
 #   rbd_ ARGS          the rbd tool against the cluster
 #   ceph_ ARGS         the ceph tool against the cluster
 #
+# RELOCFS_CEPH_CONF=PATH uses a cluster already running (with a pool "rbd")
+# instead of starting one, when working on a test.
+#
 # $CEPH_CONF is the cluster's configuration: auth none, size-1 pools,
 # "osd crush chooseleaf type = 0", memstore (the data lives in the OSD's
 # memory, 256 MiB of it), everything on 127.0.0.1 on ports of its own
@@ -41,6 +44,12 @@ ceph_() { timeout 60 ceph -c "$CEPH_CONF" "$@"; }
 
 ceph_start() {
 	local with_mds=${1:-} port fsid uuid t
+	if [ -n "${RELOCFS_CEPH_CONF:-}" ] && [ -z "$with_mds" ]; then
+		# a cluster kept running between runs (when working on a test);
+		# the tests name their images after themselves and their pid
+		CEPH_CONF=$RELOCFS_CEPH_CONF
+		return 0
+	fi
 	ceph_packages
 	port=$(ceph_free_ports)
 	fsid=$(cat /proc/sys/kernel/random/uuid)
@@ -76,6 +85,10 @@ ceph_start() {
 	rados osd op timeout = 15
 	rados mon op timeout = 15
 	client mount timeout = 10
+	[client]
+	# clients (relocfs, rbd, ceph) run side by side: no shared socket
+	admin socket =
+	log file = $CEPH_DIR/log/client.log
 	[mon.a]
 	mon data = $CEPH_DIR/mon
 	[mgr.x]
