@@ -131,6 +131,8 @@ static int migrate_check(struct engine *e, const struct ctl_request *req, char d
 	}
 	if (rbd_spec_is(req->to)) {
 		ret = check_rbd_dest(req, dest, out);
+		if (ret)
+			return ret;
 		goto files;
 	}
 	if (req->to[0] != '/') {
@@ -153,7 +155,7 @@ static int migrate_check(struct engine *e, const struct ctl_request *req, char d
 		return CTL_EFAIL;
 	}
 files:
-	for (int i = 0; !ret && i < req->nfiles; i++) {
+	for (int i = 0; i < req->nfiles; i++) {
 		ret = check_file_arg(req->files[i], out);
 		if (ret)
 			return ret;
