@@ -119,12 +119,12 @@ ceph_start() {
 		ceph_daemon ceph-osd -i 0
 		ceph_osd_up "${CEPH_PIDS[-1]}" && break
 	done
-	ceph_ osd pool create rbd 8 >/dev/null 2>&1
-	rbd_ pool init rbd
+	ceph_setup osd pool create rbd 8
+	rbd_ pool init rbd 2>>"$CEPH_DIR/log/setup.log" || ceph_failed "rbd pool init failed"
 	if [ -n "$with_mds" ]; then
-		ceph_ osd pool create cephfs_data 8 >/dev/null 2>&1
-		ceph_ osd pool create cephfs_meta 8 >/dev/null 2>&1
-		ceph_ fs new cephfs cephfs_meta cephfs_data >/dev/null 2>&1
+		ceph_setup osd pool create cephfs_data 8
+		ceph_setup osd pool create cephfs_meta 8
+		ceph_setup fs new cephfs cephfs_meta cephfs_data
 		ceph_daemon ceph-mds -i a
 	fi
 	# HEALTH_OK alone is not enough: it is reported while the PGs are
@@ -134,6 +134,11 @@ ceph_start() {
 		[ $SECONDS -lt $t ] || ceph_failed "no HEALTH_OK with every PG active+clean within 90 s"
 		sleep 0.2
 	done
+}
+
+# ceph_setup ARGS: a ceph command of the set-up; fails the test with what it said
+ceph_setup() {
+	ceph_ "$@" >>"$CEPH_DIR/log/setup.log" 2>&1 || ceph_failed "'ceph $*' failed"
 }
 
 # ceph_osd_up PID: 0 once the OSD is up, 1 if it exited first; fails the
