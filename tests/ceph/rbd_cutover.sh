@@ -1,9 +1,10 @@
 #!/bin/bash
-test_description='relocate a sparse 64 MiB image and a small one into RBD images while a writer flushes, cut over under it: later writes land in the images, the live view, rbd export and a restarted mount hold exactly what the writer wrote, holes stay unallocated, the metadata is kept in the image'
+test_description='relocate a sparse 64 MiB image and a small one into RBD images while a writer flushes, cut over under it: later writes land in the images, the live view, rbd export and a restarted mount hold exactly what the writer wrote, holes stay unallocated, the metadata is kept in the image, a restart and a new worker serve the images'
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../reloc/lib_reloc.sh"
 . "$TOPDIR/tests/ceph/lib_ceph.sh"
 . "$TOPDIR/tests/ceph/lib_rbd.sh"
+. "$TOPDIR/tests/worker/lib_worker.sh"
 FILES="disk.img small.img"
 # a file with two 1 MiB islands in 32 MiB: two of the image's 4 MiB objects
 head -c 1M /dev/urandom >"$TEST_SRC/holes.img"
@@ -79,5 +80,14 @@ sync "$TEST_MNT/small.img"
 rbd_export_to "$(image_of small.img)" "$TEST_DIR/export/small.img"
 assert_eq "after restart" "$(dd if="$TEST_DIR/export/small.img" bs=1 skip=4096 count=13 status=none)" \
 	"bytes written after the restart, in the image"
+
+step 'kill -9 the worker: the next one opens the images again and serves them'
+kill_worker
+check_final "$TEST_MNT" disk.img
+printf 'after a worker' | dd of="$TEST_MNT/small.img" bs=1 seek=8192 conv=notrunc status=none
+sync "$TEST_MNT/small.img"
+rbd_export_to "$(image_of small.img)" "$TEST_DIR/export/small.img"
+assert_eq "after a worker" "$(dd if="$TEST_DIR/export/small.img" bs=1 skip=8192 count=14 status=none)" \
+	"bytes written through the new worker, in the image"
 relocfs_umount
 test_done

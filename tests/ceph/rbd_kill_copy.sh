@@ -1,9 +1,10 @@
 #!/bin/bash
-test_description='kill -9 relocfs while it copies a file into an RBD image under a writer: restarted with the same arguments it serves every flushed write, the job resumes into the same image and finishes, and the cutover leaves exactly what the writer wrote in the image'
+test_description='kill -9 relocfs while it copies a file into an RBD image under a writer: restarted with the same arguments it serves every flushed write, the job resumes into the same image, survives the death of a worker and finishes, and the cutover leaves exactly what the writer wrote in the image'
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../reloc/lib_reloc.sh"
 . "$TOPDIR/tests/ceph/lib_ceph.sh"
 . "$TOPDIR/tests/ceph/lib_rbd.sh"
+. "$TOPDIR/tests/worker/lib_worker.sh"
 
 step 'a one-node Ceph cluster reaches HEALTH_OK'
 ceph_start
@@ -29,8 +30,12 @@ case $state in copying|merging|ready) ;; *) fail "disk.img is in state '$state' 
 assert_eq "$(image_of disk.img)" "$(rbd_images)" "the images in the pool"
 say "  $copied_before bytes copied before the kill, $(file_field disk.img bytes_copied) after the restart"
 
-step 'a new writer; the job finishes, verifies and cuts over under it'
+step 'a new writer; kill -9 the worker while it copies: the next one carries on'
 writer_start --seed 1512 --direct --flush-every 16 --delay-us 2000 --file "$TEST_MNT/disk.img" --size 1
+kill_worker
+writer_running || fail "the writer noticed the worker's death: $(cat "$TEST_DIR/writer.log")"
+
+step 'the job finishes, verifies and cuts over under the writer'
 ctl wait --timeout 180 >/dev/null
 ctl verify >/dev/null
 ctl cutover --timeout 60 >/dev/null
