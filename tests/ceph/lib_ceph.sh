@@ -51,7 +51,25 @@ ceph_start() {
 		return 0
 	fi
 	ceph_packages
-	port=$(ceph_free_ports)
+	at_cleanup ceph_stop
+	# Now and then (more often with other clusters on the machine) a new
+	# OSD's first command is refused by its monitor with "wrong fsid" and
+	# the OSD exits at its start, however often it is started again; a
+	# new cluster, with a new fsid on other ports, comes up
+	for t in 1 2 3 4; do
+		[ "$t" -lt 4 ] || ceph_failed "the OSD of three new clusters exited at its start"
+		ceph_start_once "$with_mds" $((t - 1)) && return 0
+		say "  the test's Ceph cluster: the OSD exited at its start; a new cluster"
+		ceph_stop
+		mv "$CEPH_DIR" "$CEPH_DIR.failed$t"
+	done
+}
+
+# ceph_start_once MDS TRY: 0 when the cluster is up, 1 if its OSD exited
+# at its start; fails the test otherwise
+ceph_start_once() {
+	local with_mds=$1 port fsid uuid t
+	port=$(ceph_free_ports $(($2 * 100)))
 	fsid=$(cat /proc/sys/kernel/random/uuid)
 	mkdir -p "$CEPH_DIR"/{mon,mgr,osd,mds,run,log}
 	cat >"$CEPH_CONF" <<-EOF
@@ -99,7 +117,6 @@ ceph_start() {
 	[mds.a]
 	mds data = $CEPH_DIR/mds
 	EOF
-	at_cleanup ceph_stop
 	monmaptool --create --fsid "$fsid" --addv a "v1:127.0.0.1:$port" "$CEPH_DIR/monmap" \
 		>/dev/null
 	ceph-mon -c "$CEPH_CONF" -i a --mkfs --monmap "$CEPH_DIR/monmap" --keyring /dev/null \
@@ -110,15 +127,9 @@ ceph_start() {
 	ceph_ osd new "$uuid" 0 >/dev/null
 	ceph-osd -c "$CEPH_CONF" -i 0 --mkfs --osd-uuid "$uuid" 2>>"$CEPH_DIR/log/setup.log" >/dev/null
 	# pools only once the OSD is up: before, every client call waits out
-	# its timeout.  Now and then the new OSD's first command to the
-	# monitor is refused ("wrong fsid") and it exits: start it again.
-	# (deadlines in seconds, not tries: each ceph call takes a while on a
-	# loaded machine)
-	for t in 1 2 3 4; do
-		[ "$t" -lt 4 ] || ceph_failed "the OSD exited three times at its start"
-		ceph_daemon ceph-osd -i 0
-		ceph_osd_up "${CEPH_PIDS[-1]}" && break
-	done
+	# its timeout
+	ceph_daemon ceph-osd -i 0
+	ceph_osd_up "${CEPH_PIDS[-1]}" || return 1
 	ceph_setup osd pool create rbd 8
 	rbd_ pool init rbd 2>>"$CEPH_DIR/log/setup.log" || ceph_failed "rbd pool init failed"
 	if [ -n "$with_mds" ]; then
@@ -172,11 +183,11 @@ ceph_failed() {
 	fail "the test's Ceph cluster: $1: $(ceph_ health detail 2>&1 | head -5)"
 }
 
-# ceph_free_ports: the first of ten ports on 127.0.0.1 that nothing listens
+# ceph_free_ports [OFFSET]: the first of ten ports on 127.0.0.1 that nothing listens
 # on, from a start derived from our pid (a cluster reached through a port
 # another one left behind answers with the wrong fsid)
 ceph_free_ports() {
-	local port=$((20000 + ($$ % 4000) * 10)) tries used
+	local port=$((20000 + (($$ + ${1:-0}) % 4000) * 10)) tries used
 	used=$(ss -Htanl 2>/dev/null | awk '{ n = split($4, a, ":"); print a[n] }')
 	for tries in $(seq 4000); do
 		if ! grep -qxE "$(seq -s '|' "$port" $((port + 9)))" <<<"$used"; then
