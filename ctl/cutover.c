@@ -2,7 +2,8 @@
  * cutover: switching a job's files to the destination inside one short
  * hold, as named steps (the hold is the only time guest I/O waits):
  *
- *   1. wait until every file is ready (little left to merge);
+ *   1. wait until every file is ready (little left to merge), with the job
+ *      marked busy and the other commands free to run (cmd_lock let go);
  *   2. prepare, while the guest runs: stop the copier, merge and sync the
  *      destinations until a sync finds little to do, write the next record
  *      ("state.next", synced), open the destination's files, sync again and
@@ -21,9 +22,12 @@
  *      store (and the source, if asked) in the background.
  * A failure before 5 releases everything on the source and reports; after
  * it the switch is done whatever else fails.  A restart that finds the next
- * record (a crash before the commit point was durable) rolls the job back to
- * the source; after it, the destination is served.  Each step either
- * succeeds or leaves what it did for the forward unwinding in cmd_cutover.
+ * record (a crash before the commit point was durable) rolls the job it
+ * names back to the source; after it, the destination is served.  Each step
+ * either succeeds or leaves what it did for the forward unwinding in
+ * cmd_cutover.  The other jobs go on copying throughout: only this job's
+ * files are held, and from step 2 to step 7 the cutover holds cmd_lock, so
+ * that one cutover's next record is on disk at a time.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,10 +58,9 @@ struct cutover {
 	uint64_t hook_t0[CTL_HOOKS_MAX];
 	int nhooks, paused, hook_ms;
 	struct preopen_ctx pre;
-	struct next_state ns;
 	struct rnode **nodes;
 	struct preopen *sw;		/* the migrating files, prepared for the switch */
-	char err[512], hooktxt[512];
+	char err[512], hooktxt[512], label[96];
 	uint64_t t_hold, t_drained, t_merged, t_release, hold_us;
 	size_t parked;
 	bool merged_unsynced;		/* the hold merged blocks without durable records */
@@ -65,14 +68,29 @@ struct cutover {
 	int old_root_fd;		/* tree jobs: where the files were */
 };
 
+static bool stopping(struct engine *e)
+{
+	bool s;
+
+	pthread_mutex_lock(&e->lock);
+	s = e->stopping;
+	pthread_mutex_unlock(&e->lock);
+	return s;
+}
+
 /* Wait until every file has at most max_dirty bytes left to merge. */
-static int wait_ready(struct job *j, double timeout_s, uint64_t max_dirty, char **out)
+static int wait_ready(struct engine *e, struct job *j, double timeout_s, uint64_t max_dirty,
+		      char **out)
 {
 	uint64_t deadline = now_us() + (uint64_t)(timeout_s * 1e6);
 
 	for (;;) {
 		size_t ready = 0;
 
+		if (stopping(e)) {
+			*out = xasprintf("relocfs is stopping: cutover cancelled, nothing switched");
+			return CTL_EFAIL;
+		}
 		job_dest_ok(j);
 		for (size_t i = 0; i < j->n; i++) {
 			struct delta_status st;
@@ -156,7 +174,7 @@ static int step_wait(struct cutover *c, char **out)
 
 	if (req->max_downtime_ms > 0 && (uint64_t)req->max_downtime_ms * 102400 < max)
 		max = (uint64_t)req->max_downtime_ms * 102400;
-	return wait_ready(c->j, timeout, max, out);
+	return wait_ready(c->e, c->j, timeout, max, out);
 }
 
 /* 2: everything that can be done while the guest runs.  The copier is
@@ -187,15 +205,19 @@ static int step_prepare(struct cutover *c, char **out)
 		sync_dirs(e->root_fd, j);
 	c->nodes = job_nodes(j);
 	c->sw = calloc(j->n ? j->n : 1, sizeof(*c->sw));
-	if (!c->nodes || !c->sw || next_state_build(e, &c->ns, j)) {
+	if (!c->nodes || !c->sw) {
 		*out = xasprintf("out of memory");
 		return CTL_EFAIL;
 	}
 	/* durable before anything is switched: a restart that finds it knows
-	 * that a cutover was under way (recover.c) */
-	r = ms_write(e->state_fd, "state.next", &c->ns.ms);
-	if (!r && fsync(e->state_fd) == -1)
-		r = -errno;
+	 * that this job's cutover was under way (recover.c); records saved
+	 * from now on until the commit keep it up to date */
+	pthread_mutex_lock(&e->lock);
+	e->cutover_job = j;
+	r = write_next_record(e);
+	if (r)
+		e->cutover_job = NULL;
+	pthread_mutex_unlock(&e->lock);
 	if (r) {
 		*out = xasprintf("cutover cancelled, nothing switched: cannot write "
 				 "'%s/%s/state.next': %s", e->source, STATE_DIR, strerror(-r));
@@ -313,17 +335,18 @@ static void step_switch(struct cutover *c)
 
 	commit_begin(e, j);
 	c->switched = true;
-	/* from here a worker after this one finishes the switch */
+	/* from here a worker after this one finishes the switch; what the
+	 * mount serves changes now, the record at the commit */
 	__atomic_store_n(&e->region->switched, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&e->lock);
-	adopt_next_state(e, j);
+	switch_serving(e, j);
 	if (j->tree) {
 		c->old_root_fd = e->root_fd;
 		e->root_fd = dup(j->dest_fd);
 		free(e->root);
 		e->root = strdup(j->dest);
 	}
-	e->job = NULL;
+	jobs_remove(e, j);
 	pthread_mutex_unlock(&e->lock);
 	/* the migrating files first */
 	for (size_t i = 0; i < j->n; i++) {
@@ -380,11 +403,19 @@ static void step_undo(struct cutover *c)
 			if (delta_commit(c->j->files[i].d))
 				ok = false;
 	}
-	if (!ok)
+	pthread_mutex_lock(&c->e->lock);
+	c->j->cutting = false;
+	if (!ok) {
+		/* the next record stays, and with it the roll-back a restart
+		 * does; nothing may change the record until then */
 		log_warnx("cannot commit the delta records after the failed cutover: a restart "
 			  "will roll the job back");
-	else
+		c->e->record_frozen = true;
+	} else if (c->e->cutover_job == c->j) {
+		c->e->cutover_job = NULL;
 		drop_next_state(c->e);
+	}
+	pthread_mutex_unlock(&c->e->lock);
 	job_copier_start(c->e, c->j);
 }
 
@@ -496,11 +527,12 @@ static int step_commit(struct cutover *c, int ret, char **out)
 	e->ms.last_cutover_us = c->hold_us;
 	e->last_hold_us = c->hold_us;
 	snprintf(e->last_hooks, sizeof(e->last_hooks), "%s", c->hooktxt);
-	set_done_list(e, j, "done", j->dest);
+	finish_job(e, j, "done", "done", j->dest);
 	pthread_mutex_unlock(&e->lock);
 	if (ret == CTL_OK)
-		*out = xasprintf("switched %zu file(s) to '%s'; I/O held %.1f ms (%zu request(s) "
+		*out = xasprintf("%s%sswitched %zu file(s) to '%s'; I/O held %.1f ms (%zu request(s) "
 				 "parked, longest %.1f ms)%s%s%s",
+				 j->name[0] ? c->label : "", j->name[0] ? ": " : "",
 				 j->n, j->dest, (double)c->hold_us / 1000.0, c->parked,
 				 (double)fs_last_hold_max_us(e->fs) / 1000.0, c->hooktxt[0] ? "; " : "",
 				 c->hooktxt,
@@ -517,29 +549,64 @@ static void cutover_free(struct cutover *c)
 	for (int i = 0; i < c->nhooks; i++)
 		vmhook_free(c->hooks[i]);
 	preopen_free(&c->pre);
-	free(c->ns.ovr);
-	free(c->ns.cleanup);
 	free(c->nodes);
 	free(c->sw);
 	if (c->old_root_fd != -1)
 		close(c->old_root_fd);
 }
 
+/* The job a cutover is for: running, and no other command at work on it. */
+static int cutover_job(struct engine *e, const struct ctl_request *req, struct job **jp,
+		       char **out)
+{
+	struct job *j;
+	char lb[96];
+	int ret = job_resolve(e, req->job, &j, out);
+
+	if (ret)
+		return ret;
+	job_label(j, lb, sizeof(lb));
+	pthread_mutex_lock(&e->lock);
+	if (j->state == JOB_QUEUED)
+		*out = xasprintf("%s is queued and has not started: nothing to switch yet", lb);
+	else if (j->state == JOB_FAILED)
+		*out = xasprintf("%s could not start (%s): abort it to dismiss it", lb, j->error);
+	else if (j->busy)
+		*out = xasprintf("%s is busy: a cutover or verify of it is in progress", lb);
+	pthread_mutex_unlock(&e->lock);
+	if (*out)
+		return CTL_EFAIL;
+	*jp = j;
+	return CTL_OK;
+}
+
 int cmd_cutover(struct engine *e, const struct ctl_request *req, char **out)
 {
-	struct cutover c = { .e = e, .j = e->job, .req = req, .old_root_fd = -1 };
+	struct cutover c = { .e = e, .req = req, .old_root_fd = -1 };
 	int ret;
 
-	if (!c.j) {
-		*out = xasprintf("nothing is migrating");
-		return CTL_EFAIL;
-	}
+	ret = cutover_job(e, req, &c.j, out);
+	if (ret)
+		return ret;
+	job_label(c.j, c.label, sizeof(c.label));
 	c.hook_ms = req->max_downtime_ms > 0 ? req->max_downtime_ms * 4 + 5000 : 30000;
 	ret = step_hooks(&c, out);
-	if (!ret)
-		ret = step_wait(&c, out);
 	if (ret)
 		goto out;
+	job_busy_begin(e, c.j);
+	ret = step_wait(&c, out);
+	job_busy_end(e, c.j);
+	if (!ret && e->handing_over) {
+		/* a restart came while it waited: the next worker cuts over */
+		*out = xasprintf("relocfs is handing the mount over to a new worker: cutover "
+				 "cancelled, nothing switched; run it again");
+		ret = CTL_EFAIL;
+	}
+	if (ret)
+		goto out;
+	pthread_mutex_lock(&e->lock);
+	c.j->cutting = true;
+	pthread_mutex_unlock(&e->lock);
 	ret = step_prepare(&c, out);
 	if (!ret)
 		ret = step_pause(&c, out);

@@ -1,24 +1,41 @@
 /*
  * engine_i: the job engine's private parts, shared by its files:
  *   engine.c     the entry points: life cycle, policy, command dispatch
- *   record.c     the mount's record and the paths it names
+ *   record.c     the mount's record (and the next record of a cutover) and
+ *                the paths it names
  *   job.c        a job's files, its tree walk, its delta stores and copier
+ *   sched.c      several jobs at once: finding a job by name, the queue,
+ *                the budget's shares, deadlines (the governor thread), limit
+ *   namespace.c  files relocated on their own, and the names running jobs
+ *                pin (the FUSE layer's policy)
  *   rbd_dest.c   what a job into RBD images does differently
- *   namespace.c  files relocated on their own, and the names a job pins
- *                (the FUSE layer's policy)
- *   migrate.c    starting a job
+ *   migrate.c    asking for a job, and starting one
  *   cutover.c    the cutover as steps; switch.c the switch and its commit
  *   abort.c      abort
  *   status.c     status and verify
  *   recover.c    picking the mount's state up after a restart
  * Not included outside ctl/.
  *
- * Locking: e->cmd_lock serialises the commands that change state (migrate,
- * cutover, abort, verify) and start-up; e->lock protects the fields marked
- * so, which status and the FUSE layer's policy callbacks read from other
- * threads.  Order: cmd_lock, then lock.  Neither is held while calling into
- * the FUSE layer's gate (fs_hold, fs_release), which may replay requests
- * that call back into the policy.
+ * Jobs.  A mount has any number of jobs (at most ENGINE_JOBS_MAX), each
+ * with a name ("" for the unnamed one that a command without --job means),
+ * its own destination, delta stores, copier and cutover.  Their files do
+ * not overlap, and a whole-tree job runs alone.  A job is queued (recorded,
+ * nothing of it exists yet) until a slot is free: at most e->ms.parallel
+ * jobs copy their base at once; it is running from its start until it is
+ * cut over or aborted.
+ *
+ * Locking: e->cmd_lock serialises the commands that change jobs (migrate,
+ * cutover, abort, verify), the governor's starting of queued jobs, and
+ * start-up; every hold of the FUSE layer's gate is taken under it, so that
+ * there is one at a time.  A command that waits long (a cutover waiting
+ * for its files to be ready, a verify) marks its job busy and lets go of
+ * cmd_lock meanwhile; busy jobs are left alone by the others, and
+ * engine_stop waits for them (e->busy).  e->lock protects the fields marked
+ * so, which status, the governor and the FUSE layer's policy callbacks read
+ * from other threads.  Order: cmd_lock, then commit.lock, then lock, then
+ * the budget's and the delta stores' own locks.  lock is not held while
+ * calling into the FUSE layer's gate (fs_hold, fs_release), which may replay
+ * requests that call back into the policy.
  */
 #ifndef RELOCFS_ENGINE_I_H
 #define RELOCFS_ENGINE_I_H
@@ -37,7 +54,13 @@
 #define STATE_DIR ".relocfs"
 #define DEFAULT_CUTOVER_TIMEOUT_S 60.0
 #define HOLD_DRAIN_US (10u * 1000000)	/* requests in flight must finish within this */
+#define JOB_PRIORITY_DEFAULT 100
+#define ENGINE_JOBS_MAX 64		/* jobs queued, running or failed at once */
+#define FINISHED_MAX 256		/* finished jobs status remembers */
+#define GOVERNOR_TICK_US 200000
 
+struct budget;
+struct budget_client;
 struct copier;
 struct delta;
 struct rbd_spec;
@@ -53,30 +76,75 @@ struct entry {
 	char *relpath;		/* "" for the root */
 };
 
-/* One file of a job. */
+/* One file of a running job. */
 struct job_file {
 	char *relpath;
 	struct delta *d;	/* its delta store and live view */
 	struct rnode *node;	/* the node that serves it (a daemon reference);
 				 * NULL before the mount exists */
+	/* the directories from the root down to the file's (lock): renaming
+	 * one would move the file, so they are pinned with it */
+	size_t ndirs;
+	dev_t *ddev;
+	ino_t *dino;
+};
+
+enum job_state {
+	JOB_QUEUED,	/* recorded; waits for a slot; nothing of it exists yet */
+	JOB_RUNNING,	/* its files go through their delta stores */
+	JOB_FAILED,	/* could not start (error says why); listed until abort */
+};
+
+/* What the governor (sched.c) measured and decided at its last tick.
+ * Protected by e->lock. */
+struct job_pace {
+	uint64_t t_us;		/* that tick (CLOCK_MONOTONIC) */
+	uint64_t dirty;		/* unmerged bytes, every file */
+	uint64_t merged;	/* bytes merged by the job's copiers so far */
+	uint64_t dirty_rate;	/* how fast the guest adds unmerged bytes, smoothed */
+	uint64_t left;		/* base data to copy and blocks to merge */
+	uint64_t rate;		/* moved per second, measured */
+	uint64_t share;		/* what the budget grants (0: none or unlimited) */
+	uint64_t deadline_rate;	/* the rate the deadline makes it ask for */
+	uint64_t needed;	/* the rate that would finish at the deadline */
+	bool late;		/* the deadline cannot be met */
+	int64_t eta_s;		/* until ready; -1: unknown */
+	bool copying;		/* a file still copies its base */
+	uint64_t moved_before;	/* moved and merged by copiers stopped since */
+	uint64_t merged_before;
 };
 
 struct job {
 	uint64_t id;
+	char *name;		/* "" for the unnamed job */
 	bool tree;
+	enum job_state state;	/* lock */
+	bool busy;		/* a command works on it without cmd_lock; cmd_lock */
+	bool cutting;		/* a cutover is past its wait (status: cutover); lock */
 	char *dest;		/* canonical (a directory, or an RBD spec) */
 	struct rbd_spec *rbd;	/* the images' pool and cluster; NULL: a directory */
 	char *delta_dir;	/* this job's directory of delta files */
-	uint64_t rate;
+	uint64_t rate;		/* its own limit, bytes/s, 0: none; lock */
+	unsigned priority;	/* its weight in the budget; lock */
+	uint64_t since_ms;	/* asked for (unix ms) */
+	uint64_t deadline_ms;	/* ready by (unix ms); 0: none */
+	uint64_t planned;	/* data its files held when it was asked for */
+	char **want;		/* a files job: the files asked for (relpaths) */
+	size_t nwant;
+	char error[256];	/* JOB_FAILED: why it could not start; lock */
 	int dest_fd;		/* O_RDONLY directory; -1 when it was lost (restart) */
 	int delta_fd;		/* O_RDONLY directory */
 	bool dest_lost;		/* a restart could not open the destination */
+	bool bg_abort;		/* warm: its roll-back goes on in the background
+				 * (engine_start); cmd_lock */
 	size_t n;
 	struct job_file *files;
 	struct delta **deltas;	/* files[i].d, as the copier takes them */
-	struct copier *copier;	/* read by status under e->lock */
+	struct copier *copier;	/* read by status and the governor under e->lock */
+	struct budget_client *bc;	/* its part of the mount's budget */
 	size_t nentries;	/* tree jobs: every entry, for the switch */
 	struct entry *entries;
+	struct job_pace pace;	/* lock */
 };
 
 /* A file relocated on its own: its name is routed to another backend. */
@@ -92,7 +160,7 @@ struct override {
 	ino_t *aino;
 };
 
-/* A file of the last finished job, for status. */
+/* A file of a finished job, for status. */
 struct done_file {
 	char *path;
 	char *backend;
@@ -100,12 +168,23 @@ struct done_file {
 	char state[16];
 };
 
+/* A job that finished (cut over, aborted), for status. */
+struct finished_job {
+	char *name;
+	char state[16];		/* "done", "aborted" */
+	char *dest;
+	uint64_t bytes;
+	size_t n;
+	struct done_file *files;
+};
+
 /*
  * After a cutover's hold, until the destination files and the renamed
  * record are durable, no flush may be acknowledged: a host crash would bring
  * back the old record (source plus delta) and lose a write the guest saw
  * flushed on the destination.  The FUSE layer calls the flush barrier
- * (switch.c) before it acknowledges any flush.
+ * (switch.c) before it acknowledges any flush.  Cutovers are serialised
+ * (cmd_lock), so there is one commit at a time.
  */
 struct commit {
 	pthread_mutex_t lock;
@@ -123,6 +202,8 @@ struct commit {
  * switched when it passes its point of no return (before the first node is
  * switched), then all cleared when the cutover ends.  A worker that finds a
  * cutover here finishes it (switched) or cancels it, and resumes the VMs.
+ * One cutover at a time whatever the number of jobs: a cutover holds
+ * cmd_lock from its prepare to its commit.
  */
 #define ENGINE_REGION_MAGIC 0x31474e4544434c52ull	/* "RLCDENG1" */
 #define HOOK_SPEC_MAX 512
@@ -142,9 +223,11 @@ struct engine {
 	struct engine_proc proc;	/* the process's part (status, restart) */
 	struct job *finish_switch;	/* warm: a switched job whose nodes may still
 					 * be on the source (engine_attach) */
-	struct job *bg_abort;		/* warm: an abort to finish in the background */
-	pthread_mutex_t cmd_lock;	/* serialises migrate, cutover, abort, verify */
-	bool handing_over;		/* under cmd_lock: restart accepted, refuse the rest */
+	pthread_mutex_t cmd_lock;	/* see above */
+	/* restart accepted: the state-changing commands are refused (set
+	 * under cmd_lock; limit, which runs without it, reads it atomically) */
+	bool handing_over;
+	bool stopped;			/* under cmd_lock: engine_stop ran, no command runs */
 	pthread_mutex_t lock;		/* protects the fields marked "lock" */
 	int state_fd;			/* SOURCE/.relocfs, O_RDONLY; -1 until needed */
 	int source_fd;			/* O_PATH on SOURCE */
@@ -153,27 +236,45 @@ struct engine {
 	char *root;			/* the directory served now; lock */
 	int root_fd;			/* O_PATH on it */
 	struct mount_state ms;		/* the record as saved; lock */
-	struct job *job;		/* lock */
+	struct job **jobs;		/* queued, running, failed, in the order
+					 * they were asked for; lock */
+	size_t njobs;			/* lock */
 	struct override *ovr;		/* lock */
 	size_t novr;			/* lock; read atomically as a hint */
-	struct done_file *done;		/* files of the last finished job; lock */
-	size_t ndone;
+	struct finished_job *fin;	/* lock */
+	size_t nfin;
 	uint64_t last_hold_us;
 	char last_hooks[512];		/* "spec=ms, ..." of the last cutover; lock */
 	/* set when a cutover switched but could not make that durable: the
 	 * record on disk (with the cutover's next record beside it) must stay
 	 * as it is, so that a restart rolls back to the source */
 	bool record_frozen;
+	/* a cutover whose next record is on disk: every record saved until
+	 * its commit writes the next record too; lock */
+	struct job *cutover_job;
 	struct commit commit;
 	unsigned cleanups;		/* cleanup threads running; lock */
 	pthread_cond_t cleanups_done;	/* cleanups reached 0 */
+	struct budget *budget;		/* the mount's, for every job's copier */
+	uint64_t last_id;		/* job ids grow; cmd_lock */
+	unsigned busy;			/* busy jobs; cmd_lock */
+	pthread_cond_t idle;		/* busy reached 0 (with cmd_lock) */
+	bool stopping;			/* lock */
+	pthread_cond_t wake;		/* the governor's (with lock) */
+	pthread_t governor;
+	bool governor_running;
+	pthread_t bg_thread;		/* warm: the aborts of jobs marked bg_abort */
+	bool bg_running;
 };
 
 /* ---- record.c ---- */
 
-/* Save e->ms as the mount's record (refused with -EIO once frozen).
- * Caller holds e->lock. */
+/* Save e->ms as the mount's record (refused with -EIO once frozen), and,
+ * while a cutover's next record is on disk, that one too.  Caller holds
+ * e->lock. */
 int save_record(struct engine *e);
+/* Write the next record of e->cutover_job (state.next).  e->lock held. */
+int write_next_record(struct engine *e);
 /* SOURCE/.relocfs, made if need be: its descriptor or -errno. */
 int state_dir(struct engine *e);
 /* Add dir to the record's clean-up list (caller holds e->lock). */
@@ -192,7 +293,12 @@ void drop_next_state(struct engine *e);
 
 /* ---- job.c ---- */
 
+/* A new job (not in e->jobs), or NULL. */
+struct job *job_alloc(const char *name, const char *dest, const char *delta_dir);
 void job_free(struct engine *e, struct job *j, bool unlink_delta);
+/* Its files (nodes, delta stores, unlinked or not) and the entries of its
+ * tree: the job as before its files were added. */
+void job_files_free(struct engine *e, struct job *j, bool unlink_delta);
 /* 0, 1 for a hard link seen before, -ENOMEM */
 int job_add_entry(struct job *j, const struct stat *st, const char *rel);
 const char *job_entry_path(struct job *j, dev_t dev, ino_t ino);
@@ -217,12 +323,14 @@ struct rnode *node_for(struct engine *e, const char *rel);
  * live view of one file. */
 int job_add_file(struct engine *e, struct job *j, const char *rel, bool create, char *err,
 		 size_t errlen);
-/* The job as the record has it (NULL: none).  Caller holds e->lock. */
-int job_to_ms(struct mount_state *ms, struct job *j);
+/* Put the job in e->ms, queued (the files it asks for) or started (its
+ * files).  e->lock held. */
+int job_to_ms(struct mount_state *ms, struct job *j, bool queued);
 /* Remove what the job created in the destination. */
 void remove_dest(struct job *j);
 /* Put what the job created in the destination on the clean-up list. */
 void add_dest_cleanup(struct engine *e, struct job *j);
+/* Stop / start the job's copier (start joins the budget first). */
 void job_copier_stop(struct engine *e, struct job *j);
 int job_copier_start(struct engine *e, struct job *j);
 /* The destination path must still lead to the directory the copy went to;
@@ -230,6 +338,37 @@ int job_copier_start(struct engine *e, struct job *j);
 bool job_dest_ok(struct job *j);
 /* The job's nodes as an array for the gate (malloc'd), or NULL. */
 struct rnode **job_nodes(struct job *j);
+/* Does a file of the job still copy its base? */
+bool job_copying(struct job *j);
+/* "queued", "copying", "merging", "ready", "cutover", "aborting", "failed" */
+const char *job_state_name(struct job *j);
+/* The job's name for messages: "job 'NAME'" or "the migration". */
+const char *job_label(const struct job *j, char *buf, size_t len);
+/* e->jobs: add at the end, remove.  e->lock held. */
+int jobs_add(struct engine *e, struct job *j);
+void jobs_remove(struct engine *e, struct job *j);
+
+/* ---- sched.c ---- */
+
+/* The job a command means: --job NAME, or the only one.  CTL_OK, or the
+ * reply's status with *out saying why. */
+int job_resolve(struct engine *e, const char *name, struct job **jp, char **out);
+/* The active job of that name, or NULL.  e->lock held. */
+struct job *job_find(struct engine *e, const char *name);
+/* Mark j busy and let go of cmd_lock (held) for a long wait; busy_end takes
+ * it again.  Between the two, the others leave j alone. */
+void job_busy_begin(struct engine *e, struct job *j);
+void job_busy_end(struct engine *e, struct job *j);
+/* May a job start copying now?  e->lock held. */
+bool slot_free(struct engine *e);
+/* The governor: start, wake (something changed), stop. */
+int governor_start(struct engine *e);
+void governor_wake(struct engine *e);
+void governor_stop(struct engine *e);
+/* Set the job's part of the budget from its limit, priority and deadline.
+ * e->lock held. */
+void job_pace_update(struct engine *e, struct job *j, uint64_t now);
+int cmd_limit(struct engine *e, const struct ctl_request *req, char **out);
 
 /* ---- rbd_dest.c ---- */
 
@@ -259,6 +398,8 @@ bool override_is_rbd(const struct override *o);
 void override_free(struct override *o);
 /* Resolve relpath's directories from the served root (caller holds e->lock). */
 int override_resolve(struct override *o, int root_fd);
+/* The same for a job's file: the directories that lead to it. */
+int job_file_resolve(struct job_file *f, int root_fd);
 /* The overrides as the record has them (caller holds e->lock). */
 int overrides_to_ms(struct engine *e, struct mount_state *ms);
 /* The FUSE layer's policy callbacks (fs_policy; arg is the engine). */
@@ -269,13 +410,28 @@ void ns_redirect_removed(void *arg, const struct fs_dir *dir, const char *name);
 /* ---- the commands ---- */
 
 int cmd_migrate(struct engine *e, const struct ctl_request *req, char **out);
+/* Start a new or queued job: its destination, delta stores, record, routes
+ * and copier.  On failure nothing of it is left but the job itself (still
+ * the caller's; a queued one stays queued in e->jobs and e->ms) and *out
+ * says why. */
+int job_start(struct engine *e, struct job *j, char **out);
+/* A queued job that could not start: failed, out of the record. */
+void job_start_failed(struct engine *e, struct job *j, const char *why);
 int cmd_cutover(struct engine *e, const struct ctl_request *req, char **out);
-int cmd_abort(struct engine *e, char **out);
-int cmd_verify(struct engine *e, char **out);
-char *status_json(struct engine *e);
-char *status_text(struct engine *e);
-/* Remember the job's files as the last finished job (caller holds e->lock). */
-void set_done_list(struct engine *e, struct job *j, const char *state, const char *backend);
+int cmd_abort(struct engine *e, const struct ctl_request *req, char **out);
+/* Abort a running job that is not busy, and forget it (cmd_lock held):
+ * what cmd_abort does once it has found the job. */
+int abort_running(struct engine *e, struct job *j, char **out);
+int cmd_verify(struct engine *e, const struct ctl_request *req, char **out);
+/* status (JSON, or the text made from it), of one job or all; NULL with
+ * *out set if the job named is not known. */
+char *status_json(struct engine *e, const char *job, char **err);
+char *status_text(struct engine *e, const char *job, char **err);
+/* Remember the job's files as a finished job (caller holds e->lock). */
+void finish_job(struct engine *e, struct job *j, const char *state, const char *file_state,
+		const char *backend);
+/* Free what a finished job holds (not the struct: it is in e->fin). */
+void finished_job_free(struct finished_job *f);
 
 /* ---- recover.c ---- */
 
@@ -283,10 +439,11 @@ void set_done_list(struct engine *e, struct job *j, const char *state, const cha
 int load_record(struct engine *e, int *root_fd, char *err, size_t errlen);
 /* The files relocated on their own that the record names. */
 void load_overrides(struct engine *e, int root_fd);
-/* The recorded job: resumed (e->job), or rolled back if it must be; warm,
- * a switched cutover is finished instead (the record, and *root_fd, may
- * change). */
-int recover_job(struct engine *e, int *root_fd, char *err, size_t errlen);
+/* The recorded jobs: resumed or kept queued (e->jobs), or rolled back if
+ * they must be; warm, a cutover that had switched is finished instead (the
+ * record, and *root_fd, may change), and the roll-backs go on in the
+ * background (jobs marked bg_abort). */
+int recover_jobs(struct engine *e, int *root_fd, char *err, size_t errlen);
 
 /* ---- abort.c ---- */
 
@@ -331,13 +488,19 @@ struct switch_ctx {
 };
 void switch_tree_node(struct rnode *n, void *arg);
 
-/* The record as it will be after the switch (shallow: it borrows strings). */
+/* The record as it will be once j is switched (shallow: it borrows the
+ * strings of e->ms and j); free with next_state_free. */
 struct next_state {
 	struct mount_state ms;
+	struct ms_job *jobs;
 	struct ms_override *ovr;
 	char **cleanup;
 };
 int next_state_build(struct engine *e, struct next_state *ns, struct job *j);
+void next_state_free(struct next_state *ns);
+/* What the mount serves once j is switched: overrides or the root.
+ * e->lock held. */
+void switch_serving(struct engine *e, struct job *j);
 /* Make e->ms what next_state_build described (owning copies).  e->lock held. */
 int adopt_next_state(struct engine *e, struct job *j);
 
@@ -349,7 +512,8 @@ void sync_dirs(int dirfd, struct job *j);
 
 /* The barrier: from the switch until commit_make_durable() ends it, flushes
  * wait (commit_barrier); commit_make_durable() syncs the destinations, then
- * renames the next record over the record and syncs its directory. */
+ * renames the next record over the record, syncs its directory and makes
+ * e->ms the next record. */
 void commit_begin(struct engine *e, struct job *j);
 int commit_make_durable(struct engine *e);
 int commit_barrier(void *arg);

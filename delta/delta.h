@@ -92,10 +92,20 @@ int delta_create(struct delta **out, const char *name, unsigned id, int src_fd,
 
 /* Reopen a store after a restart by replaying its journal and its WAL (every
  * write whose call returned, after the process died; every flushed write,
- * after the host did), and make what was replayed durable.  dst may be NULL
- * (the destination was lost: only an abort can follow). */
+ * after the host did).  dst may be NULL (the destination was lost: only an
+ * abort can follow).  Cold (warm false: the host may have crashed): makes
+ * what was replayed durable (syncs, a journal commit).  Warm (the process
+ * that had it open died or handed over, the host stayed up): syncs nothing
+ * and goes on appending to the WAL after the replayed records; the next
+ * delta_fsync makes them durable with its own. */
 int delta_open(struct delta **out, const char *name, unsigned id, int src_fd,
-	       struct target *dst, int dirfd);
+	       struct target *dst, int dirfd, bool warm);
+
+/* Stop the store's background checkpointer, waiting for a checkpoint in
+ * progress: after it this process writes none of the store's files.  For a
+ * process about to give the store to another (a hand-over) or to free it; no
+ * write may follow (one would wait for room no checkpoint makes).  Blocks. */
+void delta_quiesce(struct delta *d);
 
 /* Close the descriptors and free; removes the store's files if unlink_files.
  * No other call may be running on d.  Syncs nothing: what was written can be

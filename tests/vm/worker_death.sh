@@ -34,7 +34,7 @@ wait_gen() {	# wait_gen N SECS
 }
 console_tail() { grep -aE 'GUEST:|^(GEN|VERIFY)|I/O error|Kernel panic' "$QEMU_LOG" | tail -n "${1:-10}" | sed 's/^/    | /'; }
 guest_clean() {
-	! grep -aq 'I/O error\|VERIFY FAIL\|Buffer I/O' "$QEMU_LOG" || { console_tail; fail "the guest saw an I/O error"; }
+	! grep -aq 'I/O error\|VERIFY FAIL\|Buffer I/O' "$QEMU_LOG" || { console_tail; fail "the guest saw an I/O error or read back a wrong block"; }
 }
 # kills N LO HI: N kills of the worker while the guest writes on
 kills() {
