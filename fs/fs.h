@@ -204,7 +204,9 @@ uint64_t fs_last_hold_max_us(struct fs *fs);
 /* ---- switching a node to another backend (while it is held) ---------------- */
 
 /* Point the node at another backend file: fd (O_PATH) is taken over, the
- * old one closed, the node's key becomes st. */
+ * old one closed, the node's key becomes st.  The kernel's cached
+ * attributes of the node are dropped (its pages are kept); does not wait
+ * for requests, so it may be called while they are held. */
 void fs_node_rekey(struct fs *fs, struct rnode *n, int fd, const struct stat *st);
 
 /* Reopen every open handle of the node on its current backend, best effort
