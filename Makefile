@@ -101,18 +101,19 @@ unit: all $(UNIT_BIN)
 	@sh tests/run_unit.sh $(UNIT_BIN)
 
 integration: all
-	@bash tests/run_integration.sh
+	@RELOCFS_BUILD=$(BUILD) bash tests/run_integration.sh
 
+# the tests run the programs and tools that this make built, in $(BUILD)
 check: deps all
-	@sh tests/run_all.sh
+	@RELOCFS_BUILD=$(BUILD) sh tests/run_all.sh
 
 # every case of the tests that sample in make check (RELOCFS_SOAK): each
 # crash point on every path, more kills; hours, not minutes
 soak: deps all
-	@RELOCFS_SOAK=1 RELOCFS_TEST_TIMEOUT=7200 sh tests/run_all.sh
+	@RELOCFS_SOAK=1 RELOCFS_TEST_TIMEOUT=7200 RELOCFS_BUILD=$(BUILD) sh tests/run_all.sh
 
 bench: deps all
-	@sh bench/run.sh
+	@RELOCFS_BUILD=$(BUILD) sh bench/run.sh
 
 demo: deps all
 	@sh demo/demo.sh
