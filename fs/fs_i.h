@@ -136,7 +136,6 @@ struct route {
 	struct rnode *n;
 	struct rhandle *h;
 	struct delta *d;
-	struct target *t;
 };
 
 struct data_ops {
