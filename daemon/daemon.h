@@ -63,7 +63,25 @@ struct daemon_region {
 	uint64_t base;			/* where the supervisor mapped the region: a
 					 * re-executed one maps it there again (the
 					 * kernel keeps pointers into it, fs/uring.c) */
+	uint32_t go;			/* a futex: may the standby worker of a
+					 * hand-over take the mount? (HANDOVER_*) */
+	uint32_t standby_up;		/* a futex: the standby waits on go */
 };
+
+/*
+ * A graceful hand-over (relocctl restart without --exec) starts the next
+ * worker while the old one still serves: the old worker sets go to
+ * HANDOVER_WAIT and standby_up to 0 and sends SIGUSR1; the supervisor
+ * starts a standby worker, which starts its thread, sets standby_up and
+ * waits on go.  The old worker, once standby_up is set (or after
+ * HANDOVER_STANDBY_MS without it), stops, sets HANDOVER_GO and wakes the
+ * standby (then sends SIGUSR2 and exits).  If the old
+ * worker dies first, the supervisor sets HANDOVER_ORPHANED once it has
+ * reaped it: the standby takes over as after any death.  The field sits in
+ * what was padding (zero) in regions of earlier binaries of this layout.
+ */
+enum { HANDOVER_WAIT = 0, HANDOVER_GO = 1, HANDOVER_ORPHANED = 2 };
+#define HANDOVER_STANDBY_MS	1000
 
 /* What a process of the daemon knows (the supervisor's copy is what every
  * worker starts with). */
@@ -111,6 +129,7 @@ int supervise(struct daemon *d);
 struct worker_start {
 	struct daemon *d;
 	bool takeover;		/* not the first worker of the mount */
+	bool standby;		/* started ahead of a hand-over: waits on go */
 };
 
 /* The worker's life (arg: a struct worker_start): start (first) or take

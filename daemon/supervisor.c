@@ -4,10 +4,12 @@
  * It makes the shared region, starts the first worker (which mounts), and
  * then only waits: for a signal to end (forwarded to the worker, which
  * unmounts), or for its worker to end.  A worker asked to hand the mount
- * over (relocctl restart) stops everything it runs and says so with SIGUSR2
- * just before it exits: the next one is started at once, without waiting
- * for the old one's exit (the old process's teardown stays out of the time
- * the connection waits; it is reaped later).  For restart --exec the
+ * over (relocctl restart) says so with SIGUSR1 first: the next one is
+ * started at once, as a standby that waits while the old one still serves
+ * (daemon.h).  The old worker stops everything it runs, lets the standby go
+ * and says so with SIGUSR2 just before it exits, without waiting for its
+ * exit (the old process's teardown stays out of the time the connection
+ * waits; it is reaped later).  For restart --exec the
  * supervisor waits for the old worker to exit (WORKER_HANDOVER) and then
  * re-executes itself as the new binary, keeping the region and every
  * descriptor the region names across the exec.  A worker that dies any
@@ -36,6 +38,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/futex.h"
 #include "ctl/engine.h"
 #include "ctl/server.h"
 #include "daemon/daemon.h"
@@ -158,7 +161,7 @@ static int region_adopt(struct daemon *d)
 
 static struct worker_start wstart;
 
-static pid_t start_worker(struct daemon *d, bool takeover)
+static pid_t start_worker(struct daemon *d, bool takeover, bool standby)
 {
 	static char *stack;
 	pid_t pid;
@@ -173,6 +176,7 @@ static pid_t start_worker(struct daemon *d, bool takeover)
 	}
 	wstart.d = d;
 	wstart.takeover = takeover;
+	wstart.standby = standby;
 	d->dr->workers++;
 	pid = clone(worker_main, stack + WORKER_STACK, CLONE_FILES | SIGCHLD, &wstart);
 	if (pid == -1)
@@ -236,6 +240,7 @@ int supervise(struct daemon *d)
 	bool takeover = d->o.takeover_fd >= 0, ending = false;
 	sigset_t set;
 	pid_t pid, old = 0;	/* old: a worker that handed over, not yet reaped */
+	pid_t next = 0;		/* a standby worker, started for a hand-over */
 	int r;
 
 	foreground = d->o.foreground;
@@ -252,9 +257,10 @@ int supervise(struct daemon *d)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &set, NULL);
-	pid = start_worker(d, takeover);
+	pid = start_worker(d, takeover, false);
 	if (pid == -1) {
 		slog(LOG_ERR, "cannot start a worker: %s", strerror(errno));
 		return 1;
@@ -267,14 +273,32 @@ int supervise(struct daemon *d)
 
 		if (sigwaitinfo(&set, &si) == -1)
 			continue;
+		if (si.si_signo == SIGUSR1) {
+			/* a hand-over begins: the next worker starts as a standby */
+			if (si.si_pid != pid || !d->dr->handover || d->dr->exec_path[0] || ending ||
+			    old || next)
+				continue;
+			next = start_worker(d, true, true);
+			if (next == -1) {
+				slog(LOG_WARNING, "cannot start a standby worker: %s; the next starts "
+				     "when the last has stopped", strerror(errno));
+				next = 0;
+			}
+			continue;
+		}
 		if (si.si_signo == SIGUSR2) {
-			/* the worker stopped all it ran: the next may start */
+			/* the worker stopped all it ran (and let the standby go) */
 			if (si.si_pid != pid || !d->dr->handover || d->dr->exec_path[0] || ending ||
 			    old)
 				continue;
 			old = pid;
 			d->dr->handover = 0;
-			pid = start_worker(d, true);
+			if (next) {
+				pid = next;
+				next = 0;
+				continue;
+			}
+			pid = start_worker(d, true, false);
 			if (pid == -1) {
 				slog(LOG_ERR, "cannot start a worker: %s; the mount is not served",
 				     strerror(errno));
@@ -285,6 +309,8 @@ int supervise(struct daemon *d)
 		if (si.si_signo != SIGCHLD) {
 			ending = true;
 			kill(pid, SIGTERM);	/* the worker unmounts and ends */
+			if (next)
+				kill(next, SIGTERM);
 			continue;
 		}
 		if (old && waitpid(old, &status, WNOHANG) == old) {
@@ -293,12 +319,34 @@ int supervise(struct daemon *d)
 				     how_ended(status, how, sizeof(how)));
 			old = 0;
 		}
+		if (next && waitpid(next, &status, WNOHANG) == next) {
+			slog(LOG_WARNING, "standby worker %d %s before it served", next,
+			     how_ended(status, how, sizeof(how)));
+			next = 0;
+		}
 		got = waitpid(pid, &status, WNOHANG);
 		if (got != pid)
 			continue;
 		if (!(WIFEXITED(status) && WEXITSTATUS(status) == WORKER_HANDOVER))
 			d->dr->ended_us = now_us();	/* a hand-over set it when it stopped reading */
 		d->dr->worker_pid = 0;
+		if (next) {
+			/* it ended before it let its standby go: the standby
+			 * takes over as after a death (or ends, if ending) */
+			if (!(WIFEXITED(status) && WEXITSTATUS(status) == WORKER_HANDOVER)) {
+				d->dr->deaths++;
+				slog(LOG_WARNING, "worker %d %s while handing over; the standby "
+				     "worker %d takes over", pid, how_ended(status, how, sizeof(how)),
+				     next);
+			}
+			d->dr->handover = 0;
+			if (__atomic_load_n(&d->dr->go, __ATOMIC_ACQUIRE) == HANDOVER_WAIT)
+				__atomic_store_n(&d->dr->go, HANDOVER_ORPHANED, __ATOMIC_RELEASE);
+			futex_wake(&d->dr->go);
+			pid = next;
+			next = 0;
+			continue;
+		}
 		if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_DONE)
 			return 0;
 		if (!d->dr->mounted) {
@@ -327,7 +375,7 @@ int supervise(struct daemon *d)
 			     how_ended(status, how, sizeof(how)));
 		}
 		d->dr->handover = 0;
-		pid = start_worker(d, true);
+		pid = start_worker(d, true, false);
 		if (pid == -1) {
 			slog(LOG_ERR, "cannot start a worker: %s; the mount is not served",
 			     strerror(errno));

@@ -40,6 +40,7 @@
 
 #include "common/clock.h"
 #include "common/crashpoint.h"
+#include "common/futex.h"
 #include "common/log.h"
 #include "ctl/engine.h"
 #include "ctl/mount_state.h"
@@ -54,10 +55,11 @@ struct worker {
 	struct daemon *d;
 	struct daemon_region *dr;
 	bool takeover;		/* not the first worker of the mount */
+	bool standby;		/* started ahead of a hand-over (daemon.h) */
 	struct engine *eng;
 	struct fs *fs;
 	struct fuse_session *se;
-	uint64_t t0;		/* when this worker started */
+	uint64_t t0;		/* when this worker started (a standby: was let go) */
 	uint64_t t_tables, t_engine, t_conn;	/* when each part of a takeover was done */
 };
 
@@ -206,6 +208,26 @@ static int check_binary(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * The next worker's process and thread start while this one still serves,
+ * so that their start is not part of the time the connection waits
+ * (daemon.h).  Without a standby in time, the next worker starts when this
+ * one has stopped.
+ */
+static void start_standby(struct worker *w)
+{
+	uint64_t end = now_us() + HANDOVER_STANDBY_MS * 1000ull;
+
+	__atomic_store_n(&w->dr->go, HANDOVER_WAIT, __ATOMIC_RELEASE);
+	__atomic_store_n(&w->dr->standby_up, 0, __ATOMIC_RELEASE);
+	kill((pid_t)w->dr->supervisor_pid, SIGUSR1);
+	while (!__atomic_load_n(&w->dr->standby_up, __ATOMIC_ACQUIRE) && now_us() < end)
+		futex_wait(&w->dr->standby_up, 0, 50);
+	if (!__atomic_load_n(&w->dr->standby_up, __ATOMIC_ACQUIRE))
+		log_warnx("no standby worker after %d ms: the next starts when this one has "
+			  "stopped", HANDOVER_STANDBY_MS);
+}
+
 static int proc_restart(void *arg, const char *exec_path, char *err, size_t errlen)
 {
 	struct worker *w = arg;
@@ -220,6 +242,10 @@ static int proc_restart(void *arg, const char *exec_path, char *err, size_t errl
 		w->dr->exec_path[0] = '\0';
 	}
 	__atomic_store_n(&w->dr->handover, 1, __ATOMIC_RELEASE);
+	if (!exec_path) {
+		start_standby(w);
+		crashpoint("handover-standby");	/* the standby waits */
+	}
 	log_info("handing the mount over to a new worker%s%s", exec_path ? " running " : "",
 		 exec_path ? exec_path : "");
 	/* from here the connection is not read: the next worker's wait starts */
@@ -364,6 +390,24 @@ static void end_mount(struct worker *w)
 	}
 }
 
+/*
+ * A standby worker: its process and thread are up (the costly part of a
+ * start) while the old worker still serves; the rest waits for the old
+ * worker to stop, or for the supervisor to see it die.
+ */
+static void wait_go(struct worker *w)
+{
+	__atomic_store_n(&w->dr->standby_up, 1, __ATOMIC_RELEASE);
+	futex_wake(&w->dr->standby_up);
+	while (__atomic_load_n(&w->dr->go, __ATOMIC_ACQUIRE) == HANDOVER_WAIT) {
+		futex_wait(&w->dr->go, HANDOVER_WAIT, 100);
+		if ((uint64_t)getppid() != w->dr->supervisor_pid)
+			_exit(WORKER_NOSTART);	/* the supervisor died meanwhile */
+	}
+	/* HANDOVER_GO, or HANDOVER_ORPHANED: the supervisor said why */
+	w->t0 = now_us();
+}
+
 static void *worker_thread(void *arg)
 {
 	struct worker *w = arg;
@@ -377,6 +421,8 @@ static void *worker_thread(void *arg)
 
 	sigemptyset(&none);
 	pthread_sigmask(SIG_SETMASK, &none, NULL);
+	if (w->standby)
+		wait_go(w);
 	r = w->takeover ? start_takeover(w) : start_first(w);
 
 	if (r)
@@ -430,8 +476,11 @@ static void *worker_thread(void *arg)
 			 "and the engine %.1f ms later", (t_loop - w->dr->ended_us) / 1000.0,
 			 (t_stop - t_loop) / 1000.0);
 		/* nothing of this process touches the mount's state any more:
-		 * the supervisor may start the next worker before this one's
-		 * exit (a plain restart; --exec waits for the exit) */
+		 * the standby worker may take the mount before this one's exit
+		 * (a plain restart; --exec waits for the exit) */
+		crashpoint("handover-stopped");	/* stopped, the standby not let go */
+		__atomic_store_n(&w->dr->go, HANDOVER_GO, __ATOMIC_RELEASE);
+		futex_wake(&w->dr->go);
 		kill((pid_t)w->dr->supervisor_pid, SIGUSR2);
 		_exit(WORKER_HANDOVER);
 	}
@@ -444,6 +493,7 @@ int worker_main(void *arg)
 {
 	struct worker w = { .d = ((struct worker_start *)arg)->d,
 			    .takeover = ((struct worker_start *)arg)->takeover,
+			    .standby = ((struct worker_start *)arg)->standby,
 			    .t0 = now_us() };
 	pthread_t t;
 	sigset_t all;
