@@ -18,9 +18,10 @@ WARN    := -std=gnu11 -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-protot
            -Wno-unused-parameter
 CPPFLAGS += -D_GNU_SOURCE -DFUSE_USE_VERSION=314 -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
-# librbd and librados (Debian's librbd-dev ships no pkg-config file): only
-# relocfs and the tests of the target layer link them
-RBD_LIBS := $(shell pkg-config --libs librbd librados 2>/dev/null || echo -lrbd -lrados)
+# librbd and librados are not linked: target/rbdlib.c loads them (dlopen,
+# in glibc's libc since 2.34) when an RBD destination is first used, so that
+# a mount that never reaches Ceph does not carry them; only their headers
+# (librbd-dev, librados-dev) are needed to build
 BUILD   ?= build
 
 # where make install puts things; both programs go to sbin: relocfs is a
@@ -42,7 +43,7 @@ COMMON_SRC := common/log.c common/crashpoint.c common/util.c common/shm.c
 DELTA_SRC  := delta/bitmap.c delta/journal.c delta/wal.c delta/store.c delta/view.c delta/merge.c
 FS_SRC     := fs/session.c fs/table.c fs/once.c fs/takeover.c fs/inode.c fs/gate.c fs/handle.c fs/route.c fs/data.c fs/names.c \
               fs/dirs.c fs/xattrs.c fs/request.c fs/loop.c fs/uring.c
-TARGET_SRC := target/target.c target/rbd.c
+TARGET_SRC := target/target.c target/rbd.c target/rbdlib.c
 COPIER_SRC := copier/copier.c copier/budget.c copier/ratelimit.c
 HOOK_SRC   := vmhooks/vmhook.c vmhooks/hook_util.c vmhooks/qmp.c vmhooks/qmp_hook.c \
               vmhooks/exec_hook.c vmhooks/libvirt_hook.c
@@ -72,7 +73,7 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/relocfs: $(RELOCFS_OBJ)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(RBD_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # relocctl needs none of the daemon's libraries but jansson and xxhash
 $(BUILD)/relocctl: $(RELOCCTL_OBJ)
@@ -87,8 +88,7 @@ $(BUILD)/daemon/main.o $(BUILD)/ctl/relocctl.o: CPPFLAGS += -DRELOCFS_VERSION='"
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(RELOCFS_SRC) $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -o $@ $< \
-	    $$(sed -n 's#^// modules: ##p' $<) $(LDLIBS) $$(pkg-config --libs cmocka) \
-	    $$(grep -q '^// modules:.*target/rbd.c' $< && echo '$(RBD_LIBS)')
+	    $$(sed -n 's#^// modules: ##p' $<) $(LDLIBS) $$(pkg-config --libs cmocka)
 
 $(BUILD)/tests/%: tests/tools/%.c
 	@mkdir -p $(dir $@)

@@ -22,7 +22,9 @@
  * Connections: one rados_t per (configuration file, client name) in the
  * process, shared by the images opened with it and shut down with the last
  * of them.  A worker process opens its own (librados is not fork-safe); the
- * supervisor never opens one.
+ * supervisor never opens one.  Every use of the libraries starts with a
+ * connection, so conn_get() is where they are loaded (rbdlib_load(): a
+ * process that never reaches an image never loads them).
  *
  * Deliberately not here: snapshots, clones, namespaces, encryption.
  */
@@ -37,10 +39,9 @@
 #include <unistd.h>
 
 #include <linux/falloc.h>
-#include <rados/librados.h>
-#include <rbd/librbd.h>
 
 #include "common/log.h"
+#include "target/rbdlib.h"
 #include "target/target_i.h"
 
 #define RBD_PIECE	(1u << 20)
@@ -156,8 +157,10 @@ static void default_timeout(rados_t c, const char *opt, const char *ceph_default
 static int conn_get(const struct rbd_spec *sp, struct conn **out, char *err, size_t errlen)
 {
 	struct conn *c;
-	int r;
+	int r = rbdlib_load(err, errlen);
 
+	if (r)
+		return r;
 	pthread_mutex_lock(&conns_lock);
 	for (c = conns; c; c = c->next) {
 		if (!strcmp(c->conf, sp->conf) && !strcmp(c->id, sp->id)) {

@@ -16,7 +16,7 @@ PACKAGES="build-essential pkg-config libfuse3-dev fuse3 libxxhash-dev libcmocka-
 # man-db, bash-completion, dpkg-dev, debhelper, lintian: tests/pkg (man
 # pages, completion, the Debian package);
 # liburing-dev: FUSE over io_uring (fs/uring.c); librbd-dev, librados-dev:
-# the RBD destination (target/rbd.c); ceph-*: the throw-away cluster of
+# the RBD destination's headers (target/rbdlib.c loads the libraries); ceph-*: the throw-away cluster of
 # tests/ceph; qemu-block-extra: QEMU's rbd driver; jq: tests/reloc read
 # status --json; e2fsprogs: loop filesystems for ENOSPC
 # tests; clang: make tsan and the fuzzer; valgrind: memcheck of the unit tests; socat: QMP commands in tests/vm/daemon_death.sh; libvirt: tests/vm/libvirt_hook.sh
