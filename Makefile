@@ -18,6 +18,10 @@ WARN    := -std=gnu11 -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-protot
            -Wno-unused-parameter
 CPPFLAGS += -D_GNU_SOURCE -DFUSE_USE_VERSION=314 -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+# librbd and librados are not linked: target/rbdlib.c loads them (dlopen,
+# in glibc's libc since 2.34) when an RBD destination is first used, so that
+# a mount that never reaches Ceph does not carry them; only their headers
+# (librbd-dev, librados-dev) are needed to build
 BUILD   ?= build
 
 # where make install puts things; both programs go to sbin: relocfs is a
@@ -33,21 +37,23 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 #   daemon/   start-up                      ctl/      control protocol, server, job engine
 #   vmhooks/  hypervisor hooks              copier/   base copy and merge scheduling
 #   fs/       the FUSE layer                delta/    delta store, live view, merge engine
+#   target/   destinations: a file, an RBD image
 #   common/   log, crash points, clock, helpers
 COMMON_SRC := common/log.c common/crashpoint.c common/util.c common/shm.c
 DELTA_SRC  := delta/bitmap.c delta/journal.c delta/wal.c delta/store.c delta/view.c delta/merge.c
 FS_SRC     := fs/session.c fs/table.c fs/once.c fs/takeover.c fs/inode.c fs/gate.c fs/handle.c fs/route.c fs/data.c fs/names.c \
               fs/dirs.c fs/xattrs.c fs/request.c fs/loop.c fs/uring.c
+TARGET_SRC := target/target.c target/rbd.c target/rbdlib.c
 COPIER_SRC := copier/copier.c copier/budget.c copier/ratelimit.c
 HOOK_SRC   := vmhooks/vmhook.c vmhooks/hook_util.c vmhooks/qmp.c vmhooks/qmp_hook.c \
               vmhooks/exec_hook.c vmhooks/libvirt_hook.c
 CTL_COMMON := ctl/proto.c
-ENGINE_SRC := ctl/server.c ctl/mount_state.c ctl/engine.c ctl/record.c ctl/job.c ctl/namespace.c \
-              ctl/sched.c ctl/migrate.c ctl/cutover.c ctl/switch.c ctl/abort.c ctl/status.c \
-              ctl/recover.c
+ENGINE_SRC := ctl/server.c ctl/mount_state.c ctl/engine.c ctl/record.c ctl/job.c ctl/rbd_dest.c \
+              ctl/namespace.c ctl/sched.c ctl/migrate.c ctl/cutover.c ctl/switch.c ctl/abort.c \
+              ctl/status.c ctl/recover.c
 DAEMON_SRC := daemon/main.c daemon/supervisor.c daemon/worker.c daemon/service.c
 RELOCFS_SRC  := $(DAEMON_SRC) $(ENGINE_SRC) $(CTL_COMMON) $(HOOK_SRC) $(COPIER_SRC) $(FS_SRC) \
-                $(DELTA_SRC) $(COMMON_SRC)
+                $(DELTA_SRC) $(TARGET_SRC) $(COMMON_SRC)
 RELOCCTL_SRC := ctl/relocctl.c $(CTL_COMMON)
 
 RELOCFS_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(RELOCFS_SRC))
@@ -95,18 +101,19 @@ unit: all $(UNIT_BIN)
 	@sh tests/run_unit.sh $(UNIT_BIN)
 
 integration: all
-	@bash tests/run_integration.sh
+	@RELOCFS_BUILD=$(BUILD) bash tests/run_integration.sh
 
+# the tests run the programs and tools that this make built, in $(BUILD)
 check: deps all
-	@sh tests/run_all.sh
+	@RELOCFS_BUILD=$(BUILD) sh tests/run_all.sh
 
 # every case of the tests that sample in make check (RELOCFS_SOAK): each
 # crash point on every path, more kills; hours, not minutes
 soak: deps all
-	@RELOCFS_SOAK=1 RELOCFS_TEST_TIMEOUT=7200 sh tests/run_all.sh
+	@RELOCFS_SOAK=1 RELOCFS_TEST_TIMEOUT=7200 RELOCFS_BUILD=$(BUILD) sh tests/run_all.sh
 
 bench: deps all
-	@sh bench/run.sh
+	@RELOCFS_BUILD=$(BUILD) sh bench/run.sh
 
 demo: deps all
 	@sh demo/demo.sh

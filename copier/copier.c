@@ -19,6 +19,7 @@
 #include "copier/copier.h"
 #include "copier/ratelimit.h"
 #include "delta/delta.h"
+#include "target/target.h"
 
 #define IDLE_SLEEP_US	20000
 #define WAIT_SLICE_US	50000	/* a budget changed meanwhile applies after this */
@@ -137,52 +138,13 @@ static void note_copied(struct copier *c, size_t k, uint64_t len)
 	atomic_fetch_add(&c->copied, len);
 	moved(c, len);
 }
-
-static bool zero_chunk(const char *p, size_t len)
-{
-	const uint64_t *w = (const uint64_t *)p;
-
-	for (size_t i = 0; i < len / 8; i++)
-		if (w[i])
-			return false;
-	for (size_t i = len & ~(size_t)7; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
-}
-
-/* Write the blocks of buf that hold data; all-zero blocks stay holes in the
- * destination (sparse-aware at 4 KiB, like cp --sparse=always). */
-static int write_nonzero(int fd, const char *buf, size_t len, uint64_t off)
-{
-	const size_t bs = 4096;
-	size_t i = 0;
-
-	while (i < len) {
-		size_t s, e;
-		ssize_t w;
-
-		while (i < len && zero_chunk(buf + i, len - i < bs ? len - i : bs))
-			i += bs;
-		if (i >= len)
-			break;
-		s = i;
-		while (i < len && !zero_chunk(buf + i, len - i < bs ? len - i : bs))
-			i += bs;
-		e = i < len ? i : len;
-		w = pwrite(fd, buf + s, e - s, (off_t)(off + s));
-		if (w != (ssize_t)(e - s))
-			return w < 0 ? -errno : -ENOSPC;
-	}
-	return 0;
-}
-
 /* Copy the base of one file, resuming at its checkpoint.  0, or -errno with
  * the file already failed. */
 static int copy_base(struct copier *c, size_t k)
 {
 	struct delta *m = c->files[k];
-	int src = delta_source_fd(m), dst = delta_dest_fd(m);
+	int src = delta_source_fd(m);
+	struct target *dst = delta_dest(m);
 	uint64_t pos, end, since_ckpt = 0;
 	struct delta_status st;
 	bool eof = false;
@@ -194,6 +156,10 @@ static int copy_base(struct copier *c, size_t k)
 	c->nsums[k] = (end + COPIER_CHUNK - 1) / COPIER_CHUNK;
 	free(c->sums[k]);
 	c->sums[k] = calloc(c->nsums[k] ? c->nsums[k] : 1, sizeof(uint64_t));
+	if (!dst) {
+		delta_fail(m, ENODEV, "the destination was lost");
+		return -ENODEV;
+	}
 	posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
 	while (pos < end && !eof && !atomic_load(&c->stop)) {
 		off_t data = lseek(src, (off_t)pos, SEEK_DATA), hole;
@@ -244,7 +210,7 @@ static int copy_base(struct copier *c, size_t k)
 				break;
 			}
 			XXH3_64bits_update(c->xs, c->buf, (size_t)r);
-			err = write_nonzero(dst, c->buf, (size_t)r, pos);
+			err = target_write_data(dst, c->buf, (size_t)r, pos);
 			if (err) {
 				delta_fail(m, err, "cannot write the destination");
 				return err;
@@ -257,15 +223,14 @@ static int copy_base(struct copier *c, size_t k)
 		if (whole && pos == cend)
 			c->sums[k][cstart / COPIER_CHUNK] = XXH3_64bits_digest(c->xs);
 		if (since_ckpt >= COPIER_CHECKPOINT) {
-			if (fdatasync(dst) == -1) {
-				err = -errno;
+			err = target_sync(dst);
+			if (err) {
 				delta_fail(m, err, "cannot sync the destination");
 				return err;
 			}
 			posix_fadvise(src, (off_t)(pos - since_ckpt), (off_t)since_ckpt,
 				      POSIX_FADV_DONTNEED);
-			posix_fadvise(dst, (off_t)(pos - since_ckpt), (off_t)since_ckpt,
-				      POSIX_FADV_DONTNEED);
+			target_drop_cache(dst, pos - since_ckpt, since_ckpt);
 			err = delta_note_copied(m, pos);
 			if (err) {
 				delta_fail(m, err, "cannot write the delta journal");
@@ -278,13 +243,15 @@ static int copy_base(struct copier *c, size_t k)
 	if (atomic_load(&c->stop))
 		return 0;
 	/* the destination's size, then make the whole base durable */
-	if (ftruncate(dst, (off_t)end) == -1 || fdatasync(dst) == -1) {
-		err = -errno;
+	err = target_resize(dst, end);
+	if (!err)
+		err = target_sync(dst);
+	if (err) {
 		delta_fail(m, err, "cannot sync the destination");
 		return err;
 	}
 	posix_fadvise(src, 0, 0, POSIX_FADV_DONTNEED);
-	posix_fadvise(dst, 0, 0, POSIX_FADV_DONTNEED);
+	target_drop_cache(dst, 0, end);
 	atomic_store(&c->data_left[k], 0);
 	err = delta_note_copied(m, end);
 	if (!err)

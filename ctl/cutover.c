@@ -44,6 +44,7 @@
 #include "ctl/engine_i.h"
 #include "delta/delta.h"
 #include "fs/fs.h"
+#include "target/target.h"
 #include "vmhooks/vmhook.h"
 
 #define HOLD_MERGE_BYTES (1u << 20)	/* left per file by the merge-and-sync passes */
@@ -138,12 +139,12 @@ static void converge(struct job *j, uint64_t max, uint64_t limit_us)
 static int sync_dests(struct job *j, char **out)
 {
 	for (size_t i = 0; i < j->n; i++) {
-		if (fsync(delta_dest_fd(j->files[i].d)) == -1) {
-			int e = errno;
+		int r = target_sync(delta_dest(j->files[i].d));
 
+		if (r) {
 			*out = xasprintf("cutover cancelled, nothing switched: cannot sync '%s' in '%s': %s",
-					 j->files[i].relpath, j->dest, strerror(e));
-			return -e;
+					 j->files[i].relpath, j->dest, strerror(-r));
+			return r;
 		}
 	}
 	return 0;
@@ -303,8 +304,9 @@ static int step_hold(struct cutover *c, char **out)
 			snprintf(c->err, sizeof(c->err), "'%s': %s", f->relpath, strerror(-r));
 			break;
 		}
-		r = copy_meta(delta_source_fd(f->d), delta_dest_fd(f->d),
-			      delta_mtime(f->d, &mtime) ? &mtime : NULL);
+		r = j->rbd ? rbd_dest_meta(f)
+			   : copy_meta(delta_source_fd(f->d), delta_dest_fd(f->d),
+				       delta_mtime(f->d, &mtime) ? &mtime : NULL);
 		if (r)
 			log_warnx("'%s': cannot copy metadata: %s", f->relpath, strerror(-r));
 		r = 0;
@@ -348,6 +350,11 @@ static void step_switch(struct cutover *c)
 	pthread_mutex_unlock(&e->lock);
 	/* the migrating files first */
 	for (size_t i = 0; i < j->n; i++) {
+		if (j->rbd) {
+			/* the name stays on its stub, the data goes to the image */
+			fs_node_target(c->sw[i].node, delta_dest(j->files[i].d));
+			continue;
+		}
 		fs_node_rekey(e->fs, c->sw[i].node, c->sw[i].fd, &c->sw[i].st);
 		c->sw[i].fd = -1;
 		fs_commit_reopen(e->fs, c->sw[i].node);

@@ -126,6 +126,8 @@ static void finish_switch(struct engine *e, struct job *j)
 {
 	struct switch_ctx sc = { .e = e, .job = j };
 
+	if (j->rbd)
+		goto done;	/* the overrides lead to the images (engine_attach) */
 	if (!j->tree) {
 		/* the files, by their source keys */
 		for (size_t i = 0; i < j->n; i++) {
@@ -138,6 +140,7 @@ static void finish_switch(struct engine *e, struct job *j)
 	fs_foreach_node(e->fs, switch_tree_node, &sc);
 	if (sc.errors)
 		log_warnx("%d node(s) could not be switched to '%s'", sc.errors, j->dest);
+done:
 	pthread_mutex_lock(&e->lock);
 	finish_job(e, j, "done", "done", j->dest);
 	pthread_mutex_unlock(&e->lock);
@@ -158,6 +161,7 @@ int engine_attach(struct engine *e, struct fs *fs, char *err, size_t errlen)
 		finish_switch(e, e->finish_switch);
 		e->finish_switch = NULL;
 	}
+	rbd_overrides_attach(e);
 	for (size_t k = 0; k < e->njobs; k++) {
 		struct job *j = e->jobs[k];
 

@@ -8,6 +8,7 @@
  *                the budget's shares, deadlines (the governor thread), limit
  *   namespace.c  files relocated on their own, and the names running jobs
  *                pin (the FUSE layer's policy)
+ *   rbd_dest.c   what a job into RBD images does differently
  *   migrate.c    asking for a job, and starting one
  *   cutover.c    the cutover as steps; switch.c the switch and its commit
  *   abort.c      abort
@@ -62,6 +63,8 @@ struct budget;
 struct budget_client;
 struct copier;
 struct delta;
+struct rbd_spec;
+struct target;
 struct fs;
 struct fs_dir;
 struct rnode;
@@ -118,7 +121,8 @@ struct job {
 	enum job_state state;	/* lock */
 	bool busy;		/* a command works on it without cmd_lock; cmd_lock */
 	bool cutting;		/* a cutover is past its wait (status: cutover); lock */
-	char *dest;		/* canonical */
+	char *dest;		/* canonical (a directory, or an RBD spec) */
+	struct rbd_spec *rbd;	/* the images' pool and cluster; NULL: a directory */
 	char *delta_dir;	/* this job's directory of delta files */
 	uint64_t rate;		/* its own limit, bytes/s, 0: none; lock */
 	unsigned priority;	/* its weight in the budget; lock */
@@ -146,7 +150,8 @@ struct job {
 /* A file relocated on its own: its name is routed to another backend. */
 struct override {
 	char *relpath;
-	char *backend;
+	char *backend;		/* a directory, or an RBD spec (the name is a stub) */
+	struct rnode *node;	/* RBD: the stub's node, served from the image; held */
 	dev_t pdev;		/* the directory that holds the name */
 	ino_t pino;
 	const char *name;	/* in relpath */
@@ -364,6 +369,29 @@ void governor_stop(struct engine *e);
  * e->lock held. */
 void job_pace_update(struct engine *e, struct job *j, uint64_t now);
 int cmd_limit(struct engine *e, const struct ctl_request *req, char **out);
+
+/* ---- rbd_dest.c ---- */
+
+/* Set up j->rbd from j->dest (a restart).  -EINVAL with err if damaged. */
+int rbd_dest_parse(struct job *j, char *err, size_t errlen);
+/* Before a job into RBD starts: the cluster, the pool, free image names
+ * and room for the files' data.  CTL_OK, or CTL_EFAIL with *out. */
+int rbd_dest_check(struct job *j, char *const *files, size_t n, uint64_t bytes, char **out);
+/* The image of rel: created (sized as the source src_fd), or opened after
+ * a restart; NULL in *out if it cannot be opened then (the destination is
+ * lost: j->dest_lost).  0 or -errno with err. */
+int rbd_dest_open(struct job *j, const char *rel, int src_fd, bool create, struct target **out,
+		  char *err, size_t errlen);
+/* Remove the job's images (best effort; the log names those left).  Frees
+ * the delta stores and their files first: the copier must be stopped, and
+ * job_free come next. */
+void rbd_dest_remove(struct job *j);
+/* In the hold: what the image lacks of the file (mode, owner, times). */
+int rbd_dest_meta(struct job_file *f);
+/* Serve every file the record says lives in an image from it (a start);
+ * a file whose image cannot be opened fails every request (EIO). */
+void rbd_overrides_attach(struct engine *e);
+bool override_is_rbd(const struct override *o);
 
 /* ---- namespace.c ---- */
 

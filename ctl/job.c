@@ -25,6 +25,7 @@
 #include "ctl/engine_i.h"
 #include "delta/delta.h"
 #include "fs/fs.h"
+#include "target/target.h"
 
 /* The job's copier is read by status and the governor under e->lock: swap
  * it under the lock, stop or start it outside. */
@@ -134,6 +135,7 @@ void job_free(struct engine *e, struct job *j, bool unlink_delta)
 	free(j->name);
 	free(j->dest);
 	free(j->delta_dir);
+	free(j->rbd);
 	free(j);
 }
 
@@ -172,7 +174,7 @@ int open_source_file(struct engine *e, const char *rel, int flags)
 	int fd;
 
 	for (size_t i = 0; i < e->novr; i++)
-		if (!strcmp(e->ovr[i].relpath, rel))
+		if (!strcmp(e->ovr[i].relpath, rel) && !override_is_rbd(&e->ovr[i]))
 			p = path_join(e->ovr[i].backend, rel);
 	if (!p) {
 		/* below the served root, with no symlink on the way (a FILE
@@ -353,13 +355,22 @@ static int job_append(struct job *j, const char *rel, struct delta *d)
 int job_add_file(struct engine *e, struct job *j, const char *rel, bool create, char *err,
 		 size_t errlen)
 {
+	struct target *t = NULL;
 	struct delta *d;
-	int src, dst, r;
+	int src, dst = -1, r;
 
 	src = open_source_file(e, rel, O_RDWR);
 	if (src < 0) {
 		snprintf(err, errlen, "cannot open '%s': %s", rel, strerror(-src));
 		return src;
+	}
+	if (j->rbd) {
+		r = rbd_dest_open(j, rel, src, create, &t, err, errlen);
+		if (r) {
+			close(src);
+			return r;
+		}
+		goto store;
 	}
 	/* tree jobs made the file during the walk; files jobs make it here */
 	dst = j->dest_lost ? -1 : openat(j->dest_fd, rel, O_RDWR | O_CLOEXEC | O_NOFOLLOW |
@@ -377,14 +388,27 @@ int job_add_file(struct engine *e, struct job *j, const char *rel, bool create, 
 		close(src);
 		return r;
 	}
-	r = create ? delta_create(&d, rel, (unsigned)j->n, src, dst, j->delta_fd)
-		   : delta_open(&d, rel, (unsigned)j->n, src, dst, j->delta_fd, e->warm);
+	if (dst != -1 && !(t = target_file_new(dst, rel))) {
+		close(dst);
+		close(src);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+store:
+	r = create ? delta_create(&d, rel, (unsigned)j->n, src, t, j->delta_fd)
+		   : delta_open(&d, rel, (unsigned)j->n, src, t, j->delta_fd, e->warm);
 	if (r) {
 		snprintf(err, errlen, "cannot %s the delta store of '%s' in '%s': %s",
 			 create ? "create" : "open", rel, j->delta_dir, strerror(-r));
 		close(src);
-		if (dst != -1)
-			close(dst);
+		target_put(t);
+		if (create && j->rbd) {
+			char *image = rbd_image_name(j->rbd, rel);
+
+			if (image)
+				target_rbd_remove(j->rbd, image);
+			free(image);
+		}
 		return r;
 	}
 	if (job_append(j, rel, d)) {
@@ -437,6 +461,10 @@ nomem:
 
 void remove_dest(struct job *j)
 {
+	if (j->rbd) {
+		rbd_dest_remove(j);
+		return;
+	}
 	if (j->tree) {
 		/* the destination was empty when the job began: all of it is ours */
 		empty_dir(j->dest_fd, STATE_DIR);
@@ -457,8 +485,9 @@ void add_dest_cleanup(struct engine *e, struct job *j)
 	DIR *d;
 	int fd;
 
-	if (j->dest_lost)
-		return;	/* left there, and the operator told so */
+	if (j->dest_lost || j->rbd)
+		return;	/* left there, and the operator told so; images are
+			 * removed by remove_dest */
 	if (!j->tree) {
 		for (size_t i = 0; i < j->n; i++) {
 			char *p = path_join(j->dest, j->files[i].relpath);
@@ -491,6 +520,8 @@ bool job_dest_ok(struct job *j)
 	struct stat a, b;
 	int err = 0;
 
+	if (j->rbd)
+		return true;	/* an image cannot be replaced under its handle */
 	if (fstat(j->dest_fd, &a) == -1 || stat(j->dest, &b) == -1)
 		err = errno;
 	else if (a.st_dev != b.st_dev || a.st_ino != b.st_ino)

@@ -3,16 +3,17 @@
  *
  * Asking (cmd_migrate), in steps that each succeed or say why in *out:
  *   1. check the request: a name not in use, a whole-tree job alone, a
- *      destination outside the mount and the source tree, FILE arguments
- *      inside the tree, regular, in no other job (migrate_check,
- *      check_files);
+ *      destination outside the mount and the source tree (or a Ceph pool,
+ *      "rbd:POOL[/PREFIX]", for files), FILE arguments inside the tree,
+ *      regular, in no other job (migrate_check, check_files);
  *   2. start it now if a slot is free and no job waits before it, else
  *      queue it: recorded, nothing else made; the governor (sched.c)
  *      starts it when a slot frees.
  * Starting (job_start, also for a queued job):
  *   1. the job's destination and delta directory (job_open);
  *   2. what it moves: the whole tree mirrored into the empty destination,
- *      or the named files (plan_tree, plan_file), and room for it;
+ *      or the named files (plan_tree, plan_file), and room for it (for
+ *      RBD: the cluster answers, the pool exists, no image is in the way);
  *   3. each file's destination file and delta store;
  *   4. its names pinned (job_pin), then the record names it as started,
  *      durably, before any write goes to a delta (a restart finds it and
@@ -42,6 +43,7 @@
 #include "ctl/engine_i.h"
 #include "delta/delta.h"
 #include "fs/fs.h"
+#include "target/target.h"
 
 /* A FILE argument: relative, no "..", no symlinks on the way, a regular file. */
 static int check_file_arg(const char *f, char **out)
@@ -101,6 +103,31 @@ fail:
 	return CTL_EFAIL;
 }
 
+/* An RBD destination: a spec relocctl built, files only. */
+static int check_rbd_dest(const struct ctl_request *req, char dest[PATH_MAX], char **out)
+{
+	struct rbd_spec sp;
+	char err[512], *canon;
+
+	if (rbd_spec_parse(req->to, &sp, err, sizeof(err))) {
+		*out = xasprintf("%s", err);
+		return CTL_EUSAGE;
+	}
+	if (req->nfiles == 0) {
+		*out = xasprintf("an RBD destination takes files, one image each: name them");
+		return CTL_EUSAGE;
+	}
+	canon = rbd_spec_format(&sp);
+	if (!canon || strlen(canon) >= PATH_MAX) {
+		free(canon);
+		*out = xasprintf("out of memory");
+		return CTL_EFAIL;
+	}
+	strcpy(dest, canon);
+	free(canon);
+	return CTL_OK;
+}
+
 /* Names in use, and a whole-tree job alone.  e->lock held. */
 static int check_jobs(struct engine *e, const struct ctl_request *req, char **out)
 {
@@ -151,6 +178,12 @@ static int migrate_check(struct engine *e, const struct ctl_request *req, char d
 	pthread_mutex_unlock(&e->lock);
 	if (ret)
 		return ret;
+	if (rbd_spec_is(req->to)) {
+		ret = check_rbd_dest(req, dest, out);
+		if (ret)
+			return ret;
+		goto files;
+	}
 	if (req->to[0] != '/') {
 		*out = xasprintf("destination '%s' must be an absolute path", req->to);
 		return CTL_EUSAGE;
@@ -170,6 +203,7 @@ static int migrate_check(struct engine *e, const struct ctl_request *req, char d
 		*out = xasprintf("cannot create destination '%s': %s", dest, strerror(errno));
 		return CTL_EFAIL;
 	}
+files:
 	for (int i = 0; i < req->nfiles; i++) {
 		ret = check_file_arg(req->files[i], out);
 		if (ret)
@@ -220,12 +254,15 @@ static int job_open(struct engine *e, struct job *j, char **out)
 {
 	int r;
 
+	if (j->rbd)
+		goto delta_dir;	/* the images are made with the stores */
 	r = open_dir(e, j->dest, O_RDONLY);
 	if (r < 0) {
 		*out = xasprintf("cannot open destination '%s': %s", j->dest, strerror(-r));
 		return CTL_EFAIL;
 	}
 	j->dest_fd = r;
+delta_dir:
 	r = mkdir_path(e, j->delta_dir, 0700);
 	if (r) {
 		*out = xasprintf("cannot create delta directory '%s': %s", j->delta_dir, strerror(-r));
@@ -406,8 +443,9 @@ static int plan_file(struct engine *e, struct job *j, size_t idx, struct walk *w
 
 	if (ret)
 		return ret;
-	make_parents(j, rel);
-	if (faccessat(j->dest_fd, rel, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+	if (j->rbd)
+		;	/* the images are looked for together (check_space) */
+	else if (make_parents(j, rel), faccessat(j->dest_fd, rel, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
 		*out = xasprintf("'%s/%s' exists already", j->dest, rel);
 		return CTL_EFAIL;
 	}
@@ -434,8 +472,14 @@ static int check_space(struct job *j, const struct walk *w, char **out)
 {
 	uint64_t need = w->delta_room + (8u << 20);
 	struct statvfs sv;
+	int r;
 
-	if (fstatvfs(j->dest_fd, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < w->bytes) {
+	if (j->rbd) {
+		r = rbd_dest_check(j, w->files, w->nfiles, w->bytes, out);
+		if (r)
+			return r;
+	} else if (fstatvfs(j->dest_fd, &sv) == 0 &&
+		   (uint64_t)sv.f_bavail * sv.f_frsize < w->bytes) {
 		*out = xasprintf("destination '%s' has %" PRIu64 " bytes free, the files need %" PRIu64,
 				 j->dest, (uint64_t)sv.f_bavail * sv.f_frsize, w->bytes);
 		return CTL_EFAIL;
@@ -558,7 +602,7 @@ static void job_unstart(struct engine *e, struct job *j, bool queued)
 		}
 	}
 	pthread_mutex_unlock(&e->lock);
-	if (j->dest_fd != -1)
+	if (j->dest_fd != -1 || j->rbd)
 		remove_dest(j);
 	job_files_free(e, j, true);
 	if (j->delta_fd != -1) {
@@ -665,6 +709,14 @@ static int job_new(struct engine *e, const struct ctl_request *req, const char *
 	if (!j)
 		goto nomem;
 	j->id = id;
+	if (rbd_spec_is(dest)) {
+		char err[512];
+
+		if (rbd_dest_parse(j, err, sizeof(err))) {
+			*out = xasprintf("%s", err);
+			return CTL_EUSAGE;
+		}
+	}
 	j->tree = req->nfiles == 0;
 	j->rate = req->rate;
 	j->priority = req->priority ? (unsigned)req->priority : JOB_PRIORITY_DEFAULT;

@@ -12,7 +12,12 @@
  * nothing.  A file relocated on its own (an "override") is served from its
  * destination under its old name: the FUSE layer's lookups are redirected
  * there, renaming it or a directory above it fails (EXDEV / EBUSY), and
- * unlinking it removes it where it lives.
+ * unlinking it removes it where it lives.  A file relocated into an RBD
+ * image keeps its name on a stub in the served directory, which lookups
+ * find as before (the stub's node is served from the image); unlinking it
+ * removes the stub and forgets the image, which stays in the pool: after a
+ * qmp-rbd hand-off QEMU writes that image directly, and a name removed on
+ * the mount must not take a running VM's disk with it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -142,9 +147,12 @@ int ns_redirect(void *arg, const struct fs_dir *dir, const char *name)
 		struct override *o = &e->ovr[i];
 
 		if (override_names(o, dir, name)) {
-			char *p = path_join(o->backend, o->relpath);
+			char *p = override_is_rbd(o) ? NULL : path_join(o->backend, o->relpath);
 
-			fd = p ? open(p, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1;
+			if (override_is_rbd(o))
+				fd = openat(dir->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			else
+				fd = p ? open(p, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1;
 			fd = fd == -1 ? -errno : fd;
 			free(p);
 			break;

@@ -33,6 +33,7 @@
 #include "common/log.h"
 #include "ctl/engine_i.h"
 #include "delta/delta.h"
+#include "target/target.h"
 
 /* The job whose cutover was interrupted: its id, 0 for none, or
  * UINT64_MAX when the next record does not say (every job then). */
@@ -135,6 +136,11 @@ static int load_job(struct engine *e, const struct ms_job *mj, int root_fd, stru
 	j->deadline_ms = mj->deadline_ms;
 	if (e->last_id < j->id)
 		e->last_id = j->id;
+	if (rbd_spec_is(mj->dest)) {
+		r = rbd_dest_parse(j, err, errlen);
+		if (r)
+			return r;
+	}
 	if (mj->queued) {
 		j->state = JOB_QUEUED;
 		j->want = calloc(mj->nfiles ? mj->nfiles : 1, sizeof(char *));
@@ -152,7 +158,7 @@ static int load_job(struct engine *e, const struct ms_job *mj, int root_fd, stru
 		return 0;
 	}
 	j->state = JOB_RUNNING;
-	j->dest_fd = open_dir(e, mj->dest, O_RDONLY);
+	j->dest_fd = j->rbd ? -1 : open_dir(e, mj->dest, O_RDONLY);
 	j->delta_fd = open_dir(e, mj->delta_dir, O_RDONLY);
 	if (j->delta_fd < 0) {
 		snprintf(err, errlen, "cannot resume the migration to '%s': cannot open its delta "
@@ -162,7 +168,7 @@ static int load_job(struct engine *e, const struct ms_job *mj, int root_fd, stru
 			j->dest_fd = -1;
 		return -ENOENT;
 	}
-	if (j->dest_fd < 0) {
+	if (j->dest_fd < 0 && !j->rbd) {
 		log_warnx("cannot open the destination '%s': %s", mj->dest, strerror(-j->dest_fd));
 		j->dest_fd = -1;
 		j->dest_lost = true;
@@ -238,8 +244,7 @@ static int finish_commit(struct engine *e, struct job *j)
 	int r = 0;
 
 	for (size_t i = 0; i < j->n && !r; i++)
-		if (fsync(delta_dest_fd(j->files[i].d)) == -1)
-			r = -errno;
+		r = target_sync(delta_dest(j->files[i].d));
 	if (!r && renameat(e->state_fd, "state.next", e->state_fd, "state") == -1)
 		r = -errno;
 	if (!r && fsync(e->state_fd) == -1)

@@ -40,6 +40,8 @@ static void usage(FILE *f)
 "          [--deadline DURATION] [--delta-dir DIR] [FILE...]\n"
 "                                         start moving the tree (or FILEs) to DEST_DIR;\n"
 "                                         queued while --parallel jobs copy already\n"
+"  migrate --to rbd:POOL[/PREFIX] [--ceph-conf PATH] [--ceph-id NAME] [...] FILE...\n"
+"                                         move FILEs into RBD images, one each\n"
 "  wait [--job NAME] [--timeout S]        until the job's files (every job's) are ready\n"
 "  cutover [--job NAME] [--hook SPEC]... [--max-downtime MS] [--timeout S]\n"
 "          [--remove-source]              switch the job's files to its DEST_DIR (hooks:\n"
@@ -72,6 +74,61 @@ static int die(int code, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(code);
+}
+
+/*
+ * migrate --ceph-conf PATH --ceph-id NAME: folded into the RBD spec that
+ * --to gives ("rbd:POOL/PREFIX:conf=PATH:id=NAME", the form the daemon and
+ * the mount's record keep, as QEMU's rbd: filenames put options), so that
+ * the protocol carries one destination string.  Returns the new argc.
+ */
+static int fold_ceph_options(int i, int argc, char **argv)
+{
+	const char *conf = NULL, *id = NULL;
+	int to = -1, n = i;
+
+	if (i >= argc || strcmp(argv[i], "migrate"))
+		return argc;
+	for (int k = i; k < argc; k++) {
+		if (k + 1 < argc && !strcmp(argv[k], "--ceph-conf")) {
+			conf = argv[++k];
+			continue;
+		}
+		if (k + 1 < argc && !strcmp(argv[k], "--ceph-id")) {
+			id = argv[++k];
+			continue;
+		}
+		if (!strcmp(argv[k], "--ceph-conf") || !strcmp(argv[k], "--ceph-id"))
+			die(2, "'%s' needs a value", argv[k]);
+		if (k + 1 < argc && !strcmp(argv[k], "--to"))
+			to = n + 1;
+		argv[n++] = argv[k];
+		if (k + 1 < argc && (!strcmp(argv[k], "--to") || !strcmp(argv[k], "--delta-dir") ||
+				     !strcmp(argv[k], "--rate") || !strcmp(argv[k], "--job") ||
+				     !strcmp(argv[k], "--priority") || !strcmp(argv[k], "--deadline")))
+			argv[n++] = argv[++k];
+	}
+	if (!conf && !id)
+		return n;
+	if (to < 0 || strncmp(argv[to], "rbd:", 4))
+		die(2, "--ceph-conf and --ceph-id go with an RBD destination (--to rbd:POOL)");
+	if (strchr(argv[to] + 4, ':'))
+		die(2, "give Ceph options either in '%s' or as --ceph-conf/--ceph-id", argv[to]);
+	if (id && (!*id || strchr(id, ':')))
+		die(2, "bad Ceph client name '%s'", id);
+	if (conf) {
+		char abs[PATH_MAX];
+
+		if (!realpath(conf, abs))
+			die(1, "cannot use Ceph configuration '%s': %s", conf, strerror(errno));
+		if (strchr(abs, ':'))
+			die(2, "Ceph configuration path '%s' may not contain ':'", abs);
+		conf = strdup(abs);
+	}
+	if (asprintf(&argv[to], "%s%s%s%s%s", argv[to], conf ? ":conf=" : "", conf ? conf : "",
+		     id ? ":id=" : "", id ? id : "") < 0)
+		die(1, "out of memory");
+	return n;
 }
 
 static int connect_to(const char *path)
@@ -362,6 +419,7 @@ int main(int argc, char **argv)
 			die(1, "cannot use '%s': %s", argv[k + 1], strerror(errno));
 		argv[k + 1] = strdup(abs);
 	}
+	argc = fold_ceph_options(i, argc, argv);
 	for (int k = i; k < argc; k++)
 		cargv[k - i] = argv[k];
 	if (ctl_parse_request(argc - i, cargv, &req, err, sizeof(err)))
@@ -410,7 +468,7 @@ int main(int argc, char **argv)
 
 		for (int k = i; k + 1 < argc; k++) {
 			if ((strcmp(argv[k], "--to") && strcmp(argv[k], "--delta-dir")) ||
-			    argv[k + 1][0] == '/')
+			    argv[k + 1][0] == '/' || !strncmp(argv[k + 1], "rbd:", 4))
 				continue;
 			if (!getcwd(cwd, sizeof(cwd)) ||
 			    asprintf(&argv[k + 1], "%s/%s", cwd, argv[k + 1]) < 0)

@@ -20,6 +20,7 @@
 #include "ctl/engine_i.h"
 #include "delta/delta.h"
 #include "fs/fs.h"
+#include "target/target.h"
 
 /* Copy owner, mode, times and extended attributes of src to dst (O_PATH or
  * real descriptors; symlinks get owner and times only). */
@@ -144,8 +145,7 @@ int commit_make_durable(struct engine *e)
 		return commit->result;
 	}
 	for (size_t i = 0; i < commit->job->n && !r; i++)
-		if (fsync(delta_dest_fd(commit->job->files[i].d)) == -1)
-			r = -errno;
+		r = target_sync(delta_dest(commit->job->files[i].d));
 	/* the commit point: before it is durable, a restart rolls back.
 	 * Under e->lock: no other record is saved meanwhile, and the next
 	 * record holds every change saved since it was first written */
@@ -272,6 +272,19 @@ int switch_prepare(struct job *j, struct preopen_ctx *pre, struct preopen *sw, c
 	size_t i;
 	int r = 0;
 
+	if (j->rbd) {
+		/* nothing to open: the nodes keep their stubs and handles, and
+		 * their data goes to the images the stores hold open */
+		for (i = 0; i < j->n; i++) {
+			sw[i].node = j->files[i].node;
+			sw[i].fd = -1;
+			if (!delta_dest(j->files[i].d)) {
+				snprintf(err, errlen, "'%s': the image is not open", j->files[i].relpath);
+				return -ENODEV;
+			}
+		}
+		return 0;
+	}
 	for (i = 0; i < j->n; i++) {
 		struct job_file *f = &j->files[i];
 		struct preopen key = { .node = f->node }, *p = NULL;
@@ -396,10 +409,16 @@ void switch_serving(struct engine *e, struct job *j)
 		memset(o, 0, sizeof(*o));
 		o->relpath = strdup(j->files[i].relpath);
 		o->backend = strdup(j->dest);
-		if (o->relpath && o->backend && override_resolve(o, e->root_fd) == 0)
+		if (o->relpath && o->backend && override_resolve(o, e->root_fd) == 0) {
+			if (j->rbd && j->files[i].node) {
+				/* the stub's node keeps the image's route */
+				o->node = j->files[i].node;
+				fs_node_ref(e->fs, o->node);
+			}
 			__atomic_store_n(&e->novr, e->novr + 1, __ATOMIC_RELEASE);
-		else
+		} else {
 			override_free(o);
+		}
 	}
 }
 

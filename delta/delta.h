@@ -14,8 +14,9 @@
  * returned survives the death of the process (the essay at the top of
  * store.c says why).
  *
- * The store merges delta blocks into a target (the destination, or the
- * source when aborting); bitmap M marks the D blocks the target already
+ * The store merges delta blocks into a target (target/target.h: the
+ * destination, a file or an RBD image; or the source, a file, when
+ * aborting); bitmap M marks the D blocks the target already
  * holds.  A write to a block clears its M bit, so the target always lacks
  * exactly D \ M ("dirty").  The caller (the copier) decides when to merge;
  * the store decides what may be merged: only blocks whose records are
@@ -53,6 +54,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+struct target;
+
 #define DELTA_BLOCK		4096u
 /* Space each file's journal takes up front in the delta store. */
 #define DELTA_JOURNAL_PREALLOC	(2u << 20)
@@ -78,24 +81,25 @@ struct delta;
 
 /* ---- life cycle ---------------------------------------------------------- */
 
-/* Create the store of a file (its source open as src_fd) migrating to dst_fd,
- * as files "<id>.delta", "<id>.wal" and "<id>.journal" in dirfd; name is for
- * messages.  Takes over src_fd and dst_fd on success (not dirfd).  Durable on
- * return.  Writes the WAL ring (delta_space_needed) with zeros: may take a
- * fraction of a second per file. */
-int delta_create(struct delta **out, const char *name, unsigned id, int src_fd, int dst_fd,
-		 int dirfd);
+/* Create the store of a file (its source open as src_fd) migrating to the
+ * target dst, as files "<id>.delta", "<id>.wal" and "<id>.journal" in dirfd;
+ * name is for messages.  Takes over src_fd and the caller's reference to
+ * dst on success (not dirfd).  Durable on return.  Writes the WAL ring
+ * (delta_space_needed) with zeros: may take a fraction of a second per
+ * file. */
+int delta_create(struct delta **out, const char *name, unsigned id, int src_fd,
+		 struct target *dst, int dirfd);
 
 /* Reopen a store after a restart by replaying its journal and its WAL (every
  * write whose call returned, after the process died; every flushed write,
- * after the host did).  dst_fd may be -1 (the destination was lost: only an
+ * after the host did).  dst may be NULL (the destination was lost: only an
  * abort can follow).  Cold (warm false: the host may have crashed): makes
  * what was replayed durable (syncs, a journal commit).  Warm (the process
  * that had it open died or handed over, the host stayed up): syncs nothing
  * and goes on appending to the WAL after the replayed records; the next
  * delta_fsync makes them durable with its own. */
-int delta_open(struct delta **out, const char *name, unsigned id, int src_fd, int dst_fd,
-	       int dirfd, bool warm);
+int delta_open(struct delta **out, const char *name, unsigned id, int src_fd,
+	       struct target *dst, int dirfd, bool warm);
 
 /* Stop the store's background checkpointer, waiting for a checkpoint in
  * progress: after it this process writes none of the store's files.  For a
@@ -200,10 +204,13 @@ const char *delta_phase_name(enum delta_phase p, uint64_t dirty_bytes);
 /* ---- what the layers above need of the files ------------------------------ */
 
 const char *delta_name(const struct delta *d);
-/* The source and destination files (read-write, no O_DIRECT; owned by the
- * store: the copier reads the one and writes the other, the cutover syncs
- * the destination and copies metadata).  The destination is -1 if lost. */
+/* The source file (read-write, no O_DIRECT) and the destination target,
+ * owned by the store: the copier reads the one and writes the other, the
+ * cutover syncs the destination and copies metadata.  The destination is
+ * NULL if lost; delta_dest_fd is its descriptor, or -1 (lost, or not a
+ * file). */
 int delta_source_fd(const struct delta *d);
+struct target *delta_dest(const struct delta *d);
 int delta_dest_fd(const struct delta *d);
 /* The live view's last write time, if the guest wrote since the start. */
 bool delta_mtime(struct delta *d, struct timespec *ts);

@@ -38,7 +38,9 @@ struct ddq {
 struct delta {
 	char *name;			/* for messages */
 	unsigned id;			/* names the store's files */
-	int src_fd, dst_fd, delta_fd;	/* read-write, no O_DIRECT */
+	int src_fd, delta_fd;		/* read-write, no O_DIRECT */
+	struct target *src;		/* the source as a target (its own descriptor) */
+	struct target *dst;		/* the destination; NULL if lost */
 	int dirfd;			/* the directory of the store's files */
 	struct journal j;
 	struct wal w;			/* the write-ahead log (wal.h); its locks come after
@@ -50,7 +52,7 @@ struct delta {
 	struct bitmap M;		/* D block already in the target; region locks */
 	struct bitmap DD;		/* D block whose record (WAL or journal) is durable;
 					 * atomic bits, changed under io only (apply_durable) */
-	int target_fd;			/* where merges go: dst_fd, or src_fd when aborting */
+	struct target *target;		/* where merges go: dst, or src when aborting; io */
 
 	pthread_mutex_t mu;		/* protects the fields below */
 	enum delta_phase phase;

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "delta/delta_i.h"
+#include "target/target.h"
 
 bool all_zero(const char *p, size_t len)
 {
@@ -67,6 +68,10 @@ static ssize_t merge_region(struct delta *d, uint64_t b, char *buf, bool all)
 
 	if (rend > d->D.nbits)
 		rend = d->D.nbits;
+	if (!d->target) {
+		delta_fail(d, ENODEV, "the destination was lost");
+		return -ENODEV;
+	}
 	pthread_mutex_lock(&d->region[ri]);
 	for (uint64_t x = next_dirty(d, rstart, all); x < rend; x = next_dirty(d, x, all)) {
 		uint64_t e = x;
@@ -81,16 +86,15 @@ static ssize_t merge_region(struct delta *d, uint64_t b, char *buf, bool all)
 			delta_fail(d, err, "cannot read the delta store");
 			break;
 		}
-		if (all_zero(buf, len)) {
-			if (fallocate(d->target_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				      (off_t)(x * BS), (off_t)len) == -1)
-				err = pwrite_full(d->target_fd, buf, len, (off_t)(x * BS));
-		} else {
-			err = pwrite_full(d->target_fd, buf, len, (off_t)(x * BS));
-		}
+		/* zeros are punched (a hole, discarded objects), but past the
+		 * target's end, where they read as zeros already */
+		if (all_zero(buf, len))
+			err = target_punch(d->target, x * BS, len);
+		else
+			err = target_pwrite(d->target, buf, len, x * BS);
 		if (err) {
-			delta_fail(d, err, d->target_fd == d->src_fd ? "cannot write the source"
-								    : "cannot write the destination");
+			delta_fail(d, err, d->target == d->src ? "cannot write the source"
+								: "cannot write the destination");
 			break;
 		}
 		bitmap_set_range(&d->M, x, e - x);
@@ -176,7 +180,6 @@ ssize_t delta_merge_some(struct delta *d, size_t max_bytes)
 int delta_finish_target(struct delta *d, enum delta_finish how)
 {
 	uint64_t size, limit, tsize, a;
-	struct stat st;
 	ssize_t r;
 
 	do {
@@ -192,16 +195,19 @@ int delta_finish_target(struct delta *d, enum delta_finish how)
 		return (int)r;
 	}
 	snapshot_limits(d, &size, &limit);
-	if (fstat(d->target_fd, &st) == -1)
-		return -errno;
-	tsize = (uint64_t)st.st_size < size ? (uint64_t)st.st_size : size;
+	if (!d->target)
+		return -ENODEV;
+	r = target_size(d->target, &tsize);
+	if (r)
+		return (int)r;
+	if (tsize > size)
+		tsize = size;
 	/* past the base limit, blocks outside the delta must read as zeros */
 	a = limit;
 	if (a % BS && a < tsize && !bitmap_test(&d->D, blk(a))) {
 		static const char zeros[BS];
 		uint64_t e = (blk(a) + 1) * BS;
-		int err = pwrite_full(d->target_fd, zeros, (size_t)((e < tsize ? e : tsize) - a),
-				      (off_t)a);
+		int err = target_pwrite(d->target, zeros, (size_t)((e < tsize ? e : tsize) - a), a);
 
 		if (err)
 			return err;
@@ -219,30 +225,21 @@ int delta_finish_target(struct delta *d, enum delta_finish how)
 		e = bitmap_next_set(&d->D, b) * BS;
 		if (e > tsize || e <= a)
 			e = tsize;
-		if (fallocate(d->target_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)a,
-			      (off_t)(e - a)) == -1) {
-			static const char zeros[BS];
-
-			for (uint64_t x = a; x < e; x += BS) {
-				int err = pwrite_full(d->target_fd, zeros,
-						      (size_t)(e - x < BS ? e - x : BS), (off_t)x);
-				if (err)
-					return err;
-			}
-		}
+		r = target_punch(d->target, a, e - a);
+		if (r)
+			return (int)r;
 		a = e;
 	}
-	if (ftruncate(d->target_fd, (off_t)size) == -1)
-		return -errno;
-	if (how == DELTA_FINISH_SYNC && fdatasync(d->target_fd) == -1)
-		return -errno;
-	return 0;
+	r = target_resize(d->target, size);
+	if (!r && how == DELTA_FINISH_SYNC)
+		r = target_sync(d->target);
+	return (int)r;
 }
 
 void delta_target_source(struct delta *d)
 {
 	pthread_rwlock_wrlock(&d->io);
-	d->target_fd = d->src_fd;
+	d->target = d->src;
 	bitmap_clear_range(&d->M, 0, d->M.nbits);
 	pthread_mutex_lock(&d->mu);
 	d->dirty = bitmap_count(&d->D);
@@ -253,7 +250,7 @@ void delta_target_source(struct delta *d)
 void delta_target_dest(struct delta *d, enum delta_phase phase)
 {
 	pthread_rwlock_wrlock(&d->io);
-	d->target_fd = d->dst_fd;
+	d->target = d->dst;
 	bitmap_clear_range(&d->M, 0, d->M.nbits);
 	pthread_mutex_lock(&d->mu);
 	d->dirty = bitmap_count(&d->D);
@@ -269,6 +266,8 @@ int delta_verify(struct delta *d, uint64_t *diff_off)
 	uint64_t size, limit;
 	int ret = 0;
 
+	if (!d->dst)
+		return -ENODEV;
 	if (posix_memalign((void **)&live, 4096, chunk) || posix_memalign((void **)&dst, 4096, chunk)) {
 		free(live);
 		return -ENOMEM;
@@ -287,7 +286,7 @@ int delta_verify(struct delta *d, uint64_t *diff_off)
 			len = off < size ? (size_t)(size - off) : 0;
 		ret = read_live(d, live, len, off, limit);
 		if (!ret)
-			ret = pread_full(d->dst_fd, dst, len, (off_t)off);
+			ret = target_pread(d->dst, dst, len, off);
 		/* what the destination will hold at cutover: its data, with the
 		 * delta blocks it has not merged yet, and zeros past the base
 		 * limit outside the delta */

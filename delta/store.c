@@ -110,6 +110,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "delta/delta_i.h"
+#include "target/target.h"
 
 struct delta_tunables delta_tun = { .wal_max = DELTA_WAL_MAX, .ckpt_ms = 5000 };
 
@@ -387,22 +388,29 @@ void delta_quiesce(struct delta *d)
 
 /* ---- life cycle ------------------------------------------------------------ */
 
-static struct delta *store_alloc(const char *name, unsigned id, int src_fd, int dst_fd, int dirfd)
+static struct delta *store_alloc(const char *name, unsigned id, int src_fd, struct target *dst,
+				 int dirfd)
 {
 	struct delta *d = calloc(1, sizeof(*d));
 	pthread_rwlockattr_t ra;
+	int sfd;
 
 	if (!d)
 		return NULL;
 	d->name = strdup(name);
-	if (!d->name) {
+	sfd = dup(src_fd);
+	d->src = sfd == -1 ? NULL : target_file_new(sfd, name);
+	if (!d->name || !d->src) {
+		if (!d->src && sfd != -1)
+			close(sfd);
+		free(d->name);
 		free(d);
 		return NULL;
 	}
 	d->id = id;
 	d->src_fd = src_fd;
-	d->dst_fd = dst_fd;
-	d->target_fd = dst_fd;
+	d->dst = dst;
+	d->target = dst;
 	d->dirfd = dirfd;
 	d->delta_fd = -1;
 	d->j.fd = -1;
@@ -457,8 +465,8 @@ uint64_t delta_space_needed(uint64_t image_bytes)
 	return DELTA_JOURNAL_PREALLOC + ring_for(image_bytes);
 }
 
-int delta_create(struct delta **out, const char *name, unsigned id, int src_fd, int dst_fd,
-	       int dirfd)
+int delta_create(struct delta **out, const char *name, unsigned id, int src_fd,
+		 struct target *dst, int dirfd)
 {
 	struct delta *d;
 	struct stat st;
@@ -467,7 +475,7 @@ int delta_create(struct delta **out, const char *name, unsigned id, int src_fd, 
 
 	if (fstat(src_fd, &st) == -1)
 		return -errno;
-	d = store_alloc(name, id, src_fd, dst_fd, dirfd);
+	d = store_alloc(name, id, src_fd, dst, dirfd);
 	if (!d)
 		return -ENOMEM;
 	d->size = d->base_size = d->base_limit = d->journal_size = d->journal_limit =
@@ -510,7 +518,8 @@ int delta_create(struct delta **out, const char *name, unsigned id, int src_fd, 
 	*out = d;
 	return 0;
 fail:
-	d->src_fd = d->dst_fd = -1;	/* the caller keeps its descriptors */
+	d->src_fd = -1;		/* the caller keeps its descriptor and target */
+	d->dst = NULL;
 	delta_free(d, true);
 	return err;
 }
@@ -672,10 +681,10 @@ static int wal_open_or_create(struct delta *d, const char *file)
 	return wal_create(d->dirfd, file, ring_for(d->size), &d->w);
 }
 
-int delta_open(struct delta **out, const char *name, unsigned id, int src_fd, int dst_fd,
-	     int dirfd, bool warm)
+int delta_open(struct delta **out, const char *name, unsigned id, int src_fd,
+	       struct target *dst, int dirfd, bool warm)
 {
-	struct delta *d = store_alloc(name, id, src_fd, dst_fd, dirfd);
+	struct delta *d = store_alloc(name, id, src_fd, dst, dirfd);
 	uint64_t replayed = 0, gen;
 	char file[32];
 	int err;
@@ -770,7 +779,8 @@ opened:
 	*out = d;
 	return 0;
 fail:
-	d->src_fd = d->dst_fd = -1;
+	d->src_fd = -1;
+	d->dst = NULL;
 	delta_free(d, false);
 	return err;
 }
@@ -798,8 +808,8 @@ void delta_free(struct delta *d, bool unlink_files)
 	}
 	if (d->src_fd != -1)
 		close(d->src_fd);
-	if (d->dst_fd != -1)
-		close(d->dst_fd);
+	target_put(d->src);
+	target_put(d->dst);
 	bitmap_free(&d->D);
 	bitmap_free(&d->M);
 	bitmap_free(&d->DD);
@@ -1011,9 +1021,14 @@ int delta_source_fd(const struct delta *d)
 	return d->src_fd;
 }
 
+struct target *delta_dest(const struct delta *d)
+{
+	return d->dst;
+}
+
 int delta_dest_fd(const struct delta *d)
 {
-	return d->dst_fd;
+	return d->dst ? target_fd(d->dst) : -1;
 }
 
 bool delta_mtime(struct delta *d, struct timespec *ts)

@@ -9,9 +9,10 @@
  * - Every request passes the gate (gate.c): while a node is held, requests
  *   for it are parked without blocking a worker thread and replayed, in
  *   order, on release.
- * - A file's data goes where route() says (route.c): the backing file, or
- *   the live view of a migrating file (delta/delta.h); no handler decides it
- *   for itself.
+ * - A file's data goes where route() says (route.c): the backing file, the
+ *   live view of a migrating file (delta/delta.h), or a target that holds a
+ *   relocated file's data outside any directory (an RBD image,
+ *   target/target.h); no handler decides it for itself.
  * - Node ids and file handles given to the kernel stay valid while a node's
  *   backend is switched under it (inode.c, handle.c), and when the worker
  *   process serving them dies or hands over to another: the node and handle
@@ -40,6 +41,7 @@
 
 struct delta;
 struct fs;
+struct target;
 struct rnode;		/* a node the kernel or the daemon holds (inode.h) */
 
 /* How requests reach the layer (fs_transport_check, fs_transport_name). */
@@ -172,6 +174,13 @@ int fs_node_fd(const struct rnode *n);
  * through the backing file again).  The caller holds the node (fs_hold)
  * when it changes a route that requests may be using. */
 void fs_node_route(struct rnode *n, struct delta *d);
+
+/* Serve the node's file data from target t from now on (NULL: from the
+ * backing file again), which then holds only the file's name, owner and
+ * mode; size and times come from t.  Takes a reference to t and drops the
+ * one to the target before.  The caller holds the node (fs_hold), or no
+ * request can reach it yet (before the mount serves). */
+void fs_node_target(struct rnode *n, struct target *t);
 
 /* Call fn on every node, each with a daemon reference held, no lock held. */
 void fs_foreach_node(struct fs *fs, void (*fn)(struct rnode *n, void *arg), void *arg);

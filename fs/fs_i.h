@@ -136,6 +136,7 @@ struct route {
 	struct rnode *n;
 	struct rhandle *h;
 	struct delta *d;
+	struct target *t;
 };
 
 struct data_ops {

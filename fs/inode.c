@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "fs/inode.h"
 #include "fs/once.h"
+#include "target/target.h"
 
 static unsigned itab_hash(dev_t dev, ino_t ino)
 {
@@ -39,6 +40,7 @@ static struct rnode *node_new(struct itab *t, uint32_t slot)
 
 static void node_destroy(struct rnode *n)
 {
+	target_put(n->target);
 	pthread_mutex_destroy(&n->mu);
 	free(n);
 }

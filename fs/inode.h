@@ -34,6 +34,7 @@
 #define ITAB_BUCKETS 4096
 
 struct delta;
+struct target;
 struct rhandle;
 
 struct rnode {
@@ -49,6 +50,8 @@ struct rnode {
 	unsigned inflight;		/* requests being served on this node; atomic */
 	bool held;			/* cutover: park new requests; atomic */
 	struct delta *delta;		/* the live view while the file migrates; atomic */
+	struct target *target;		/* where the data lives if not in the backing file
+					 * (an RBD image); a reference; atomic */
 	struct rhandle *handles;	/* open handles, for backend swaps */
 };
 

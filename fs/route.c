@@ -7,6 +7,13 @@
  * never ask which it is, the way dm-clone's clone_map() alone decides where
  * a bio goes.
  *
+ * A file relocated into an RBD image is served from it (target/target.h):
+ * the backing file is then a stub that keeps the name, owner and mode,
+ * and every byte, the size and the times come from the image.  Flushes are
+ * rbd_flush, SEEK_DATA/SEEK_HOLE the image's object map, PUNCH_HOLE and
+ * ZERO_RANGE zeroing writes that discard whole objects; O_DIRECT needs no
+ * alignment there.
+ *
  * The passthrough side also hides O_DIRECT's alignment rules: a request the
  * backing file refuses for alignment (EINVAL) is retried on a descriptor
  * without O_DIRECT (handle.c).
@@ -18,6 +25,7 @@
 #include "common/util.h"
 #include "delta/delta.h"
 #include "fs/fs_i.h"
+#include "target/target.h"
 
 /* ---- the backing file -------------------------------------------------- */
 
@@ -181,13 +189,107 @@ static const struct data_ops live_ops = {
 	.open_flags = live_open_flags,
 };
 
+/* ---- a file whose data lives in a target (an RBD image) --------------------- */
+
+static ssize_t tgt_read(const struct route *r, char *buf, size_t len, off_t off)
+{
+	uint64_t size;
+	int err = target_size(r->t, &size);
+
+	if (err)
+		return err;
+	if ((uint64_t)off >= size)
+		return 0;
+	if (len > size - (uint64_t)off)
+		len = (size_t)(size - (uint64_t)off);
+	err = target_pread(r->t, buf, len, (uint64_t)off);
+	return err ? err : (ssize_t)len;
+}
+
+static ssize_t tgt_write(const struct route *r, const char *buf, size_t len, off_t off)
+{
+	int err = target_pwrite(r->t, buf, len, (uint64_t)off);
+
+	if (!err && (r->h->flags & (O_SYNC | O_DSYNC)))
+		err = target_sync(r->t);
+	return err ? err : (ssize_t)len;
+}
+
+static int tgt_fsync(const struct route *r, bool datasync)
+{
+	return target_sync(r->t);
+}
+
+static int tgt_fallocate(const struct route *r, int mode, off_t off, off_t len)
+{
+	return target_fallocate(r->t, mode, (uint64_t)off, (uint64_t)len);
+}
+
+static off_t tgt_lseek(const struct route *r, off_t off, int whence)
+{
+	return (off_t)target_seek(r->t, (uint64_t)off, whence);
+}
+
+static int tgt_truncate(const struct route *r, off_t size)
+{
+	return target_resize(r->t, (uint64_t)size);
+}
+
+static void tgt_getattr(const struct route *r, struct stat *st)
+{
+	struct target_meta m;
+
+	if (target_get_meta(r->t, &m))
+		return;
+	st->st_size = (off_t)m.size;
+	st->st_blocks = (blkcnt_t)m.blocks;
+	st->st_mtim = m.mtime;
+	if (m.atime.tv_sec)
+		st->st_atim = m.atime;
+}
+
+static int tgt_direct_fd(const struct route *r)
+{
+	return -1;
+}
+
+static int tgt_open_flags(const struct route *r, int flags)
+{
+	/* the stub is not the data: an O_TRUNC open truncates the target */
+	return flags & ~O_TRUNC;
+}
+
+static const struct data_ops target_ops = {
+	.read = tgt_read,
+	.write = tgt_write,
+	.fsync = tgt_fsync,
+	.fallocate = tgt_fallocate,
+	.lseek = tgt_lseek,
+	.truncate = tgt_truncate,
+	.getattr = tgt_getattr,
+	.direct_fd = tgt_direct_fd,
+	.open_flags = tgt_open_flags,
+};
+
 /* ---- the decision ------------------------------------------------------------ */
 
 struct route route(struct fs *fs, struct rnode *n, struct rhandle *h)
 {
 	struct delta *d = __atomic_load_n(&n->delta, __ATOMIC_ACQUIRE);
+	struct target *t = __atomic_load_n(&n->target, __ATOMIC_ACQUIRE);
+	const struct data_ops *ops = d ? &live_ops : t ? &target_ops : &pass_ops;
 
-	return (struct route){ .ops = d ? &live_ops : &pass_ops, .fs = fs, .n = n, .h = h, .d = d };
+	return (struct route){ .ops = ops, .fs = fs, .n = n, .h = h, .d = d, .t = t };
+}
+
+void fs_node_target(struct rnode *n, struct target *t)
+{
+	struct target *old;
+
+	if (t)
+		target_ref(t);
+	old = __atomic_exchange_n(&n->target, t, __ATOMIC_ACQ_REL);
+	target_put(old);
 }
 
 void fs_node_route(struct rnode *n, struct delta *d)

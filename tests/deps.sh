@@ -9,11 +9,16 @@ PACKAGES="build-essential pkg-config libfuse3-dev fuse3 libxxhash-dev libcmocka-
 	util-linux kmod
 	jq e2fsprogs gzip clang valgrind socat
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
-	libsystemd-dev systemd man-db bash-completion dpkg-dev debhelper lintian"
+	libsystemd-dev systemd man-db bash-completion dpkg-dev debhelper lintian
+	librbd-dev librados-dev ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common
+	qemu-block-extra"
 # libsystemd-dev: sd_notify; systemd: systemd-analyze verify of the unit;
 # man-db, bash-completion, dpkg-dev, debhelper, lintian: tests/pkg (man
 # pages, completion, the Debian package);
-# liburing-dev: FUSE over io_uring (fs/uring.c); jq: tests/reloc read status --json; e2fsprogs: loop filesystems for ENOSPC
+# liburing-dev: FUSE over io_uring (fs/uring.c); librbd-dev, librados-dev:
+# the RBD destination's headers (target/rbdlib.c loads the libraries); ceph-*: the throw-away cluster of
+# tests/ceph; qemu-block-extra: QEMU's rbd driver; jq: tests/reloc read
+# status --json; e2fsprogs: loop filesystems for ENOSPC
 # tests; clang: make tsan and the fuzzer; valgrind: memcheck of the unit tests; socat: QMP commands in tests/vm/daemon_death.sh; libvirt: tests/vm/libvirt_hook.sh
 
 missing=

@@ -128,7 +128,9 @@ ln -s "$RELOCCTL" "$TEST_DIR/stub/relocctl"
 relocfs_mount
 out=$(cd / && PATH="$TEST_DIR/stub:$PATH" bash "$TEST_DIR/complete.sh" \
 	"$TOPDIR/dist/relocctl.bash-completion" "$TEST_MNT" "$TEST_DIR/dirs/t" 2>&1)
-cmds=$("$RELOCCTL" --help | sed -n '/^commands:/,$s/^  \([a-z][a-z]*\).*/\1/p' | sort | tr '\n' ' ')
+# each command once: a command with two forms (migrate to a directory or to
+# RBD) has two lines
+cmds=$("$RELOCCTL" --help | sed -n '/^commands:/,$s/^  \([a-z][a-z]*\).*/\1/p' | sort -u | tr '\n' ' ')
 # cutover's options: its line and the lines that go on with them ("  [...")
 opts=$("$RELOCCTL" --help | awk '/^  [a-z]/ { c = $1 } !/^  [a-z]/ && !/^ +\[/ { c = "" }
 	c == "cutover"' | grep -o -- '--[a-z][a-z-]*' | sort -u | tr '\n' ' ')

@@ -1,4 +1,4 @@
-// modules: delta/store.c delta/view.c delta/merge.c delta/journal.c delta/wal.c delta/bitmap.c common/log.c common/util.c common/crashpoint.c
+// modules: delta/store.c delta/view.c delta/merge.c target/target.c delta/journal.c delta/wal.c delta/bitmap.c common/log.c common/util.c common/crashpoint.c
 /*
  * test_delta: the delta store on its own, against an in-memory model of the
  * file, on real files in a private mkdtemp directory (under $TMPDIR, else
@@ -43,6 +43,7 @@
 #include "common/util.h"
 #include "delta/delta.h"
 #include "delta/delta_i.h"	/* the WAL's head, checkpoints, the knobs */
+#include "target/target.h"
 
 #define MAX_SIZE	(768u << 10)	/* the model's largest file */
 #define BLK		DELTA_BLOCK
@@ -123,7 +124,7 @@ static void env_start(struct env *e, unsigned seed)
 	memcpy(e->flushed, e->now, MAX_SIZE);
 	src = dup(e->src_fd);
 	dst = dup(e->dst_fd);
-	assert_int_equal(delta_create(&e->d, "f", 0, src, dst, e->dirfd), 0);
+	assert_int_equal(delta_create(&e->d, "f", 0, src, target_file_new(dst, "dst"), e->dirfd), 0);
 	assert_int_equal(delta_rebase(e->d), 0);
 }
 
@@ -263,8 +264,8 @@ static void reopen_as(struct env *e, bool warm)
 {
 	delta_free(e->d, false);
 	e->d = NULL;
-	assert_int_equal(delta_open(&e->d, "f", 0, dup(e->src_fd), dup(e->dst_fd), e->dirfd, warm),
-			 0);
+	assert_int_equal(delta_open(&e->d, "f", 0, dup(e->src_fd),
+				    target_file_new(dup(e->dst_fd), "dst"), e->dirfd, warm), 0);
 }
 
 static void reopen(struct env *e)
@@ -508,7 +509,8 @@ static void test_reopen_after_a_host_crash_keeps_every_flushed_write(void **stat
 		}
 		write_file(e.dirfd, "0.delta", mix, mix_len);
 
-		assert_int_equal(delta_open(&e.d, "f", 0, dup(e.src_fd), dup(e.dst_fd), e.dirfd, false),
+		assert_int_equal(delta_open(&e.d, "f", 0, dup(e.src_fd),
+					    target_file_new(dup(e.dst_fd), "dst"), e.dirfd, false),
 				 0);
 		n = delta_read(e.d, (char *)buf, MAX_SIZE + BLK, 0);
 		{
