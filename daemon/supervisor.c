@@ -276,8 +276,16 @@ int supervise(struct daemon *d)
 		if (si.si_signo == SIGUSR1) {
 			/* a hand-over begins: the next worker starts as a standby */
 			if (si.si_pid != pid || !d->dr->handover || d->dr->exec_path[0] || ending ||
-			    old || next)
+			    next)
 				continue;
+			if (old) {
+				/* the last hand-over's worker, at its exit by now */
+				if (waitpid(old, &status, 0) == old &&
+				    !(WIFEXITED(status) && WEXITSTATUS(status) == WORKER_HANDOVER))
+					slog(LOG_WARNING, "worker %d %s after handing over", old,
+					     how_ended(status, how, sizeof(how)));
+				old = 0;
+			}
 			next = start_worker(d, true, true);
 			if (next == -1) {
 				slog(LOG_WARNING, "cannot start a standby worker: %s; the next starts "
