@@ -9,7 +9,10 @@
 # Tests run side by side, RELOCFS_TEST_JOBS at a time (default 3): each has
 # its own directory, mount and control socket.  A test whose file holds the
 # line "# test: alone" runs after the others, by itself (it measures time, or
-# needs the machine's CPUs).  With TALLY_FILE set (run_all.sh), results are
+# needs the machine's CPUs).  Tests whose files hold the same line "# test:
+# one-at-a-time GROUP" run beside others but never beside each other (each
+# starts a Ceph cluster of its own, which two at once on two CPUs could not
+# bring up in time).  With TALLY_FILE set (run_all.sh), results are
 # appended there and the summary line is left to the caller.
 # With RELOCFS_TRANSPORT set (uring or dev), every mount serves over that
 # transport (tests/lib.sh), logs go to test-logs/$RELOCFS_TRANSPORT/, and
@@ -75,19 +78,58 @@ for t in tests/*/*.sh; do
 	fi
 done
 
+# group_of TEST: its one-at-a-time group, or nothing
+group_of() {
+	sed -n 's/^# test: one-at-a-time \([a-z0-9_-]*\)$/\1/p' "$1" | head -n 1
+}
+
+# reap_one: wait for a running test to end and report it
+reap_one() {
+	local done_pid=
+	wait -n -p done_pid 2>/dev/null || true
+	if [ -n "${done_pid:-}" ] && [ -n "${running[$done_pid]:-}" ]; then
+		report "${running[$done_pid]}"
+		unset "running[$done_pid]" "groups[$done_pid]"
+	fi
+}
+
+# group_busy G: a test of group G runs
+group_busy() {
+	local g
+	for g in "${groups[@]}"; do
+		[ "$g" != "$1" ] || return 0
+	done
+	return 1
+}
+
 # the pool: start tests until JOBS run, report each as it ends, in the
-# order they end
-declare -A running=()
-for t in "${together[@]}"; do
+# order they end; a test whose group runs waits for a later slot while
+# the tests after it go ahead
+declare -A running=() groups=()
+queue=("${together[@]}")
+while [ ${#queue[@]} -gt 0 ]; do
 	while [ ${#running[@]} -ge "$JOBS" ]; do
-		wait -n -p done_pid 2>/dev/null || true
-		if [ -n "${done_pid:-}" ] && [ -n "${running[$done_pid]:-}" ]; then
-			report "${running[$done_pid]}"
-			unset "running[$done_pid]"
+		reap_one
+	done
+	next=-1
+	for i in "${!queue[@]}"; do
+		g=$(group_of "${queue[$i]}")
+		if [ -z "$g" ] || ! group_busy "$g"; then
+			next=$i
+			break
 		fi
 	done
+	if [ "$next" = -1 ]; then
+		reap_one	# every test left waits for its group
+		continue
+	fi
+	t=${queue[$next]}
+	g=$(group_of "$t")
+	unset "queue[$next]"
+	queue=("${queue[@]}")
 	run_one "$t" &
 	running[$!]=$t
+	[ -z "$g" ] || groups[$!]=$g
 done
 for pid in "${!running[@]}"; do
 	wait "$pid" 2>/dev/null || true

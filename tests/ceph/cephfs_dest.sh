@@ -1,5 +1,6 @@
 #!/bin/bash
 test_description='relocate files onto CephFS mounted with ceph-fuse (which finds no holes with SEEK_HOLE and lacks ZERO_RANGE) while a buffered writer flushes, verify, cut over under it: CephFS and the live view hold exactly what the writer wrote'
+# test: one-at-a-time ceph
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../reloc/lib_reloc.sh"
 . "$TOPDIR/tests/ceph/lib_ceph.sh"

@@ -140,9 +140,11 @@ ceph_start_once() {
 	fi
 	# HEALTH_OK alone is not enough: it is reported while the PGs are
 	# still unknown
-	t=$((SECONDS + 90))
+	# (a hang guard: the manager alone loaded its modules for 2 minutes
+	# on a loaded machine)
+	t=$((SECONDS + 240))
 	until ceph_healthy; do
-		[ $SECONDS -lt $t ] || ceph_failed "no HEALTH_OK with every PG active+clean within 90 s"
+		[ $SECONDS -lt $t ] || ceph_failed "no HEALTH_OK with every PG active+clean within 240 s"
 		sleep 0.2
 	done
 }

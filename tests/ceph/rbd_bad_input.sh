@@ -1,5 +1,6 @@
 #!/bin/bash
 test_description='migrate into RBD with bad input (an unreachable cluster, a missing pool, an image in the way, a full cluster, bad specs): one line on stderr, no job, no image and no delta store left, the writer never notices; an abort removes the images a job made'
+# test: one-at-a-time ceph
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../reloc/lib_reloc.sh"
 . "$TOPDIR/tests/ceph/lib_ceph.sh"

@@ -1,5 +1,6 @@
 #!/bin/bash
 test_description='the Ceph cluster stops while a file is copied into RBD under a writer: the job fails with a clear reason, the writer never notices and loses nothing, and abort leaves the file where it was'
+# test: one-at-a-time ceph
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../reloc/lib_reloc.sh"
 . "$TOPDIR/tests/ceph/lib_ceph.sh"

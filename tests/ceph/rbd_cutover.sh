@@ -1,5 +1,6 @@
 #!/bin/bash
 test_description='relocate a sparse 64 MiB image and a small one into RBD images while a writer flushes, cut over under it: later writes land in the images, the live view, rbd export and a restarted mount hold exactly what the writer wrote, holes stay unallocated, the metadata is kept in the image, a restart and a new worker serve the images'
+# test: one-at-a-time ceph
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../reloc/lib_reloc.sh"
 . "$TOPDIR/tests/ceph/lib_ceph.sh"

@@ -1,5 +1,6 @@
 #!/bin/bash
 test_description='kill -9 relocfs while it copies a file into an RBD image under a writer: restarted with the same arguments it serves every flushed write, the job resumes into the same image, survives the death of a worker and finishes, and the cutover leaves exactly what the writer wrote in the image'
+# test: one-at-a-time ceph
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../reloc/lib_reloc.sh"
 . "$TOPDIR/tests/ceph/lib_ceph.sh"
