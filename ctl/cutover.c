@@ -159,15 +159,26 @@ static int sync_dests(struct job *j, char **out)
 
 static int step_hooks(struct cutover *c, char **out)
 {
+	int handing = 0;
+
 	for (int i = 0; i < c->req->nhooks; i++) {
 		if (vmhook_new(c->req->hooks[i], &c->hooks[c->nhooks], c->err, sizeof(c->err))) {
 			*out = xasprintf("%s", c->err);
 			return CTL_EUSAGE;
 		}
 		c->nhooks++;
-		if (vmhook_hands_over(c->hooks[c->nhooks - 1]) && !c->j->rbd) {
+		if (!vmhook_hands_over(c->hooks[c->nhooks - 1]))
+			continue;
+		if (!c->j->rbd) {
 			*out = xasprintf("hook '%s' hands QEMU over to RBD images, but %s goes to "
 					 "'%s'", c->req->hooks[i], c->label, c->j->dest);
+			return CTL_EUSAGE;
+		}
+		/* the hand-over gives every file of the job to its QEMU */
+		if (++handing > 1) {
+			*out = xasprintf("'%s' is a second hook that hands QEMU over: the files of "
+					 "a job go to one QEMU; move each VM as a job of its own",
+					 c->req->hooks[i]);
 			return CTL_EUSAGE;
 		}
 	}

@@ -188,6 +188,13 @@ ctl verify --job a >/dev/null
 ctl verify --job b >/dev/null
 kill -0 "$GUEST_PID" 2>/dev/null || { console_tail; fail "qemu exited during the copy"; }
 
+step 'two qmp-rbd hooks in one cutover are refused (exit 2): a job'"'"'s files go to one QEMU'
+rc=0
+ctl cutover --job a --hook "qmp-rbd:$QMP_SOCK" --hook "qmp-rbd:$QMP_TEST" >"$TEST_DIR/cutover-2.out" 2>&1 || rc=$?
+assert_eq "2 relocctl: 'qmp-rbd:$QMP_TEST' is a second hook that hands QEMU over: the files of a job go to one QEMU; move each VM as a job of its own" \
+	"$rc $(cat "$TEST_DIR/cutover-2.out")" "exit status and message"
+assert_eq ready "$(file_state disk.raw)" "state of disk.raw"
+
 step 'cutover --job a --hook qmp-rbd: both disks go to QEMU'"'"'s rbd driver'
 gen_cut=$(last_gen)
 ctl cutover --job a --hook "qmp-rbd:$QMP_SOCK" --timeout 120 >"$TEST_DIR/cutover-a.out" 2>&1 ||
