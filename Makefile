@@ -46,7 +46,7 @@ FS_SRC     := fs/session.c fs/table.c fs/once.c fs/takeover.c fs/inode.c fs/gate
 TARGET_SRC := target/target.c target/rbd.c target/rbdlib.c
 COPIER_SRC := copier/copier.c copier/budget.c copier/ratelimit.c
 HOOK_SRC   := vmhooks/vmhook.c vmhooks/hook_util.c vmhooks/qmp.c vmhooks/qmp_hook.c \
-              vmhooks/exec_hook.c vmhooks/libvirt_hook.c
+              vmhooks/qmp_rbd.c vmhooks/exec_hook.c vmhooks/libvirt_hook.c
 CTL_COMMON := ctl/proto.c
 ENGINE_SRC := ctl/server.c ctl/mount_state.c ctl/engine.c ctl/record.c ctl/job.c ctl/rbd_dest.c \
               ctl/namespace.c ctl/sched.c ctl/migrate.c ctl/cutover.c ctl/switch.c ctl/abort.c \

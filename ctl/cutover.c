@@ -15,6 +15,9 @@
  *      destination, checked to be the copy;
  *   5. switch: point every node and open handle at the destination and
  *      release the hold (parked requests are served from the destination);
+ *      then, for a job into RBD with a hook that hands over (qmp-rbd), flush
+ *      the images and hand the paused VM's disks to QEMU's own rbd driver
+ *      (a failure leaves the VM on the mount, which serves the images);
  *   6. resume the VMs;
  *   7. commit: sync the destinations, rename the next record over the
  *      mount's record (the commit point) and sync its directory; no flush
@@ -61,6 +64,8 @@ struct cutover {
 	struct rnode **nodes;
 	struct preopen *sw;		/* the migrating files, prepared for the switch */
 	char err[512], hooktxt[512], label[96];
+	char handover[640];		/* what the hand-over did, or why it failed */
+	bool handover_failed;
 	uint64_t t_hold, t_drained, t_merged, t_release, hold_us;
 	size_t parked;
 	bool merged_unsynced;		/* the hold merged blocks without durable records */
@@ -154,12 +159,28 @@ static int sync_dests(struct job *j, char **out)
 
 static int step_hooks(struct cutover *c, char **out)
 {
+	int handing = 0;
+
 	for (int i = 0; i < c->req->nhooks; i++) {
 		if (vmhook_new(c->req->hooks[i], &c->hooks[c->nhooks], c->err, sizeof(c->err))) {
 			*out = xasprintf("%s", c->err);
 			return CTL_EUSAGE;
 		}
 		c->nhooks++;
+		if (!vmhook_hands_over(c->hooks[c->nhooks - 1]))
+			continue;
+		if (!c->j->rbd) {
+			*out = xasprintf("hook '%s' hands QEMU over to RBD images, but %s goes to "
+					 "'%s'", c->req->hooks[i], c->label, c->j->dest);
+			return CTL_EUSAGE;
+		}
+		/* the hand-over gives every file of the job to its QEMU */
+		if (++handing > 1) {
+			*out = xasprintf("'%s' is a second hook that hands QEMU over: the files of "
+					 "a job go to one QEMU; move each VM as a job of its own",
+					 c->req->hooks[i]);
+			return CTL_EUSAGE;
+		}
 	}
 	return CTL_OK;
 }
@@ -392,6 +413,81 @@ static void step_switch(struct cutover *c)
 	delaypoint("cutover-switched");	/* tests: switched, not yet durable */
 }
 
+/* The images as a hook that hands over sees them; NULL if out of memory. */
+static struct vmhook_image *handover_images(struct cutover *c, char **abs, char **names)
+{
+	struct job *j = c->j;
+	struct vmhook_image *imgs = calloc(j->n ? j->n : 1, sizeof(*imgs));
+	bool ok = imgs != NULL;
+
+	for (size_t i = 0; ok && i < j->n; i++) {
+		abs[i] = path_join(c->e->mountpoint, j->files[i].relpath);
+		names[i] = rbd_image_name(j->rbd, j->files[i].relpath);
+		ok = abs[i] && names[i];
+		imgs[i] = (struct vmhook_image){ .path = abs[i], .pool = j->rbd->pool,
+						 .image = names[i], .conf = j->rbd->conf,
+						 .user = j->rbd->id };
+	}
+	if (!ok) {
+		free(imgs);
+		return NULL;
+	}
+	return imgs;
+}
+
+/* 5b: with the VM still paused, hand its disks over to QEMU's own rbd
+ * driver (the hooks that do, qmp-rbd).  The switch stands whatever happens
+ * here: a failure leaves the VM on the mount, which serves the images, and
+ * is reported with the cutover. */
+static void step_handover(struct cutover *c)
+{
+	struct job *j = c->j;
+	char **abs, **names;
+	struct vmhook_image *imgs = NULL;
+	int r = 0, hooks = 0;
+
+	for (int i = 0; i < c->paused; i++)
+		hooks += vmhook_hands_over(c->hooks[i]);
+	if (!hooks || !j->rbd)
+		return;
+	abs = calloc(j->n ? j->n : 1, sizeof(char *));
+	names = calloc(j->n ? j->n : 1, sizeof(char *));
+	if (abs && names)
+		imgs = handover_images(c, abs, names);
+	if (!imgs) {
+		r = -ENOMEM;
+		snprintf(c->err, sizeof(c->err), "out of memory");
+	}
+	/* what relocfs merged may still sit in librbd's cache: QEMU's driver
+	 * is another client of the cluster and must find it there */
+	for (size_t i = 0; !r && i < j->n; i++) {
+		r = target_sync(delta_dest(j->files[i].d));
+		if (r)
+			snprintf(c->err, sizeof(c->err), "cannot flush '%s': %s",
+				 target_name(delta_dest(j->files[i].d)), strerror(-r));
+	}
+	for (int i = 0; !r && i < c->paused; i++)
+		if (vmhook_hands_over(c->hooks[i]))
+			r = vmhook_handover(c->hooks[i], imgs, (int)j->n, c->hook_ms, c->err,
+					    sizeof(c->err));
+	if (r) {
+		c->handover_failed = true;
+		snprintf(c->handover, sizeof(c->handover), "failed, the VM runs on the mount, "
+			 "served from RBD: %s", c->err);
+		log_warnx("hand-over to QEMU's rbd driver %s", c->handover);
+	} else {
+		snprintf(c->handover, sizeof(c->handover), "%zu disk(s) on QEMU's rbd driver",
+			 j->n);
+	}
+	for (size_t i = 0; abs && names && i < j->n; i++) {
+		free(abs[i]);
+		free(names[i]);
+	}
+	free(abs);
+	free(names);
+	free(imgs);
+}
+
 /* Nothing switched: the copier goes on where it was. */
 static void step_undo(struct cutover *c)
 {
@@ -527,18 +623,25 @@ static int step_commit(struct cutover *c, int ret, char **out)
 	e->ms.last_cutover_us = c->hold_us;
 	e->last_hold_us = c->hold_us;
 	snprintf(e->last_hooks, sizeof(e->last_hooks), "%s", c->hooktxt);
+	snprintf(e->last_handover, sizeof(e->last_handover), "%s", c->handover);
 	finish_job(e, j, "done", "done", j->dest);
 	pthread_mutex_unlock(&e->lock);
-	if (ret == CTL_OK)
+	if (ret == CTL_OK) {
 		*out = xasprintf("%s%sswitched %zu file(s) to '%s'; I/O held %.1f ms (%zu request(s) "
-				 "parked, longest %.1f ms)%s%s%s",
+				 "parked, longest %.1f ms)%s%s%s%s%s",
 				 j->name[0] ? c->label : "", j->name[0] ? ": " : "",
 				 j->n, j->dest, (double)c->hold_us / 1000.0, c->parked,
 				 (double)fs_last_hold_max_us(e->fs) / 1000.0, c->hooktxt[0] ? "; " : "",
 				 c->hooktxt,
 				 req->max_downtime_ms > 0 && c->hold_us > (uint64_t)req->max_downtime_ms * 1000
 					 ? "; longer than --max-downtime"
-					 : "");
+					 : "",
+				 c->handover[0] ? (c->handover_failed ? "; but the hand-over to QEMU's "
+					 "rbd driver " : "; ") : "", c->handover);
+		/* the operator asked for QEMU on its rbd driver and did not get it */
+		if (c->handover_failed)
+			ret = CTL_EFAIL;
+	}
 	if (!dr)
 		start_cleanup(c);
 	return ret;
@@ -612,9 +715,10 @@ int cmd_cutover(struct engine *e, const struct ctl_request *req, char **out)
 		ret = step_pause(&c, out);
 	if (!ret)
 		ret = step_hold(&c, out);
-	if (!ret)
+	if (!ret) {
 		step_switch(&c);
-	else
+		step_handover(&c);
+	} else
 		step_undo(&c);
 	ret = step_resume(&c, ret, out);
 	if (c.switched)

@@ -245,6 +245,9 @@ struct engine {
 	size_t nfin;
 	uint64_t last_hold_us;
 	char last_hooks[512];		/* "spec=ms, ..." of the last cutover; lock */
+	char last_handover[640];	/* its hand-over to QEMU's rbd driver:
+					 * "" (none asked), what was handed over
+					 * or why it failed; lock */
 	/* set when a cutover switched but could not make that durable: the
 	 * record on disk (with the cutover's next record beside it) must stay
 	 * as it is, so that a restart rolls back to the source */

@@ -45,8 +45,8 @@ static void usage(FILE *f)
 "  wait [--job NAME] [--timeout S]        until the job's files (every job's) are ready\n"
 "  cutover [--job NAME] [--hook SPEC]... [--max-downtime MS] [--timeout S]\n"
 "          [--remove-source]              switch the job's files to its DEST_DIR (hooks:\n"
-"                                         freeze, none, qmp:SOCKET, libvirt:DOMAIN[@URI],\n"
-"                                         exec:PROGRAM)\n"
+"                                         freeze, none, qmp:SOCKET, qmp-rbd:SOCKET,\n"
+"                                         libvirt:DOMAIN[@URI], exec:PROGRAM)\n"
 "  abort [--job NAME]                     stop the job; the source keeps every write\n"
 "  verify [--job NAME]                    compare the job's destination with the live view\n"
 "  limit [--job NAME] [--parallel N] [BYTES_PER_S]\n"
@@ -455,7 +455,8 @@ int main(int argc, char **argv)
 			size_t pl = colon ? (size_t)(colon - v) + 1 : 0;
 
 			if (strcmp(argv[k], "--hook") || !colon || colon[1] == '/' ||
-			    (strncmp(v, "qmp:", 4) && !(strncmp(v, "exec:", 5) == 0 && strchr(colon, '/'))))
+			    (strncmp(v, "qmp:", 4) && strncmp(v, "qmp-rbd:", 8) &&
+			     !(strncmp(v, "exec:", 5) == 0 && strchr(colon, '/'))))
 				continue;
 			if (!getcwd(cwd, sizeof(cwd)) ||
 			    asprintf(&argv[k + 1], "%.*s%s/%s", (int)pl, v, cwd, colon + 1) < 0)

@@ -4,7 +4,7 @@
  * verify, which compares a job's destination with the live view.
  *
  * The JSON object: "source", "mountpoint", "last_cutover_ms",
- * "last_cutover_hooks", "budget" and "parallel" (the limits), "jobs" (the
+ * "last_cutover_hooks", "last_cutover_handover", "budget" and "parallel" (the limits), "jobs" (the
  * queued, running and failed jobs, then the finished ones), and "files"
  * (the files of those jobs, each with its job's name; a file of a finished
  * job only while no later job has it; a running job's file also has its
@@ -212,6 +212,7 @@ char *status_json(struct engine *e, const char *name, char **err)
 	json_object_set_new(root, "last_cutover_ms",
 			    json_real((double)e->ms.last_cutover_us / 1000.0));
 	json_object_set_new(root, "last_cutover_hooks", json_string(e->last_hooks));
+	json_object_set_new(root, "last_cutover_handover", json_string(e->last_handover));
 	json_object_set_new(root, "budget", jint(e->ms.budget));
 	json_object_set_new(root, "parallel", jint(e->ms.parallel));
 	for (size_t k = 0; k < e->njobs; k++) {
@@ -325,6 +326,7 @@ char *status_text(struct engine *e, const char *name, char **errout)
 {
 	char *json = status_json(e, name, errout), *out = NULL, b[32];
 	json_t *root = json ? json_loads(json, 0, NULL) : NULL, *f, *jo;
+	const char *hand;
 	size_t i, k, len;
 	FILE *mf;
 
@@ -340,6 +342,9 @@ char *status_text(struct engine *e, const char *name, char **errout)
 	if (uget(root, "parallel"))
 		fprintf(mf, "at most %" PRIu64 " job(s) copy at once\n", uget(root, "parallel"));
 	fprintf(mf, "last cutover: %.1f ms\n", json_real_value(json_object_get(root, "last_cutover_ms")));
+	hand = json_string_value(json_object_get(root, "last_cutover_handover"));
+	if (hand && hand[0])
+		fprintf(mf, "hand-over to QEMU's rbd driver: %s\n", hand);
 	if (json_object_get(root, "destination"))
 		fprintf(mf, "migrating to: %s\n",
 			json_string_value(json_object_get(root, "destination")));

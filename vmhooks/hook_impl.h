@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmhooks/vmhook.h"
+
 /* What a pause is about: the mount and the files being cut over. */
 struct hook_target {
 	const char *mountpoint;
@@ -34,12 +36,17 @@ struct hook_ops {
 	int (*resume)(void *state, int timeout_ms, char *err, size_t errlen);
 	/* take over a pause that another process made (NULL: nothing to do) */
 	void (*adopt)(void *state, const struct hook_target *t);
+	/* after the switch, before resume: the vmhook_handover contract (NULL:
+	 * the back end hands nothing over) */
+	int (*handover)(void *state, const struct vmhook_image *imgs, int n, int timeout_ms,
+			char *err, size_t errlen);
 	/* NULL: the back end cannot tell the VM's state */
 	int (*query)(void *state, char *buf, size_t len, int timeout_ms, char *err,
 		     size_t errlen);
 };
 
 extern const struct hook_ops qmp_hook_ops;	/* qmp_hook.c */
+extern const struct hook_ops qmp_rbd_hook_ops;	/* qmp_hook.c, with qmp_rbd.c */
 extern const struct hook_ops libvirt_hook_ops;	/* libvirt_hook.c */
 extern const struct hook_ops exec_hook_ops;	/* exec_hook.c */
 

@@ -1,5 +1,7 @@
 /*
- * qmp_hook: the "qmp:SOCKET" hook, on the QMP client (qmp.h).
+ * qmp_hook: the "qmp:SOCKET" and "qmp-rbd:SOCKET" hooks, on the QMP client
+ * (qmp.h).  They differ only in the hand-over, which qmp-rbd does with the
+ * connection its pause left open (qmp_rbd.c).
  *
  * The hook pauses with "stop" and confirms with "query-status" that the VM no
  * longer runs (QEMU drains and flushes every block device before it answers
@@ -19,6 +21,7 @@
 #include "common/log.h"
 #include "vmhooks/hook_impl.h"
 #include "vmhooks/qmp.h"
+#include "vmhooks/qmp_rbd.h"
 
 struct qmp_hook {
 	char *path;
@@ -32,7 +35,7 @@ static int qmp_hook_new(const char *socket_path, void **out, char *err, size_t e
 
 	*out = NULL;
 	if (!*socket_path) {
-		hook_errf(err, errlen, "qmp hook needs a socket path (qmp:SOCKET)");
+		hook_errf(err, errlen, "qmp hook needs a socket path (qmp:SOCKET, qmp-rbd:SOCKET)");
 		return -EINVAL;
 	}
 	if (strlen(socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
@@ -212,6 +215,23 @@ static int qmp_hook_query(void *arg, char *state, size_t len, int timeout_ms, ch
 	return rc;
 }
 
+static int qmp_hook_handover(void *arg, const struct vmhook_image *imgs, int n, int timeout_ms,
+			     char *err, size_t errlen)
+{
+	struct qmp_hook *qh = arg;
+	int64_t deadline = hook_now_ms() + timeout_ms;
+	int rc;
+
+	/* the VM stays paused whether or not it was ours to pause */
+	rc = qmp_hook_connect(qh, timeout_ms, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = qmp_rbd_handover(qh->conn, qh->path, imgs, n, hook_left_ms(deadline), err, errlen);
+	if (rc < 0)
+		qmp_hook_after_error(qh, rc);
+	return rc;
+}
+
 static void qmp_hook_adopt(void *arg, const struct hook_target *t)
 {
 	struct qmp_hook *qh = arg;
@@ -225,6 +245,17 @@ const struct hook_ops qmp_hook_ops = {
 	.destroy = qmp_hook_free,
 	.pause = qmp_hook_pause,
 	.resume = qmp_hook_resume,
+	.query = qmp_hook_query,
+	.adopt = qmp_hook_adopt,
+};
+
+const struct hook_ops qmp_rbd_hook_ops = {
+	.prefix = "qmp-rbd:",
+	.create = qmp_hook_new,
+	.destroy = qmp_hook_free,
+	.pause = qmp_hook_pause,
+	.resume = qmp_hook_resume,
+	.handover = qmp_hook_handover,
 	.query = qmp_hook_query,
 	.adopt = qmp_hook_adopt,
 };

@@ -27,7 +27,8 @@ static const struct hook_ops freeze_hook_ops = { .prefix = "freeze", .internal =
 static const struct hook_ops none_hook_ops = { .prefix = "none", .internal = true };
 
 static const struct hook_ops *const backends[] = {
-	&qmp_hook_ops, &libvirt_hook_ops, &exec_hook_ops, &freeze_hook_ops, &none_hook_ops,
+	&qmp_hook_ops, &qmp_rbd_hook_ops, &libvirt_hook_ops, &exec_hook_ops, &freeze_hook_ops,
+	&none_hook_ops,
 };
 
 /* The table whose prefix the spec starts with; *arg is what follows it. */
@@ -48,8 +49,9 @@ static const struct hook_ops *find_backend(const char *spec, const char **arg)
 /* Checks of the spec's argument that are the daemon's, not a back end's. */
 static int check_arg(const struct hook_ops *ops, const char *arg, char *err, size_t errlen)
 {
-	if (ops == &qmp_hook_ops && *arg && *arg != '/') {
-		hook_errf(err, errlen, "qmp '%s': socket path must be absolute", arg);
+	if ((ops == &qmp_hook_ops || ops == &qmp_rbd_hook_ops) && *arg && *arg != '/') {
+		hook_errf(err, errlen, "%.*s '%s': socket path must be absolute",
+			  (int)strlen(ops->prefix) - 1, ops->prefix, arg);
 		return -EINVAL;
 	}
 	if (ops == &exec_hook_ops && *arg != '/' && strchr(arg, '/')) {
@@ -70,7 +72,7 @@ int vmhook_new(const char *spec, struct vmhook **out, char *err, size_t errlen)
 	*out = NULL;
 	ops = find_backend(spec, &arg);
 	if (!ops) {
-		hook_errf(err, errlen, "unknown hook '%s' (expected qmp:SOCKET, "
+		hook_errf(err, errlen, "unknown hook '%s' (expected qmp:SOCKET, qmp-rbd:SOCKET, "
 			  "libvirt:DOMAIN[@URI], exec:PROGRAM, freeze or none)", spec);
 		return -EINVAL;
 	}
@@ -126,6 +128,26 @@ int vmhook_pause(struct vmhook *h, const char *mountpoint, const char *const *fi
 	rc = h->ops->pause(h->state, &t, timeout_ms, err, errlen);
 	if (rc == 0)
 		log_info("hook '%s': paused in %lld ms", h->spec, (long long)(hook_now_ms() - t0));
+	return rc;
+}
+
+bool vmhook_hands_over(const struct vmhook *h)
+{
+	return h->ops->handover != NULL;
+}
+
+int vmhook_handover(struct vmhook *h, const struct vmhook_image *imgs, int n, int timeout_ms,
+		    char *err, size_t errlen)
+{
+	int64_t t0 = hook_now_ms();
+	int rc;
+
+	if (!h->ops->handover)
+		return 0;
+	rc = h->ops->handover(h->state, imgs, n, timeout_ms, err, errlen);
+	if (rc == 0)
+		log_info("hook '%s': %d disk(s) handed over in %lld ms", h->spec, n,
+			 (long long)(hook_now_ms() - t0));
 	return rc;
 }
 

@@ -3,6 +3,10 @@
  * over.  One hook per --hook SPEC given to "relocctl cutover":
  *
  *   qmp:SOCKET             QEMU's QMP on a UNIX socket: stop / cont / query-status
+ *   qmp-rbd:SOCKET         as qmp, and before "cont" hands QEMU's disks over to
+ *                          the RBD images the files were relocated into
+ *                          (vmhook_handover): QEMU then reads and writes them
+ *                          with its own rbd driver, not through the mount
  *   libvirt:DOMAIN[@URI]   suspend / resume a libvirt domain
  *   exec:PROGRAM           runs "PROGRAM pause" / "PROGRAM resume"; the files
  *                          being cut over are in RELOCFS_FILES (newline
@@ -50,6 +54,34 @@ bool vmhook_is_internal(const struct vmhook *h);
  * it returns an error). */
 int vmhook_pause(struct vmhook *h, const char *mountpoint, const char *const *files,
 		 int nfiles, int timeout_ms, char *err, size_t errlen);
+
+/*
+ * Where a file's data lives after the switch, for a hook that hands the VM
+ * over to it: the RBD image the file was relocated into.
+ */
+struct vmhook_image {
+	const char *path;	/* the file, absolute through the mount */
+	const char *pool;
+	const char *image;
+	const char *conf;	/* the Ceph configuration file; "" for Ceph's default */
+	const char *user;	/* the Ceph client name without "client."; "" for admin */
+};
+
+/* true for hooks that hand the VM over to the files' new home (qmp-rbd):
+ * they need a job into RBD images. */
+bool vmhook_hands_over(const struct vmhook *h);
+
+/*
+ * After the switch and before vmhook_resume, with the VM paused by
+ * vmhook_pause: point the VM's disks that are these files at their images
+ * instead, so that the VM no longer goes through the mount for them.  All or
+ * nothing: on failure every disk is left as it was (on the mount, which
+ * serves the images) and err says why.  The images must be flushed by the
+ * caller first (the VM's driver is another client of the cluster).  A no-op
+ * for hooks that do not hand over.
+ */
+int vmhook_handover(struct vmhook *h, const struct vmhook_image *imgs, int n, int timeout_ms,
+		    char *err, size_t errlen);
 
 /* Resume a VM paused by vmhook_pause (no-op if it paused nothing).  Retries
  * within timeout_ms while QEMU's socket is busy or drops (qmp), or while the

@@ -137,7 +137,7 @@ opts=$("$RELOCCTL" --help | awk '/^  [a-z]/ { c = $1 } !/^  [a-z]/ && !/^ +\[/ {
 assert_eq "$cmds
 --help --version -V -h -m -s 
 $opts
-exec: freeze libvirt: none qmp: 
+exec: freeze libvirt: none qmp-rbd: qmp: 
 --job --json 
 $TEST_DIR/dirs/target 
 (none)" "$out" "completions (commands; options; cutover's options; hooks; status's options; --to; job names)"

@@ -39,6 +39,18 @@ echo "before" >"$TEST_MNT/vm2.flushed"
 ctl migrate --to "$TEST_DST" --rate 64M >/dev/null
 ctl wait --timeout 120 >/dev/null
 
+step 'qmp-rbd on a job into a directory: refused (exit 2) before any hook runs'
+rc=0
+out=$(ctl cutover "${HOOKS[@]}" --hook "qmp-rbd:$TEST_DIR/none.qmp" --timeout 60 2>&1) || rc=$?
+say "  relocctl: $out"
+assert_eq 2 "$rc" "exit status"
+case $out in *"hook 'qmp-rbd:$TEST_DIR/none.qmp' hands QEMU over to RBD images, but "*"goes to '$TEST_DST'") ;;
+*) fail "the error does not say why: $out" ;; esac
+[ ! -e "$HOOKLOG" ] || fail "a hook ran: $(cat "$HOOKLOG")"
+for f in disk0.img disk1.img; do
+	assert_eq ready "$(file_state "$f")" "state of '$f' after the refused cutover"
+done
+
 step 'the second pause fails: the cutover is cancelled, nothing is switched, the first hook is resumed'
 touch "$TEST_DIR/fail.vm2"
 out=$(ctl cutover "${HOOKS[@]}" --timeout 60 2>&1) && fail "cutover succeeded although vm2 refused to pause: $out"

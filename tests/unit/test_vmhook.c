@@ -1,4 +1,4 @@
-// modules: vmhooks/vmhook.c vmhooks/qmp.c vmhooks/qmp_hook.c vmhooks/exec_hook.c vmhooks/libvirt_hook.c vmhooks/hook_util.c common/log.c
+// modules: vmhooks/vmhook.c vmhooks/qmp.c vmhooks/qmp_hook.c vmhooks/qmp_rbd.c vmhooks/exec_hook.c vmhooks/libvirt_hook.c vmhooks/hook_util.c common/log.c
 /*
  * test_vmhook: the hooks against real peers.
  *
@@ -100,7 +100,7 @@ static void test_spec_unknown_kind_is_rejected_with_one_line(void **state)
 
 	assert_int_equal(vmhook_new("ssh:host", &h, err, sizeof(err)), -EINVAL);
 	assert_null(h);
-	assert_string_equal(err, "unknown hook 'ssh:host' (expected qmp:SOCKET, "
+	assert_string_equal(err, "unknown hook 'ssh:host' (expected qmp:SOCKET, qmp-rbd:SOCKET, "
 			    "libvirt:DOMAIN[@URI], exec:PROGRAM, freeze or none)");
 	assert_int_equal(vmhook_new("", &h, err, sizeof(err)), -EINVAL);
 	assert_int_equal(vmhook_new("qmp", &h, err, sizeof(err)), -EINVAL);
@@ -124,6 +124,37 @@ static void test_spec_qmp_needs_an_absolute_socket_path(void **state)
 	memcpy(longp, "qmp:/", 5);
 	longp[sizeof(longp) - 1] = '\0';
 	assert_int_equal(vmhook_new(longp, &h, err, sizeof(err)), -ENAMETOOLONG);
+}
+
+static void test_spec_qmp_rbd_needs_an_absolute_socket_and_hands_over(void **state)
+{
+	struct vmhook *h;
+	char err[256];
+
+	assert_int_equal(vmhook_new("qmp-rbd:/run/vm1.qmp", &h, err, sizeof(err)), 0);
+	assert_false(vmhook_is_internal(h));
+	assert_true(vmhook_hands_over(h));
+	assert_string_equal(vmhook_spec(h), "qmp-rbd:/run/vm1.qmp");
+	vmhook_free(h);
+	assert_int_equal(vmhook_new("qmp-rbd:", &h, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vmhook_new("qmp-rbd:vm1.qmp", &h, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "qmp-rbd 'vm1.qmp': socket path must be absolute");
+}
+
+static void test_spec_only_qmp_rbd_hands_over_and_the_others_do_nothing(void **state)
+{
+	static const char *const specs[] = { "qmp:/run/vm1.qmp", "exec:true", "libvirt:vm1",
+					     "freeze", "none" };
+	struct vmhook_image img = { "/mnt/vm.img", "rbd", "vm.img", "", "" };
+	struct vmhook *h;
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		assert_int_equal(vmhook_new(specs[i], &h, err, sizeof(err)), 0);
+		assert_false(vmhook_hands_over(h));
+		assert_int_equal(vmhook_handover(h, &img, 1, 100, err, sizeof(err)), 0);
+		vmhook_free(h);
+	}
 }
 
 static void test_spec_exec_takes_absolute_path_or_name_in_path(void **state)
@@ -662,6 +693,31 @@ static void test_qmp_hook_pauses_and_resumes_a_running_vm(void **state)
 	peer_stop(p);
 }
 
+/* a QEMU that lacks the block commands: the hand-over fails in one line,
+ * the VM stays paused until the resume, which still works */
+static void test_qmp_rbd_hook_failed_handover_leaves_the_vm_to_resume(void **state)
+{
+	struct peer *p = peer_start(PEER_QEMU, true);
+	struct vmhook_image img = { "/mnt/vm.img", "rbd", "vm.img", "", "" };
+	char spec[200], err[256];
+	struct vmhook *h;
+
+	snprintf(spec, sizeof(spec), "qmp-rbd:%s", p->path);
+	assert_int_equal(vmhook_new(spec, &h, err, sizeof(err)), 0);
+	assert_int_equal(vmhook_pause(h, "/mnt", NULL, 0, 5000, err, sizeof(err)), 0);
+	assert_int_equal(vmhook_handover(h, &img, 1, 5000, err, sizeof(err)), -ENOTSUP);
+	assert_non_null(strstr(err, "query-named-block-nodes"));
+	assert_null(strchr(err, '\n'));
+	assert_false(peer_running(p));
+	assert_int_equal(vmhook_resume(h, 5000, err, sizeof(err)), 0);
+	assert_true(peer_running(p));
+	vmhook_free(h);
+	assert_string_equal(peer_log(p), "qmp_capabilities query-status stop query-status "
+			    "query-named-block-nodes cont query-status ");
+	assert_int_equal(peer_connections(p), 1);
+	peer_stop(p);
+}
+
 static void test_qmp_hook_leaves_an_operator_paused_vm_paused(void **state)
 {
 	struct peer *p = peer_start(PEER_QEMU, false);
@@ -946,6 +1002,8 @@ int main(void)
 		cmocka_unit_test(test_spec_none_and_freeze_are_internal),
 		cmocka_unit_test(test_spec_unknown_kind_is_rejected_with_one_line),
 		cmocka_unit_test(test_spec_qmp_needs_an_absolute_socket_path),
+		cmocka_unit_test(test_spec_qmp_rbd_needs_an_absolute_socket_and_hands_over),
+		cmocka_unit_test(test_spec_only_qmp_rbd_hands_over_and_the_others_do_nothing),
 		cmocka_unit_test(test_spec_exec_takes_absolute_path_or_name_in_path),
 		cmocka_unit_test(test_spec_libvirt_splits_domain_and_uri_at_first_at),
 		cmocka_unit_test(test_query_is_not_supported_by_exec_and_internal_hooks),
@@ -962,6 +1020,7 @@ int main(void)
 		cmocka_unit_test(test_qmp_client_connect_refused_is_one_line),
 		cmocka_unit_test(test_qmp_hook_pauses_and_resumes_a_running_vm),
 		cmocka_unit_test(test_qmp_hook_leaves_an_operator_paused_vm_paused),
+		cmocka_unit_test(test_qmp_rbd_hook_failed_handover_leaves_the_vm_to_resume),
 		cmocka_unit_test(test_qmp_hook_second_pause_still_resumes_what_it_paused),
 		cmocka_unit_test(test_qmp_hook_stop_error_is_one_line_and_vm_keeps_running),
 		cmocka_unit_test(test_qmp_hook_fails_when_qemu_dies_during_stop),
