@@ -25,7 +25,7 @@ DELTA_SRC  := delta/bitmap.c delta/journal.c delta/store.c delta/view.c delta/me
 FS_SRC     := fs/session.c fs/table.c fs/once.c fs/takeover.c fs/inode.c fs/gate.c fs/handle.c fs/route.c fs/data.c fs/names.c \
               fs/dirs.c fs/xattrs.c fs/request.c fs/loop.c
 COPIER_SRC := copier/copier.c copier/ratelimit.c
-HOOK_SRC   := vmhooks/vmhook.c vmhooks/hook_util.c vmhooks/qmp.c vmhooks/qmp_hook.c \
+HOOK_SRC   := vmhooks/vmhook.c vmhooks/hook_util.c vmhooks/qmp.c vmhooks/qmp_hook.c vmhooks/qmp_migrate_hook.c \
               vmhooks/exec_hook.c vmhooks/libvirt_hook.c
 CTL_COMMON := ctl/proto.c
 ENGINE_SRC := ctl/server.c ctl/mount_state.c ctl/engine.c ctl/record.c ctl/job.c ctl/namespace.c \

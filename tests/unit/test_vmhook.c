@@ -1,4 +1,4 @@
-// modules: vmhooks/vmhook.c vmhooks/qmp.c vmhooks/qmp_hook.c vmhooks/exec_hook.c vmhooks/libvirt_hook.c vmhooks/hook_util.c common/log.c
+// modules: vmhooks/vmhook.c vmhooks/qmp.c vmhooks/qmp_hook.c vmhooks/qmp_migrate_hook.c vmhooks/exec_hook.c vmhooks/libvirt_hook.c vmhooks/hook_util.c common/log.c common/crashpoint.c
 /*
  * test_vmhook: the hooks against real peers.
  *
@@ -101,7 +101,7 @@ static void test_spec_unknown_kind_is_rejected_with_one_line(void **state)
 	assert_int_equal(vmhook_new("ssh:host", &h, err, sizeof(err)), -EINVAL);
 	assert_null(h);
 	assert_string_equal(err, "unknown hook 'ssh:host' (expected qmp:SOCKET, "
-			    "libvirt:DOMAIN[@URI], exec:PROGRAM, freeze or none)");
+			    "qmp-migrate:SOCKET@URI, libvirt:DOMAIN[@URI], exec:PROGRAM, freeze or none)");
 	assert_int_equal(vmhook_new("", &h, err, sizeof(err)), -EINVAL);
 	assert_int_equal(vmhook_new("qmp", &h, err, sizeof(err)), -EINVAL);
 }
