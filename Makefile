@@ -29,7 +29,7 @@ HOOK_SRC   := vmhooks/vmhook.c vmhooks/hook_util.c vmhooks/qmp.c vmhooks/qmp_hoo
               vmhooks/exec_hook.c vmhooks/libvirt_hook.c
 CTL_COMMON := ctl/proto.c
 ENGINE_SRC := ctl/server.c ctl/mount_state.c ctl/engine.c ctl/record.c ctl/job.c ctl/namespace.c \
-              ctl/migrate.c ctl/cutover.c ctl/switch.c ctl/abort.c ctl/status.c ctl/recover.c
+              ctl/migrate.c ctl/cutover.c ctl/handoff.c ctl/switch.c ctl/abort.c ctl/status.c ctl/recover.c
 DAEMON_SRC := daemon/main.c daemon/supervisor.c daemon/worker.c
 RELOCFS_SRC  := $(DAEMON_SRC) $(ENGINE_SRC) $(CTL_COMMON) $(HOOK_SRC) $(COPIER_SRC) $(FS_SRC) \
                 $(DELTA_SRC) $(COMMON_SRC)

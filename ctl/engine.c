@@ -84,9 +84,10 @@ int engine_new(struct engine **out, int source_fd, const char *source_path,
 	load_overrides(e, *root_fd);
 	if (!e->ms.job) {
 		drop_next_state(e);	/* stale: no job to cut over */
-		return 0;
+		return handoff_load(e, err, errlen);
 	}
-	return recover_job(e, root_fd, err, errlen);
+	r = recover_job(e, root_fd, err, errlen);
+	return r ? r : handoff_load(e, err, errlen);
 }
 
 /* Warm: the nodes a dead worker's cutover had not switched yet (it passed
@@ -125,9 +126,7 @@ int engine_attach(struct engine *e, struct fs *fs, char *err, size_t errlen)
 		finish_switch(e, e->finish_switch);
 		e->finish_switch = NULL;
 	}
-	if (!j)
-		return 0;
-	for (size_t i = 0; i < j->n; i++) {
+	for (size_t i = 0; j && i < j->n; i++) {
 		struct rnode *n = node_for(e, j->files[i].relpath);
 
 		if (!n) {
@@ -137,6 +136,7 @@ int engine_attach(struct engine *e, struct fs *fs, char *err, size_t errlen)
 		j->files[i].node = n;
 		fs_node_route(n, j->files[i].d);
 	}
+	handoff_attach(e);
 	return 0;
 }
 
@@ -195,7 +195,9 @@ int engine_start(struct engine *e)
 	if (e->warm)
 		resume_paused(e);
 	pthread_mutex_lock(&e->cmd_lock);
-	if (e->job && !e->bg_abort)
+	/* a hand-off a dead daemon left is settled first; its thread starts
+	 * the copier if the job goes on mirroring */
+	if (e->job && !e->bg_abort && !handoff_resolve_start(e))
 		r = job_copier_start(e, e->job);
 	pthread_mutex_unlock(&e->cmd_lock);
 	if (e->bg_abort) {
@@ -241,6 +243,7 @@ void engine_free(struct engine *e)
 	for (size_t i = 0; i < e->novr; i++)
 		override_free(&e->ovr[i]);
 	free(e->ovr);
+	handoff_free(e);
 	for (size_t i = 0; i < e->ndone; i++) {
 		free(e->done[i].path);
 		free(e->done[i].backend);
@@ -309,7 +312,9 @@ int engine_command(void *arg, const struct ctl_request *req, char **out)
 		ret = cmd_cutover(e, req, out);
 		break;
 	case CTL_CMD_ABORT:
-		ret = cmd_abort(e, out);
+		ret = handoff_abort_check(e, req->force, out);
+		if (!ret)
+			ret = cmd_abort(e, out);
 		break;
 	case CTL_CMD_VERIFY:
 		ret = cmd_verify(e, out);

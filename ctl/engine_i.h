@@ -7,6 +7,7 @@
  *                (the FUSE layer's policy)
  *   migrate.c    starting a job
  *   cutover.c    the cutover as steps; switch.c the switch and its commit
+ *   handoff.c    the cutover that hands the VM to another host (qmp-migrate)
  *   abort.c      abort
  *   status.c     status and verify
  *   recover.c    picking the mount's state up after a restart
@@ -67,6 +68,8 @@ struct job {
 	int dest_fd;		/* O_RDONLY directory; -1 when it was lost (restart) */
 	int delta_fd;		/* O_RDONLY directory */
 	bool dest_lost;		/* a restart could not open the destination */
+	bool keep_dest;		/* an abort leaves the destination as it is (a
+				 * hand-off that may have reached it) */
 	size_t n;
 	struct job_file *files;
 	struct delta **deltas;	/* files[i].d, as the copier takes them */
@@ -85,6 +88,15 @@ struct override {
 	size_t nanc;		/* directories from the root down to the parent */
 	dev_t *adev;
 	ino_t *aino;
+};
+
+/* A file handed off to another host: served read-only here. */
+struct sealed_file {
+	char *relpath;
+	char *to;		/* the migration URI the VM went to */
+	char *vm;		/* its name, "" if none */
+	struct rnode *node;	/* sealed, with a daemon reference; NULL before
+				 * the mount exists */
 };
 
 /* A file of the last finished job, for status. */
@@ -160,6 +172,12 @@ struct engine {
 	 * as it is, so that a restart rolls back to the source */
 	bool record_frozen;
 	struct commit commit;
+	struct sealed_file *sealed;	/* files handed off to another host; lock */
+	size_t nsealed;			/* lock; read atomically as a hint */
+	char handoff_phase[64];		/* what a hand-off is doing now, for status; lock */
+	char handoff_note[512];		/* how the last hand-off went, for status; lock */
+	bool handoff_unknown;		/* a recorded hand-off whose end QEMU could not
+					 * tell: settled by cutover or abort --force; lock */
 	unsigned cleanups;		/* cleanup threads running; lock */
 	pthread_cond_t cleanups_done;	/* cleanups reached 0 */
 };
@@ -306,6 +324,7 @@ void switch_tree_node(struct rnode *n, void *arg);
 struct next_state {
 	struct mount_state ms;
 	struct ms_override *ovr;
+	struct ms_sealed *sealed;
 	char **cleanup;
 };
 int next_state_build(struct engine *e, struct next_state *ns, struct job *j);
@@ -324,5 +343,71 @@ void sync_dirs(int dirfd, struct job *j);
 void commit_begin(struct engine *e, struct job *j);
 int commit_make_durable(struct engine *e);
 int commit_barrier(void *arg);
+
+/* ---- cutover.c: the steps, for handoff.c ---- */
+
+struct vmhook;
+struct ctl_request;
+
+/* One cutover in progress: what each step leaves for the next. */
+struct cutover {
+	struct engine *e;
+	struct job *j;
+	const struct ctl_request *req;
+	struct vmhook *hooks[CTL_HOOKS_MAX];
+	uint64_t hook_t0[CTL_HOOKS_MAX];
+	int nhooks, paused, hook_ms;
+	struct preopen_ctx pre;
+	struct next_state ns;
+	struct rnode **nodes;
+	struct preopen *sw;		/* the migrating files, prepared for the switch */
+	char err[512], hooktxt[512];
+	uint64_t t_hold, t_drained, t_merged, t_release, hold_us;
+	size_t parked;
+	bool merged_unsynced;		/* the hold merged blocks without durable records */
+	bool switched;
+	bool handoff;			/* the files were handed off: seal, merge nothing */
+	bool remove_source;
+	int old_root_fd;		/* tree jobs: where the files were */
+};
+
+int step_wait(struct cutover *c, char **out);
+/* the hold; on failure released with nothing switched */
+int step_hold(struct cutover *c, char **out);
+/* the point of no return (cannot fail) */
+void step_switch(struct cutover *c);
+/* durable: the destinations, then the renamed record; clean-up */
+int step_commit(struct cutover *c, int ret, char **out);
+void cutover_free(struct cutover *c);
+/* fsync every destination file; on failure *out says so, and every delta
+ * block is merged again (a failed sync may have lost earlier merges) */
+int sync_dests(struct job *j, char **out);
+
+/* ---- handoff.c ---- */
+
+/* cutover with a hook that hands the VM to another host (c->hooks[0]) */
+int cmd_handoff(struct cutover *c, char **out);
+/* a hand-off recorded but not settled: settle it with c's hook, or with
+ * --force (the VM runs at the destination) */
+int handoff_settle(struct cutover *c, char **out);
+/* abort of a job whose hand-off was recorded: only with --force */
+int handoff_abort_check(struct engine *e, bool force, char **out);
+/* Load the record's sealed files (before serving, e->lock not needed). */
+int handoff_load(struct engine *e, char *err, size_t errlen);
+/* Seal the files of the record, and a job's whose hand-off was recorded
+ * (engine_attach). */
+void handoff_attach(struct engine *e);
+/* engine_start: finish or cancel the hand-off a dead daemon left, in a
+ * thread of its own.  true if one was started (the copier is its to start). */
+bool handoff_resolve_start(struct engine *e);
+/* The FUSE layer's name check for sealed files (caller holds e->lock):
+ * 0, or -EROFS. */
+int handoff_name_check(struct engine *e, const struct fs_dir *dir, const char *name,
+		       const struct stat *st, bool creates);
+/* A sealed file's name (an override) was unlinked: forget it (e->lock held). */
+void handoff_forget(struct engine *e, const char *relpath);
+/* status --json: the hand-off and the sealed files (e->lock held) */
+void handoff_status(struct engine *e, struct json_t *root, struct json_t *files);
+void handoff_free(struct engine *e);
 
 #endif

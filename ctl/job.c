@@ -346,8 +346,13 @@ int job_to_ms(struct mount_state *ms, struct job *j)
 	ms->nfiles = 0;
 	ms->dest = ms->delta_dir = NULL;
 	ms->job = j != NULL;
-	if (!j)
+	if (!j) {
+		free(ms->handoff_spec);
+		free(ms->handoff_vm);
+		ms->handoff_spec = ms->handoff_vm = NULL;
+		ms->handoff = MS_HANDOFF_NONE;
 		return 0;
+	}
 	ms->job_id = j->id;
 	ms->tree = j->tree;
 	ms->rate = j->rate;
@@ -365,6 +370,12 @@ int job_to_ms(struct mount_state *ms, struct job *j)
 
 void remove_dest(struct job *j)
 {
+	if (j->keep_dest || j->dest_fd < 0) {
+		if (j->keep_dest)
+			log_warnx("what the migration put in '%s' is left there: it was handed off",
+				  j->dest);
+		return;
+	}
 	if (j->tree) {
 		/* the destination was empty when the job began: all of it is ours */
 		empty_dir(j->dest_fd, STATE_DIR);

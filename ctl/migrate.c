@@ -120,10 +120,22 @@ static int migrate_check(struct engine *e, const struct ctl_request *req, char d
 		*out = xasprintf("cannot create destination '%s': %s", dest, strerror(errno));
 		return CTL_EFAIL;
 	}
+	if (req->nfiles == 0 && __atomic_load_n(&e->nsealed, __ATOMIC_ACQUIRE)) {
+		*out = xasprintf("the tree holds %zu file(s) handed off to another host (e.g. '%s'): "
+				 "migrate the other files by name", e->nsealed, e->sealed[0].relpath);
+		return CTL_EFAIL;
+	}
 	for (int i = 0; i < req->nfiles; i++) {
 		ret = check_file_arg(req->files[i], out);
 		if (ret)
 			return ret;
+		for (size_t k = 0; k < e->nsealed; k++) {
+			if (!strcmp(e->sealed[k].relpath, req->files[i])) {
+				*out = xasprintf("'%s' was handed off to '%s': it is read-only here",
+						 req->files[i], e->sealed[k].to);
+				return CTL_EFAIL;
+			}
+		}
 		for (int k = 0; k < i; k++) {
 			if (!strcmp(req->files[k], req->files[i])) {
 				*out = xasprintf("'%s' is named twice", req->files[i]);

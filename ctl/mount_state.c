@@ -150,6 +150,20 @@ char *ms_format(const struct mount_state *st)
 			sb_path(&b, st->files[i]);
 			sb_printf(&b, "\n");
 		}
+		if (st->handoff != MS_HANDOFF_NONE) {
+			sb_printf(&b, "handoff %s",
+				  st->handoff == MS_HANDOFF_RECORDED ? "recorded" : "started");
+			sb_path(&b, st->handoff_spec ? st->handoff_spec : "");
+			sb_path(&b, st->handoff_vm ? st->handoff_vm : "");
+			sb_printf(&b, " %d\n", st->handoff_remove_source ? 1 : 0);
+		}
+	}
+	for (size_t i = 0; i < st->nsealed; i++) {
+		sb_printf(&b, "sealed");
+		sb_path(&b, st->sealed[i].relpath);
+		sb_path(&b, st->sealed[i].to);
+		sb_path(&b, st->sealed[i].vm);
+		sb_printf(&b, "\n");
 	}
 	for (size_t i = 0; i < st->ncleanup; i++) {
 		sb_printf(&b, "cleanup");
@@ -264,6 +278,28 @@ int ms_parse(const char *text, struct mount_state *st)
 				goto oom;
 			if (!(st->files[idx] = ms_decode(f[2])))
 				goto bad;
+		} else if (!strcmp(f[0], "handoff") && n == 5) {
+			if (!st->job || st->handoff != MS_HANDOFF_NONE ||
+			    (strcmp(f[4], "0") && strcmp(f[4], "1")))
+				goto bad;
+			if (!strcmp(f[1], "started"))
+				st->handoff = MS_HANDOFF_STARTED;
+			else if (!strcmp(f[1], "recorded"))
+				st->handoff = MS_HANDOFF_RECORDED;
+			else
+				goto bad;
+			st->handoff_remove_source = f[4][0] == '1';
+			if (!(st->handoff_spec = ms_decode(f[2])) || !(st->handoff_vm = ms_decode(f[3])))
+				goto bad;
+		} else if (!strcmp(f[0], "sealed") && n == 4) {
+			struct ms_sealed *x;
+
+			if (push((void **)&st->sealed, &st->nsealed, sizeof(*st->sealed)))
+				goto oom;
+			x = &st->sealed[st->nsealed - 1];
+			*x = (struct ms_sealed){ ms_decode(f[1]), ms_decode(f[2]), ms_decode(f[3]) };
+			if (!x->relpath || !x->to || !x->vm)
+				goto bad;
 		} else if (!strcmp(f[0], "cleanup") && n == 2) {
 			if (push((void **)&st->cleanup, &st->ncleanup, sizeof(*st->cleanup)))
 				goto oom;
@@ -372,6 +408,14 @@ void ms_free(struct mount_state *st)
 	for (size_t i = 0; i < st->nfiles; i++)
 		free(st->files[i]);
 	free(st->files);
+	free(st->handoff_spec);
+	free(st->handoff_vm);
+	for (size_t i = 0; i < st->nsealed; i++) {
+		free(st->sealed[i].relpath);
+		free(st->sealed[i].to);
+		free(st->sealed[i].vm);
+	}
+	free(st->sealed);
 	for (size_t i = 0; i < st->ncleanup; i++)
 		free(st->cleanup[i]);
 	free(st->cleanup);

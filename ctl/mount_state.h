@@ -21,6 +21,11 @@
  *   override RELPATH BACKEND_ROOT
  *   job ID tree|files DEST DELTA_DIR RATE
  *   file N RELPATH
+ *   handoff started|recorded SPEC VM 0|1
+ *                          (the job's hand-off to another host: started, or
+ *                          recorded as done, its hook, the VM's name, and
+ *                          whether the source is to be removed)
+ *   sealed RELPATH TO VM   (a file handed off to another host: read-only here)
  *   cleanup DIR            (a delta directory left to remove)
  *   sum XXH3
  */
@@ -36,6 +41,20 @@ struct ms_override {
 	char *backend;		/* the root directory the file now lives under */
 };
 
+/* A job's hand-off to another host (ctl/handoff.c). */
+enum ms_handoff {
+	MS_HANDOFF_NONE = 0,
+	MS_HANDOFF_STARTED,	/* QEMU may be migrating: a restart cancels it */
+	MS_HANDOFF_RECORDED,	/* the commit point: the destination is the truth */
+};
+
+/* A file handed off to another host. */
+struct ms_sealed {
+	char *relpath;
+	char *to;		/* where the VM went (the migration URI) */
+	char *vm;		/* its name, "" if none */
+};
+
 struct mount_state {
 	char *root;
 	uint64_t last_cutover_us;
@@ -49,6 +68,12 @@ struct mount_state {
 	uint64_t rate;
 	size_t nfiles;
 	char **files;		/* relpaths, index = file id */
+	enum ms_handoff handoff;	/* with job only */
+	char *handoff_spec;
+	char *handoff_vm;
+	bool handoff_remove_source;
+	size_t nsealed;
+	struct ms_sealed *sealed;
 	size_t ncleanup;
 	char **cleanup;
 };

@@ -138,6 +138,7 @@ void ns_redirect_removed(void *arg, const struct fs_dir *dir, const char *name)
 		struct override *o = &e->ovr[i];
 
 		if (override_names(o, dir, name)) {
+			handoff_forget(e, o->relpath);
 			override_free(o);
 			e->ovr[i] = e->ovr[e->novr - 1];
 			__atomic_store_n(&e->novr, e->novr - 1, __ATOMIC_RELEASE);
@@ -173,7 +174,7 @@ int ns_name_check(void *arg, const struct fs_dir *dir, const char *name, bool cr
 	int err = 0;
 
 	pthread_mutex_lock(&e->lock);
-	if (!e->job && !e->novr)
+	if (!e->job && !e->novr && !e->nsealed)
 		goto out;
 	if (e->job && e->job->tree) {
 		err = -EBUSY;
@@ -181,6 +182,8 @@ int ns_name_check(void *arg, const struct fs_dir *dir, const char *name, bool cr
 	}
 	if (fstatat(dir->fd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
 		goto out;	/* a new name pins nothing */
+	if (e->nsealed && (err = handoff_name_check(e, dir, name, &st, creates)))
+		goto out;	/* handed off to another host */
 	if (e->job && job_pins(e->job, &st)) {
 		err = -EBUSY;
 		goto out;

@@ -60,6 +60,8 @@ struct ctl_request {
 	enum ctl_cmd cmd;
 	bool json;			/* status */
 	bool remove_source;		/* cutover */
+	bool force;			/* cutover, abort: settle a hand-off whose end
+					 * QEMU cannot tell (ctl/handoff.c) */
 	const char *to;			/* migrate: destination directory */
 	const char *delta_dir;		/* migrate: where deltas live */
 	uint64_t rate;			/* migrate: bytes/s, 0 = default */

@@ -147,6 +147,16 @@ static bool must_roll_back(struct engine *e, struct job *j)
 		if (st.phase == DELTA_ABORTING)
 			return true;	/* an abort was under way */
 	}
+	if (e->ms.handoff == MS_HANDOFF_RECORDED) {
+		/* the destination is the truth now, and the VM may run at the
+		 * other host: never back to the source on our own (handoff.c
+		 * asks QEMU, and does again what a crash interrupted) */
+		drop_next_state(e);
+		if (j->dest_lost)
+			log_warnx("the destination '%s' of a recorded hand-off cannot be opened: the "
+				  "files stay read-only here", j->dest);
+		return false;
+	}
 	if (cutover_interrupted(e)) {
 		log_warnx("a cutover to '%s' was interrupted before it was durable: rolling back to "
 			  "the source; migrate again", j->dest);
@@ -237,7 +247,7 @@ static int recover_warm(struct engine *e, struct job *j, int *root_fd, char *err
 		if (st.phase == DELTA_ABORTING)
 			e->bg_abort = j;
 	}
-	if (j->dest_lost && !e->bg_abort) {
+	if (j->dest_lost && !e->bg_abort && e->ms.handoff != MS_HANDOFF_RECORDED) {
 		log_warnx("the destination '%s' is lost: rolling the migration back to the source; "
 			  "migrate again", j->dest);
 		e->bg_abort = j;

@@ -65,6 +65,7 @@ char *status_json(struct engine *e)
 			json_array_append_new(files, f);
 		}
 	}
+	handoff_status(e, root, files);
 	pthread_mutex_unlock(&e->lock);
 	json_object_set_new(root, "files", files);
 	s = json_dumps(root, JSON_COMPACT);
@@ -89,9 +90,30 @@ char *status_text(struct engine *e)
 	if (json_object_get(root, "destination"))
 		fprintf(mf, "migrating to: %s\n",
 			json_string_value(json_object_get(root, "destination")));
+	if ((f = json_object_get(root, "handoff")))
+		fprintf(mf, "hand-off: %s%s%s%s from %s to %s (%s)\n",
+			json_string_value(json_object_get(f, "state")),
+			*json_string_value(json_object_get(f, "vm")) ? ", vm '" : "",
+			json_string_value(json_object_get(f, "vm")),
+			*json_string_value(json_object_get(f, "vm")) ? "'" : "",
+			json_string_value(json_object_get(root, "host")),
+			json_string_value(json_object_get(f, "to")),
+			json_string_value(json_object_get(f, "phase")));
+	if (json_is_string(json_object_get(root, "handoff_note")))
+		fprintf(mf, "last hand-off: %s\n",
+			json_string_value(json_object_get(root, "handoff_note")));
 	json_array_foreach(json_object_get(root, "files"), i, f) {
 		json_t *err = json_object_get(f, "error");
 
+		if (json_is_string(json_object_get(f, "to"))) {
+			fprintf(mf, "  handed-off %s  to %s%s%s%s: read-only here\n",
+				json_string_value(json_object_get(f, "path")),
+				json_string_value(json_object_get(f, "to")),
+				*json_string_value(json_object_get(f, "vm")) ? " (vm '" : "",
+				json_string_value(json_object_get(f, "vm")),
+				*json_string_value(json_object_get(f, "vm")) ? "')" : "");
+			continue;
+		}
 		fprintf(mf, "  %-8s %s  %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT
 			" bytes copied, delta %" JSON_INTEGER_FORMAT "%s%s%s\n",
 			json_string_value(json_object_get(f, "state")),

@@ -155,6 +155,12 @@ int fs_node_fd(const struct rnode *n);
  * when it changes a route that requests may be using. */
 void fs_node_route(struct rnode *n, struct delta *d);
 
+/* Serve the node's file read-only from now on (false: read-write again):
+ * opens for writing, writes, truncates and fallocate fail with EROFS, on
+ * handles already open too (a file handed off to another host).  The seal
+ * lives as long as this worker's node; the caller keeps a reference. */
+void fs_node_seal(struct rnode *n, bool sealed);
+
 /* Call fn on every node, each with a daemon reference held, no lock held. */
 void fs_foreach_node(struct fs *fs, void (*fn)(struct rnode *n, void *arg), void *arg);
 

@@ -49,6 +49,7 @@ struct rnode {
 	unsigned inflight;		/* requests being served on this node; atomic */
 	bool held;			/* cutover: park new requests; atomic */
 	struct delta *delta;		/* the live view while the file migrates; atomic */
+	bool sealed;			/* handed off: served read-only; atomic */
 	struct rhandle *handles;	/* open handles, for backend swaps */
 };
 

@@ -50,6 +50,8 @@ struct hook_ops {
 			 size_t errlen);
 	/* one line on the VM and what the hook saw of it */
 	void (*describe)(void *state, char *buf, size_t len);
+	/* the VM's name, "" if it has none or the hook does not know it yet */
+	void (*vm_name)(void *state, char *buf, size_t len);
 };
 
 extern const struct hook_ops qmp_hook_ops;	/* qmp_hook.c */

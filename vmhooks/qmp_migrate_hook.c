@@ -497,6 +497,13 @@ static void qmpm_describe(void *arg, char *buf, size_t len)
 		snprintf(buf + o, len - (size_t)o, "migrating to '%s' (%s)", h->uri, h->status);
 }
 
+static void qmpm_vm_name(void *arg, char *buf, size_t len)
+{
+	struct qmpm_hook *h = arg;
+
+	snprintf(buf, len, "%s", h->vm);
+}
+
 const struct hook_ops qmp_migrate_hook_ops = {
 	.prefix = "qmp-migrate:",
 	.create = qmpm_new,
@@ -508,4 +515,5 @@ const struct hook_ops qmp_migrate_hook_ops = {
 	.disks = qmpm_disks,
 	.migration = qmpm_migration,
 	.describe = qmpm_describe,
+	.vm_name = qmpm_vm_name,
 };

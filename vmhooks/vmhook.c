@@ -206,3 +206,11 @@ void vmhook_describe(struct vmhook *h, char *buf, size_t len)
 	if (h->ops->describe)
 		h->ops->describe(h->state, buf, len);
 }
+
+void vmhook_vm_name(struct vmhook *h, char *buf, size_t len)
+{
+	if (len)
+		buf[0] = '\0';
+	if (h->ops->vm_name)
+		h->ops->vm_name(h->state, buf, len);
+}

@@ -97,5 +97,7 @@ int vmhook_migration(struct vmhook *h, char *state, size_t len, int timeout_ms, 
 		     size_t errlen);
 /* One line on the VM ("vm 'NAME', qemu downtime 41 ms"); "" if nothing. */
 void vmhook_describe(struct vmhook *h, char *buf, size_t len);
+/* The VM's name as the hypervisor knows it, "" if not known. */
+void vmhook_vm_name(struct vmhook *h, char *buf, size_t len);
 
 #endif

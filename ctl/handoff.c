@@ -1,0 +1,853 @@
+/*
+ * handoff: the cutover that moves a VM to another host through QEMU's own
+ * migration ("cutover --hook qmp-migrate:SOCKET@URI"), and the files it
+ * leaves read-only here.
+ *
+ * The destination is a directory the other host serves its VM's disks from
+ * (shared storage, or that host's disk reached over a network filesystem).
+ * The copy was made, merged and verified like any migration's; what differs
+ * is the end: the files do not switch to the destination on this host, they
+ * go with the VM to the other host, which writes them from then on.
+ *
+ * The order, and the one commit point
+ * -----------------------------------
+ *   1. ready: little left to merge (as any cutover);
+ *   2. the VM's disks on this mount must be exactly the job's files
+ *      (query-block), so that no other VM's file becomes read-only here
+ *      and no disk of this VM is left behind;
+ *   3. record "handoff started" (SPEC, so that a restart can reach QEMU);
+ *   4. the hook starts QEMU's migration and returns at "pre-switchover":
+ *      the guest is stopped, QEMU drained and flushed its disks.  The
+ *      copier went on merging while QEMU copied memory;
+ *   5. hold the files, commit the delta records, merge every block, fix
+ *      sizes and holes, fsync the destination files (and directory):
+ *      the destination now holds the live view, durably;
+ *   6. record "handoff recorded": THE COMMIT POINT.  From here the
+ *      destination is the truth: nothing is merged into it again, and a
+ *      restart never rolls back to the source on its own;
+ *   7. release the hold and let QEMU continue ("migrate-continue"): it
+ *      sends the device state and the destination QEMU runs the guest;
+ *   8. QEMU says "completed": switch the files to the destination on this
+ *      mount, sealed (read-only: opens for writing, writes, truncates fail
+ *      with EROFS, on handles open before too), in one record that lists
+ *      them as "sealed", and remove the delta store (and the source, with
+ *      --remove-source) in the background.
+ *
+ * Failures: before 6, the migration is cancelled (QEMU restarts the guest
+ * at the source), "handoff" leaves the record, and the job goes on
+ * mirroring.  After 6, if QEMU says the migration failed, it has restarted
+ * the guest at the source: the destination was never written by anyone
+ * else (QEMU opens it only at the end, for the guest), so the job goes back
+ * to mirroring.  If QEMU cannot say (it died, its socket is gone), the
+ * files stay sealed (the guest may run at the destination) and status says
+ * so, until "cutover --hook SPEC" asks again, or the operator settles it:
+ * "cutover --force" (the VM runs there) or "abort --force" (it does not;
+ * the destination is left as it is).
+ *
+ * What a crash (of the daemon, or of a worker) leaves, at each named point:
+ *   handoff-before-record   (5 done, 6 not): the record says "started".  The
+ *                           restart cancels QEMU's migration (the guest
+ *                           runs on at the source) and the job mirrors on.
+ *   handoff-recorded        (6 done, 7 not): the record says "recorded"; QEMU
+ *                           waits at pre-switchover.  The restart seals the
+ *                           files and continues the migration: the guest
+ *                           runs at the destination, and 8 is done.
+ *   handoff-continued       (7 done): the same restart finds the migration
+ *                           completed (or failed: back to mirroring).
+ * A restart that finds a "state.next" beside a recorded hand-off (a crash
+ * in 8) does not roll the job back to the source: it asks QEMU again and
+ * does 8 again.  The daemon's own death takes the mount with it only when
+ * the supervisor dies too; the hand-off's logic is the same either way.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/crashpoint.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "ctl/engine_i.h"
+#include "delta/delta.h"
+#include "fs/fs.h"
+#include "vmhooks/vmhook.h"
+
+#define HANDOFF_PAUSE_S		600	/* QEMU's memory copy, unless --timeout */
+#define HANDOFF_FINISH_MS	300000	/* device state and the destination's start */
+#define HANDOFF_CANCEL_MS	60000
+
+/* The migration URI of a qmp-migrate spec ("SOCKET@URI"), for messages. */
+static const char *spec_uri(const char *spec)
+{
+	for (const char *p = strchr(spec, '@'); p; p = strchr(p + 1, '@')) {
+		const char *c = p + 1;
+
+		while (*c >= 'a' && *c <= 'z')
+			c++;
+		if (c > p + 1 && *c == ':')
+			return p + 1;
+	}
+	return spec;
+}
+
+static void set_text(struct engine *e, char *dst, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void set_text(struct engine *e, char *dst, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&e->lock);
+	va_start(ap, fmt);
+	vsnprintf(dst, len, fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&e->lock);
+}
+
+#define PHASE(e, ...) set_text(e, (e)->handoff_phase, sizeof((e)->handoff_phase), __VA_ARGS__)
+#define NOTE(e, ...) set_text(e, (e)->handoff_note, sizeof((e)->handoff_note), __VA_ARGS__)
+
+/* The job's hand-off in the record, durably. */
+static int save_handoff(struct engine *e, enum ms_handoff st, const char *spec, const char *vm,
+			bool remove_source)
+{
+	char *s = spec ? strdup(spec) : NULL, *v = vm ? strdup(vm) : NULL;
+	int r;
+
+	pthread_mutex_lock(&e->lock);
+	free(e->ms.handoff_spec);
+	free(e->ms.handoff_vm);
+	e->ms.handoff = st;
+	e->ms.handoff_spec = s;
+	e->ms.handoff_vm = v;
+	e->ms.handoff_remove_source = remove_source;
+	if (st != MS_HANDOFF_NONE && (!s || !v))
+		r = -ENOMEM;
+	else
+		r = save_record(e);
+	pthread_mutex_unlock(&e->lock);
+	return r;
+}
+
+static void seal_job(struct job *j, bool on)
+{
+	for (size_t i = 0; i < j->n; i++)
+		if (j->files[i].node)
+			fs_node_seal(j->files[i].node, on);
+}
+
+/* 2: the VM's disks on this mount are exactly the job's files */
+static int check_disks(struct cutover *c, struct vmhook *h, char **out)
+{
+	struct engine *e = c->e;
+	struct job *j = c->j;
+	size_t ml = strlen(e->mountpoint), n = 0, on_mount = 0;
+	char **paths = NULL, err[512];
+	bool *used = calloc(j->n ? j->n : 1, sizeof(bool));
+	int ret = CTL_OK, r;
+
+	if (!used) {
+		*out = xasprintf("out of memory");
+		return CTL_EFAIL;
+	}
+	r = vmhook_disks(h, &paths, &n, c->hook_ms, err, sizeof(err));
+	if (r) {
+		*out = xasprintf("cutover cancelled, nothing switched: cannot ask the VM for its "
+				 "disks: %s", err);
+		ret = CTL_EFAIL;
+		goto out;
+	}
+	for (size_t i = 0; i < n && !ret; i++) {
+		const char *rel;
+		size_t k;
+
+		if (strncmp(paths[i], e->mountpoint, ml) || paths[i][ml] != '/')
+			continue;
+		on_mount++;
+		rel = paths[i] + ml + 1;
+		for (k = 0; k < j->n; k++)
+			if (!strcmp(j->files[k].relpath, rel))
+				break;
+		if (k == j->n) {
+			*out = xasprintf("cutover cancelled, nothing switched: '%s', a disk of the VM, "
+					 "is not migrating: the hand-off would leave it behind", rel);
+			ret = CTL_EFAIL;
+		} else {
+			used[k] = true;
+		}
+	}
+	for (size_t k = 0; k < j->n && !ret; k++) {
+		if (!used[k]) {
+			*out = xasprintf("cutover cancelled, nothing switched: '%s' is not a disk of the "
+					 "VM: a hand-off moves only the VM's own files (migrate them "
+					 "with 'migrate --to DEST FILE...')", j->files[k].relpath);
+			ret = CTL_EFAIL;
+		}
+	}
+	if (!ret && !on_mount) {
+		*out = xasprintf("cutover cancelled, nothing switched: none of the VM's disks is on "
+				 "'%s'", e->mountpoint);
+		ret = CTL_EFAIL;
+	}
+out:
+	for (size_t i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+	free(used);
+	return ret;
+}
+
+/* 5: the guest is stopped: the destination gets the live view, durably.
+ * On failure the hold is released and the copier runs again. */
+static int finish_copies(struct cutover *c, char **out)
+{
+	struct engine *e = c->e;
+	struct job *j = c->j;
+	int r = 0;
+
+	job_copier_stop(e, j);
+	if (!c->nodes)
+		c->nodes = job_nodes(j);
+	c->t_hold = now_us();
+	if (!c->nodes || fs_hold(e->fs, j->tree, c->nodes, j->n, HOLD_DRAIN_US)) {
+		*out = xasprintf("requests in flight did not finish within %u s",
+				 HOLD_DRAIN_US / 1000000);
+		job_copier_start(e, j);
+		return CTL_EFAIL;
+	}
+	c->t_drained = now_us();
+	for (size_t i = 0; i < j->n && !r; i++) {
+		struct job_file *f = &j->files[i];
+		struct timespec mtime;
+
+		r = delta_commit(f->d);
+		if (!r)
+			r = delta_finish_target(f->d, DELTA_FINISH_SYNC);
+		if (r) {
+			*out = xasprintf("cannot finish '%s' in '%s': %s", f->relpath, j->dest,
+					 strerror(-r));
+			break;
+		}
+		r = copy_meta(delta_source_fd(f->d), delta_dest_fd(f->d),
+			      delta_mtime(f->d, &mtime) ? &mtime : NULL);
+		if (r)
+			log_warnx("'%s': cannot copy metadata: %s", f->relpath, strerror(-r));
+		r = 0;
+	}
+	if (!r && j->tree)
+		sync_dirs(e->root_fd, j);
+	if (!r && sync_dests(j, out))
+		r = -EIO;
+	if (!r && fsync(j->dest_fd) == -1 && errno != EINVAL) {
+		r = -errno;
+		*out = xasprintf("cannot sync '%s': %s", j->dest, strerror(errno));
+	}
+	c->t_merged = now_us();
+	if (r) {
+		fs_release(e->fs, j->tree, c->nodes, j->n);
+		job_copier_start(e, j);
+		return CTL_EFAIL;
+	}
+	return CTL_OK;
+}
+
+/* After the commit point the hand-off failed in QEMU, which restarted the
+ * guest at the source: mirror again. */
+static int revert(struct cutover *c, const char *why, char **out)
+{
+	struct engine *e = c->e;
+	struct job *j = c->j;
+	int r;
+
+	seal_job(j, false);
+	pthread_mutex_lock(&e->lock);
+	e->handoff_unknown = false;
+	pthread_mutex_unlock(&e->lock);
+	r = save_handoff(e, MS_HANDOFF_NONE, NULL, NULL, false);
+	job_copier_start(e, j);
+	PHASE(e, "%s", "");
+	NOTE(e, "the migration failed after the hand-off was recorded; the VM runs on at the "
+		"source, the job mirrors again: %s", why);
+	free(*out);
+	*out = xasprintf("hand-off failed: the VM runs on at the source and the job mirrors again "
+			 "(the destination is still the copy): %s%s", why,
+			 r ? "; the record could not be updated (a restart asks QEMU again)" : "");
+	log_warnx("%s", *out);
+	return CTL_EFAIL;
+}
+
+/* QEMU cannot say how the migration ended: keep the files sealed. */
+static int unknown(struct cutover *c, const char *spec, const char *why, char **out)
+{
+	struct engine *e = c->e;
+
+	seal_job(c->j, true);
+	pthread_mutex_lock(&e->lock);
+	e->handoff_unknown = true;
+	pthread_mutex_unlock(&e->lock);
+	PHASE(e, "unconfirmed");
+	NOTE(e, "the hand-off to '%s' was recorded, but QEMU cannot say how it ended: %s",
+	     spec_uri(spec), why);
+	free(*out);
+	*out = xasprintf("the hand-off to '%s' was recorded, but QEMU cannot say how it ended: %s; "
+			 "the files are read-only here until 'cutover --hook %s' finds out, or "
+			 "'cutover --force' (the VM runs at the destination) or 'abort --force' "
+			 "(it does not)", spec_uri(spec), why, spec);
+	log_warnx("%s", *out);
+	return CTL_EFAIL;
+}
+
+/* 8: QEMU says the VM runs at the destination: switch the files there on
+ * this mount, sealed, and forget the job.  Nothing is merged. */
+static int finalize(struct cutover *c, const char *spec, const char *vm, const char *how,
+		    char **out)
+{
+	struct engine *e = c->e;
+	struct job *j = c->j;
+	const char *to = spec_uri(spec);
+	struct sealed_file *ns = NULL;
+	size_t base;
+	int r;
+
+	for (size_t i = 0; i < j->n; i++) {
+		struct delta_status st;
+
+		delta_status(j->files[i].d, &st);
+		if (st.dirty_bytes)
+			log_warnx("'%s': %llu byte(s) written on this host after the hand-off was "
+				  "recorded are not at the destination (the VM runs there)",
+				  j->files[i].relpath, (unsigned long long)st.dirty_bytes);
+	}
+	seal_job(j, true);
+	c->handoff = true;
+	c->remove_source = e->ms.handoff_remove_source;
+	if (!c->nodes)
+		c->nodes = job_nodes(j);
+	c->sw = calloc(j->n ? j->n : 1, sizeof(*c->sw));
+	r = c->nodes && c->sw ? next_state_build(e, &c->ns, j) : -ENOMEM;
+	if (!r) {
+		base = e->ms.nsealed;
+		c->ns.sealed = calloc(base + j->n, sizeof(*c->ns.sealed));
+		if (!c->ns.sealed)
+			r = -ENOMEM;
+	}
+	if (!r) {
+		memcpy(c->ns.sealed, e->ms.sealed, base * sizeof(*c->ns.sealed));
+		for (size_t i = 0; i < j->n; i++)
+			c->ns.sealed[base + i] = (struct ms_sealed){ j->files[i].relpath, (char *)to,
+								     (char *)vm };
+		c->ns.ms.sealed = c->ns.sealed;
+		c->ns.ms.nsealed = base + j->n;
+		c->ns.ms.handoff = MS_HANDOFF_NONE;
+		c->ns.ms.handoff_spec = c->ns.ms.handoff_vm = NULL;
+		r = ms_write(e->state_fd, "state.next", &c->ns.ms);
+		if (!r && fsync(e->state_fd) == -1)
+			r = -errno;
+	}
+	if (!r) {
+		__atomic_store_n(&e->region->cutover_job, j->id, __ATOMIC_SEQ_CST);
+		r = step_hold(c, out) ? -EIO : 0;
+	}
+	if (r) {
+		/* the VM runs there all the same: the files stay sealed here,
+		 * served as they were handed off, and the record says so */
+		drop_next_state(e);
+		__atomic_store_n(&e->region->cutover_job, 0, __ATOMIC_SEQ_CST);
+		PHASE(e, "handed off");
+		NOTE(e, "the VM runs at '%s'; the files could not be switched to '%s' here (%s): "
+			"they stay read-only, as they were handed off", to, j->dest,
+		     *out ? *out : strerror(-r));
+		free(*out);
+		*out = xasprintf("handed off %zu file(s) to '%s' (%s), but they could not be switched "
+				 "to '%s' here: they stay read-only, as they were handed off",
+				 j->n, to, how, j->dest);
+		return CTL_OK;
+	}
+	step_switch(c);
+	/* the sealed files as the record just written has them */
+	ns = realloc(e->sealed, (e->nsealed + j->n) * sizeof(*ns));
+	pthread_mutex_lock(&e->lock);
+	if (ns) {
+		e->sealed = ns;
+		for (size_t i = 0; i < j->n; i++) {
+			struct sealed_file *s = &ns[e->nsealed];
+
+			s->relpath = strdup(j->files[i].relpath);
+			s->to = strdup(to);
+			s->vm = strdup(vm);
+			s->node = j->files[i].node;
+			if (!s->relpath || !s->to || !s->vm) {
+				free(s->relpath);
+				free(s->to);
+				free(s->vm);
+				continue;
+			}
+			fs_node_ref(e->fs, s->node);
+			__atomic_store_n(&e->nsealed, e->nsealed + 1, __ATOMIC_RELEASE);
+		}
+	}
+	{
+		struct ms_sealed *ms = realloc(e->ms.sealed, (e->ms.nsealed + j->n) * sizeof(*ms));
+
+		if (ms) {
+			e->ms.sealed = ms;
+			for (size_t i = 0; i < j->n; i++)
+				ms[e->ms.nsealed++] = (struct ms_sealed){ strdup(j->files[i].relpath),
+									   strdup(to), strdup(vm) };
+		}
+	}
+	e->handoff_unknown = false;
+	snprintf(e->handoff_phase, sizeof(e->handoff_phase), "handed off");
+	snprintf(e->handoff_note, sizeof(e->handoff_note), "%zu file(s) handed off to '%s': %s",
+		 j->n, to, how);
+	pthread_mutex_unlock(&e->lock);
+	r = step_commit(c, CTL_OK, out);
+	__atomic_store_n(&e->region->switched, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&e->region->cutover_job, 0, __ATOMIC_SEQ_CST);
+	if (r == CTL_OK) {
+		free(*out);
+		*out = xasprintf("handed off %zu file(s) to '%s': %s; the files are read-only here "
+				 "(served from '%s')", j->n, to, how, j->dest);
+	}
+	return r;
+}
+
+/* 7 and 8, from a recorded hand-off: let QEMU finish, and settle by what it
+ * says.  hold_us: relocfs's hold at the switch-over, or 0 if unknown. */
+static int finish(struct cutover *c, struct vmhook *h, const char *spec, const char *vm,
+		  uint64_t hold_us, char **out)
+{
+	struct engine *e = c->e;
+	char err[512], desc[256], how[512];
+	int r;
+
+	PHASE(e, "recorded: QEMU hands the VM over");
+	r = vmhook_resume(h, HANDOFF_FINISH_MS, err, sizeof(err));
+	if (r == -ECANCELED)
+		return revert(c, err, out);
+	if (r)
+		return unknown(c, spec, err, out);
+	vmhook_describe(h, desc, sizeof(desc));
+	if (hold_us)
+		snprintf(how, sizeof(how), "%s, relocfs held I/O %.1f ms at the switch-over", desc,
+			 (double)hold_us / 1000.0);
+	else
+		snprintf(how, sizeof(how), "%s", desc);
+	return finalize(c, spec, vm, how, out);
+}
+
+int cmd_handoff(struct cutover *c, char **out)
+{
+	struct engine *e = c->e;
+	struct job *j = c->j;
+	const struct ctl_request *req = c->req;
+	struct vmhook *h = c->hooks[0];
+	const char *spec;
+	char err[512], vm[128];
+	uint64_t t0;
+	int ret, r;
+
+	for (int i = 0; i < c->nhooks; i++)
+		if (vmhook_hands_off(c->hooks[i]))
+			h = c->hooks[i];
+	spec = vmhook_spec(h);
+	if (c->nhooks != 1) {
+		*out = xasprintf("'%s' moves the VM to another host: give it as the only hook", spec);
+		return CTL_EUSAGE;
+	}
+	ret = step_wait(c, out);
+	if (ret)
+		return ret;
+	ret = check_disks(c, h, out);
+	if (ret)
+		return ret;
+	/* 3: a restart must be able to cancel what 4 starts */
+	r = save_handoff(e, MS_HANDOFF_STARTED, spec, "", c->remove_source);
+	if (r) {
+		*out = xasprintf("cutover cancelled, nothing switched: cannot record the hand-off in "
+				 "'%s/%s': %s", e->source, STATE_DIR, strerror(-r));
+		goto out_clear;
+	}
+	/* 4: QEMU copies memory while the copier goes on merging */
+	PHASE(e, "QEMU copies the VM's memory");
+	NOTE(e, "%s", "");
+	t0 = now_us();
+	r = vmhook_pause(h, e->mountpoint, NULL, 0,
+			 (int)(req->timeout_s > 0 ? req->timeout_s * 1000 : HANDOFF_PAUSE_S * 1000),
+			 err, sizeof(err));
+	if (r) {
+		*out = xasprintf("hand-off cancelled, nothing switched, the VM runs on at the source: "
+				 "%s", err);
+		goto out_clear;
+	}
+	vmhook_vm_name(h, vm, sizeof(vm));
+	log_info("hand-off: the VM%s%s%s stopped at its switch-over point after %.1f s",
+		 vm[0] ? " '" : "", vm, vm[0] ? "'" : "", (double)(now_us() - t0) / 1e6);
+	/* 5 */
+	PHASE(e, "switch-over: finishing the copies");
+	ret = finish_copies(c, out);
+	if (ret) {
+		char *why = *out;
+
+		*out = xasprintf("hand-off cancelled, nothing switched, the VM runs on at the source: "
+				 "%s", why ? why : "cannot finish the copies");
+		free(why);
+		goto out_cancel;
+	}
+	crashpoint("handoff-before-record");
+	/* 6: the commit point */
+	r = save_handoff(e, MS_HANDOFF_RECORDED, spec, vm, c->remove_source);
+	if (r) {
+		fs_release(e->fs, j->tree, c->nodes, j->n);
+		job_copier_start(e, j);
+		*out = xasprintf("hand-off cancelled, nothing switched, the VM runs on at the source: "
+				 "cannot record the hand-off: %s", strerror(-r));
+		goto out_cancel;
+	}
+	crashpoint("handoff-recorded");
+	c->t_release = now_us();
+	c->hold_us = c->t_release - c->t_hold;
+	fs_release(e->fs, j->tree, c->nodes, j->n);
+	log_info("hand-off: recorded; I/O held %.2f ms: %.2f draining, %.2f finishing the copies "
+		 "and syncing the destination, %.2f recording", c->hold_us / 1000.0,
+		 (c->t_drained - c->t_hold) / 1000.0, (c->t_merged - c->t_drained) / 1000.0,
+		 (c->t_release - c->t_merged) / 1000.0);
+	/* 7, 8 */
+	return finish(c, h, spec, vm, c->hold_us, out);
+
+out_cancel:
+	if (vmhook_cancel(h, HANDOFF_CANCEL_MS, err, sizeof(err))) {
+		char *o = *out;
+
+		*out = xasprintf("%s; and cancelling QEMU's migration failed: %s", o, err);
+		free(o);
+	}
+out_clear:
+	if (save_handoff(e, MS_HANDOFF_NONE, NULL, NULL, false))
+		log_warnx("cannot update the record: a restart asks QEMU how the hand-off ended");
+	PHASE(e, "%s", "");
+	NOTE(e, "%s", *out ? *out : "");
+	return CTL_EFAIL;
+}
+
+int handoff_settle(struct cutover *c, char **out)
+{
+	struct engine *e = c->e;
+	char *spec = e->ms.handoff_spec ? strdup(e->ms.handoff_spec) : NULL;
+	char *vm = e->ms.handoff_vm ? strdup(e->ms.handoff_vm) : strdup("");
+	struct vmhook *h = NULL;
+	int ret;
+
+	if (e->ms.handoff != MS_HANDOFF_RECORDED) {
+		*out = xasprintf("--force settles a recorded hand-off, and none is");
+		ret = CTL_EUSAGE;
+		goto out;
+	}
+	if (!spec || !vm) {
+		*out = xasprintf("out of memory");
+		ret = CTL_EFAIL;
+		goto out;
+	}
+	if (c->req->force) {
+		if (c->nhooks) {
+			*out = xasprintf("--force takes no hook: it says the VM runs at '%s'",
+					 spec_uri(spec));
+			ret = CTL_EUSAGE;
+			goto out;
+		}
+		log_warnx("hand-off to '%s' settled by the operator: the VM runs there",
+			  spec_uri(spec));
+		ret = finalize(c, spec, vm, "settled by the operator", out);
+		goto out;
+	}
+	for (int i = 0; i < c->nhooks; i++)
+		if (vmhook_hands_off(c->hooks[i]))
+			h = c->hooks[i];
+	if (!h || c->nhooks != 1) {
+		*out = xasprintf("a hand-off to '%s' was recorded and is not settled: give "
+				 "--hook %s (QEMU is asked how it ended), or --force", spec_uri(spec),
+				 spec);
+		ret = CTL_EFAIL;
+		goto out;
+	}
+	ret = finish(c, h, spec, vm, 0, out);
+out:
+	free(spec);
+	free(vm);
+	return ret;
+}
+
+int handoff_abort_check(struct engine *e, bool force, char **out)
+{
+	const char *spec = e->ms.handoff_spec ? e->ms.handoff_spec : "?";
+
+	if (!e->job || e->ms.handoff != MS_HANDOFF_RECORDED) {
+		if (force && !e->job)
+			return 0;	/* cmd_abort says there is nothing */
+		return 0;
+	}
+	if (!force) {
+		*out = xasprintf("the hand-off to '%s' was recorded: the VM may run there now; if it "
+				 "does not, 'abort --force'; if it does, 'cutover --force'",
+				 spec_uri(spec));
+		return CTL_EFAIL;
+	}
+	log_warnx("abort of the recorded hand-off to '%s' forced by the operator: the VM does not "
+		  "run there; the destination is left as it is", spec_uri(spec));
+	seal_job(e->job, false);
+	e->job->keep_dest = true;
+	pthread_mutex_lock(&e->lock);
+	e->handoff_unknown = false;
+	e->handoff_phase[0] = '\0';
+	pthread_mutex_unlock(&e->lock);
+	return save_handoff(e, MS_HANDOFF_NONE, NULL, NULL, false) ? CTL_EFAIL : 0;
+}
+
+/* ---- after a restart ------------------------------------------------------- */
+
+int handoff_load(struct engine *e, char *err, size_t errlen)
+{
+	struct sealed_file *s;
+
+	if (!e->ms.nsealed)
+		return 0;
+	s = calloc(e->ms.nsealed, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < e->ms.nsealed; i++) {
+		s[i].relpath = strdup(e->ms.sealed[i].relpath);
+		s[i].to = strdup(e->ms.sealed[i].to);
+		s[i].vm = strdup(e->ms.sealed[i].vm);
+		if (!s[i].relpath || !s[i].to || !s[i].vm) {
+			snprintf(err, errlen, "out of memory");
+			e->sealed = s;
+			e->nsealed = i + 1;
+			return -ENOMEM;
+		}
+	}
+	e->sealed = s;
+	e->nsealed = e->ms.nsealed;
+	return 0;
+}
+
+void handoff_attach(struct engine *e)
+{
+	for (size_t i = 0; i < e->nsealed; i++) {
+		struct sealed_file *s = &e->sealed[i];
+
+		if (!s->node)
+			s->node = node_for(e, s->relpath);
+		if (s->node)
+			fs_node_seal(s->node, true);
+		else
+			log_warnx("'%s', handed off to '%s', is gone from this mount", s->relpath,
+				  s->to);
+	}
+	/* recorded, not settled: the guest may run at the destination */
+	if (e->job && e->ms.handoff == MS_HANDOFF_RECORDED)
+		seal_job(e->job, true);
+}
+
+/* A restart found a hand-off under way: settle it by what QEMU says. */
+static void *resolve_thread(void *arg)
+{
+	struct engine *e = arg;
+	static const struct ctl_request none;
+	struct cutover c = { .e = e, .req = &none, .old_root_fd = -1, .hook_ms = 30000 };
+	char err[512], *out = NULL, *spec, *vm;
+	struct vmhook *h = NULL;
+	enum ms_handoff st;
+
+	pthread_mutex_lock(&e->cmd_lock);
+	c.j = e->job;
+	st = e->ms.handoff;
+	spec = strdup(e->ms.handoff_spec ? e->ms.handoff_spec : "");
+	vm = strdup(e->ms.handoff_vm ? e->ms.handoff_vm : "");
+	if (!c.j || st == MS_HANDOFF_NONE || !spec || !vm)
+		goto out;
+	if (vmhook_new(spec, &h, err, sizeof(err))) {
+		log_warnx("cannot settle the hand-off '%s': %s", spec, err);
+		if (st == MS_HANDOFF_RECORDED) {
+			unknown(&c, spec, err, &out);
+		} else {
+			save_handoff(e, MS_HANDOFF_NONE, NULL, NULL, false);
+			job_copier_start(e, c.j);
+		}
+		goto out;
+	}
+	if (st == MS_HANDOFF_STARTED) {
+		int r = vmhook_cancel(h, HANDOFF_CANCEL_MS, err, sizeof(err));
+
+		if (r == -EALREADY) {
+			/* continued by someone else: the destination may lack the
+			 * last writes, but the guest runs there */
+			log_warnx("the hand-off to '%s' was interrupted before it was recorded, but "
+				  "QEMU's migration completed all the same", spec_uri(spec));
+			save_handoff(e, MS_HANDOFF_RECORDED, spec, vm, e->ms.handoff_remove_source);
+			unknown(&c, spec, "the migration completed before relocfs recorded the "
+				"hand-off: check the destination", &out);
+			goto out;
+		}
+		if (r)
+			log_warnx("the hand-off to '%s' was interrupted before it was recorded, and "
+				  "QEMU could not be asked to cancel its migration: %s; if it waits "
+				  "at its switch-over point, cancel it there (migrate_cancel)",
+				  spec_uri(spec), err);
+		else
+			log_info("the hand-off to '%s' was interrupted before it was recorded: "
+				 "QEMU's migration is cancelled, the VM runs on at the source, the job "
+				 "mirrors on", spec_uri(spec));
+		save_handoff(e, MS_HANDOFF_NONE, NULL, NULL, false);
+		NOTE(e, "the hand-off to '%s' was interrupted before it was recorded and cancelled: "
+			"the VM runs on at the source", spec_uri(spec));
+		job_copier_start(e, c.j);
+		goto out;
+	}
+	log_info("a hand-off to '%s' was recorded: asking QEMU how it ended", spec_uri(spec));
+	c.hooks[0] = h;
+	c.nhooks = 1;
+	finish(&c, h, spec, vm, 0, &out);
+	c.hooks[0] = NULL;
+	c.nhooks = 0;
+	log_info("%s", out ? out : "hand-off settled");
+out:
+	cutover_free(&c);
+	vmhook_free(h);
+	pthread_mutex_unlock(&e->cmd_lock);
+	free(out);
+	free(spec);
+	free(vm);
+	return NULL;
+}
+
+bool handoff_resolve_start(struct engine *e)
+{
+	pthread_t t;
+
+	if (!e->job || e->ms.handoff == MS_HANDOFF_NONE)
+		return false;
+	PHASE(e, "settling after a restart");
+	if (pthread_create(&t, NULL, resolve_thread, e)) {
+		log_warnx("cannot settle the hand-off: run 'relocctl cutover --hook %s'",
+			  e->ms.handoff_spec);
+		return false;
+	}
+	pthread_detach(t);
+	return true;
+}
+
+/* ---- the namespace and status ------------------------------------------------ */
+
+int handoff_name_check(struct engine *e, const struct fs_dir *dir, const char *name,
+		       const struct stat *st, bool creates)
+{
+	for (size_t i = 0; i < e->nsealed; i++) {
+		struct sealed_file *s = &e->sealed[i];
+		dev_t dev;
+		ino_t ino;
+		bool override = false;
+
+		for (size_t k = 0; k < e->novr; k++)
+			if (!strcmp(e->ovr[k].relpath, s->relpath) && e->ovr[k].pdev == dir->dev &&
+			    e->ovr[k].pino == dir->ino && !strcmp(e->ovr[k].name, name))
+				override = true;
+		if (override)
+			/* the name here leads to the other host's file; removing
+			 * it removes only this host's name (creating over it or
+			 * renaming it is refused as for any relocated file) */
+			return creates ? -EROFS : 0;
+		if (!s->node)
+			continue;
+		fs_node_key(s->node, &dev, &ino);
+		if (dev == st->st_dev && ino == st->st_ino)
+			return -EROFS;
+	}
+	return 0;
+}
+
+void handoff_forget(struct engine *e, const char *relpath)
+{
+	for (size_t i = 0; i < e->nsealed; i++) {
+		if (strcmp(e->sealed[i].relpath, relpath))
+			continue;
+		free(e->sealed[i].relpath);
+		free(e->sealed[i].to);
+		free(e->sealed[i].vm);
+		if (e->sealed[i].node)
+			fs_node_put(e->fs, e->sealed[i].node);
+		e->sealed[i] = e->sealed[e->nsealed - 1];
+		__atomic_store_n(&e->nsealed, e->nsealed - 1, __ATOMIC_RELEASE);
+		break;
+	}
+	for (size_t i = 0; i < e->ms.nsealed; i++) {
+		if (strcmp(e->ms.sealed[i].relpath, relpath))
+			continue;
+		free(e->ms.sealed[i].relpath);
+		free(e->ms.sealed[i].to);
+		free(e->ms.sealed[i].vm);
+		e->ms.sealed[i] = e->ms.sealed[--e->ms.nsealed];
+		break;
+	}
+}
+
+void handoff_status(struct engine *e, json_t *root, json_t *files)
+{
+	char host[256] = "";
+
+	gethostname(host, sizeof(host) - 1);
+	json_object_set_new(root, "host", json_string(host));
+	if (e->job && e->ms.handoff != MS_HANDOFF_NONE) {
+		json_t *o = json_object();
+		const char *spec = e->ms.handoff_spec ? e->ms.handoff_spec : "";
+
+		json_object_set_new(o, "state", json_string(e->handoff_unknown ? "unconfirmed"
+							    : e->ms.handoff == MS_HANDOFF_RECORDED
+								    ? "recorded"
+								    : "started"));
+		json_object_set_new(o, "phase", json_string(e->handoff_phase));
+		json_object_set_new(o, "hook", json_string(spec));
+		json_object_set_new(o, "from", json_string(host));
+		json_object_set_new(o, "to", json_string(spec_uri(spec)));
+		json_object_set_new(o, "vm", json_string(e->ms.handoff_vm ? e->ms.handoff_vm : ""));
+		json_object_set_new(root, "handoff", o);
+	}
+	if (e->handoff_note[0])
+		json_object_set_new(root, "handoff_note", json_string(e->handoff_note));
+	for (size_t i = 0; i < e->nsealed; i++) {
+		struct sealed_file *s = &e->sealed[i];
+		json_t *f = NULL, *x;
+		size_t k;
+
+		json_array_foreach(files, k, x)
+			if (!strcmp(json_string_value(json_object_get(x, "path")), s->relpath))
+				f = x;
+		if (!f) {
+			f = json_object();
+			json_object_set_new(f, "path", json_string(s->relpath));
+			json_object_set_new(f, "error", json_null());
+			json_array_append_new(files, f);
+		}
+		json_object_set_new(f, "state", json_string("handed-off"));
+		json_object_set_new(f, "to", json_string(s->to));
+		json_object_set_new(f, "vm", json_string(s->vm));
+	}
+}
+
+void handoff_free(struct engine *e)
+{
+	for (size_t i = 0; i < e->nsealed; i++) {
+		free(e->sealed[i].relpath);
+		free(e->sealed[i].to);
+		free(e->sealed[i].vm);
+	}
+	free(e->sealed);
+	e->sealed = NULL;
+	e->nsealed = 0;
+}
