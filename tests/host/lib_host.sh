@@ -25,7 +25,7 @@ SSHD_PORT=
 host_require() {
 	require_root
 	[ -x /usr/sbin/sshd ] || skip "openssh-server is not installed (tests/deps.sh)"
-	require_cmd sshfs ssh-keygen fusermount3
+	require_cmd sshfs ssh-keygen fusermount3 socat jq ss
 }
 
 host_sshd_stop() {
