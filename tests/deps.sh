@@ -8,9 +8,12 @@ PACKAGES="build-essential pkg-config libfuse3-dev fuse3 libxxhash-dev libcmocka-
 	libjansson-dev fio qemu-utils qemu-system-x86 busybox-static cpio attr xfsprogs
 	util-linux kmod
 	jq e2fsprogs gzip clang valgrind socat
-	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients"
+	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
+	openssh-server openssh-client sshfs iproute2"
 # jq: tests/reloc read status --json; e2fsprogs: loop filesystems for ENOSPC
 # tests; clang: make tsan and the fuzzer; valgrind: memcheck of the unit tests; socat: QMP commands in tests/vm/daemon_death.sh; libvirt: tests/vm/libvirt_hook.sh
+# openssh-server, openssh-client, sshfs: the "other host" of tests/host/ (a private
+# sshd on a loopback port, its directory mounted with sshfs); iproute2: ss
 
 missing=
 for p in $PACKAGES; do

@@ -259,6 +259,59 @@ static void test_record_without_job_round_trips(void **state)
 	ms_free(&st);
 }
 
+static void test_record_with_a_hand_off_and_sealed_files_round_trips(void **state)
+{
+	struct mount_state st, back;
+	char *text, *again;
+
+	full_state(&st);
+	st.handoff = MS_HANDOFF_RECORDED;
+	st.handoff_spec = strdup("qmp-migrate:/run/vm 1.qmp@tcp:10.0.0.2:4444");
+	st.handoff_vm = strdup("");
+	st.handoff_remove_source = true;
+	st.nsealed = 2;
+	st.sealed = calloc(2, sizeof(*st.sealed));
+	st.sealed[0] = (struct ms_sealed){ strdup("a b.raw"), strdup("tcp:h:1"), strdup("vm1") };
+	st.sealed[1] = (struct ms_sealed){ strdup("d/c.qcow2"), strdup("unix:/x"), strdup("") };
+	text = ms_format(&st);
+	assert_non_null(text);
+	assert_int_equal(ms_parse(text, &back), 0);
+	assert_int_equal(back.handoff, MS_HANDOFF_RECORDED);
+	assert_string_equal(back.handoff_spec, st.handoff_spec);
+	assert_string_equal(back.handoff_vm, "");
+	assert_true(back.handoff_remove_source);
+	assert_int_equal(back.nsealed, 2);
+	assert_string_equal(back.sealed[0].relpath, "a b.raw");
+	assert_string_equal(back.sealed[1].to, "unix:/x");
+	assert_string_equal(back.sealed[1].vm, "");
+	again = ms_format(&back);
+	assert_string_equal(text, again);
+	free(again);
+	free(text);
+	ms_free(&back);
+	/* a hand-off belongs to a job: one without is a damaged record */
+	back = st;
+	back.job = false;
+	text = ms_format(&back);
+	back.job = true;
+	assert_non_null(text);
+	assert_null(strstr(text, "handoff "));
+	free(text);
+	ms_free(&st);
+}
+
+static void test_record_refuses_a_hand_off_without_a_job(void **state)
+{
+	static const char *body = "relocfs-state 1\nroot /a\nlast-cutover-us 0\n"
+				  "handoff recorded qmp-migrate:/s@tcp:h:1 vm 0\n";
+	struct mount_state st;
+	char text[512];
+
+	snprintf(text, sizeof(text), "%ssum %016llx\n", body,
+		 (unsigned long long)XXH3_64bits(body, strlen(body)));
+	assert_int_equal(ms_parse(text, &st), -EBADMSG);
+}
+
 static void test_record_opens_with_its_version_and_closes_with_a_sum(void **state)
 {
 	struct mount_state st;
@@ -718,6 +771,8 @@ int main(void)
 		cmocka_unit_test(test_record_with_overrides_job_files_and_cleanup_round_trips),
 		cmocka_unit_test(test_record_with_a_job_and_no_files_round_trips),
 		cmocka_unit_test(test_record_without_job_round_trips),
+		cmocka_unit_test(test_record_with_a_hand_off_and_sealed_files_round_trips),
+		cmocka_unit_test(test_record_refuses_a_hand_off_without_a_job),
 		cmocka_unit_test(test_record_opens_with_its_version_and_closes_with_a_sum),
 		cmocka_unit_test(test_paths_of_up_to_path_max_bytes_round_trip_in_every_field),
 		cmocka_unit_test(test_parse_refuses_a_record_without_sum),
