@@ -1,19 +1,33 @@
 # relocfs: one non-recursive Makefile.
 #   make            build relocfs and relocctl
 #   make check      unit tests, then integration tests on real FUSE mounts
+#   make soak       the same with every case of the sampling tests (RELOCFS_SOAK=1)
 #   make bench      fio and copier benchmarks, results under bench/results/
 #   make demo       install what is missing, build, relocate a demo image live
 #   make asan/tsan  the suite under AddressSanitizer / ThreadSanitizer
+#   make install    binaries, man pages, the systemd unit, bash completion
+#                   (PREFIX, DESTDIR, SBINDIR, MANDIR, UNITDIR, BASHCOMPDIR)
 
 CC      ?= cc
-PKGS    := fuse3 libxxhash jansson
+# the one version string: relocfs --version, relocctl --version, and
+# debian/changelog, which debian/rules checks against it
+VERSION := $(shell cat VERSION)
+PKGS    := fuse3 libxxhash jansson libsystemd
 CFLAGS  ?= -O2 -g
 WARN    := -std=gnu11 -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
            -Wno-unused-parameter
 CPPFLAGS += -D_GNU_SOURCE -DFUSE_USE_VERSION=314 -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
-PREFIX  ?= /usr/local
 BUILD   ?= build
+
+# where make install puts things; both programs go to sbin: relocfs is a
+# daemon that mount(8) starts as root, and relocctl talks to a socket that
+# only root (or the daemon's own user) may use, like dmsetup or zpool
+PREFIX      ?= /usr/local
+SBINDIR     ?= $(PREFIX)/sbin
+MANDIR      ?= $(PREFIX)/share/man
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 
 # one layer per folder, calls only downward:
 #   daemon/   start-up                      ctl/      control protocol, server, job engine
@@ -21,7 +35,7 @@ BUILD   ?= build
 #   fs/       the FUSE layer                delta/    delta store, live view, merge engine
 #   common/   log, crash points, clock, helpers
 COMMON_SRC := common/log.c common/crashpoint.c common/util.c common/shm.c
-DELTA_SRC  := delta/bitmap.c delta/journal.c delta/store.c delta/view.c delta/merge.c
+DELTA_SRC  := delta/bitmap.c delta/journal.c delta/wal.c delta/store.c delta/view.c delta/merge.c
 FS_SRC     := fs/session.c fs/table.c fs/once.c fs/takeover.c fs/inode.c fs/gate.c fs/handle.c fs/route.c fs/data.c fs/names.c \
               fs/dirs.c fs/xattrs.c fs/request.c fs/loop.c
 COPIER_SRC := copier/copier.c copier/ratelimit.c
@@ -30,7 +44,7 @@ HOOK_SRC   := vmhooks/vmhook.c vmhooks/hook_util.c vmhooks/qmp.c vmhooks/qmp_hoo
 CTL_COMMON := ctl/proto.c
 ENGINE_SRC := ctl/server.c ctl/mount_state.c ctl/engine.c ctl/record.c ctl/job.c ctl/namespace.c \
               ctl/migrate.c ctl/cutover.c ctl/handoff.c ctl/switch.c ctl/abort.c ctl/status.c ctl/recover.c
-DAEMON_SRC := daemon/main.c daemon/supervisor.c daemon/worker.c
+DAEMON_SRC := daemon/main.c daemon/supervisor.c daemon/worker.c daemon/service.c
 RELOCFS_SRC  := $(DAEMON_SRC) $(ENGINE_SRC) $(CTL_COMMON) $(HOOK_SRC) $(COPIER_SRC) $(FS_SRC) \
                 $(DELTA_SRC) $(COMMON_SRC)
 RELOCCTL_SRC := ctl/relocctl.c $(CTL_COMMON)
@@ -43,7 +57,7 @@ UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 TOOL_SRC  := $(wildcard tests/tools/*.c)
 TOOL_BIN  := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRC))
 
-.PHONY: all check unit integration bench demo asan tsan install clean deps fuzz
+.PHONY: all check soak unit integration bench demo asan tsan install uninstall clean deps fuzz
 
 all: $(BUILD)/relocfs $(BUILD)/relocctl $(TOOL_BIN)
 
@@ -54,8 +68,13 @@ $(BUILD)/%.o: %.c
 $(BUILD)/relocfs: $(RELOCFS_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# relocctl needs none of the daemon's libraries but jansson and xxhash
 $(BUILD)/relocctl: $(RELOCCTL_OBJ)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson libxxhash 2>/dev/null)
+
+# the version is compiled into the two programs only
+$(BUILD)/daemon/main.o $(BUILD)/ctl/relocctl.o: VERSION
+$(BUILD)/daemon/main.o $(BUILD)/ctl/relocctl.o: CPPFLAGS += -DRELOCFS_VERSION='"$(VERSION)"'
 
 # unit tests link the module under test with cmocka; tests/unit/test_NAME.c names
 # its modules on a line "// modules: a/b.c c/d.c"
@@ -79,6 +98,11 @@ integration: all
 
 check: deps all
 	@sh tests/run_all.sh
+
+# every case of the tests that sample in make check (RELOCFS_SOAK): each
+# crash point on every path, more kills; hours, not minutes
+soak: deps all
+	@RELOCFS_SOAK=1 RELOCFS_TEST_TIMEOUT=7200 sh tests/run_all.sh
 
 bench: deps all
 	@sh bench/run.sh
@@ -106,9 +130,23 @@ tsan:
 	$(MAKE) BUILD=build-tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread -Wconditional-uninitialized" LDFLAGS="-fsanitize=thread" \
 	    RELOCFS_BUILD=build-tsan RELOCFS_NO_VALGRIND=1 RELOCFS_TEST_TIMEOUT=1800 check
 
-install: all
-	install -D -m 755 $(BUILD)/relocfs $(DESTDIR)$(PREFIX)/bin/relocfs
-	install -D -m 755 $(BUILD)/relocctl $(DESTDIR)$(PREFIX)/bin/relocctl
+INSTALLED := $(SBINDIR)/relocfs $(SBINDIR)/relocctl \
+	     $(MANDIR)/man8/relocfs.8 $(MANDIR)/man8/relocctl.8 $(MANDIR)/man7/relocfs.7 \
+	     $(UNITDIR)/relocfs@.service $(BASHCOMPDIR)/relocctl
+
+# the unit names the programs where this install puts them
+install: $(BUILD)/relocfs $(BUILD)/relocctl
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man7 \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(BASHCOMPDIR)
+	install -m 755 $(BUILD)/relocfs $(BUILD)/relocctl $(DESTDIR)$(SBINDIR)/
+	install -m 644 dist/relocfs.8 dist/relocctl.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 dist/relocfs.7 $(DESTDIR)$(MANDIR)/man7/
+	sed 's#@SBINDIR@#$(SBINDIR)#g' dist/relocfs@.service.in >$(DESTDIR)$(UNITDIR)/relocfs@.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/relocfs@.service
+	install -m 644 dist/relocctl.bash-completion $(DESTDIR)$(BASHCOMPDIR)/relocctl
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 
 clean:
 	rm -rf build build-asan build-tsan build-clang

@@ -1,7 +1,8 @@
 /*
  * log: one small logging module for the daemon and relocctl.
  *
- * stderr while in the foreground, syslog once daemonized.  Thread-safe (each
+ * stderr while in the foreground (with "<N>" priority prefixes when stderr
+ * is the journal, under systemd), syslog once daemonized.  Thread-safe (each
  * message is formatted into one buffer and written with one call).  The
  * verbosity can change at run time (relocctl has no command for it yet; the
  * daemon's -o debug sets it at start).  log_ratelimited() keeps the I/O path

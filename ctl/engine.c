@@ -212,18 +212,10 @@ int engine_start(struct engine *e)
 void engine_stop(struct engine *e)
 {
 	pthread_mutex_lock(&e->cmd_lock);	/* no command half done */
-	if (e->job) {
+	/* the stores need nothing more: each write is in the WAL before it
+	 * returns, and the next worker (or mount) replays it */
+	if (e->job)
 		job_copier_stop(e, e->job);
-		/* the next worker (or mount) knows what the records say: every
-		 * write so far, flushed or not, goes on record */
-		for (size_t i = 0; i < e->job->n; i++) {
-			int r = delta_commit(e->job->files[i].d);
-
-			if (r)
-				log_warnx("'%s': cannot commit the delta records: %s",
-					  e->job->files[i].relpath, strerror(-r));
-		}
-	}
 	pthread_mutex_unlock(&e->cmd_lock);
 	/* a cutover's clean-up finishes too: it needs the engine */
 	pthread_mutex_lock(&e->lock);

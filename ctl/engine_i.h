@@ -219,6 +219,7 @@ struct walk {
 	char **files;		/* regular files found, relpaths */
 	size_t nfiles;
 	uint64_t bytes;		/* their allocated size */
+	uint64_t delta_room;	/* what their delta stores take up front */
 	char err[512];
 };
 int walk_tree(struct walk *w, int sdir, int ddir, const char *rel);

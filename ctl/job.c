@@ -190,6 +190,7 @@ static int walk_file(struct walk *w, int ddir, const char *nm, const struct stat
 	w->files = nf;
 	w->files[w->nfiles++] = strdup(crel);
 	w->bytes += (uint64_t)st->st_blocks * 512;
+	w->delta_room += delta_space_needed((uint64_t)st->st_size);
 	/* create it now, so that hard links to it can follow */
 	if (w->create) {
 		int dfd = openat(ddir, nm, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

@@ -316,13 +316,14 @@ static int plan_file(struct engine *e, struct job *j, const char *rel, struct wa
 	w->files = nf;
 	w->nfiles++;
 	w->bytes += (uint64_t)st.st_blocks * 512;
+	w->delta_room += delta_space_needed((uint64_t)st.st_size);
 	return CTL_OK;
 }
 
 /* Room for the files in the destination, and to start in the delta store. */
 static int check_space(struct job *j, const struct walk *w, char **out)
 {
-	uint64_t need = w->nfiles * (uint64_t)DELTA_JOURNAL_PREALLOC + (16u << 20);
+	uint64_t need = w->delta_room + (16u << 20);
 	struct statvfs sv;
 
 	if (fstatvfs(j->dest_fd, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < w->bytes) {

@@ -31,6 +31,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: relocctl [-m MOUNTPOINT | -s SOCKET] COMMAND [ARGS]\n"
+"       relocctl -V | --version\n"
 "\n"
 "commands:\n"
 "  status [--json]                        migrations and where each file lives\n"
@@ -280,6 +281,9 @@ int main(int argc, char **argv)
 			sock = argv[++i];
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
+			printf("relocctl %s\n", RELOCFS_VERSION);
 			return 0;
 		} else {
 			fprintf(stderr, "%s: unknown option '%s' (see relocctl --help)\n", prog, argv[i]);

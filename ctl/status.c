@@ -48,6 +48,11 @@ char *status_json(struct engine *e)
 			json_object_set_new(o, "backend", json_string(e->root));
 			json_object_set_new(o, "throttled", json_boolean(st.throttled));
 			json_object_set_new(o, "throttle_events", json_integer((json_int_t)st.throttle_events));
+			json_object_set_new(o, "wal_bytes", json_integer((json_int_t)st.wal_bytes));
+			json_object_set_new(o, "wal_used", json_integer((json_int_t)st.wal_used));
+			json_object_set_new(o, "wal_waits", json_integer((json_int_t)st.wal_waits));
+			json_object_set_new(o, "wal_syncs", json_integer((json_int_t)st.wal_syncs));
+			json_object_set_new(o, "checkpoints", json_integer((json_int_t)st.checkpoints));
 			json_object_set_new(o, "error", st.error[0] ? json_string(st.error) : json_null());
 			json_array_append_new(files, o);
 		}

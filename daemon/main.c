@@ -3,6 +3,8 @@
  *
  *   relocfs [-f] [-o OPTS] SOURCE_DIR MOUNTPOINT
  *   relocfs [-f] [-o OPTS] DIR              (over-mount: DIR is served at DIR)
+ *   relocfs SOURCE_DIR MOUNTPOINT -o OPTS   (as mount.fuse3 runs it, from
+ *                                            mount -t fuse.relocfs and fstab)
  *
  * Start-up order matters for error reporting: everything that can fail on
  * bad input (arguments, source, mountpoint, control socket, saved state,
@@ -29,6 +31,7 @@
 #include "common/log.h"
 #include "ctl/server.h"
 #include "daemon/daemon.h"
+#include "daemon/service.h"
 
 #define OPT(t, p, v) { t, offsetof(struct daemon, o.p), v }
 
@@ -47,10 +50,31 @@ static const struct fuse_opt opt_spec[] = {
 	FUSE_OPT_END
 };
 
+/* Options of mount(8), fstab and systemd that mean nothing to a FUSE
+ * mount; mount.fuse3 drops most of them, other callers may not.  libfuse
+ * would refuse them as unknown. */
+static bool mount_only_option(const char *opt)
+{
+	static const char *const names[] = {
+		"defaults", "auto", "noauto", "nofail", "_netdev", "user", "nouser", "users",
+		"owner", "group", "relatime", "norelatime", "strictatime", "nostrictatime",
+		"lazytime", "nolazytime", "diratime", "nodiratime", "iversion", "noiversion",
+	};
+
+	if (strncmp(opt, "x-", 2) == 0 || strncmp(opt, "comment=", 8) == 0)
+		return true;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(opt, names[i]) == 0)
+			return true;
+	return false;
+}
+
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
 	struct daemon *d = data;
 
+	if (key == FUSE_OPT_KEY_OPT && mount_only_option(arg))
+		return 0;	/* drop */
 	if (key != FUSE_OPT_KEY_NONOPT)
 		return 1;	/* keep: libfuse checks it */
 	if (d->o.npaths >= 3) {
@@ -66,17 +90,20 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: relocfs [-f] [-o OPTS] SOURCE_DIR MOUNTPOINT\n"
 "       relocfs [-f] [-o OPTS] DIR\n"
+"       mount -t fuse.relocfs [-o OPTS] SOURCE_DIR MOUNTPOINT\n"
 "\n"
 "Serves SOURCE_DIR at MOUNTPOINT (or DIR over itself) and relocates it live\n"
 "to new storage on command (see relocctl).\n"
 "\n"
-"  -f                 stay in the foreground\n"
+"  -f                 stay in the foreground (as under systemd)\n"
+"  -V, --version      print the version\n"
 "  -d, -o debug       FUSE debug output (implies -f)\n"
 "  -o threads=N       worker threads (default 16)\n"
 "  -o timeout=S       attribute and entry cache timeout in seconds (default 1)\n"
 "  -o writeback       kernel writeback cache for buffered writes\n"
 "  -o allow_other     let other users (e.g. the hypervisor's) use the mount\n"
-"  other -o options are passed to FUSE; default_permissions is always on\n");
+"  other -o options are passed to FUSE; default_permissions is always on;\n"
+"  mount(8) options such as defaults, nofail, _netdev, x-* are ignored\n");
 }
 
 /* true if path is already the mountpoint of a relocfs */
@@ -222,14 +249,18 @@ int main(int argc, char *argv[])
 		if (d.o.help)
 			usage(stdout);
 		else
-			printf("relocfs 0.2 (libfuse %s, state layout %s)\n", fuse_pkgversion(),
-			       RELOCFS_LAYOUT_STR);
+			printf("relocfs %s (libfuse %s, state layout %s)\n", RELOCFS_VERSION,
+			       fuse_pkgversion(), RELOCFS_LAYOUT_STR);
 		return 0;
 	}
 	if (d.o.debug) {
 		d.o.foreground = 1;
 		fuse_opt_add_arg(&d.args, "-odebug");
 	}
+	/* before check_args looks at the mountpoint: a dead mount there hangs
+	 * (not after an upgrade's re-execution: it keeps the connection) */
+	if (d.o.takeover_fd < 0 && d.o.npaths >= 1 && d.o.npaths <= 2)
+		svc_drop_stored_connection(d.o.paths[d.o.npaths - 1]);
 	ret = check_args(&d);
 	if (ret)
 		return ret;

@@ -44,6 +44,7 @@
 #include "ctl/engine.h"
 #include "ctl/server.h"
 #include "daemon/daemon.h"
+#include "daemon/service.h"
 #include "fs/fs.h"
 
 extern char **environ;
@@ -333,6 +334,7 @@ static void report_ready(struct worker *w)
 /* The mount ends (unmounted, or a signal asked for the end). */
 static void end_mount(struct worker *w)
 {
+	svc_stopping();
 	ctl_server_stop();	/* no new command; engine_stop waits for a running one */
 	engine_stop(w->eng);
 	if (w->takeover) {
@@ -381,6 +383,9 @@ static void *worker_thread(void *arg)
 			 (w->t_conn - w->t_engine) / 1000.0, (t - w->t_conn) / 1000.0);
 	} else {
 		report_ready(w);
+		/* the connection goes to the service manager's store, which
+		 * keeps the mount if the supervisor itself dies (service.h) */
+		svc_ready(w->d->mnt, fuse_session_fd(w->se));
 		/* each worker opens its own connection to syslog: the
 		 * supervisor keeps none that a sweep could close under it */
 		if (!w->d->o.foreground)

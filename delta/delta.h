@@ -10,26 +10,35 @@
  * zeros past it.  The source is never written while the file migrates, so
  * until the switch the source plus the delta is the whole truth, whatever
  * happens to the destination.  Every write the caller saw acknowledged by
- * delta_fsync() survives a crash of the process or the host (the essay at
- * the top of store.c says why).
+ * delta_fsync() survives a crash of the host, and every write whose call
+ * returned survives the death of the process (the essay at the top of
+ * store.c says why).
  *
  * The store merges delta blocks into a target (the destination, or the
  * source when aborting); bitmap M marks the D blocks the target already
  * holds.  A write to a block clears its M bit, so the target always lacks
  * exactly D \ M ("dirty").  The caller (the copier) decides when to merge;
  * the store decides what may be merged: only blocks whose records are
- * durable, so that the target never holds a write a replay could forget.
+ * durable (their WAL record synced), so that the target never holds a
+ * write a replay could forget.
  *
  * Locking (inside; callers hold no lock of the store): every call may be
  * made from any thread at any time, but for the rules named at a function.
  * Live-view calls of one file run concurrently; a merge runs beside them.
  * Internally: d->io shared by each request and exclusive for a resize of
- * the bitmaps, one lock per 1 MiB region for writers and the merger, d->mu
- * for the scalar fields; order io, region (ascending), mu.
+ * the bitmaps or a size change, one lock per 1 MiB region for writers and
+ * the merger, the WAL's append lock (one append at a time, so that records
+ * complete in log order), d->mu for the scalar fields, the WAL's sync lock;
+ * order io, region (ascending), WAL append, mu, the journal's queue lock,
+ * WAL sync (the checkpointer's wake-up lock is taken under the WAL append
+ * lock and nothing else).  A checkpoint takes the append lock briefly (to
+ * note the head), never io or a region.
  *
  * Blocking: every call may block on I/O to the source, the delta, the
- * journal or the target; delta_write() may sleep up to 2 ms when the guest
- * writes faster than the merge drains (throttling, reported by status).
+ * WAL, the journal or the target; delta_write() may sleep up to 2 ms when
+ * the guest writes faster than the merge drains (throttling, reported by
+ * status), and waits for a checkpoint when the WAL ring is full (wal_waits).
+ * Each store runs one background thread, its checkpointer.
  *
  * Errors: -errno.  A failure of the store itself (a failed sync, a failed
  * merge read or write) also moves the file to DELTA_FAILED with a message
@@ -47,6 +56,9 @@
 #define DELTA_BLOCK		4096u
 /* Space each file's journal takes up front in the delta store. */
 #define DELTA_JOURNAL_PREALLOC	(2u << 20)
+/* The largest write-ahead log ring of a store (an eighth of the image, at
+ * least 1 MiB; see delta/wal.h). */
+#define DELTA_WAL_MAX		(64u << 20)
 /* Bytes of D \ M at or below which a file counts as ready for cutover. */
 #define DELTA_READY_BYTES	(8u << 20)
 /* Above this, guest writes that add to D \ M are slowed down. */
@@ -67,19 +79,29 @@ struct delta;
 /* ---- life cycle ---------------------------------------------------------- */
 
 /* Create the store of a file (its source open as src_fd) migrating to dst_fd,
- * as files "<id>.delta" and "<id>.journal" in dirfd; name is for messages.
- * Takes over src_fd and dst_fd on success (not dirfd).  Durable on return. */
+ * as files "<id>.delta", "<id>.wal" and "<id>.journal" in dirfd; name is for
+ * messages.  Takes over src_fd and dst_fd on success (not dirfd).  Durable on
+ * return.  Writes the WAL ring (delta_space_needed) with zeros: may take a
+ * fraction of a second per file. */
 int delta_create(struct delta **out, const char *name, unsigned id, int src_fd, int dst_fd,
 		 int dirfd);
 
-/* Reopen a store after a restart by replaying its journal.  dst_fd may be -1
+/* Reopen a store after a restart by replaying its journal and its WAL (every
+ * write whose call returned, after the process died; every flushed write,
+ * after the host did), and make what was replayed durable.  dst_fd may be -1
  * (the destination was lost: only an abort can follow). */
 int delta_open(struct delta **out, const char *name, unsigned id, int src_fd, int dst_fd,
 	       int dirfd);
 
 /* Close the descriptors and free; removes the store's files if unlink_files.
- * No other call may be running on d. */
+ * No other call may be running on d.  Syncs nothing: what was written can be
+ * reopened with delta_open. */
 void delta_free(struct delta *d, bool unlink_files);
+
+/* Space a store takes up front in the delta directory for an image of
+ * image_bytes (the journal's preallocation and the WAL ring), besides the
+ * delta file (at most the image's size). */
+uint64_t delta_space_needed(uint64_t image_bytes);
 
 /* ---- the live view (the FUSE layer) -------------------------------------- */
 
@@ -88,7 +110,8 @@ ssize_t delta_read(struct delta *d, char *buf, size_t len, off_t off);
 ssize_t delta_write(struct delta *d, const char *buf, size_t len, off_t off);
 int delta_truncate(struct delta *d, off_t size);
 int delta_fallocate(struct delta *d, int mode, off_t off, off_t len);
-/* Make every write acknowledged so far durable.  -EIO (or -ENOSPC) fails
+/* Make every write acknowledged so far durable: one fdatasync of the WAL,
+ * shared with concurrent callers (group commit).  -EIO (or -ENOSPC) fails
  * the migration: after a failed sync the store cannot vouch for its data. */
 int delta_fsync(struct delta *d, bool datasync);
 /* SEEK_DATA / SEEK_HOLE on the live view; -ENXIO at or past the end */
@@ -116,7 +139,8 @@ void delta_note_progress(struct delta *d, uint64_t bytes);
  * file failed). */
 ssize_t delta_merge_some(struct delta *d, size_t max_bytes);
 
-/* Make the queued records durable, as a flush does.  0 or -errno. */
+/* Make every write so far durable and mergeable, and commit the queued
+ * journal records.  0 or -errno. */
 int delta_commit(struct delta *d);
 
 enum delta_finish {
@@ -153,6 +177,9 @@ struct delta_status {
 	enum delta_phase phase;
 	uint64_t size, base_size, copied, delta_bytes, dirty_bytes, throttle_events;
 	bool throttled;
+	/* the WAL: ring size, bytes in use, writes that waited for a checkpoint
+	 * (the ring was full), fdatasyncs of it, checkpoints done */
+	uint64_t wal_bytes, wal_used, wal_waits, wal_syncs, checkpoints;
 	char error[256];
 };
 void delta_status(struct delta *d, struct delta_status *st);

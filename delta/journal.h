@@ -33,6 +33,9 @@ enum jr_type {
 	JR_SIZE,	/* file size a, base limit b */
 	JR_PHASE,	/* phase a (enum delta_phase) */
 	JR_COPIED,	/* base copied to the destination and synced up to byte a */
+	JR_WAL,		/* the journal and the delta file hold every change logged in
+			 * the WAL before sequence number a, whose record would be
+			 * at ring offset b: the WAL is read from there */
 	JR_TYPE_MAX
 };
 

@@ -13,6 +13,8 @@
 #include <linux/falloc.h>
 #include <xxhash.h>
 
+#include "common/clock.h"
+#include "common/crashpoint.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "delta/delta_i.h"
@@ -102,54 +104,73 @@ static ssize_t merge_region(struct delta *d, uint64_t b, char *buf, bool all)
 	return err ? err : merged;
 }
 
-static ssize_t merge_some(struct delta *d, size_t max_bytes, bool all)
+/* How long a D range may wait for a guest flush to make it mergeable before
+ * the merger syncs the WAL itself. */
+#define FORCE_SYNC_US	50000
+
+/*
+ * A block may reach the target only once its D bit is durable (bit DD):
+ * otherwise a crash could leave the target holding a write the restarted
+ * daemon does not know about (it would read the base), and a later switch
+ * would change what the guest sees without a write.  The guest's flushes
+ * make most blocks durable; when nothing else is mergeable the merger
+ * syncs the WAL itself (one cheap fdatasync), at most every FORCE_SYNC_US
+ * unless force (a finish must merge everything).
+ */
+static ssize_t merge_some(struct delta *d, size_t max_bytes, bool all, bool force)
 {
 	char *buf;
 	ssize_t total = 0;
-	uint64_t b = 0;
 
 	if (posix_memalign((void **)&buf, 4096, (size_t)BS << REGION_SHIFT))
 		return -ENOMEM;
-	/*
-	 * A block may reach the target only once the journal says it lives in
-	 * the delta (bit DD): otherwise a crash could leave the target holding
-	 * a write the restarted daemon does not know about (it would read the
-	 * base), and a later switch would change what the guest sees without a
-	 * write.  One commit here makes every block written so far mergeable.
-	 */
-	if (!all && journal_pending(&d->j)) {
-		int err = journal_commit(&d->j, sync_for_flush, d);
+	for (int pass = 0; pass < 2; pass++) {
+		uint64_t b = 0;
 
-		if (err) {
-			delta_fail(d, err, "cannot sync the delta store");
-			free(buf);
-			return err;
-		}
-	}
-	pthread_rwlock_rdlock(&d->io);
-	apply_durable(d);
-	while ((size_t)total < max_bytes) {
-		ssize_t r;
+		if (pass == 1) {
+			uint64_t now = now_us();
+			int err;
 
-		b = next_dirty(d, b, all);
-		if (b >= d->D.nbits)
-			break;
-		r = merge_region(d, b, buf, all);
-		if (r < 0) {
-			total = r;
-			break;
+			if (all || total > 0 || !dd_pending(d) ||
+			    (!force && now - __atomic_load_n(&d->forced_us, __ATOMIC_RELAXED) <
+					       FORCE_SYNC_US))
+				break;
+			__atomic_store_n(&d->forced_us, now, __ATOMIC_RELAXED);
+			delaypoint("merge-force-sync");	/* tests: keep a write unsynced */
+			err = wal_sync_all(&d->w);
+			if (err) {
+				delta_fail(d, err, "cannot sync the delta store");
+				total = err;
+				break;
+			}
 		}
-		total += r;
-		b = ((b >> REGION_SHIFT) + 1) << REGION_SHIFT;
+		pthread_rwlock_rdlock(&d->io);
+		apply_durable(d);
+		while ((size_t)total < max_bytes) {
+			ssize_t r;
+
+			b = next_dirty(d, b, all);
+			if (b >= d->D.nbits)
+				break;
+			r = merge_region(d, b, buf, all);
+			if (r < 0) {
+				total = r;
+				break;
+			}
+			total += r;
+			b = ((b >> REGION_SHIFT) + 1) << REGION_SHIFT;
+		}
+		pthread_rwlock_unlock(&d->io);
+		if (total < 0)
+			break;
 	}
-	pthread_rwlock_unlock(&d->io);
 	free(buf);
 	return total;
 }
 
 ssize_t delta_merge_some(struct delta *d, size_t max_bytes)
 {
-	return merge_some(d, max_bytes, false);
+	return merge_some(d, max_bytes, false, false);
 }
 
 int delta_finish_target(struct delta *d, enum delta_finish how)
@@ -159,7 +180,7 @@ int delta_finish_target(struct delta *d, enum delta_finish how)
 	ssize_t r;
 
 	do {
-		r = merge_some(d, SIZE_MAX, how == DELTA_FINISH_SWITCH);
+		r = merge_some(d, SIZE_MAX, how == DELTA_FINISH_SWITCH, true);
 	} while (r > 0);
 	if (r < 0)
 		return (int)r;

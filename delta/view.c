@@ -125,19 +125,18 @@ static int ensure_blocks(struct delta *d, uint64_t nblocks)
 	return 0;
 }
 
-static void touch(struct delta *d, uint64_t end)
+/* the live view's last write time (the size is set as the write is logged) */
+static void touch(struct delta *d)
 {
 	pthread_mutex_lock(&d->mu);
-	if (end > d->size)
-		d->size = end;
 	clock_gettime(CLOCK_REALTIME, &d->mtime);
 	d->mtime_set = true;
 	pthread_mutex_unlock(&d->mu);
 }
 
 /* Blocks [b0, b1] now hold their latest data in the delta.  Caller holds the
- * regions.  Queues a journal record if any bit was new. */
-static int mark_delta(struct delta *d, uint64_t b0, uint64_t b1)
+ * regions.  True if any of them was not in D before. */
+static bool mark_delta(struct delta *d, uint64_t b0, uint64_t b1)
 {
 	uint64_t newly_dirty = 0;
 	bool new_d = false;
@@ -157,7 +156,51 @@ static int mark_delta(struct delta *d, uint64_t b0, uint64_t b1)
 		d->dirty += newly_dirty;
 		pthread_mutex_unlock(&d->mu);
 	}
-	return new_d ? journal_add(&d->j, JR_SET_DE, b0, b1 - b0 + 1) : 0;
+	return new_d;
+}
+
+/* Log blocks [b0, b1], just written (buf: the bytes at off; NULL: zeros),
+ * as they now are in the delta.  Caller holds the regions. */
+static int log_write(struct delta *d, const char *buf, size_t len, uint64_t off, uint64_t b0,
+		     uint64_t b1, bool new_d)
+{
+	uint64_t start = b0 * BS, end = (b1 + 1) * BS;
+	char *whole = NULL;
+	const char *src;
+	int err = 0;
+
+	if (!buf) {
+		struct wr r = { .type = WR_ZERO, .off = off, .len = len, .size = off + len };
+		struct jr j = { .type = JR_SET_DE, .a = b0, .b = b1 - b0 + 1 };
+
+		return store_log(d, &r, NULL, 0, &j, new_d, b0, new_d ? b1 - b0 + 1 : 0);
+	}
+	if (off == start && off + len == end) {
+		src = buf;	/* a guest's aligned write: its buffer is the payload */
+	} else {
+		/* the edges were filled from the base or were in the delta: the
+		 * blocks are read back whole */
+		whole = malloc(end - start);
+		if (!whole)
+			return -ENOMEM;
+		err = pread_full(d->delta_fd, whole, end - start, (off_t)start);
+		if (err) {
+			free(whole);
+			return err;
+		}
+		src = whole;
+	}
+	for (uint64_t a = start; !err && a < end; a += WAL_MAX_PAYLOAD) {
+		uint64_t n = end - a < WAL_MAX_PAYLOAD ? end - a : WAL_MAX_PAYLOAD;
+		struct iovec v = { .iov_base = (void *)(src + (a - start)), .iov_len = n };
+		struct wr r = { .type = WR_DATA, .off = a, .len = n,
+				.size = a + n < off + len ? a + n : off + len };
+		struct jr j = { .type = JR_SET_DE, .a = a / BS, .b = n / BS };
+
+		err = store_log(d, &r, &v, 1, &j, new_d, a / BS, new_d ? n / BS : 0);
+	}
+	free(whole);
+	return err;
 }
 
 /* Fill block b in the delta with its current live content (before a partial
@@ -189,8 +232,8 @@ static int write_source_in_place(struct delta *d, const char *buf, size_t len, u
 		d->phase = DELTA_FAILED;
 		log_warnx("'%s': delta store refused a write (%s); writing the source in place",
 			  d->name, strerror(-why));
-		/* durable with the flush that acknowledges this write, before the
-		 * records that move its blocks to the source */
+		/* in the journal at the next checkpoint; the WAL's CLEAR_D
+		 * record says the same to a replay before that */
 		journal_add(&d->j, JR_PHASE, DELTA_FAILED, 1);
 	}
 	pthread_mutex_unlock(&d->mu);
@@ -236,12 +279,23 @@ static int write_source_in_place(struct delta *d, const char *buf, size_t len, u
 	if (err)
 		return err;
 written:
-	apply_durable(d);	/* so that no queued record sets these again */
+	/* the data durable before the record that sends reads of these
+	 * blocks to the source can be: a rare, slow path */
+	if (fdatasync(d->src_fd) == -1)
+		return -errno;
+	apply_durable(d);	/* so that no queued range sets these again */
+	dd_forget(d, b0, b1 - b0 + 1);
 	bitmap_clear_range(&d->D, b0, b1 - b0 + 1);
 	bitmap_clear_range(&d->M, b0, b1 - b0 + 1);
 	bitmap_clear_range(&d->DD, b0, b1 - b0 + 1);
-	return journal_add(&d->j, JR_SIZE, d->size, d->base_limit) ?:
-	       journal_add(&d->j, JR_CLEAR_D, b0, b1 - b0 + 1);
+	snapshot_limits(d, &size, &limit);
+	{
+		struct wr r = { .type = WR_CLEAR_D, .off = b0 * BS, .len = (b1 - b0 + 1) * BS,
+				.size = off + len, .limit = limit };
+		struct jr j = { .type = JR_CLEAR_D, .a = b0, .b = b1 - b0 + 1 };
+
+		return store_log(d, &r, NULL, 0, &j, 1, 0, 0);
+	}
 }
 
 /*
@@ -307,12 +361,16 @@ static ssize_t live_write(struct delta *d, const char *buf, size_t len, uint64_t
 	}
 	if (err)
 		goto fallback;
-	err = mark_delta(d, b0, b1);
+	err = log_write(d, buf, len, off, b0, b1, mark_delta(d, b0, b1));
 	regions_unlock(d, mask);
 	pthread_rwlock_unlock(&d->io);
-	if (err)
-		return err;
-	touch(d, off + len);
+	if (err) {
+		/* the data is in the delta and reads see it, but no replay
+		 * would: the store cannot vouch for it any more */
+		delta_fail(d, err, "cannot write the delta store's log");
+		return err == -ENOMEM ? err : -EIO;
+	}
+	touch(d);
 	return (ssize_t)len;
 fallback:
 	if (err == -ENOSPC || err == -EIO || err == -EDQUOT || err == -EROFS) {
@@ -332,7 +390,7 @@ fallback:
 	pthread_rwlock_unlock(&d->io);
 	if (err)
 		return err;
-	touch(d, off + len);
+	touch(d);
 	return (ssize_t)len;
 }
 
@@ -343,7 +401,7 @@ ssize_t delta_write(struct delta *d, const char *buf, size_t len, off_t off)
 
 int delta_truncate(struct delta *d, off_t size_)
 {
-	uint64_t size = (uint64_t)size_;
+	uint64_t size = (uint64_t)size_, cur, limit;
 	int err = 0;
 
 	pthread_rwlock_wrlock(&d->io);
@@ -351,11 +409,10 @@ int delta_truncate(struct delta *d, off_t size_)
 	err = bitmaps_fit(d, blocks_for(size));
 	if (err)
 		goto out;
-	pthread_mutex_lock(&d->mu);
-	if (size < d->size) {
+	snapshot_limits(d, &cur, &limit);
+	if (size < cur) {
 		uint64_t keep = blocks_for(size);
 
-		pthread_mutex_unlock(&d->mu);
 		/* the delta past the new end reads as zeros from now on */
 		if (ftruncate(d->delta_fd, (off_t)size) == -1) {
 			err = -errno;
@@ -365,24 +422,46 @@ int delta_truncate(struct delta *d, off_t size_)
 			bitmap_clear_range(&d->D, keep, d->D.nbits - keep);
 			bitmap_clear_range(&d->M, keep, d->M.nbits - keep);
 			bitmap_clear_range(&d->DD, keep, d->DD.nbits - keep);
+			dd_forget(d, keep, d->D.nbits - keep);
 		}
 		/* the block the new end cuts through changed in the delta (its
 		 * tail is zeros now): the target must get it again */
 		if (size % BS)
 			bitmap_clear_range(&d->M, blk(size), 1);
+		if (size < limit)
+			limit = size;
 		pthread_mutex_lock(&d->mu);
-		if (size < d->base_limit)
-			d->base_limit = size;
 		d->dirty = 0;
 		for (uint64_t w = 0; w < d->D.nwords; w++)
 			d->dirty += (uint64_t)__builtin_popcountll(d->D.w[w] & ~d->M.w[w]);
+		pthread_mutex_unlock(&d->mu);
 	}
-	d->size = size;
+	{
+		struct wr r = { .type = WR_SIZE, .size = size, .limit = limit };
+		struct jr j = { .type = JR_SIZE, .a = size, .b = limit };
+		char tail[BS];
+		struct iovec v = { .iov_base = tail, .iov_len = BS };
+		bool cut = size < cur && size % BS && bitmap_test(&d->D, blk(size));
+
+		/* a block the new end cuts through is logged whole, as it now
+		 * is: a replay must not cut whatever later writes left there */
+		if (cut) {
+			memset(tail, 0, BS);
+			if (pread(d->delta_fd, tail, size % BS, (off_t)(blk(size) * BS)) < 0)
+				err = -errno;
+		}
+		if (!err)
+			err = store_log(d, &r, &v, cut, &j, 1, 0, 0);
+	}
+	if (err) {
+		delta_fail(d, err, "cannot write the delta store's log");
+		goto out;
+	}
+	pthread_mutex_lock(&d->mu);
 	d->journal_size = size;
-	clock_gettime(CLOCK_REALTIME, &d->mtime);
-	d->mtime_set = true;
-	err = journal_add(&d->j, JR_SIZE, d->size, d->base_limit);
+	d->journal_limit = limit;
 	pthread_mutex_unlock(&d->mu);
+	touch(d);
 out:
 	pthread_rwlock_unlock(&d->io);
 	return err;
@@ -437,16 +516,9 @@ int delta_fallocate(struct delta *d, int mode, off_t off, off_t len)
 
 int delta_fsync(struct delta *d, bool datasync)
 {
-	int err = 0;
+	/* every write answered before this call was logged below here */
+	int err = store_flush(d, wal_head(&d->w));
 
-	pthread_mutex_lock(&d->mu);
-	if (d->size != d->journal_size) {
-		d->journal_size = d->size;
-		err = journal_add(&d->j, JR_SIZE, d->size, d->base_limit);
-	}
-	pthread_mutex_unlock(&d->mu);
-	if (!err)
-		err = journal_commit(&d->j, sync_for_flush, d);
 	if (err) {
 		static long last;
 

@@ -9,7 +9,11 @@ PACKAGES="build-essential pkg-config libfuse3-dev fuse3 libxxhash-dev libcmocka-
 	util-linux kmod
 	jq e2fsprogs gzip clang valgrind socat
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
+	libsystemd-dev systemd man-db bash-completion dpkg-dev debhelper lintian
 	openssh-server openssh-client sshfs iproute2"
+# libsystemd-dev: sd_notify; systemd: systemd-analyze verify of the unit;
+# man-db, bash-completion, dpkg-dev, debhelper, lintian: tests/pkg (man
+# pages, completion, the Debian package);
 # jq: tests/reloc read status --json; e2fsprogs: loop filesystems for ENOSPC
 # tests; clang: make tsan and the fuzzer; valgrind: memcheck of the unit tests; socat: QMP commands in tests/vm/daemon_death.sh; libvirt: tests/vm/libvirt_hook.sh
 # openssh-server, openssh-client, sshfs: the "other host" of tests/host/ (a private

@@ -15,6 +15,16 @@ require_daemon
 #   run       a migration runs under the writer (copy, merge, flushes)
 #   bigcopy   a.img starts with 272 MiB of data, so the base copy passes a
 #             checkpoint (every 256 MiB)
+# The store's points, in the order of a write, a flush and a checkpoint:
+#   wal-appended            a write's WAL record is in the page cache, the
+#                           write not answered yet
+#   flush-wal-synced        a flush made the WAL durable, not answered yet
+#   checkpoint-data-synced  a checkpoint synced the WAL and the delta file,
+#                           its journal records not written yet
+#   checkpoint-committed    the journal names the new WAL tail; the ring
+#                           space before it not released yet
+#   journal-data-synced     any journal commit (checkpoint, phase, copy
+#                           progress) synced its data, records not written
 #   cutover   wait until ready, then cutover
 #   abort     wait until ready, then abort
 #   abortcopy abort while the base copy still runs (--rate 4M)
@@ -24,8 +34,15 @@ migrate-recorded   0  files  migrate   migrating
 copier-checkpoint  0  tree   bigcopy   migrating
 merge-batch        0  tree   run       migrating
 merge-batch        5  tree   run       migrating
-flush-data-synced  0  tree   run       migrating
-flush-data-synced  40 files  run       migrating
+wal-appended       0  tree   run       migrating
+wal-appended       300 files run       migrating
+flush-wal-synced   0  tree   run       migrating
+flush-wal-synced   40 files  run       migrating
+checkpoint-data-synced 0 tree run      migrating
+checkpoint-data-synced 3 files run     migrating
+checkpoint-committed 0 tree  run       migrating
+checkpoint-committed 3 files run       migrating
+journal-data-synced 0 tree   run       migrating
 cutover-merged     0  tree   cutover   source
 cutover-merged     0  files  cutover   source
 cutover-released   0  tree   cutover   source

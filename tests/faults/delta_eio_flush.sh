@@ -11,7 +11,10 @@ FSOP=$TOOLS/fsop
 step 'a 4 MiB image; the delta store is an XFS on a loop device; migrate until ready'
 xfs_fs "$TEST_DIR/delta"
 head -c 4M /dev/urandom >"$TEST_SRC/disk.img"
-relocfs_mount
+# the merger syncs the write-ahead log itself when a write waits too long
+# for a flush; were it to do so here, the flush below would find its write
+# durable and rightly succeed without touching the dead store
+RELOCFS_DELAYPOINT=merge-force-sync:10000000 relocfs_mount
 ctl migrate --to "$TEST_DST" --delta-dir "$TEST_DIR/delta" >/dev/null
 ctl wait --timeout 120 >/dev/null
 

@@ -1,4 +1,4 @@
-// modules: delta/store.c delta/view.c delta/merge.c delta/journal.c delta/bitmap.c common/log.c common/util.c common/crashpoint.c
+// modules: delta/store.c delta/view.c delta/merge.c delta/journal.c delta/wal.c delta/bitmap.c common/log.c common/util.c common/crashpoint.c
 /*
  * test_delta: the delta store on its own, against an in-memory model of the
  * file, on real files in a private mkdtemp directory (under $TMPDIR, else
@@ -8,8 +8,15 @@
  *    the end), reads, truncates (shrinking and growing), holes punched and
  *    ranges zeroed read back as the model says, for many seeds;
  *  - replay: after a flush, closing and reopening the store from its
- *    journal gives the model exactly; without one, every block reads as the
- *    model or as it was at the last flush (never anything else);
+ *    journal and WAL gives the model exactly; so does reopening after the
+ *    process died (everything closed with no sync, the WAL read through the
+ *    page cache), flushed or not, while checkpoints run in the background on
+ *    a small ring;
+ *  - a host crash, simulated: the WAL cut at a random point after the last
+ *    flush (zeros, garbage or a torn record after it), the delta file a
+ *    block-by-block mix of what the last checkpoint synced and what was
+ *    written since: every flushed write is there, and every block and the
+ *    size read as they were at some moment since the last flush;
  *  - merge: a base copy plus merges and the switch's finish leave the
  *    destination equal to the live view (verify agrees before the switch);
  *    an abort's finish leaves the source equal to it.
@@ -35,6 +42,7 @@
 
 #include "common/util.h"
 #include "delta/delta.h"
+#include "delta/delta_i.h"	/* the WAL's head, checkpoints, the knobs */
 
 #define MAX_SIZE	(768u << 10)	/* the model's largest file */
 #define BLK		DELTA_BLOCK
@@ -51,6 +59,7 @@ struct env {
 	/* the model at the last flush */
 	unsigned char *flushed;
 	uint64_t flushed_size;
+	uint64_t flushed_pos;	/* the WAL's head then */
 };
 
 static uint64_t rnd(struct env *e, uint64_t n)
@@ -82,6 +91,7 @@ static void env_start(struct env *e, unsigned seed)
 	const char *tmp = getenv("TMPDIR");
 	uint64_t size;
 	unsigned char *base;
+	bool hole;
 	int src, dst;
 
 	if (!tmp || !*tmp)
@@ -100,12 +110,13 @@ static void env_start(struct env *e, unsigned seed)
 	size = rnd(e, MAX_SIZE / 2);
 	base = e->now;
 	fill(e, base, size);
-	if (size > 3 * BLK && rnd(e, 2))
+	hole = size > 3 * BLK && rnd(e, 2);
+	if (hole)
 		memset(base + BLK, 0, 2 * BLK);		/* a hole in the base */
 	e->src_fd = open_at(e, "src", O_RDWR | O_CREAT);
 	e->dst_fd = open_at(e, "dst", O_RDWR | O_CREAT);
 	assert_int_equal(pwrite_full(e->src_fd, (char *)base, size, 0), 0);
-	if (size > 3 * BLK && !base[BLK])
+	if (hole)	/* not base[BLK] == 0: the fill can put a zero there */
 		assert_int_equal(fallocate(e->src_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 					   BLK, 2 * BLK), 0);
 	e->now_size = e->flushed_size = size;
@@ -193,11 +204,34 @@ static void op_zero(struct env *e)
 	}
 }
 
+/* the model at every moment since the last flush (for the host crash) */
+#define MAX_HIST 256
+static unsigned char *hist[MAX_HIST];
+static uint64_t hist_size[MAX_HIST];
+static int nhist = -1;		/* < 0: not kept */
+
+static void hist_note(struct env *e)
+{
+	if (nhist < 0)
+		return;
+	assert_true(nhist < MAX_HIST);
+	if (!hist[nhist])
+		hist[nhist] = malloc(MAX_SIZE);
+	assert_non_null(hist[nhist]);
+	memcpy(hist[nhist], e->now, MAX_SIZE);
+	hist_size[nhist++] = e->now_size;
+}
+
 static void op_flush(struct env *e)
 {
 	assert_int_equal(delta_fsync(e->d, rnd(e, 2)), 0);
 	memcpy(e->flushed, e->now, MAX_SIZE);
 	e->flushed_size = e->now_size;
+	e->flushed_pos = e->d->w.head_pos;
+	if (nhist >= 0) {
+		nhist = 0;
+		hist_note(e);
+	}
 }
 
 /* The live view reads as the model, whole and in random pieces. */
@@ -234,7 +268,7 @@ static void reopen(struct env *e)
 /* Random operations, flushes and checks on one store. */
 static void run_ops(struct env *e, int nops)
 {
-	for (int i = 0; i < nops; i++) {
+	for (int i = 0; i < nops; i++, hist_note(e)) {
 		switch (rnd(e, 12)) {
 		case 0:
 			op_truncate(e);
@@ -312,6 +346,187 @@ static void test_replay_without_a_flush_loses_only_unflushed_blocks(void **state
 		env_stop(&e);
 	}
 	free(buf);
+}
+
+/*
+ * The process dies: the store is dropped with no sync of any kind (the
+ * page cache of its files survives, as it does a SIGKILL), and reopened:
+ * the live view is the model exactly, flushed or not.  Small rings and a
+ * checkpointer every 5 ms or none but when the ring fills: checkpoints run
+ * beside the writes, and writers wait for room.
+ */
+static void test_reopen_after_the_process_died_gives_the_live_view_exactly(void **state)
+{
+	struct delta_tunables saved = delta_tun;
+	uint64_t waits = 0, ckpts = 0;
+
+	for (unsigned seed = 600; seed <= 625; seed++) {
+		struct env e;
+
+		/* half the time a 512 KiB ring and checkpoints only when it
+		 * is full: writers wait for room */
+		delta_tun.wal_ring = seed % 2 ? 512u << 10 : WAL_MIN_RING;
+		delta_tun.ckpt_ms = seed % 2 ? 0 : 5;
+		delta_tun.lazy = seed % 2;
+		env_start(&e, seed);
+		for (int round = 0; round < 4; round++) {
+			struct delta_status st;
+
+			run_ops(&e, 50);
+			delta_status(e.d, &st);
+			waits += st.wal_waits;
+			ckpts += st.checkpoints;
+			reopen(&e);
+			check_view(&e);
+		}
+		env_stop(&e);
+	}
+	print_message("%llu checkpoints, %llu writes waited for room in the ring\n",
+		      (unsigned long long)ckpts, (unsigned long long)waits);
+	assert_true(ckpts > 0 && waits > 0);
+	delta_tun = saved;
+}
+
+static unsigned char *read_file(int dirfd, const char *name, uint64_t *len)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	unsigned char *p;
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	*len = (uint64_t)st.st_size;
+	p = malloc(*len + 1);
+	assert_non_null(p);
+	assert_int_equal(pread_full(fd, (char *)p, *len, 0), 0);
+	close(fd);
+	return p;
+}
+
+static void write_file(int dirfd, const char *name, const unsigned char *p, uint64_t len)
+{
+	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite_full(fd, (const char *)p, len, 0), 0);
+	close(fd);
+}
+
+/* block b of the live view (n bytes at most) as it was at some moment
+ * since the last flush */
+static bool seen_since_flush(const unsigned char *buf, uint64_t b, size_t n)
+{
+	for (int h = 0; h < nhist; h++)
+		if (!memcmp(buf, hist[h] + b * BLK, n))
+			return true;
+	return false;
+}
+
+/*
+ * The host crashes.  A checkpoint, a copy of the delta file as it synced,
+ * then writes, flushes, and more writes; then the crash image: the WAL up to
+ * a random point at or after the last flush's records, then zeros, garbage,
+ * or the record there torn; the delta file block by block from the copy or
+ * from now (writeback may have written any of it); the journal as
+ * committed.  Reopened, the live view must hold every flushed write and
+ * read, block by block and in its size, as it was at some moment since the
+ * last flush.
+ */
+static void test_reopen_after_a_host_crash_keeps_every_flushed_write(void **state)
+{
+	struct delta_tunables saved = delta_tun;
+	unsigned char *buf = malloc(MAX_SIZE + BLK);
+	unsigned cases[3] = { 0 };
+
+	delta_tun.wal_ring = 4u << 20;	/* no wrap, no checkpoint but ours */
+	delta_tun.ckpt_ms = 0;
+	for (unsigned seed = 700; seed <= 740; seed++) {
+		struct env e;
+		unsigned char *ckpt_delta, *now_delta, *wal, *mix;
+		uint64_t ckpt_len, now_len, wal_len, mix_len, tail, flushed, head, cut;
+		int variant;
+		ssize_t n;
+
+		env_start(&e, seed);
+		run_ops(&e, 40);
+		op_flush(&e);
+		assert_int_equal(store_checkpoint(e.d), 0);
+		ckpt_delta = read_file(e.dirfd, "0.delta", &ckpt_len);
+		tail = e.d->w.head_pos;
+		nhist = 0;
+		hist_note(&e);
+		for (int i = 0; i < 1 + (int)rnd(&e, 4); i++) {
+			run_ops(&e, 10);
+			op_flush(&e);
+		}
+		run_ops(&e, (int)rnd(&e, 30));
+		flushed = e.flushed_pos > tail ? e.flushed_pos : tail;
+		head = e.d->w.head_pos;
+		assert_true(head >= flushed && flushed >= tail);	/* no wrap */
+
+		/* the crash image */
+		delta_free(e.d, false);
+		e.d = NULL;
+		wal = read_file(e.dirfd, "0.wal", &wal_len);
+		cut = flushed + rnd(&e, head - flushed + 1);
+		variant = (int)rnd(&e, 3);
+		cases[variant]++;
+		memset(wal + cut, 0, head - cut);
+		if (variant == 1) {		/* garbage after the cut */
+			for (uint64_t i = cut; i < cut + 300 && i < wal_len; i++)
+				wal[i] = (unsigned char)rnd(&e, 256);
+		} else if (variant == 2 && cut < head) {	/* the record there torn */
+			wal[cut] ^= 0x5a;
+		}
+		write_file(e.dirfd, "0.wal", wal, wal_len);
+		now_delta = read_file(e.dirfd, "0.delta", &now_len);
+		mix_len = rnd(&e, 2) ? now_len : ckpt_len;
+		mix = calloc(1, mix_len + BLK);
+		assert_non_null(mix);
+		for (uint64_t b = 0; b * BLK < mix_len; b++) {
+			bool old = rnd(&e, 2);
+			const unsigned char *from = old ? ckpt_delta : now_delta;
+			uint64_t from_len = old ? ckpt_len : now_len;
+
+			if (b * BLK < from_len)
+				memcpy(mix + b * BLK, from + b * BLK,
+				       from_len - b * BLK < BLK ? from_len - b * BLK : BLK);
+		}
+		write_file(e.dirfd, "0.delta", mix, mix_len);
+
+		assert_int_equal(delta_open(&e.d, "f", 0, dup(e.src_fd), dup(e.dst_fd), e.dirfd), 0);
+		n = delta_read(e.d, (char *)buf, MAX_SIZE + BLK, 0);
+		{
+			bool size_ok = false;
+
+			for (int h = 0; h < nhist; h++)
+				size_ok |= n == (ssize_t)hist_size[h];
+			if (!size_ok)
+				fail_msg("seed %u: size %zd after the crash is no size the file had since "
+					 "the last flush (%llu then)", seed, n,
+					 (unsigned long long)e.flushed_size);
+		}
+		for (uint64_t b = 0; b * BLK < (uint64_t)n; b++) {
+			size_t len = (uint64_t)n - b * BLK < BLK ? (size_t)((uint64_t)n - b * BLK) : BLK;
+
+			if (!seen_since_flush(buf + b * BLK, b, len))
+				fail_msg("seed %u: block %llu reads as it never was since the last flush "
+					 "(cut at %llu of %llu..%llu, variant %d)", seed,
+					 (unsigned long long)b, (unsigned long long)cut,
+					 (unsigned long long)flushed, (unsigned long long)head, variant);
+		}
+		nhist = -1;
+		free(ckpt_delta);
+		free(now_delta);
+		free(wal);
+		free(mix);
+		env_stop(&e);
+	}
+	print_message("host crashes: %u cut, %u garbage, %u torn\n", cases[0], cases[1], cases[2]);
+	for (int h = 0; h < MAX_HIST; h++)
+		free(hist[h]);
+	free(buf);
+	delta_tun = saved;
 }
 
 /* The copier's part, done here in line: copy the base, then merge. */
@@ -438,6 +653,8 @@ int main(void)
 		cmocka_unit_test(test_live_view_reads_what_was_written),
 		cmocka_unit_test(test_replay_after_a_flush_gives_the_live_view),
 		cmocka_unit_test(test_replay_without_a_flush_loses_only_unflushed_blocks),
+		cmocka_unit_test(test_reopen_after_the_process_died_gives_the_live_view_exactly),
+		cmocka_unit_test(test_reopen_after_a_host_crash_keeps_every_flushed_write),
 		cmocka_unit_test(test_merged_destination_equals_the_live_view_at_the_switch),
 		cmocka_unit_test(test_verify_names_the_first_difference),
 		cmocka_unit_test(test_abort_writes_the_live_view_back_to_the_source),

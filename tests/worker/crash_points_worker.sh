@@ -10,29 +10,38 @@ require_root
 
 # One line per case: crash point, skip, tree or files, trigger (as in
 # tests/crash/crash_points.sh), where the job must be once a new worker
-# serves.  A worker that dies in a cutover that had not switched cancels it
-# (the migration goes on); one that dies after the switch is rolled forward;
-# an abort is finished by the next worker.
+# serves, and whether make check runs the case (check) or only make soak
+# (soak: every case; check covers each crash point but the 256 MiB copy's).
+# A worker that dies in a cutover that had not switched cancels it (the
+# migration goes on); one that dies after the switch is rolled forward; an
+# abort is finished by the next worker.
 CASES_TABLE='
-migrate-recorded   0  tree   migrate   migrating
-migrate-recorded   0  files  migrate   migrating
-copier-checkpoint  0  tree   bigcopy   migrating
-merge-batch        0  tree   run       migrating
-merge-batch        5  files  run       migrating
-flush-data-synced  0  tree   run       migrating
-flush-data-synced  40 files  run       migrating
-cutover-merged     0  tree   cutover   migrating
-cutover-merged     0  files  cutover   migrating
-cutover-released   0  tree   cutover   dest
-cutover-released   0  files  cutover   dest
-cutover-committed  0  tree   cutover   dest
-cutover-committed  0  files  cutover   dest
-abort-recorded     0  tree   abortcopy source
-abort-recorded     0  files  abort     source
-abort-merged       0  tree   abort     source
-abort-merged       0  files  abortcopy source
-abort-committed    0  tree   abort     source
-abort-committed    0  files  abort     source
+migrate-recorded   0   tree   migrate   migrating  check
+migrate-recorded   0   files  migrate   migrating  soak
+copier-checkpoint  0   tree   bigcopy   migrating  soak
+merge-batch        0   tree   run       migrating  soak
+merge-batch        5   files  run       migrating  check
+wal-appended       0   tree   run       migrating  check
+wal-appended       300 files  run       migrating  soak
+flush-wal-synced   0   tree   run       migrating  check
+flush-wal-synced   40  files  run       migrating  soak
+checkpoint-data-synced 0 tree run       migrating  soak
+checkpoint-data-synced 3 files run      migrating  soak
+checkpoint-committed 0 tree  run        migrating  soak
+checkpoint-committed 3 files run        migrating  check
+journal-data-synced 0  tree   run       migrating  soak
+cutover-merged     0   tree   cutover   migrating  soak
+cutover-merged     0   files  cutover   migrating  check
+cutover-released   0   tree   cutover   dest       check
+cutover-released   0   files  cutover   dest       soak
+cutover-committed  0   tree   cutover   dest       soak
+cutover-committed  0   files  cutover   dest       check
+abort-recorded     0   tree   abortcopy source     soak
+abort-recorded     0   files  abort     source     check
+abort-merged       0   tree   abort     source     check
+abort-merged       0   files  abortcopy source     soak
+abort-committed    0   tree   abort     source     soak
+abort-committed    0   files  abort     source     check
 '
 
 no_job() {
@@ -40,8 +49,9 @@ no_job() {
 }
 
 n=0
-while read -r -u 3 point skip mode trigger want; do
+while read -r -u 3 point skip mode trigger want set; do
 	[ -n "$point" ] || continue
+	[ "$set" = check ] || [ -n "${RELOCFS_SOAK:-}" ] || continue
 	[ -z "${RELOC_CRASH_ONLY:-}" ] || [ "$RELOC_CRASH_ONLY" = "$point" ] || continue
 	n=$((n + 1))
 	seed=$((9000 + n * 10))

@@ -8,6 +8,7 @@ require_tool fsverify
 require_root
 FSV=$TOOLS/fsverify
 KILLS_WANTED=${RELOCFS_WORKER_KILLS:-100}
+[ -z "${RELOCFS_SOAK:-}" ] || KILLS_WANTED=${RELOCFS_WORKER_KILLS:-1000}
 
 fsv_loop() {	# seeds one after another until told to stop
 	local s=1

@@ -43,10 +43,11 @@ writer_running || fail "the writer stopped: $(tail -n 3 "$TEST_DIR/writer.log")"
 
 step 'a cutover whose worker is killed in the hold, requests parked: cancelled, the migration goes on'
 mark=$(log_mark)
+w=$(worker_pid)
 ctl cutover --timeout 60 >"$TEST_DIR/cut1.out" 2>&1 &
 CUT=$!
 log_since "$mark" "delay point 'cutover-hold' reached"
-kill_worker
+kill_worker "$w"
 TOTAL=$((TOTAL + 1))
 wait "$CUT" && fail "the cutover whose worker died reported success: $(cat "$TEST_DIR/cut1.out")"
 log_since "$mark" "had not switched: cancelled"
@@ -56,14 +57,14 @@ writer_running || fail "the writer stopped: $(tail -n 3 "$TEST_DIR/writer.log")"
 
 step 'a cutover whose worker is killed after the switch, before it is durable: finished'
 mark=$(log_mark)
+w=$(worker_pid)
 ctl cutover --timeout 60 >"$TEST_DIR/cut2.out" 2>&1 &
 CUT=$!
 log_since "$mark" "delay point 'cutover-switched' reached"
-kill_worker
+kill_worker "$w"
 TOTAL=$((TOTAL + 1))
 wait "$CUT" || true
 log_since "$mark" "finished the cutover to '$DEST'"
-[ "$(ctl status --json | jq -r '.files | length')" = 2 ] || true
 [ "$(status_field destination)" = null ] || fail "a job is still recorded: $(status_json)"
 writer_running || fail "the writer stopped: $(tail -n 3 "$TEST_DIR/writer.log")"
 
@@ -72,10 +73,11 @@ mkdir -p "$DEST2"
 ctl migrate --to "$DEST2" --rate 4M >/dev/null
 kill_while a.img copying 2
 mark=$(log_mark)
+w=$(worker_pid)
 ctl abort >"$TEST_DIR/abort.out" 2>&1 &
 AB=$!
 log_since "$mark" "delay point 'abort-hold' reached"
-kill_worker
+kill_worker "$w"
 TOTAL=$((TOTAL + 1))
 wait "$AB" || true
 wait_until 60 eval '[ "$(status_field destination 2>/dev/null)" = null ]' ||

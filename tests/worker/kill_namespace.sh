@@ -7,6 +7,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 require_tool nsstress
 require_root
 KILLS_WANTED=${RELOCFS_WORKER_KILLS:-60}
+[ -z "${RELOCFS_SOAK:-}" ] || KILLS_WANTED=${RELOCFS_WORKER_KILLS:-600}
 
 relocfs_mount
 step 'nsstress starts: four threads, each with its own directory and model'

@@ -3,7 +3,7 @@
 #
 # Adds:
 #   worker_pid            the pid of the worker serving the mount (status --json)
-#   kill_worker           SIGKILL it, and wait until another serves (a hang guard)
+#   kill_worker [PID]     SIGKILL it, and wait until another serves (a hang guard)
 #   kill_loop_start N LO HI   kill the worker N times in the background, LO to HI
 #                         ms after each new worker serves; kill_loop_wait waits
 #                         for it and fails if it failed; KILLS counts the kills
@@ -24,9 +24,11 @@ new_worker_since() {	# new_worker_since OLD: another worker serves
 	[ -n "$p" ] && [ "$p" != 0 ] && [ "$p" != "$1" ]
 }
 
+# kill_worker [PID]: PID (known before, so that the kill is not late), or
+# the worker serving now
 kill_worker() {
-	local p
-	p=$(worker_pid)
+	local p=${1:-}
+	[ -n "$p" ] || p=$(worker_pid)
 	[ -n "$p" ] && [ "$p" != 0 ] || fail "no worker serves '$TEST_MNT'"
 	kill -9 "$p"
 	wait_until 60 new_worker_since "$p" || fail "no new worker within 60 s after killing $p"
