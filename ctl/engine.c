@@ -256,12 +256,22 @@ void engine_free(struct engine *e)
 static int cmd_restart(struct engine *e, const struct ctl_request *req, char **out)
 {
 	char err[512] = "";
+	bool copying;
 
 	if (!e->proc.restart) {
 		*out = xasprintf("this daemon cannot hand over");
 		return CTL_EFAIL;
 	}
+	/* the copier stops while the mount is still served: waiting for its
+	 * chunk in flight would otherwise lengthen the hand-over's gap.  It
+	 * starts again on a failure only if it ran: a recorded hand-off left
+	 * unsettled stopped it, and its destination belongs to another host */
+	copying = e->job && e->job->copier;
+	if (copying)
+		job_copier_stop(e, e->job);
 	if (e->proc.restart(e->proc.arg, req->exec_path, err, sizeof(err))) {
+		if (copying && job_copier_start(e, e->job))
+			log_warnx("the copier did not start again: the job waits for a restart");
 		*out = xasprintf("cannot restart: %s", err);
 		return CTL_EFAIL;
 	}

@@ -319,7 +319,7 @@ int job_add_file(struct engine *e, struct job *j, const char *rel, bool create, 
 		return r;
 	}
 	r = create ? delta_create(&d, rel, (unsigned)j->n, src, dst, j->delta_fd)
-		   : delta_open(&d, rel, (unsigned)j->n, src, dst, j->delta_fd);
+		   : delta_open(&d, rel, (unsigned)j->n, src, dst, j->delta_fd, e->warm);
 	if (r) {
 		snprintf(err, errlen, "cannot %s the delta store of '%s' in '%s': %s",
 			 create ? "create" : "open", rel, j->delta_dir, strerror(-r));

@@ -320,10 +320,14 @@ static int plan_file(struct engine *e, struct job *j, const char *rel, struct wa
 	return CTL_OK;
 }
 
-/* Room for the files in the destination, and to start in the delta store. */
+/*
+ * Room for the files in the destination, and to start in the delta store: the
+ * journals and log rings it creates, and 8 MiB for the first writes (a store
+ * that fills later fails the job safely: see delta_full).
+ */
 static int check_space(struct job *j, const struct walk *w, char **out)
 {
-	uint64_t need = w->delta_room + (16u << 20);
+	uint64_t need = w->delta_room + (8u << 20);
 	struct statvfs sv;
 
 	if (fstatvfs(j->dest_fd, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < w->bytes) {

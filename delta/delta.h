@@ -88,10 +88,14 @@ int delta_create(struct delta **out, const char *name, unsigned id, int src_fd, 
 
 /* Reopen a store after a restart by replaying its journal and its WAL (every
  * write whose call returned, after the process died; every flushed write,
- * after the host did), and make what was replayed durable.  dst_fd may be -1
- * (the destination was lost: only an abort can follow). */
+ * after the host did).  dst_fd may be -1 (the destination was lost: only an
+ * abort can follow).  Cold (warm false: the host may have crashed): makes
+ * what was replayed durable (syncs, a journal commit).  Warm (the process
+ * that had it open died or handed over, the host stayed up): syncs nothing
+ * and goes on appending to the WAL after the replayed records; the next
+ * delta_fsync makes them durable with its own. */
 int delta_open(struct delta **out, const char *name, unsigned id, int src_fd, int dst_fd,
-	       int dirfd);
+	       int dirfd, bool warm);
 
 /* Close the descriptors and free; removes the store's files if unlink_files.
  * No other call may be running on d.  Syncs nothing: what was written can be

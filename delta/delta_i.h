@@ -85,6 +85,7 @@ struct delta {
 	pthread_mutex_t ckpt_run;	/* serialises checkpoints; protects the fields below */
 	uint64_t ckpt_seq;		/* the WAL tail the journal names */
 	uint64_t wal_seq0, wal_pos0;	/* the tail read from the journal (replay only) */
+	bool warm_open;			/* delta_open after the process died, the host up */
 };
 
 static inline uint64_t blk(uint64_t off)

@@ -607,6 +607,15 @@ static int wal_apply(void *arg, uint64_t seq, const struct wr *r, const char *pa
 		if (err)
 			return err;
 		bitmap_set_range(&d->D, b0, n);
+		if (d->warm_open) {
+			/* durable once the WAL is synced past the record */
+			pthread_mutex_lock(&d->mu);
+			if (!dd_push(d, seq, b0, n))
+				err = -ENOMEM;
+			pthread_mutex_unlock(&d->mu);
+			if (err)
+				return err;
+		}
 		err = journal_add(&d->j, JR_SET_DE, b0, n);
 		break;
 	case WR_SIZE:
@@ -615,8 +624,11 @@ static int wal_apply(void *arg, uint64_t seq, const struct wr *r, const char *pa
 
 			if (ftruncate(d->delta_fd, (off_t)r->size) == -1)
 				return -errno;
-			if (keep < d->D.nbits)
+			if (keep < d->D.nbits) {
 				bitmap_clear_range(&d->D, keep, d->D.nbits - keep);
+				bitmap_clear_range(&d->DD, keep, d->DD.nbits - keep);
+				dd_forget(d, keep, d->D.nbits - keep);
+			}
 		}
 		/* the block the end cuts through, whole (see delta_truncate) */
 		if (payload) {
@@ -630,7 +642,9 @@ static int wal_apply(void *arg, uint64_t seq, const struct wr *r, const char *pa
 		err = bitmaps_fit(d, b0 + n);
 		if (err)
 			return err;
+		dd_forget(d, b0, n);
 		bitmap_clear_range(&d->D, b0, n);
+		bitmap_clear_range(&d->DD, b0, n);
 		replayed_fallback(d);
 		err = journal_add(&d->j, JR_CLEAR_D, b0, n);
 		break;
@@ -654,7 +668,7 @@ static int wal_open_or_create(struct delta *d, const char *file)
 }
 
 int delta_open(struct delta **out, const char *name, unsigned id, int src_fd, int dst_fd,
-	     int dirfd)
+	     int dirfd, bool warm)
 {
 	struct delta *d = store_alloc(name, id, src_fd, dst_fd, dirfd);
 	uint64_t replayed = 0, gen;
@@ -677,6 +691,15 @@ int delta_open(struct delta **out, const char *name, unsigned id, int src_fd, in
 	err = wal_open_or_create(d, file);
 	if (err)
 		goto fail;
+	if (warm) {
+		/* what the journal names is durable; the WAL's records become
+		 * so with the next sync of the ring (wal_apply queues them) */
+		d->warm_open = true;
+		for (uint64_t w = 0; w < d->D.nwords; w++)
+			d->DD.w[w] = d->D.w[w];
+		d->journal_size = d->size;
+		d->journal_limit = d->base_limit;
+	}
 	err = wal_replay(&d->w, d->wal_seq0, d->wal_pos0, wal_apply, d, &replayed);
 	if (err) {
 		log_warnx("'%s': cannot replay the delta store's log: %s", d->name, strerror(-err));
@@ -688,11 +711,26 @@ int delta_open(struct delta **out, const char *name, unsigned id, int src_fd, in
 	if (d->phase == DELTA_FAILED)
 		snprintf(d->error, sizeof(d->error),
 			 "failed before a restart: the source was written in place; abort to finish");
+	if (warm) {
+		/*
+		 * The host did not crash: the ring in the page cache holds
+		 * exactly the records appended, the last one whole (appends
+		 * are serialised, and one the process died in fails its
+		 * checksum).  Go on appending after it with the next sequence
+		 * number, so that a replay from the same tail reads the new
+		 * records too; nothing is synced here.  The next flush syncs
+		 * the replayed records with its own.
+		 */
+		wal_continue(&d->w);
+		d->ckpt_seq = d->wal_seq0;
+		goto opened;
+	}
 	/*
-	 * Make what was replayed durable (after the process died it may be in
-	 * the page cache only), and go on in a new generation of sequence
-	 * numbers: the records after the head are stale, and one of them could
-	 * otherwise be read as the next record after a later crash.
+	 * Make what was replayed durable (after the host crashed part of it
+	 * may be lost past the point the replay stopped), and go on in a new
+	 * generation of sequence numbers: the records after the head are
+	 * stale, and one of them could otherwise be read as the next record
+	 * after a later crash.
 	 */
 	gen = wal_next_generation(&d->w);
 	wal_restart(&d->w, gen);
@@ -709,6 +747,8 @@ int delta_open(struct delta **out, const char *name, unsigned id, int src_fd, in
 	/* everything replayed is durable */
 	for (uint64_t w = 0; w < d->D.nwords; w++)
 		d->DD.w[w] = d->D.w[w];
+opened:
+	d->warm_open = false;
 	if (d->phase == DELTA_CUTOVER)
 		d->phase = DELTA_MERGING;	/* the switch did not happen: still merging */
 	if (!d->started) {

@@ -480,8 +480,21 @@ int delta_fallocate(struct delta *d, int mode, off_t off, off_t len)
 		return -EINVAL;
 	snapshot_limits(d, &size, &limit);
 	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
-		uint64_t zend = keep && end > size ? size : end;
+		uint64_t zend = end > size ? size : end;
 		uint64_t a = (uint64_t)off;
+
+		/*
+		 * Grow first: what lies past the old end reads as zeros, and
+		 * every record the zeroing logs then carries the final size,
+		 * so a crash in between shows each block old or zeroed, never
+		 * a size the file never had.
+		 */
+		if (!keep && end > size) {
+			int err = delta_truncate(d, (off_t)end);
+
+			if (err)
+				return err;
+		}
 
 		/* edges as written zeros, whole blocks as holes in the delta */
 		while (a < zend) {
@@ -504,8 +517,6 @@ int delta_fallocate(struct delta *d, int mode, off_t off, off_t len)
 				return (int)r;
 			a += n;
 		}
-		if (!keep && end > size)
-			return delta_truncate(d, (off_t)end);
 		return 0;
 	}
 	/* preallocation: the live view only changes size */

@@ -245,6 +245,14 @@ void wal_restart(struct wal *w, uint64_t seq)
 	pthread_mutex_unlock(&w->sync_mu);
 }
 
+void wal_continue(struct wal *w)
+{
+	pthread_mutex_lock(&w->sync_mu);
+	w->written_seq = w->head_seq;
+	w->synced_seq = w->released_seq;
+	pthread_mutex_unlock(&w->sync_mu);
+}
+
 uint64_t wal_used(const struct wal *w)
 {
 	uint64_t u;

@@ -122,6 +122,11 @@ int wal_replay(struct wal *w, uint64_t seq, uint64_t pos,
 uint64_t wal_next_generation(const struct wal *w);
 /* Start appending at seq, at the head, with the log empty (after a replay). */
 void wal_restart(struct wal *w, uint64_t seq);
+/* Go on appending after the records replayed, with the next sequence number
+ * (after the process died with the host up: the ring read through the page
+ * cache holds exactly what was appended).  The replayed records count as
+ * written, not synced: the next wal_sync syncs them. */
+void wal_continue(struct wal *w);
 
 /*
  * Appending: wal_begin(w, plen) waits for room for a record of plen payload

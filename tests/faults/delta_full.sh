@@ -6,8 +6,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib_faults.sh"
 require_daemon
 
-# each delta store preallocates an 8 MiB journal: 32 MiB leaves about 7 MiB
-# for the data of two files (an 8 MiB store refuses the migrate outright)
+# a migrate wants each file's journal and log ring (about 10 MiB for these
+# two) and 8 MiB more free: a 32 MiB ext4 (about 23 MiB free) leaves about
+# 13 MiB for the data the writer spreads over 36 MiB (an 8 MiB store
+# refuses the migrate outright)
 step 'the delta store is a 32 MiB ext4 on a loop device; a writer works on two images'
 loop_fs 32M "$TEST_DIR/delta"
 relocfs_mount

@@ -257,12 +257,19 @@ static void check_view(struct env *e)
 	free(buf);
 }
 
-/* Close the store and reopen it from its journal, as a restart does. */
-static void reopen(struct env *e)
+/* Close the store and reopen it from its journal, as a restart does; warm:
+ * as a worker that takes over from one that died (the host up). */
+static void reopen_as(struct env *e, bool warm)
 {
 	delta_free(e->d, false);
 	e->d = NULL;
-	assert_int_equal(delta_open(&e->d, "f", 0, dup(e->src_fd), dup(e->dst_fd), e->dirfd), 0);
+	assert_int_equal(delta_open(&e->d, "f", 0, dup(e->src_fd), dup(e->dst_fd), e->dirfd, warm),
+			 0);
+}
+
+static void reopen(struct env *e)
+{
+	reopen_as(e, false);
 }
 
 /* Random operations, flushes and checks on one store. */
@@ -376,7 +383,8 @@ static void test_reopen_after_the_process_died_gives_the_live_view_exactly(void 
 			delta_status(e.d, &st);
 			waits += st.wal_waits;
 			ckpts += st.checkpoints;
-			reopen(&e);
+			/* a worker takes over (warm) or the daemon restarts */
+			reopen_as(&e, seed % 3 != 0 && round != 3);
 			check_view(&e);
 		}
 		env_stop(&e);
@@ -457,9 +465,15 @@ static void test_reopen_after_a_host_crash_keeps_every_flushed_write(void **stat
 		hist_note(&e);
 		for (int i = 0; i < 1 + (int)rnd(&e, 4); i++) {
 			run_ops(&e, 10);
+			/* half the time a worker takes over in the middle: the
+			 * ring goes on after what it replayed */
+			if (rnd(&e, 2))
+				reopen_as(&e, true);
 			op_flush(&e);
 		}
 		run_ops(&e, (int)rnd(&e, 30));
+		if (rnd(&e, 2))
+			reopen_as(&e, true);
 		flushed = e.flushed_pos > tail ? e.flushed_pos : tail;
 		head = e.d->w.head_pos;
 		assert_true(head >= flushed && flushed >= tail);	/* no wrap */
@@ -494,7 +508,8 @@ static void test_reopen_after_a_host_crash_keeps_every_flushed_write(void **stat
 		}
 		write_file(e.dirfd, "0.delta", mix, mix_len);
 
-		assert_int_equal(delta_open(&e.d, "f", 0, dup(e.src_fd), dup(e.dst_fd), e.dirfd), 0);
+		assert_int_equal(delta_open(&e.d, "f", 0, dup(e.src_fd), dup(e.dst_fd), e.dirfd, false),
+				 0);
 		n = delta_read(e.d, (char *)buf, MAX_SIZE + BLK, 0);
 		{
 			bool size_ok = false;
