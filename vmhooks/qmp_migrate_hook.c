@@ -45,6 +45,8 @@
 #include "vmhooks/qmp.h"
 
 #define POLL_MS 1000	/* query-migrate at least this often while waiting */
+#define FIGURES_TRIES	40	/* query-migrate for the times after "completed", */
+#define FIGURES_WAIT_MS	50	/* this far apart */
 
 struct qmpm_hook {
 	char *path;		/* QEMU's QMP socket at the source */
@@ -360,6 +362,16 @@ static int qmpm_resume(void *arg, int timeout_ms, char *err, size_t errlen)
 	if (rc < 0)
 		return rc;
 	query_migrate(h, desc, sizeof(desc), hook_left_ms(deadline) + 1000, NULL, 0);
+	/* QEMU reports "completed" a moment before it has worked out the
+	 * migration's times: until then query-migrate gives a total time and
+	 * a downtime of 0.  Ask again for a while rather than report them. */
+	for (int i = 0; i < FIGURES_TRIES && !strcmp(h->status, "completed") && h->total_ms <= 0;
+	     i++) {
+		nanosleep(&(struct timespec){ .tv_nsec = FIGURES_WAIT_MS * 1000000L }, NULL);
+		query_migrate(h, desc, sizeof(desc), 2000, NULL, 0);
+	}
+	if (!strcmp(h->status, "completed") && h->total_ms <= 0)
+		h->downtime_ms = -1;	/* not known: not 0 */
 	h->at_switchover = false;
 	if (!strcmp(h->status, "completed")) {
 		caps_off(h);
