@@ -12,7 +12,7 @@ CC      ?= cc
 # the one version string: relocfs --version, relocctl --version, and
 # debian/changelog, which debian/rules checks against it
 VERSION := $(shell cat VERSION)
-PKGS    := fuse3 libxxhash jansson libsystemd
+PKGS    := fuse3 libxxhash jansson libsystemd liburing
 CFLAGS  ?= -O2 -g
 WARN    := -std=gnu11 -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
            -Wno-unused-parameter
@@ -37,13 +37,14 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 COMMON_SRC := common/log.c common/crashpoint.c common/util.c common/shm.c
 DELTA_SRC  := delta/bitmap.c delta/journal.c delta/wal.c delta/store.c delta/view.c delta/merge.c
 FS_SRC     := fs/session.c fs/table.c fs/once.c fs/takeover.c fs/inode.c fs/gate.c fs/handle.c fs/route.c fs/data.c fs/names.c \
-              fs/dirs.c fs/xattrs.c fs/request.c fs/loop.c
-COPIER_SRC := copier/copier.c copier/ratelimit.c
+              fs/dirs.c fs/xattrs.c fs/request.c fs/loop.c fs/uring.c
+COPIER_SRC := copier/copier.c copier/budget.c copier/ratelimit.c
 HOOK_SRC   := vmhooks/vmhook.c vmhooks/hook_util.c vmhooks/qmp.c vmhooks/qmp_hook.c vmhooks/qmp_migrate_hook.c \
               vmhooks/exec_hook.c vmhooks/libvirt_hook.c
 CTL_COMMON := ctl/proto.c
 ENGINE_SRC := ctl/server.c ctl/mount_state.c ctl/engine.c ctl/record.c ctl/job.c ctl/namespace.c \
-              ctl/migrate.c ctl/cutover.c ctl/handoff.c ctl/switch.c ctl/abort.c ctl/status.c ctl/recover.c
+              ctl/sched.c ctl/migrate.c ctl/cutover.c ctl/handoff.c \
+              ctl/switch.c ctl/abort.c ctl/status.c ctl/recover.c
 DAEMON_SRC := daemon/main.c daemon/supervisor.c daemon/worker.c daemon/service.c
 RELOCFS_SRC  := $(DAEMON_SRC) $(ENGINE_SRC) $(CTL_COMMON) $(HOOK_SRC) $(COPIER_SRC) $(FS_SRC) \
                 $(DELTA_SRC) $(COMMON_SRC)

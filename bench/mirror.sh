@@ -1,11 +1,15 @@
 #!/bin/sh
-# bench/mirror.sh: fio on the backing directory and through the relocfs mount, same file,
-# same run; caches dropped before every job.  Ratios are mount / native bandwidth.
+# bench/mirror.sh: fio on the backing directory (native) and through relocfs mounts, one per
+# transport (/dev/fuse and FUSE over io_uring where the kernel has it), all over the same image
+# (one inode, hard-linked into each mount's source directory), in one run.  Caches dropped
+# before every job.  Ratios are mount / native bandwidth, per transport; cpu_us is the relocfs
+# worker's user+sys CPU per request (fio's I/O count), so the transports' costs compare.
 #
 #   MIRROR_SIZE_MIB  test file size (default 2048)
 #   MIRROR_RUNTIME   seconds per fio run (default 5)
-#   MIRROR_REPS      runs per job and side, in ABBA order (default 2); means are reported
-#   MIRROR_THREADS   relocfs -o threads=N (default: relocfs' own default)
+#   MIRROR_REPS      rounds per job, each in ABBA order over the targets (default 2)
+#   MIRROR_OPTS      extra relocfs -o options for both mounts (e.g. nowriteback)
+#   MIRROR_TRANSPORTS  which transports (default: "dev uring", uring only where offered)
 set -eu
 . "$(dirname "$0")/lib.sh"
 
@@ -14,162 +18,165 @@ RUNTIME=${MIRROR_RUNTIME:-5}
 REPS=${MIRROR_REPS:-2}
 check_prereqs
 
+TRANSPORTS=${MIRROR_TRANSPORTS:-dev uring}
+if [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" != Y ]; then
+	TRANSPORTS=$(echo "$TRANSPORTS" | sed 's/uring//')
+fi
+
 W=$BENCH_DIR/mirror
 OUT=$(result_file mirror)
 RAW=$W/raw
-cleanup() { unmount_relocfs; [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$W"; }
+MOUNTS=
+cleanup() {
+	for t in $MOUNTS; do
+		fusermount3 -u "$W/mnt-$t" 2>/dev/null || fusermount3 -uz "$W/mnt-$t" 2>/dev/null || true
+	done
+	[ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$W"
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 rm -rf "$W"
-mkdir -p "$W/src" "$W/mnt" "$RAW"
-
-opts=
-[ -n "${MIRROR_THREADS:-}" ] && opts="-o threads=$MIRROR_THREADS"
-# shellcheck disable=SC2086
-mount_relocfs "$W/src" "$W/mnt" $opts
+mkdir -p "$W/src" "$RAW"
 log "mirror: writing a ${SIZE} MiB test file"
 make_image "$W/src/img" "$SIZE" 0
 
+opts=${MIRROR_OPTS:+-o $MIRROR_OPTS}
+# worker_of T: the pid of the worker serving the mount of transport T
+worker_of() {
+	RELOCFS_RUNDIR=$W/run-$1 "$RELOCCTL" -m "$W/mnt-$1" status --json | jq -r .worker_pid
+}
+for t in $TRANSPORTS; do
+	mkdir -p "$W/src-$t" "$W/mnt-$t" "$W/run-$t"
+	ln "$W/src/img" "$W/src-$t/img"
+	# shellcheck disable=SC2086
+	RELOCFS_RUNDIR=$W/run-$t "$RELOCFS" -o transport=$t $opts "$W/src-$t" "$W/mnt-$t" \
+		2>"$W/run-$t/relocfs.log" || die "relocfs ($t) failed to start: $(cat "$W/run-$t/relocfs.log")"
+	MOUNTS="$MOUNTS $t"
+	# the transport is known once the kernel's INIT is answered
+	i=0
+	while got=$(RELOCFS_RUNDIR=$W/run-$t "$RELOCCTL" -m "$W/mnt-$t" status --json | jq -r .transport) &&
+	      [ -z "$got" ] && [ $i -lt 100 ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+	[ "$got" = "$t" ] || die "the $t mount is served over '$got'"
+	log "relocfs worker $(worker_of "$t") serves $W/mnt-$t over $t"
+done
+TARGETS="native$(for t in $TRANSPORTS; do printf ' %s' "$t"; done)"
+
 # job table: name rw bs ioengine iodepth direct
 JOBS="
-seqread-1m-direct-qd1    read      1m libaio 1  1
-seqread-1m-direct-qd16   read      1m libaio 16 1
-seqread-1m-buffered      read      1m psync  1  0
-seqwrite-1m-direct-qd1   write     1m libaio 1  1
-seqwrite-1m-direct-qd16  write     1m libaio 16 1
-seqwrite-1m-buffered     write     1m psync  1  0
 randread-4k-direct-qd1   randread  4k libaio 1  1
 randread-4k-direct-qd16  randread  4k libaio 16 1
-randread-4k-buffered     randread  4k psync  1  0
 randwrite-4k-direct-qd1  randwrite 4k libaio 1  1
 randwrite-4k-direct-qd16 randwrite 4k libaio 16 1
+seqread-1m-direct-qd1    read      1m libaio 1  1
+seqread-1m-direct-qd16   read      1m libaio 16 1
+seqwrite-1m-direct-qd1   write     1m libaio 1  1
+seqwrite-1m-direct-qd16  write     1m libaio 16 1
+randread-4k-buffered     randread  4k psync  1  0
 randwrite-4k-buffered    randwrite 4k psync  1  0
+seqread-1m-buffered      read      1m psync  1  0
+seqwrite-1m-buffered     write     1m psync  1  0
 "
 
-# run_fio NAME WHERE FILE rw bs engine depth direct -> prints "bw_kib iops lat_mean_us lat_p99_us"
+# run_fio NAME TAG FILE rw bs engine depth direct -> "bw_kib ios"
 run_fio() {
-	name=$1 where=$2 file=$3 rw=$4 bs=$5 eng=$6 qd=$7 direct=$8
 	drop_caches
-	${FIO_WRAP:-} fio --name="$name" --filename="$file" --size="${SIZE}M" --rw="$rw" --bs="$bs" \
-	    --ioengine="$eng" --iodepth="$qd" --direct="$direct" --numjobs=1 \
+	fio --name="$1" --filename="$3" --size="${SIZE}M" --rw="$4" --bs="$5" \
+	    --ioengine="$6" --iodepth="$7" --direct="$8" --numjobs=1 \
 	    --time_based --runtime="$RUNTIME" --randrepeat=0 --norandommap \
-	    --output-format=json --output="$RAW/$name-$where.json" >/dev/null ||
-		die "fio $name on $where failed"
-	case $rw in *read) dir=read ;; *) dir=write ;; esac
-	jq -r --arg d "$dir" '.jobs[0][$d] | "\(.bw) \(.iops) \(.clat_ns.mean / 1000) \(.clat_ns.percentile["99.000000"] / 1000)"' \
-		"$RAW/$name-$where.json"
+	    --output-format=json --output="$RAW/$1-$2.json" >/dev/null ||
+		die "fio $1 on $2 failed"
+	case $4 in *read) dir=read ;; *) dir=write ;; esac
+	jq -r --arg d "$dir" '.jobs[0][$d] | "\(.bw) \(.total_ios)"' "$RAW/$1-$2.json"
 }
 
-cpu_ticks() { awk '{print $14 + $15}' /proc/$DAEMON_PID/stat; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+file_of() { if [ "$1" = native ]; then echo "$W/src/img"; else echo "$W/mnt-$1/img"; fi; }
+# the targets in order, then reversed: A B C C B A
+abba() { echo "$TARGETS"; echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' '; }
 
 {
-	echo "relocfs mirror benchmark: fio on the backing directory (native) and through the mount"
+	echo "relocfs mirror benchmark: fio natively and through relocfs, per transport, one run"
 	echo
 	machine_facts
-	echo "file:        ${SIZE} MiB, fully written, same file for both sides"
-	echo "fio:         --time_based --runtime=$RUNTIME --numjobs=1, $REPS runs per side in ABBA order"
-	echo "             (native, mount, mount, native), caches dropped before each run; means below"
-	echo "relocfs:     $RELOCFS ${opts:-(default options)}"
+	echo "file:        ${SIZE} MiB, fully written; one inode, hard-linked into each mount's source"
+	echo "fio:         --time_based --runtime=$RUNTIME --numjobs=1; $REPS rounds per job, each"
+	echo "             over the targets in ABBA order ($(abba | tr '\n' ' ')); caches dropped before"
+	echo "             each run; means below"
+	echo "relocfs:     $RELOCFS, one mount per transport: $TRANSPORTS ${opts:+($opts)}"
 	echo
-	printf '%-26s %10s %10s %9s %9s | %10s %10s %9s %9s | %6s %6s\n' \
-		job "nat MiB/s" "nat IOPS" "nat lat" "nat p99" "mnt MiB/s" "mnt IOPS" "mnt lat" "mnt p99" ratio cpu_s
-	echo "(lat = mean completion latency in us; cpu_s = daemon user+sys CPU seconds per mount run)"
+	printf '%-26s %9s' job "nat MiB/s"
+	for t in $TRANSPORTS; do printf ' | %9s %6s %7s' "$t MiB/s" ratio cpu_us; done
+	echo
+	echo "(ratio: mount / native bandwidth; cpu_us: relocfs worker user+sys CPU microseconds per request)"
 } >"$OUT.tmp"
 
 hz=$(getconf CLK_TCK)
-# mean of the columns of several "bw iops lat p99" lines
-mean4() { awk '{for (i = 1; i <= 4; i++) s[i] += $i; n++} END {printf "%f %f %f %f\n", s[1]/n, s[2]/n, s[3]/n, s[4]/n}'; }
 echo "$JOBS" | while read -r name rw bs eng qd direct; do
 	[ -n "$name" ] || continue
 	log "mirror: $name"
-	: >"$RAW/$name.native"
-	: >"$RAW/$name.mount"
-	cpu=0
-	# ABBA order: native, mount, mount, native, ... so that slow drift of the host's load
-	# (shared disk, other tenants) weighs on both sides alike
+	for tg in $TARGETS; do : >"$RAW/$name.$tg"; echo 0 >"$RAW/$name.$tg.cpu"; done
 	k=1
 	while [ $k -le "$REPS" ]; do
-		if [ $((k % 2)) = 1 ]; then order="native mount"; else order="mount native"; fi
-		for where in $order; do
-			if [ $where = native ]; then
-				run_fio "$name" "native$k" "$W/src/img" "$rw" "$bs" "$eng" "$qd" "$direct" >>"$RAW/$name.native"
-			else
-				t0=$(cpu_ticks)
-				run_fio "$name" "mount$k" "$W/mnt/img" "$rw" "$bs" "$eng" "$qd" "$direct" >>"$RAW/$name.mount"
-				t1=$(cpu_ticks)
-				cpu=$((cpu + t1 - t0))
+		for tg in $(abba); do
+			if [ "$tg" = native ]; then
+				run_fio "$name" "native$k" "$(file_of native)" "$rw" "$bs" "$eng" "$qd" "$direct" \
+					>>"$RAW/$name.native"
+				continue
 			fi
+			pid=$(worker_of "$tg")
+			t0=$(cpu_ticks "$pid")
+			res=$(run_fio "$name" "$tg$k" "$(file_of "$tg")" "$rw" "$bs" "$eng" "$qd" "$direct")
+			t1=$(cpu_ticks "$pid")
+			echo "$res" >>"$RAW/$name.$tg"
+			echo "$(cat "$RAW/$name.$tg.cpu") $((t1 - t0)) ${res#* }" |
+				awk '{ print $1 + $2 / ($3 > 0 ? $3 : 1) }' >"$RAW/$name.$tg.cpu.new"
+			mv "$RAW/$name.$tg.cpu.new" "$RAW/$name.$tg.cpu"
 		done
 		k=$((k + 1))
 	done
-	set -- $(mean4 <"$RAW/$name.native")
-	nbw=$1 niops=$2 nlat=$3 np99=$4
-	set -- $(mean4 <"$RAW/$name.mount")
-	mbw=$1 miops=$2 mlat=$3 mp99=$4
-	printf '%-26s %10.1f %10.0f %9.1f %9.1f | %10.1f %10.0f %9.1f %9.1f | %6s %6.1f\n' \
-		"$name" "$(echo "$nbw / 1024" | bc -l)" "$niops" "$nlat" "$np99" \
-		"$(echo "$mbw / 1024" | bc -l)" "$miops" "$mlat" "$mp99" "$(ratio "$mbw" "$nbw")" \
-		"$(echo "$cpu / $hz / $REPS" | bc -l)" >>"$OUT.tmp"
-	echo "  runs, MiB/s: native $(awk '{printf "%.1f ", $1 / 1024}' "$RAW/$name.native")/" \
-	     "mount $(awk '{printf "%.1f ", $1 / 1024}' "$RAW/$name.mount")" >>"$OUT.tmp"
-	echo "$name $(ratio "$mbw" "$nbw")" >>"$RAW/ratios"
+	nbw=$(awk '{ s += $1; n++ } END { printf "%.3f\n", s / n }' "$RAW/$name.native")
+	line=$(printf '%-26s %9.1f' "$name" "$(echo "$nbw / 1024" | bc -l)")
+	for t in $TRANSPORTS; do
+		mbw=$(awk '{ s += $1; n++ } END { printf "%.3f\n", s / n }' "$RAW/$name.$t")
+		# ticks per request summed over the rounds -> microseconds per request
+		cpu=$(awk -v hz="$hz" -v reps="$REPS" '{ printf "%.1f", $1 / reps / hz * 1e6 }' "$RAW/$name.$t.cpu")
+		line="$line$(printf ' | %9.1f %6s %7s' "$(echo "$mbw / 1024" | bc -l)" "$(ratio "$mbw" "$nbw")" "$cpu")"
+		echo "$name $t $(ratio "$mbw" "$nbw") $cpu" >>"$RAW/ratios"
+	done
+	echo "$line" >>"$OUT.tmp"
+	{
+		printf '  runs, MiB/s: native'
+		awk '{ printf " %.1f", $1 / 1024 }' "$RAW/$name.native"
+		for t in $TRANSPORTS; do printf ' / %s' "$t"; awk '{ printf " %.1f", $1 / 1024 }' "$RAW/$name.$t"; done
+		echo
+	} >>"$OUT.tmp"
 done
 
-# Where the cost of a QD1 request goes: the 4 KiB QD1 random read again with
-# fio and every relocfs thread pinned to one CPU, then to different CPUs.  On
-# different CPUs each request is two cross-CPU wake-ups (fio -> daemon ->
-# fio), which on a virtual machine are inter-processor interrupts through the
-# hypervisor.  Not a target: a diagnosis of what limits the QD1 ratio.
-pinned_ratio() {
-	pn_fcpu=$1
-	: >"$RAW/pin.native"
-	: >"$RAW/pin.mount"
-	for k in 1 2; do
-		FIO_WRAP="taskset -c $pn_fcpu" run_fio randread-4k-direct-qd1 "pin$pn_fcpu-native$k" \
-			"$W/src/img" randread 4k libaio 1 1 >>"$RAW/pin.native"
-		FIO_WRAP="taskset -c $pn_fcpu" run_fio randread-4k-direct-qd1 "pin$pn_fcpu-mount$k" \
-			"$W/mnt/img" randread 4k libaio 1 1 >>"$RAW/pin.mount"
-	done
-	set -- $(mean4 <"$RAW/pin.native")
-	pn_nbw=$1 pn_nlat=$3
-	set -- $(mean4 <"$RAW/pin.mount")
-	printf '%.1f MiB/s (%.0f us) native, %.1f MiB/s (%.0f us) mount, ratio %s\n' \
-		"$(echo "$pn_nbw / 1024" | bc -l)" "$pn_nlat" "$(echo "$1 / 1024" | bc -l)" "$3" \
-		"$(ratio "$1" "$pn_nbw")"
-}
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-	log "mirror: randread-4k-direct-qd1 pinned"
-	taskset -a -p -c 0 "$DAEMON_PID" >/dev/null
-	pin_same=$(pinned_ratio 0)
-	pin_cross=$(pinned_ratio 1)
-	taskset -a -p -c "0-$(($(nproc) - 1))" "$DAEMON_PID" >/dev/null
-	{
-		echo
-		echo "randread-4k-direct-qd1 with relocfs pinned to CPU 0 (2 runs per side; lat = mean clat):"
-		echo "  fio on CPU 0 (same):      $pin_same"
-		echo "  fio on CPU 1 (different): $pin_cross"
-	} >>"$OUT.tmp"
-fi
-
-rss=$(daemon_kib VmRSS) hwm=$(daemon_kib VmHWM)
-get() { awk -v n="$1" '$1 == n {print $2}' "$RAW/ratios"; }
-r_rr=$(get randread-4k-direct-qd1)
-r_sr=$(get seqread-1m-direct-qd1)
-r_sr16=$(get seqread-1m-direct-qd16)
-# "O_DIRECT writes >= 0.8x": every direct write job must reach it; report the worst
-r_w=$(for j in seqwrite-1m-direct-qd1 seqwrite-1m-direct-qd16 randwrite-4k-direct-qd1 randwrite-4k-direct-qd16; do
-	get $j; done | sort -n | head -1)
-hwm_mib=$(echo "scale=1; $hwm / 1024" | bc)
+get() { awk -v n="$1" -v t="$2" '$1 == n && $2 == t {print $3}' "$RAW/ratios"; }
 {
 	echo
-	echo "daemon memory after the run: VmRSS $rss KiB, VmHWM $hwm KiB"
+	for t in $TRANSPORTS; do
+		pid=$(worker_of "$t")
+		echo "$t worker memory after the run: $(awk '/^VmRSS|^VmHWM/ {printf "%s %d kB  ", $1, $2}' "/proc/$pid/status")"
+	done
 	echo
 	echo "targets:"
-	printf '  %-46s %7s  %s\n' "4 KiB direct random read, QD1  >= 0.75x" "$r_rr" "$(verdict "$r_rr" '>=' 0.75)"
-	printf '  %-46s %7s  %s\n' "1 MiB direct sequential read, QD1 >= 0.9x" "$r_sr" "$(verdict "$r_sr" '>=' 0.9)"
-	printf '  %-46s %7s  %s\n' "1 MiB direct sequential read, QD16 >= 0.9x" "$r_sr16" "$(verdict "$r_sr16" '>=' 0.9)"
-	printf '  %-46s %7s  %s\n' "O_DIRECT writes (worst of 4 jobs) >= 0.8x" "$r_w" "$(verdict "$r_w" '>=' 0.8)"
-	printf '  %-46s %7s  %s\n' "daemon VmHWM < 64 MiB" "${hwm_mib}MiB" "$(verdict "$hwm_mib" '<=' 63.999)"
+	for t in $TRANSPORTS; do
+		hwm=$(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$(worker_of "$t")/status")
+		for spec in "randread-4k-direct-qd1 0.8" "randread-4k-direct-qd16 1.0" \
+			    "randwrite-4k-direct-qd1 0.8" "randwrite-4k-direct-qd16 0.8" \
+			    "seqread-1m-direct-qd1 0.9" "seqwrite-1m-direct-qd1 0.9" \
+			    "randwrite-4k-buffered 0.5" "randread-4k-buffered 0.8"; do
+			set -- $spec
+			r=$(get "$1" "$t")
+			printf '  %-5s %-36s >= %-4s %7s  %s\n' "$t" "$1" "$2" "$r" "$(verdict "$r" '>=' "$2")"
+		done
+		printf '  %-5s %-36s    %-4s %7s  %s\n' "$t" "worker VmHWM < 64 MiB" "" "${hwm}MiB" \
+			"$(verdict "$hwm" '<=' 63.999)"
+	done
 } >>"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 cat "$OUT"

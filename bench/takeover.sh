@@ -9,9 +9,11 @@
 #   restart   TAKEOVER_N times relocctl restart
 #   exec      TAKEOVER_EXEC_N (default 10) times relocctl restart --exec (the same binary)
 # with TAKEOVER_GAP_S (default 0.3) seconds between events.  Per event relocfs reports how long
-# the connection went unserved (status --json last_unserved_ms: from the old worker's last
-# request, or its death, to the new one's first read); we report p50/p99 (nearest rank).  The
-# client's view: its longest write and the writes over 20 ms in the phase.
+# the connection went unserved (status --json last_unserved_ms: from the moment the old worker
+# stopped reading, or the supervisor reaped a dead one, to the new one's first read; a kill's
+# figure leaves out the dead process's teardown before the reap); we report p50/p99 (nearest
+# rank).  The client's view, which includes everything: its longest write and the writes over
+# 20 ms in the phase.
 #
 #   TAKEOVER_N, TAKEOVER_EXEC_N, TAKEOVER_GAP_S as above
 set -eu

@@ -22,20 +22,24 @@ int shm_create(struct shm *s, const char *name, size_t size)
 		close(fd);
 		return err;
 	}
-	err = shm_map(s, fd);
+	err = shm_map(s, fd, NULL);
 	if (err)
 		close(fd);
 	return err;
 }
 
-int shm_map(struct shm *s, int fd)
+int shm_map(struct shm *s, int fd, void *addr)
 {
 	struct stat st;
-	void *p;
+	void *p = MAP_FAILED;
 
 	if (fstat(fd, &st) == -1)
 		return -errno;
-	p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (addr)
+		p = mmap(addr, (size_t)st.st_size, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+	if (p == MAP_FAILED)
+		p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
 	s->fd = fd;

@@ -24,8 +24,9 @@ struct shm {
  * is not close-on-exec: it must survive the supervisor's exec.  0 or -errno. */
 int shm_create(struct shm *s, const char *name, size_t size);
 
-/* Map the region behind fd (its whole size).  0 or -errno. */
-int shm_map(struct shm *s, int fd);
+/* Map the region behind fd (its whole size), at addr if it is not NULL
+ * and that range is free (else anywhere).  0 or -errno. */
+int shm_map(struct shm *s, int fd, void *addr);
 
 void shm_unmap(struct shm *s);
 

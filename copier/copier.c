@@ -15,51 +15,127 @@
 #include "common/clock.h"
 #include "common/crashpoint.h"
 #include "common/log.h"
+#include "copier/budget.h"
 #include "copier/copier.h"
 #include "copier/ratelimit.h"
 #include "delta/delta.h"
 
-#define MERGE_BATCH	(4u << 20)
 #define IDLE_SLEEP_US	20000
+#define WAIT_SLICE_US	50000	/* a budget changed meanwhile applies after this */
 
 struct copier {
 	pthread_t thread;
 	atomic_bool stop;
 	struct delta **files;
+	struct budget_client *bc;	/* may be NULL */
 	copier_busy_fn busy;		/* how busy the guest is */
 	void *busy_arg;
 	size_t n;
-	struct ratelimit rl;
-	atomic_uint_fast64_t rate_bps;	/* measured */
+	bool hungry;			/* as the budget was told; the thread's */
+	struct ratemeter meter;		/* the thread's */
+	atomic_uint_fast64_t rate_bps;	/* published from the meter */
+	atomic_uint_fast64_t copied, merged;
+	atomic_bool scanned;
+	atomic_uint_fast64_t *data_left;	/* per file */
 	uint64_t **sums;		/* per file, per chunk; written by the thread only */
 	uint64_t *nsums;
-	char *buf;
+	char *buf;			/* COPIER_PIECE, aligned */
+	XXH3_state_t *xs;		/* the sum of the chunk being copied */
 	uint64_t since_yield;		/* bytes moved since the last yield check */
 };
 
+static void publish_rate(struct copier *c)
+{
+	atomic_store(&c->rate_bps, ratemeter_rate(&c->meter, now_us()));
+}
+
+static void moved(struct copier *c, uint64_t len)
+{
+	ratemeter_add(&c->meter, len, now_us());
+	publish_rate(c);
+}
+
+static void set_hungry(struct copier *c, bool hungry)
+{
+	if (c->hungry == hungry || !c->bc)
+		return;
+	c->hungry = hungry;
+	budget_set_hungry(c->bc, hungry, now_us());
+}
+
 /*
- * Rate limit, and make room for the guest: dm-clone pauses hydration while
- * user I/O is in flight; here the copier yields 500 us for every 4 MiB it
- * moves while the guest has requests in flight (per byte, so that a base of
- * many small extents is not slowed more than a contiguous one).  yield is
- * false where the guest's own writes are what the copier must catch up with.
+ * Pay the budget, and make room for the guest: dm-clone pauses hydration
+ * while user I/O is in flight; here the copier yields 500 us for every
+ * 4 MiB it moves while the guest has requests in flight (per byte, so that
+ * a base of many small extents is not slowed more than a contiguous one).
+ * yield is false where the guest's own writes are what the copier must
+ * catch up with.  The wait is asked for again every slice: a budget
+ * lowered meanwhile applies to the rest of it.
  */
 static void pace(struct copier *c, size_t len, bool yield)
 {
-	uint64_t wait = ratelimit_take(&c->rl, len, now_us());
-
+	if (c->bc) {
+		budget_take(c->bc, len, now_us());	/* hungry from now on */
+		c->hungry = true;
+	}
 	c->since_yield += len;
 	if (yield && c->since_yield >= COPIER_CHUNK) {
 		c->since_yield = 0;
 		if (c->busy && c->busy(c->busy_arg) > 0)
-			wait += 500;
+			usleep(500);
 	}
-	while (wait > 0 && !atomic_load(&c->stop)) {
-		uint64_t s = wait > 100000 ? 100000 : wait;
+	while (c->bc && !atomic_load(&c->stop)) {
+		uint64_t wait = budget_wait(c->bc, now_us());
 
-		usleep((useconds_t)s);
-		wait -= s;
+		if (!wait)
+			break;
+		usleep((useconds_t)(wait > WAIT_SLICE_US ? WAIT_SLICE_US : wait));
+		publish_rate(c);
 	}
+}
+
+/* The base data left to copy in file k from byte pos on (SEEK_DATA and
+ * SEEK_HOLE: what the copier will read). */
+static uint64_t data_from(struct copier *c, size_t k, uint64_t pos, uint64_t end)
+{
+	int src = delta_source_fd(c->files[k]);
+	uint64_t sum = 0;
+
+	while (pos < end) {
+		off_t data = lseek(src, (off_t)pos, SEEK_DATA), hole;
+
+		if (data < 0 || (uint64_t)data >= end)
+			break;
+		hole = lseek(src, data, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole > end)
+			hole = (off_t)end;
+		sum += (uint64_t)(hole - data);
+		pos = (uint64_t)hole;
+	}
+	return sum;
+}
+
+/* What is left to copy, for the deadlines of the job engine. */
+static void scan(struct copier *c)
+{
+	for (size_t k = 0; k < c->n && !atomic_load(&c->stop); k++) {
+		struct delta_status st;
+
+		delta_status(c->files[k], &st);
+		if (st.phase == DELTA_COPYING)
+			atomic_store(&c->data_left[k],
+				     data_from(c, k, st.copied - st.copied % COPIER_CHUNK, st.base_size));
+	}
+	atomic_store(&c->scanned, true);
+}
+
+static void note_copied(struct copier *c, size_t k, uint64_t len)
+{
+	uint64_t left = atomic_load(&c->data_left[k]);
+
+	atomic_store(&c->data_left[k], left > len ? left - len : 0);
+	atomic_fetch_add(&c->copied, len);
+	moved(c, len);
 }
 
 static bool zero_chunk(const char *p, size_t len)
@@ -107,20 +183,22 @@ static int copy_base(struct copier *c, size_t k)
 {
 	struct delta *m = c->files[k];
 	int src = delta_source_fd(m), dst = delta_dest_fd(m);
-	uint64_t pos, end, since_ckpt = 0, t0 = now_us(), bytes = 0;
+	uint64_t pos, end, since_ckpt = 0;
 	struct delta_status st;
+	bool eof = false;
 	int err = 0;
 
 	delta_status(m, &st);
 	pos = st.copied - st.copied % COPIER_CHUNK;
 	end = st.base_size;
 	c->nsums[k] = (end + COPIER_CHUNK - 1) / COPIER_CHUNK;
+	free(c->sums[k]);
 	c->sums[k] = calloc(c->nsums[k] ? c->nsums[k] : 1, sizeof(uint64_t));
 	posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
-	while (pos < end && !atomic_load(&c->stop)) {
+	while (pos < end && !eof && !atomic_load(&c->stop)) {
 		off_t data = lseek(src, (off_t)pos, SEEK_DATA), hole;
-		uint64_t cend;
-		ssize_t r;
+		uint64_t cend, cstart;
+		bool whole;
 
 		if (data < 0) {
 			if (errno == ENXIO)
@@ -143,27 +221,41 @@ static int copy_base(struct copier *c, size_t k)
 		if (hole > 0 && (uint64_t)hole > pos && (uint64_t)hole < cend &&
 		    (uint64_t)hole % 4096 == 0)
 			cend = (uint64_t)hole;
-		pace(c, cend - pos, true);
-		r = pread(src, c->buf, cend - pos, (off_t)pos);
-		if (r < 0) {
-			err = -errno;
-			delta_fail(m, err, "cannot read the source");
-			return err;
+		/* a sum names a whole chunk, read from its start to its end */
+		cstart = pos;
+		whole = c->sums[k] && pos % COPIER_CHUNK == 0 &&
+			(cend - pos == COPIER_CHUNK || cend == end);
+		XXH3_64bits_reset(c->xs);
+		while (pos < cend && !atomic_load(&c->stop)) {
+			size_t len = cend - pos < COPIER_PIECE ? (size_t)(cend - pos) : COPIER_PIECE;
+			ssize_t r;
+
+			pace(c, len, true);
+			if (atomic_load(&c->stop))
+				break;
+			r = pread(src, c->buf, len, (off_t)pos);
+			if (r < 0) {
+				err = -errno;
+				delta_fail(m, err, "cannot read the source");
+				return err;
+			}
+			if (r == 0) {
+				eof = true;
+				break;
+			}
+			XXH3_64bits_update(c->xs, c->buf, (size_t)r);
+			err = write_nonzero(dst, c->buf, (size_t)r, pos);
+			if (err) {
+				delta_fail(m, err, "cannot write the destination");
+				return err;
+			}
+			pos += (uint64_t)r;
+			since_ckpt += (uint64_t)r;
+			delta_note_progress(m, pos);	/* the checkpoint is below */
+			note_copied(c, k, (uint64_t)r);
 		}
-		if (r == 0)
-			break;
-		if (pos % COPIER_CHUNK == 0 && (uint64_t)r == (cend - pos) &&
-		    (cend - pos == COPIER_CHUNK || cend == end))
-			c->sums[k][pos / COPIER_CHUNK] = XXH3_64bits(c->buf, (size_t)r);
-		err = write_nonzero(dst, c->buf, (size_t)r, pos);
-		if (err) {
-			delta_fail(m, err, "cannot write the destination");
-			return err;
-		}
-		pos += (uint64_t)r;
-		bytes += (uint64_t)r;
-		since_ckpt += (uint64_t)r;
-		delta_note_progress(m, pos);	/* the checkpoint is below */
+		if (whole && pos == cend)
+			c->sums[k][cstart / COPIER_CHUNK] = XXH3_64bits_digest(c->xs);
 		if (since_ckpt >= COPIER_CHECKPOINT) {
 			if (fdatasync(dst) == -1) {
 				err = -errno;
@@ -182,12 +274,6 @@ static int copy_base(struct copier *c, size_t k)
 			since_ckpt = 0;
 			crashpoint("copier-checkpoint");
 		}
-		{
-			uint64_t dt = now_us() - t0;
-
-			if (dt > 0)
-				atomic_store(&c->rate_bps, bytes * 1000000 / dt);
-		}
 	}
 	if (atomic_load(&c->stop))
 		return 0;
@@ -199,6 +285,7 @@ static int copy_base(struct copier *c, size_t k)
 	}
 	posix_fadvise(src, 0, 0, POSIX_FADV_DONTNEED);
 	posix_fadvise(dst, 0, 0, POSIX_FADV_DONTNEED);
+	atomic_store(&c->data_left[k], 0);
 	err = delta_note_copied(m, end);
 	if (!err)
 		err = delta_set_phase(m, DELTA_MERGING);
@@ -211,6 +298,7 @@ static void *copier_main(void *arg)
 {
 	struct copier *c = arg;
 
+	scan(c);
 	while (!atomic_load(&c->stop)) {
 		bool work = false;
 
@@ -224,25 +312,32 @@ static void *copier_main(void *arg)
 				copy_base(c, k);
 				work = true;
 			} else if (st.phase == DELTA_MERGING && st.dirty_bytes) {
-				/* past the ready mark the merge has priority: the
-				 * guest is the one being slowed then */
-				pace(c, MERGE_BATCH, st.dirty_bytes <= DELTA_READY_BYTES);
-				r = delta_merge_some(m, MERGE_BATCH);
-				if (r < 0)
+				r = delta_merge_some(m, COPIER_PIECE);
+				if (r < 0) {
 					delta_fail(m, (int)r, "merge failed");
-				else if (r > 0) {
+				} else if (r > 0) {
 					work = true;
+					atomic_fetch_add(&c->merged, (uint64_t)r);
+					moved(c, (uint64_t)r);
 					crashpoint("merge-batch");
+					/* past the ready mark the merge has priority:
+					 * the guest is the one being slowed then */
+					pace(c, (size_t)r, st.dirty_bytes <= DELTA_READY_BYTES);
 				}
 			}
 		}
-		if (!work)
+		if (!work) {
+			/* nothing moved (blocks whose records are not durable
+			 * are not mergeable yet): the others have the share */
+			set_hungry(c, false);
 			usleep(IDLE_SLEEP_US);
+			publish_rate(c);
+		}
 	}
 	return NULL;
 }
 
-int copier_start(struct copier **out, struct delta **files, size_t n, uint64_t rate,
+int copier_start(struct copier **out, struct delta **files, size_t n, struct budget_client *bc,
 		 copier_busy_fn busy, void *busy_arg)
 {
 	struct copier *c = calloc(1, sizeof(*c));
@@ -251,13 +346,17 @@ int copier_start(struct copier **out, struct delta **files, size_t n, uint64_t r
 		return -ENOMEM;
 	c->files = files;
 	c->n = n;
+	c->bc = bc;
 	c->busy = busy;
 	c->busy_arg = busy_arg;
+	ratemeter_init(&c->meter, now_us());
 	c->sums = calloc(n ? n : 1, sizeof(*c->sums));
 	c->nsums = calloc(n ? n : 1, sizeof(*c->nsums));
-	if (!c->sums || !c->nsums || posix_memalign((void **)&c->buf, 4096, COPIER_CHUNK))
+	c->data_left = calloc(n ? n : 1, sizeof(*c->data_left));
+	c->xs = XXH3_createState();
+	if (!c->sums || !c->nsums || !c->data_left || !c->xs ||
+	    posix_memalign((void **)&c->buf, 4096, COPIER_PIECE))
 		goto fail;
-	ratelimit_init(&c->rl, rate, now_us());
 	if (pthread_create(&c->thread, NULL, copier_main, c))
 		goto fail;
 	*out = c;
@@ -265,23 +364,46 @@ int copier_start(struct copier **out, struct delta **files, size_t n, uint64_t r
 fail:
 	free(c->sums);
 	free(c->nsums);
+	free((void *)c->data_left);
+	XXH3_freeState(c->xs);
 	free(c->buf);
 	free(c);
 	return -ENOMEM;
 }
 
-void copier_stop(struct copier *c)
+void copier_stop(struct copier *c, struct copier_progress *last)
 {
+	if (last)
+		memset(last, 0, sizeof(*last));
 	if (!c)
 		return;
 	atomic_store(&c->stop, true);
 	pthread_join(c->thread, NULL);
+	if (last)
+		copier_progress(c, last);
+	if (c->bc && c->hungry)
+		budget_set_hungry(c->bc, false, now_us());
 	for (size_t k = 0; k < c->n; k++)
 		free(c->sums[k]);
 	free(c->sums);
 	free(c->nsums);
+	free((void *)c->data_left);
+	XXH3_freeState(c->xs);
 	free(c->buf);
 	free(c);
+}
+
+void copier_progress(struct copier *c, struct copier_progress *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (!c)
+		return;
+	p->rate = atomic_load(&c->rate_bps);
+	p->copied = atomic_load(&c->copied);
+	p->merged = atomic_load(&c->merged);
+	p->scanned = atomic_load(&c->scanned);
+	for (size_t k = 0; p->scanned && k < c->n; k++)
+		p->data_left += atomic_load(&c->data_left[k]);
 }
 
 uint64_t copier_rate(struct copier *c)

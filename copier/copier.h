@@ -5,16 +5,18 @@
  *
  * Base copy: SEEK_DATA/SEEK_HOLE walk (holes are skipped, so they stay holes
  * in the destination), COPIER_CHUNK bytes at a time, each chunk checksummed
- * with XXH3 as it is read (the sums are kept for verify), all-zero chunks
+ * with XXH3 as it is read (the sums are kept for verify), all-zero blocks
  * skipped as holes; the destination is fdatasynced and the progress
- * checkpointed every COPIER_CHECKPOINT bytes.  Rate: a token bucket
- * (--rate), and a short back-off before a chunk while the guest has requests
- * in flight.
+ * checkpointed every COPIER_CHECKPOINT bytes.  Rate: the job's client of
+ * the mount's budget (budget.h), paid COPIER_PIECE bytes at a time, and a
+ * short back-off every chunk while the guest has requests in flight.
  *
  * Merges: the store says what may be merged (delta_merge_some); the copier
- * says when, in batches of MERGE_BATCH, yielding to the guest until a file
- * has more than DELTA_READY_BYTES left to merge (then the merge has
- * priority and the store slows the guest's writes instead).
+ * says when, in batches of COPIER_PIECE, paid to the budget, yielding to
+ * the guest until a file has more than DELTA_READY_BYTES left to merge
+ * (then the merge has priority and the store slows the guest's writes
+ * instead).  The copier tells the budget when it has nothing to do, so that
+ * the other jobs have its share meanwhile.
  *
  * The layer: the copier reaches the files only through the delta store's
  * API (delta.h) and learns how busy the guest is through the callback it is
@@ -32,8 +34,10 @@
 #include <stdint.h>
 
 #define COPIER_CHUNK		(4u << 20)
+#define COPIER_PIECE		(1u << 20)	/* paid to the budget at a time */
 #define COPIER_CHECKPOINT	(256u << 20)
 
+struct budget_client;
 struct delta;
 struct copier;
 
@@ -41,16 +45,30 @@ struct copier;
  * by the copier's thread; must not block. */
 typedef long (*copier_busy_fn)(void *arg);
 
-/* Start a thread over files[0..n) (the array must outlive the copier); busy
- * (may be NULL) tells it when to yield to the guest.  0 or -ENOMEM. */
-int copier_start(struct copier **out, struct delta **files, size_t n, uint64_t rate,
+struct copier_progress {
+	uint64_t rate;		/* as copier_rate */
+	uint64_t copied;	/* base bytes read from data, since the start */
+	uint64_t merged;	/* delta bytes merged, since the start */
+	bool scanned;		/* data_left is known */
+	uint64_t data_left;	/* base data still to copy, every file */
+};
+/* Start a thread over files[0..n) (the array must outlive the copier),
+ * paying what it moves to bc (may be NULL: no limit; must outlive the
+ * copier); busy (may be NULL) tells it when to yield to the guest.  0 or
+ * -ENOMEM. */
+int copier_start(struct copier **out, struct delta **files, size_t n, struct budget_client *bc,
 		 copier_busy_fn busy, void *busy_arg);
 
-/* Stop the thread and wait for it (it finishes the chunk it is on). */
-void copier_stop(struct copier *c);
+/* Stop the thread and wait for it (it finishes the piece it is on); it is
+ * no longer hungry for the budget.  last (may be NULL) gets its final
+ * progress. */
+void copier_stop(struct copier *c, struct copier_progress *last);
 
-/* Bytes per second, averaged over the last seconds. */
+/* Bytes per second moved (base copied and blocks merged), over the last
+ * two seconds. */
 uint64_t copier_rate(struct copier *c);
+
+void copier_progress(struct copier *c, struct copier_progress *p);
 
 /* XXH3 sum of base chunk i of file k, or 0 if not known. */
 uint64_t copier_chunk_sum(struct copier *c, size_t k, uint64_t i);

@@ -51,7 +51,7 @@ static int abort_commit(struct engine *e, struct job *j, char *err, size_t errle
 	int r;
 
 	pthread_mutex_lock(&e->lock);
-	job_to_ms(&e->ms, NULL);
+	ms_drop_job(&e->ms, j->id);
 	ms_add_cleanup(&e->ms, j->delta_dir);
 	/* what the job put in DEST goes too, even if the daemon dies before
 	 * remove_dest() */
@@ -116,16 +116,63 @@ int abort_job(struct engine *e, struct job *j, char *err, size_t errlen)
 	return r;
 }
 
-int cmd_abort(struct engine *e, char **out)
+/* A job that never started: out of the record (queued) and of the list. */
+static int dismiss(struct engine *e, struct job *j, char **out)
 {
-	struct job *j = e->job;
-	char err[512];
-	int r;
+	char lb[96];
+	bool queued;
+	int r = 0;
 
-	if (!j) {
-		*out = xasprintf("nothing is migrating");
+	pthread_mutex_lock(&e->lock);
+	queued = j->state == JOB_QUEUED;
+	if (ms_find_job(&e->ms, j->id)) {
+		ms_drop_job(&e->ms, j->id);
+		r = save_record(e);
+	}
+	if (!r) {
+		jobs_remove(e, j);
+		if (queued)
+			finish_job(e, j, "aborted", "idle", e->root);
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (r) {
+		*out = xasprintf("cannot write the state record: %s", strerror(-r));
 		return CTL_EFAIL;
 	}
+	*out = xasprintf("%s: %s; nothing of it had started", job_label(j, lb, sizeof(lb)),
+			 queued ? "dequeued" : "dismissed");
+	job_free(e, j, true);
+	governor_wake(e);
+	return CTL_OK;
+}
+
+int cmd_abort(struct engine *e, const struct ctl_request *req, char **out)
+{
+	struct job *j;
+	char lb[96];
+	int r = job_resolve(e, req->job, &j, out);
+
+	if (r)
+		return r;
+	job_label(j, lb, sizeof(lb));
+	if (j->busy) {
+		*out = xasprintf("%s is busy: a cutover or verify of it is in progress", lb);
+		return CTL_EFAIL;
+	}
+	if (j->state != JOB_RUNNING)
+		return dismiss(e, j, out);
+	r = handoff_abort_check(e, j, req->force, out);
+	if (r)
+		return r;
+	return abort_running(e, j, out);
+}
+
+int abort_running(struct engine *e, struct job *j, char **out)
+{
+	char err[512], lb[96];
+	int r;
+
+	job_label(j, lb, sizeof(lb));
 	r = abort_job(e, j, err, sizeof(err));
 	if (r) {
 		*out = xasprintf("abort failed, the files stay in their delta stores (retry abort): %s",
@@ -133,14 +180,16 @@ int cmd_abort(struct engine *e, char **out)
 		return CTL_EFAIL;
 	}
 	pthread_mutex_lock(&e->lock);
-	e->job = NULL;
-	set_done_list(e, j, "idle", e->root);
+	jobs_remove(e, j);
+	finish_job(e, j, "aborted", "idle", e->root);
 	pthread_mutex_unlock(&e->lock);
 	remove_dest(j);
-	*out = xasprintf("aborted: %zu file(s) stay on '%s' with every write", j->n, e->root);
+	*out = xasprintf("%s%saborted: %zu file(s) stay on '%s' with every write",
+			 j->name[0] ? lb : "", j->name[0] ? ": " : "", j->n, e->root);
 	job_free(e, j, true);
 	pthread_mutex_lock(&e->lock);
 	run_cleanup(e);
 	pthread_mutex_unlock(&e->lock);
+	governor_wake(e);
 	return CTL_OK;
 }

@@ -2,7 +2,8 @@
  * cutover: switching a job's files to the destination inside one short
  * hold, as named steps (the hold is the only time guest I/O waits):
  *
- *   1. wait until every file is ready (little left to merge);
+ *   1. wait until every file is ready (little left to merge), with the job
+ *      marked busy and the other commands free to run (cmd_lock let go);
  *   2. prepare, while the guest runs: stop the copier, merge and sync the
  *      destinations until a sync finds little to do, write the next record
  *      ("state.next", synced), open the destination's files, sync again and
@@ -21,9 +22,14 @@
  *      store (and the source, if asked) in the background.
  * A failure before 5 releases everything on the source and reports; after
  * it the switch is done whatever else fails.  A restart that finds the next
- * record (a crash before the commit point was durable) rolls the job back to
- * the source; after it, the destination is served.  Each step either
- * succeeds or leaves what it did for the forward unwinding in cmd_cutover.
+ * record (a crash before the commit point was durable) rolls the job it
+ * names back to the source; after it, the destination is served.  Each step
+ * either succeeds or leaves what it did for the forward unwinding in
+ * cmd_cutover.  The other jobs go on copying throughout: only this job's
+ * files are held, and from step 2 to step 7 the cutover holds cmd_lock, so
+ * that one cutover's next record is on disk at a time.  A hook that hands
+ * the VM to another host (qmp-migrate) takes its own way, handoff.c, which
+ * uses steps 1, 4, 5 and 7 from here.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,14 +50,29 @@
 
 #define HOLD_MERGE_BYTES (1u << 20)	/* left per file by the merge-and-sync passes */
 
+static bool stopping(struct engine *e)
+{
+	bool s;
+
+	pthread_mutex_lock(&e->lock);
+	s = e->stopping;
+	pthread_mutex_unlock(&e->lock);
+	return s;
+}
+
 /* Wait until every file has at most max_dirty bytes left to merge. */
-static int wait_ready(struct job *j, double timeout_s, uint64_t max_dirty, char **out)
+static int wait_ready(struct engine *e, struct job *j, double timeout_s, uint64_t max_dirty,
+		      char **out)
 {
 	uint64_t deadline = now_us() + (uint64_t)(timeout_s * 1e6);
 
 	for (;;) {
 		size_t ready = 0;
 
+		if (stopping(e)) {
+			*out = xasprintf("relocfs is stopping: cutover cancelled, nothing switched");
+			return CTL_EFAIL;
+		}
 		job_dest_ok(j);
 		for (size_t i = 0; i < j->n; i++) {
 			struct delta_status st;
@@ -142,16 +163,27 @@ static int step_hooks(struct cutover *c, char **out)
 }
 
 /* 1: --max-downtime leaves no more to merge inside the hold than about
- * 100 KiB per allowed millisecond (a conservative merge rate) */
+ * 100 KiB per allowed millisecond (a conservative merge rate).  The job is
+ * busy meanwhile, and the other commands free to run. */
 int step_wait(struct cutover *c, char **out)
 {
 	const struct ctl_request *req = c->req;
 	double timeout = req->timeout_s > 0 ? req->timeout_s : DEFAULT_CUTOVER_TIMEOUT_S;
 	uint64_t max = DELTA_READY_BYTES;
+	int ret;
 
 	if (req->max_downtime_ms > 0 && (uint64_t)req->max_downtime_ms * 102400 < max)
 		max = (uint64_t)req->max_downtime_ms * 102400;
-	return wait_ready(c->j, timeout, max, out);
+	job_busy_begin(c->e, c->j);
+	ret = wait_ready(c->e, c->j, timeout, max, out);
+	job_busy_end(c->e, c->j);
+	if (!ret && c->e->handing_over) {
+		/* a restart came while it waited: the next worker cuts over */
+		*out = xasprintf("relocfs is handing the mount over to a new worker: cutover "
+				 "cancelled, nothing switched; run it again");
+		ret = CTL_EFAIL;
+	}
+	return ret;
 }
 
 /* 2: everything that can be done while the guest runs.  The copier is
@@ -182,15 +214,19 @@ static int step_prepare(struct cutover *c, char **out)
 		sync_dirs(e->root_fd, j);
 	c->nodes = job_nodes(j);
 	c->sw = calloc(j->n ? j->n : 1, sizeof(*c->sw));
-	if (!c->nodes || !c->sw || next_state_build(e, &c->ns, j)) {
+	if (!c->nodes || !c->sw) {
 		*out = xasprintf("out of memory");
 		return CTL_EFAIL;
 	}
 	/* durable before anything is switched: a restart that finds it knows
-	 * that a cutover was under way (recover.c) */
-	r = ms_write(e->state_fd, "state.next", &c->ns.ms);
-	if (!r && fsync(e->state_fd) == -1)
-		r = -errno;
+	 * that this job's cutover was under way (recover.c); records saved
+	 * from now on until the commit keep it up to date */
+	pthread_mutex_lock(&e->lock);
+	e->cutover_job = j;
+	r = write_next_record(e);
+	if (r)
+		e->cutover_job = NULL;
+	pthread_mutex_unlock(&e->lock);
 	if (r) {
 		*out = xasprintf("cutover cancelled, nothing switched: cannot write "
 				 "'%s/%s/state.next': %s", e->source, STATE_DIR, strerror(-r));
@@ -309,17 +345,18 @@ void step_switch(struct cutover *c)
 
 	commit_begin(e, j);
 	c->switched = true;
-	/* from here a worker after this one finishes the switch */
+	/* from here a worker after this one finishes the switch; what the
+	 * mount serves changes now, the record at the commit */
 	__atomic_store_n(&e->region->switched, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&e->lock);
-	adopt_next_state(e, j);
+	switch_serving(e, j);
 	if (j->tree) {
 		c->old_root_fd = e->root_fd;
 		e->root_fd = dup(j->dest_fd);
 		free(e->root);
 		e->root = strdup(j->dest);
 	}
-	e->job = NULL;
+	jobs_remove(e, j);
 	pthread_mutex_unlock(&e->lock);
 	/* the migrating files first */
 	for (size_t i = 0; i < j->n; i++) {
@@ -373,11 +410,19 @@ static void step_undo(struct cutover *c)
 			if (delta_commit(c->j->files[i].d))
 				ok = false;
 	}
-	if (!ok)
+	pthread_mutex_lock(&c->e->lock);
+	c->j->cutting = false;
+	if (!ok) {
+		/* the next record stays, and with it the roll-back a restart
+		 * does; nothing may change the record until then */
 		log_warnx("cannot commit the delta records after the failed cutover: a restart "
 			  "will roll the job back");
-	else
+		c->e->record_frozen = true;
+	} else if (c->e->cutover_job == c->j) {
+		c->e->cutover_job = NULL;
 		drop_next_state(c->e);
+	}
+	pthread_mutex_unlock(&c->e->lock);
 	job_copier_start(c->e, c->j);
 }
 
@@ -489,11 +534,13 @@ int step_commit(struct cutover *c, int ret, char **out)
 	e->ms.last_cutover_us = c->hold_us;
 	e->last_hold_us = c->hold_us;
 	snprintf(e->last_hooks, sizeof(e->last_hooks), "%s", c->hooktxt);
-	set_done_list(e, j, c->handoff ? "handed-off" : "done", j->dest);
+	finish_job(e, j, c->handoff ? "handed-off" : "done", c->handoff ? "handed-off" : "done",
+		   j->dest);
 	pthread_mutex_unlock(&e->lock);
 	if (ret == CTL_OK)
-		*out = xasprintf("switched %zu file(s) to '%s'; I/O held %.1f ms (%zu request(s) "
+		*out = xasprintf("%s%sswitched %zu file(s) to '%s'; I/O held %.1f ms (%zu request(s) "
 				 "parked, longest %.1f ms)%s%s%s",
+				 j->name[0] ? c->label : "", j->name[0] ? ": " : "",
 				 j->n, j->dest, (double)c->hold_us / 1000.0, c->parked,
 				 (double)fs_last_hold_max_us(e->fs) / 1000.0, c->hooktxt[0] ? "; " : "",
 				 c->hooktxt,
@@ -510,31 +557,53 @@ void cutover_free(struct cutover *c)
 	for (int i = 0; i < c->nhooks; i++)
 		vmhook_free(c->hooks[i]);
 	preopen_free(&c->pre);
-	free(c->ns.ovr);
-	free(c->ns.sealed);
-	free(c->ns.cleanup);
 	free(c->nodes);
 	free(c->sw);
 	if (c->old_root_fd != -1)
 		close(c->old_root_fd);
 }
 
+/* The job a cutover is for: running, and no other command at work on it. */
+static int cutover_job(struct engine *e, const struct ctl_request *req, struct job **jp,
+		       char **out)
+{
+	struct job *j;
+	char lb[96];
+	int ret = job_resolve(e, req->job, &j, out);
+
+	if (ret)
+		return ret;
+	job_label(j, lb, sizeof(lb));
+	pthread_mutex_lock(&e->lock);
+	if (j->state == JOB_QUEUED)
+		*out = xasprintf("%s is queued and has not started: nothing to switch yet", lb);
+	else if (j->state == JOB_FAILED)
+		*out = xasprintf("%s could not start (%s): abort it to dismiss it", lb, j->error);
+	else if (j->busy)
+		*out = xasprintf("%s is busy: a cutover or verify of it is in progress", lb);
+	pthread_mutex_unlock(&e->lock);
+	if (*out)
+		return CTL_EFAIL;
+	*jp = j;
+	return CTL_OK;
+}
+
 int cmd_cutover(struct engine *e, const struct ctl_request *req, char **out)
 {
-	struct cutover c = { .e = e, .j = e->job, .req = req, .old_root_fd = -1 };
+	struct cutover c = { .e = e, .req = req, .old_root_fd = -1 };
 	int ret;
 
-	if (!c.j) {
-		*out = xasprintf("nothing is migrating");
-		return CTL_EFAIL;
-	}
+	ret = cutover_job(e, req, &c.j, out);
+	if (ret)
+		return ret;
+	job_label(c.j, c.label, sizeof(c.label));
 	c.hook_ms = req->max_downtime_ms > 0 ? req->max_downtime_ms * 4 + 5000 : 30000;
 	c.remove_source = req->remove_source;
 	ret = step_hooks(&c, out);
 	if (ret)
 		goto out;
 	/* a hand-off to another host, or the settling of one (handoff.c) */
-	if (e->ms.handoff == MS_HANDOFF_RECORDED || req->force) {
+	if (handoff_pending(e, c.j, req)) {
 		ret = handoff_settle(&c, out);
 		goto out;
 	}
@@ -547,6 +616,9 @@ int cmd_cutover(struct engine *e, const struct ctl_request *req, char **out)
 	ret = step_wait(&c, out);
 	if (ret)
 		goto out;
+	pthread_mutex_lock(&e->lock);
+	c.j->cutting = true;
+	pthread_mutex_unlock(&e->lock);
 	ret = step_prepare(&c, out);
 	if (!ret)
 		ret = step_pause(&c, out);

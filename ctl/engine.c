@@ -11,8 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "copier/budget.h"
 #include "ctl/engine.h"
 #include "ctl/engine_i.h"
 #include "delta/delta.h"
@@ -62,6 +64,15 @@ int engine_new(struct engine **out, int source_fd, const char *source_path,
 	pthread_mutex_init(&e->commit.lock, NULL);
 	pthread_cond_init(&e->commit.done, NULL);
 	pthread_cond_init(&e->cleanups_done, NULL);
+	pthread_cond_init(&e->idle, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&e->wake, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	e->state_fd = e->root_fd = -1;
 	e->region = region;
 	e->warm = warm;
@@ -79,15 +90,34 @@ int engine_new(struct engine **out, int source_fd, const char *source_path,
 	r = load_record(e, root_fd, err, errlen);
 	if (r)
 		return r;
+	if (budget_new(&e->budget, e->ms.budget, now_us())) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	if (e->ms.ncleanup)
 		run_cleanup(e);
 	load_overrides(e, *root_fd);
-	if (!e->ms.job) {
-		drop_next_state(e);	/* stale: no job to cut over */
-		return handoff_load(e, err, errlen);
-	}
-	r = recover_job(e, root_fd, err, errlen);
+	r = recover_jobs(e, root_fd, err, errlen);
 	return r ? r : handoff_load(e, err, errlen);
+}
+
+int engine_set_max_jobs(struct engine *e, unsigned n, char *err, size_t errlen)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&e->lock);
+	if (e->ms.parallel != n) {
+		e->ms.parallel = n;
+		r = state_dir(e);
+		if (r >= 0)
+			r = save_record(e);
+		if (r < 0)
+			snprintf(err, errlen, "max_jobs=%u applies, but the state record in '%s' "
+				 "could not be written (a new worker would forget it): %s", n,
+				 e->source, strerror(-r));
+	}
+	pthread_mutex_unlock(&e->lock);
+	return r < 0 ? r : 0;
 }
 
 /* Warm: the nodes a dead worker's cutover had not switched yet (it passed
@@ -109,7 +139,15 @@ static void finish_switch(struct engine *e, struct job *j)
 	fs_foreach_node(e->fs, switch_tree_node, &sc);
 	if (sc.errors)
 		log_warnx("%d node(s) could not be switched to '%s'", sc.errors, j->dest);
-	job_free(e, j, true);
+	pthread_mutex_lock(&e->lock);
+	if (j->handoff.state == MS_HANDOFF_RECORDED)
+		finish_job(e, j, "handed-off", "handed-off", j->dest);
+	else
+		finish_job(e, j, "done", "done", j->dest);
+	pthread_mutex_unlock(&e->lock);
+	/* a switch that is not durable keeps its delta stores: the next
+	 * restart rolls back to the source with them */
+	job_free(e, j, !e->record_frozen);
 	pthread_mutex_lock(&e->lock);
 	if (!e->record_frozen)
 		run_cleanup(e);
@@ -118,23 +156,26 @@ static void finish_switch(struct engine *e, struct job *j)
 
 int engine_attach(struct engine *e, struct fs *fs, char *err, size_t errlen)
 {
-	struct job *j = e->job;
-
 	e->fs = fs;
 	register_policy(e);
 	if (e->finish_switch) {
 		finish_switch(e, e->finish_switch);
 		e->finish_switch = NULL;
 	}
-	for (size_t i = 0; j && i < j->n; i++) {
-		struct rnode *n = node_for(e, j->files[i].relpath);
+	for (size_t k = 0; k < e->njobs; k++) {
+		struct job *j = e->jobs[k];
 
-		if (!n) {
-			snprintf(err, errlen, "cannot look up migrating file '%s'", j->files[i].relpath);
-			return -ENOENT;
+		for (size_t i = 0; j->state == JOB_RUNNING && i < j->n; i++) {
+			struct rnode *n = node_for(e, j->files[i].relpath);
+
+			if (!n) {
+				snprintf(err, errlen, "cannot look up migrating file '%s'",
+					 j->files[i].relpath);
+				return -ENOENT;
+			}
+			j->files[i].node = n;
+			fs_node_route(n, j->files[i].d);
 		}
-		j->files[i].node = n;
-		fs_node_route(n, j->files[i].d);
 	}
 	handoff_attach(e);
 	return 0;
@@ -169,78 +210,152 @@ static void resume_paused(struct engine *e)
 	__atomic_store_n(&reg->cutover_job, 0, __ATOMIC_SEQ_CST);
 }
 
-/* Warm: the abort a dead worker had under way goes on while the mount
- * serves (the files are served through their live view meanwhile). */
+/* Start the copiers of the running jobs but those aborted in the
+ * background, and those whose hand-off to another host a dead daemon left
+ * unsettled: a thread settles each, and starts its copier if the job goes
+ * on mirroring (cmd_lock held). */
+static int start_copiers(struct engine *e)
+{
+	int r = 0;
+
+	for (size_t k = 0; k < e->njobs && !r; k++) {
+		struct job *j = e->jobs[k];
+
+		if (j->state != JOB_RUNNING || j->bg_abort)
+			continue;
+		if (j->handoff.state != MS_HANDOFF_NONE) {
+			handoff_resolve_start(e, j);
+			continue;
+		}
+		r = job_copier_start(e, j);
+	}
+	return r;
+}
+
+/* The next running job to abort in the background, or NULL: none left, or
+ * relocfs stops.  *busy: one waits for a command at work on it.  cmd_lock
+ * held. */
+static struct job *next_bg_abort(struct engine *e, bool *busy)
+{
+	struct job *j = NULL;
+
+	*busy = false;
+	pthread_mutex_lock(&e->lock);
+	for (size_t k = 0; !e->stopping && k < e->njobs && !j; k++) {
+		if (!e->jobs[k]->bg_abort)
+			continue;
+		if (e->jobs[k]->busy)
+			*busy = true;
+		else
+			j = e->jobs[k];
+	}
+	pthread_mutex_unlock(&e->lock);
+	return j;
+}
+
+/* Warm: the aborts a dead worker had under way, and the roll-backs a start
+ * must do, go on while the mount serves, one job after another (its files
+ * are served through their live views meanwhile). */
 static void *abort_thread(void *arg)
 {
 	struct engine *e = arg;
-	char *out = NULL;
+	struct job *j;
+	bool busy;
 
 	pthread_mutex_lock(&e->cmd_lock);
-	if (e->job == e->bg_abort && cmd_abort(e, &out) != CTL_OK)
-		log_warnx("%s", out ? out : "abort failed");
-	else
-		log_info("%s", out ? out : "aborted");
-	e->bg_abort = NULL;
+	for (;;) {
+		char *out = NULL;
+
+		j = next_bg_abort(e, &busy);
+		if (!j && busy) {
+			pthread_cond_wait(&e->idle, &e->cmd_lock);
+			continue;
+		}
+		if (!j)
+			break;
+		if (abort_running(e, j, &out) != CTL_OK) {
+			log_warnx("%s; run relocctl abort", out ? out : "abort failed");
+			j->bg_abort = false;
+		} else {
+			log_info("%s", out ? out : "aborted");
+		}
+		free(out);
+	}
 	pthread_mutex_unlock(&e->cmd_lock);
-	free(out);
 	return NULL;
 }
 
 int engine_start(struct engine *e)
 {
-	pthread_t t;
-	int r = 0;
+	bool bg = false;
+	int r;
 
 	if (e->warm)
 		resume_paused(e);
 	pthread_mutex_lock(&e->cmd_lock);
-	/* a hand-off a dead daemon left is settled first; its thread starts
-	 * the copier if the job goes on mirroring */
-	if (e->job && !e->bg_abort && !handoff_resolve_start(e))
-		r = job_copier_start(e, e->job);
-	pthread_mutex_unlock(&e->cmd_lock);
-	if (e->bg_abort) {
-		if (pthread_create(&t, NULL, abort_thread, e) == 0)
-			pthread_detach(t);
+	r = start_copiers(e);
+	if (!r)
+		r = governor_start(e);
+	for (size_t k = 0; k < e->njobs; k++)
+		bg |= e->jobs[k]->bg_abort;
+	if (bg) {
+		if (pthread_create(&e->bg_thread, NULL, abort_thread, e) == 0)
+			e->bg_running = true;
 		else
-			log_warnx("cannot go on with the abort: run relocctl abort");
+			log_warnx("cannot go on with the aborts: run relocctl abort");
 	}
+	pthread_mutex_unlock(&e->cmd_lock);
 	return r;
 }
 
 void engine_stop(struct engine *e)
 {
+	governor_stop(e);	/* also tells waiting commands to give up */
+	if (e->bg_running) {
+		/* it ends after the abort in progress */
+		pthread_join(e->bg_thread, NULL);
+		e->bg_running = false;
+	}
 	pthread_mutex_lock(&e->cmd_lock);	/* no command half done */
+	while (e->busy)
+		pthread_cond_wait(&e->idle, &e->cmd_lock);
+	e->stopped = true;			/* and none to come */
 	/* the stores need nothing more: each write is in the WAL before it
 	 * returns, and the next worker (or mount) replays it */
-	if (e->job)
-		job_copier_stop(e, e->job);
+	for (size_t k = 0; k < e->njobs; k++)
+		job_copier_stop(e, e->jobs[k]);
 	pthread_mutex_unlock(&e->cmd_lock);
 	/* a cutover's clean-up finishes too: it needs the engine */
 	pthread_mutex_lock(&e->lock);
 	while (e->cleanups)
 		pthread_cond_wait(&e->cleanups_done, &e->lock);
 	pthread_mutex_unlock(&e->lock);
+	/* last, the checkpointers: the next worker may open the stores as
+	 * soon as this returns, before this process has exited */
+	for (size_t k = 0; k < e->njobs; k++)
+		for (size_t i = 0; i < e->jobs[k]->n; i++)
+			if (e->jobs[k]->deltas[i])
+				delta_quiesce(e->jobs[k]->deltas[i]);
 }
 
 void engine_free(struct engine *e)
 {
 	if (!e)
 		return;
-	/* the job's stores hold nothing that is not on disk; a restart
+	/* the jobs' stores hold nothing that is not on disk; a restart
 	 * carries on from the record */
-	job_free(e, e->job, false);
+	for (size_t k = 0; k < e->njobs; k++)
+		job_free(e, e->jobs[k], false);
+	free(e->jobs);
+	budget_free(e->budget);
 	ms_free(&e->ms);
 	for (size_t i = 0; i < e->novr; i++)
 		override_free(&e->ovr[i]);
 	free(e->ovr);
+	for (size_t k = 0; k < e->nfin; k++)
+		finished_job_free(&e->fin[k]);
+	free(e->fin);
 	handoff_free(e);
-	for (size_t i = 0; i < e->ndone; i++) {
-		free(e->done[i].path);
-		free(e->done[i].backend);
-	}
-	free(e->done);
 	if (e->state_fd != -1)
 		close(e->state_fd);
 	if (e->root_fd != -1)
@@ -252,33 +367,57 @@ void engine_free(struct engine *e)
 }
 
 /* relocctl restart: the process hands the mount over once the reply is out;
- * the job goes on in the next worker (from its record and delta stores). */
+ * every job goes on in the next worker (from the record and the delta
+ * stores). */
 static int cmd_restart(struct engine *e, const struct ctl_request *req, char **out)
 {
 	char err[512] = "";
-	bool copying;
+	struct job **stopped;
+	size_t n = 0;
 
 	if (!e->proc.restart) {
 		*out = xasprintf("this daemon cannot hand over");
 		return CTL_EFAIL;
 	}
-	/* the copier stops while the mount is still served: waiting for its
-	 * chunk in flight would otherwise lengthen the hand-over's gap.  It
-	 * starts again on a failure only if it ran: a recorded hand-off left
-	 * unsettled stopped it, and its destination belongs to another host */
-	copying = e->job && e->job->copier;
-	if (copying)
-		job_copier_stop(e, e->job);
+	stopped = calloc(e->njobs ? e->njobs : 1, sizeof(*stopped));
+	if (!stopped) {
+		*out = xasprintf("out of memory");
+		return CTL_EFAIL;
+	}
+	/* the copiers stop while the mount is still served: waiting for their
+	 * chunks in flight would otherwise lengthen the hand-over's gap */
+	for (size_t k = 0; k < e->njobs; k++) {
+		if (!e->jobs[k]->copier)
+			continue;
+		job_copier_stop(e, e->jobs[k]);
+		stopped[n++] = e->jobs[k];
+	}
 	if (e->proc.restart(e->proc.arg, req->exec_path, err, sizeof(err))) {
-		if (copying && job_copier_start(e, e->job))
-			log_warnx("the copier did not start again: the job waits for a restart");
+		for (size_t k = 0; k < n; k++)
+			if (job_copier_start(e, stopped[k]))
+				log_warnx("a copier did not start again: its job waits for a restart");
+		free(stopped);
 		*out = xasprintf("cannot restart: %s", err);
 		return CTL_EFAIL;
 	}
-	e->handing_over = true;
+	free(stopped);
+	__atomic_store_n(&e->handing_over, true, __ATOMIC_SEQ_CST);
 	*out = xasprintf("handing the mount over to a new worker%s%s", req->exec_path ? " of " : "",
 			 req->exec_path ? req->exec_path : "");
 	return CTL_OK;
+}
+
+/* During a hand-over the next worker runs the commands that change state. */
+static int refuse_handing_over(char **out)
+{
+	*out = xasprintf("relocfs is handing the mount over to a new worker: run the command again");
+	return CTL_EFAIL;
+}
+
+static int refuse_stopping(char **out)
+{
+	*out = xasprintf("relocfs is stopping");
+	return CTL_EFAIL;
 }
 
 int engine_command(void *arg, const struct ctl_request *req, char **out)
@@ -289,22 +428,38 @@ int engine_command(void *arg, const struct ctl_request *req, char **out)
 	*out = NULL;
 	switch (req->cmd) {
 	case CTL_CMD_STATUS:
-		*out = req->json ? status_json(e) : status_text(e);
-		return *out ? CTL_OK : CTL_EFAIL;
-	case CTL_CMD_WAIT:
-		/* relocctl polls status itself; a plain wait answers at once */
-		*out = status_json(e);
-		return CTL_OK;
+	case CTL_CMD_WAIT: {
+		/* wait: relocctl polls status itself; a plain wait answers at once */
+		char *err = NULL, *s;
+
+		s = req->json || req->cmd == CTL_CMD_WAIT ? status_json(e, req->job, &err)
+							 : status_text(e, req->job, &err);
+		if (s) {
+			free(err);
+			*out = s;
+			return CTL_OK;
+		}
+		*out = err ? err : xasprintf("out of memory");
+		return CTL_EFAIL;
+	}
+	case CTL_CMD_LIMIT:
+		/* without cmd_lock: a limit applies even while a cutover holds it */
+		if ((req->job || req->has_limit || req->parallel >= 0) &&
+		    __atomic_load_n(&e->handing_over, __ATOMIC_SEQ_CST)) {
+			ret = refuse_handing_over(out);
+			goto out;
+		}
+		ret = cmd_limit(e, req, out);
+		goto out;
 	default:
 		break;
 	}
 	pthread_mutex_lock(&e->cmd_lock);
-	if (e->handing_over) {
+	if (e->handing_over || e->stopped) {
 		/* the next worker runs it: this one no longer serves the mount */
 		pthread_mutex_unlock(&e->cmd_lock);
-		*out = xasprintf("relocfs is handing the mount over to a new worker: run the "
-				 "command again");
-		return CTL_EFAIL;
+		ret = e->handing_over ? refuse_handing_over(out) : refuse_stopping(out);
+		goto out;
 	}
 	switch (req->cmd) {
 	case CTL_CMD_MIGRATE:
@@ -314,12 +469,10 @@ int engine_command(void *arg, const struct ctl_request *req, char **out)
 		ret = cmd_cutover(e, req, out);
 		break;
 	case CTL_CMD_ABORT:
-		ret = handoff_abort_check(e, req->force, out);
-		if (!ret)
-			ret = cmd_abort(e, out);
+		ret = cmd_abort(e, req, out);
 		break;
 	case CTL_CMD_VERIFY:
-		ret = cmd_verify(e, out);
+		ret = cmd_verify(e, req, out);
 		break;
 	case CTL_CMD_RESTART:
 		ret = cmd_restart(e, req, out);
@@ -329,6 +482,7 @@ int engine_command(void *arg, const struct ctl_request *req, char **out)
 		ret = CTL_EUSAGE;
 	}
 	pthread_mutex_unlock(&e->cmd_lock);
+out:
 	if (ret != CTL_OK && *out)
 		log_info("command failed: %s", *out);
 	return ret;

@@ -1,9 +1,11 @@
 /*
  * engine: the job engine: live relocation of the served tree, or of some
- * files in it.  migrate starts the delta stores and the copier, cutover
- * switches the files to the destination inside one short hold, abort
- * returns everything to the source; the mount's state record
- * (mount_state.h) makes each step survive a restart of the daemon.
+ * files in it, as named jobs, several at once.  migrate starts (or queues) a
+ * job: its delta stores and its copier; cutover switches a job's files to
+ * its destination inside one short hold, abort returns them to the source;
+ * the copiers share one bandwidth budget (limit); the mount's state record
+ * (mount_state.h) makes each step of each job survive a restart of the
+ * daemon.
  *
  * The layer's contract
  * --------------------
@@ -49,10 +51,16 @@ int engine_new(struct engine **out, int source_fd, const char *source_path,
 	       size_t errlen);
 void engine_free(struct engine *e);
 
+/* relocfs -o max_jobs=N: at most n jobs copy at once (0: no limit), over
+ * what the record says; recorded, so that a worker taking over keeps it.
+ * Before engine_start.  0, or -errno with one line in err: the limit
+ * applies, but the record could not be written. */
+int engine_set_max_jobs(struct engine *e, unsigned n, char *err, size_t errlen);
 /* What the engine asks of the process that runs it. */
 struct engine_proc {
 	void *arg;
-	/* status --json: add the process's own fields */
+	/* status --json: add the process's own fields (called without the
+	 * engine's locks) */
 	void (*status)(void *arg, struct json_t *root);
 	/* relocctl restart: hand the mount over to a new worker (running
 	 * exec_path; NULL: this binary) once the command's reply is sent.
@@ -64,15 +72,24 @@ struct engine_proc {
 void engine_set_proc(struct engine *e, const struct engine_proc *proc);
 
 /* After the FUSE layer exists and before mounting: register the engine's
- * policy with it, and route the files of a migration found in the record
+ * policy with it, switch what a dead worker's switched cutover had not yet
+ * (warm), and route the files of every running job found in the record
  * through their delta stores. */
 int engine_attach(struct engine *e, struct fs *fs, char *err, size_t errlen);
 
-/* After daemonizing: start the copier of a resumed migration. */
+/* After daemonizing: resume the VMs a dead worker's cutover had paused
+ * (warm), start the copiers of the resumed jobs, the thread that paces the
+ * jobs and starts the queued ones, and (warm) the thread that finishes the
+ * aborts the record asks for, one job after another. */
 int engine_start(struct engine *e);
 
-/* Stop the copier threads (on unmount); the state stays on disk.  Waits for
- * a command in progress. */
+/* Stop every thread of the engine (on unmount, or before a hand-over to the
+ * next worker): the copiers, the governor, the aborts in the background, a
+ * cutover's clean-up, the delta stores' checkpointers; the state stays on
+ * disk, and commands after it are refused.  Waits for the commands in
+ * progress and the abort under way.  When it returns this process writes
+ * nothing of the engine's, and the next worker may open it while this one
+ * exits. */
 void engine_stop(struct engine *e);
 
 /* Run one control command.  *out is a malloc'd reply text; returns the exit

@@ -1,24 +1,42 @@
 /*
  * engine_i: the job engine's private parts, shared by its files:
  *   engine.c     the entry points: life cycle, policy, command dispatch
- *   record.c     the mount's record and the paths it names
+ *   record.c     the mount's record (and the next record of a cutover) and
+ *                the paths it names
  *   job.c        a job's files, its tree walk, its delta stores and copier
- *   namespace.c  files relocated on their own, and the names a job pins
- *                (the FUSE layer's policy)
- *   migrate.c    starting a job
+ *   sched.c      several jobs at once: finding a job by name, the queue,
+ *                the budget's shares, deadlines (the governor thread), limit
+ *   namespace.c  files relocated on their own, and the names running jobs
+ *                pin (the FUSE layer's policy)
+ *   migrate.c    asking for a job, and starting one
  *   cutover.c    the cutover as steps; switch.c the switch and its commit
- *   handoff.c    the cutover that hands the VM to another host (qmp-migrate)
+ *   handoff.c    the cutover that hands a job's VM to another host
+ *                (qmp-migrate), and the files it leaves read-only here
  *   abort.c      abort
  *   status.c     status and verify
  *   recover.c    picking the mount's state up after a restart
  * Not included outside ctl/.
  *
- * Locking: e->cmd_lock serialises the commands that change state (migrate,
- * cutover, abort, verify) and start-up; e->lock protects the fields marked
- * so, which status and the FUSE layer's policy callbacks read from other
- * threads.  Order: cmd_lock, then lock.  Neither is held while calling into
- * the FUSE layer's gate (fs_hold, fs_release), which may replay requests
- * that call back into the policy.
+ * Jobs.  A mount has any number of jobs (at most ENGINE_JOBS_MAX), each
+ * with a name ("" for the unnamed one that a command without --job means),
+ * its own destination, delta stores, copier and cutover.  Their files do
+ * not overlap, and a whole-tree job runs alone.  A job is queued (recorded,
+ * nothing of it exists yet) until a slot is free: at most e->ms.parallel
+ * jobs copy their base at once; it is running from its start until it is
+ * cut over or aborted.
+ *
+ * Locking: e->cmd_lock serialises the commands that change jobs (migrate,
+ * cutover, abort, verify), the governor's starting of queued jobs, and
+ * start-up; every hold of the FUSE layer's gate is taken under it, so that
+ * there is one at a time.  A command that waits long (a cutover waiting
+ * for its files to be ready, a verify) marks its job busy and lets go of
+ * cmd_lock meanwhile; busy jobs are left alone by the others, and
+ * engine_stop waits for them (e->busy).  e->lock protects the fields marked
+ * so, which status, the governor and the FUSE layer's policy callbacks read
+ * from other threads.  Order: cmd_lock, then commit.lock, then lock, then
+ * the budget's and the delta stores' own locks.  lock is not held while
+ * calling into the FUSE layer's gate (fs_hold, fs_release), which may replay
+ * requests that call back into the policy.
  */
 #ifndef RELOCFS_ENGINE_I_H
 #define RELOCFS_ENGINE_I_H
@@ -37,7 +55,13 @@
 #define STATE_DIR ".relocfs"
 #define DEFAULT_CUTOVER_TIMEOUT_S 60.0
 #define HOLD_DRAIN_US (10u * 1000000)	/* requests in flight must finish within this */
+#define JOB_PRIORITY_DEFAULT 100
+#define ENGINE_JOBS_MAX 64		/* jobs queued, running or failed at once */
+#define FINISHED_MAX 256		/* finished jobs status remembers */
+#define GOVERNOR_TICK_US 200000
 
+struct budget;
+struct budget_client;
 struct copier;
 struct delta;
 struct fs;
@@ -51,31 +75,91 @@ struct entry {
 	char *relpath;		/* "" for the root */
 };
 
-/* One file of a job. */
+/* One file of a running job. */
 struct job_file {
 	char *relpath;
 	struct delta *d;	/* its delta store and live view */
 	struct rnode *node;	/* the node that serves it (a daemon reference);
 				 * NULL before the mount exists */
+	/* the directories from the root down to the file's (lock): renaming
+	 * one would move the file, so they are pinned with it */
+	size_t ndirs;
+	dev_t *ddev;
+	ino_t *dino;
+};
+
+enum job_state {
+	JOB_QUEUED,	/* recorded; waits for a slot; nothing of it exists yet */
+	JOB_RUNNING,	/* its files go through their delta stores */
+	JOB_FAILED,	/* could not start (error says why); listed until abort */
+};
+
+/* A job's hand-off to another host (handoff.c).  state, spec, vm and
+ * remove_source are what the record says (job_to_ms writes them); the
+ * rest is for status.  Protected by e->lock; changed by the thread that
+ * holds cmd_lock (or the job busy). */
+struct job_handoff {
+	enum ms_handoff state;
+	char *spec;		/* the hook, "SOCKET@URI"; NULL with none */
+	char *vm;		/* the VM's name, "" if not known yet */
+	bool remove_source;
+	bool unknown;		/* recorded, but QEMU cannot tell how it ended:
+				 * settled by cutover or abort --force */
+	char phase[64];		/* what it is doing now */
+};
+
+/* What the governor (sched.c) measured and decided at its last tick.
+ * Protected by e->lock. */
+struct job_pace {
+	uint64_t t_us;		/* that tick (CLOCK_MONOTONIC) */
+	uint64_t dirty;		/* unmerged bytes, every file */
+	uint64_t merged;	/* bytes merged by the job's copiers so far */
+	uint64_t dirty_rate;	/* how fast the guest adds unmerged bytes, smoothed */
+	uint64_t left;		/* base data to copy and blocks to merge */
+	uint64_t rate;		/* moved per second, measured */
+	uint64_t share;		/* what the budget grants (0: none or unlimited) */
+	uint64_t deadline_rate;	/* the rate the deadline makes it ask for */
+	uint64_t needed;	/* the rate that would finish at the deadline */
+	bool late;		/* the deadline cannot be met */
+	int64_t eta_s;		/* until ready; -1: unknown */
+	bool copying;		/* a file still copies its base */
+	uint64_t moved_before;	/* moved and merged by copiers stopped since */
+	uint64_t merged_before;
 };
 
 struct job {
 	uint64_t id;
+	char *name;		/* "" for the unnamed job */
 	bool tree;
+	enum job_state state;	/* lock */
+	bool busy;		/* a command works on it without cmd_lock; cmd_lock */
+	bool cutting;		/* a cutover is past its wait (status: cutover); lock */
 	char *dest;		/* canonical */
 	char *delta_dir;	/* this job's directory of delta files */
-	uint64_t rate;
+	uint64_t rate;		/* its own limit, bytes/s, 0: none; lock */
+	unsigned priority;	/* its weight in the budget; lock */
+	uint64_t since_ms;	/* asked for (unix ms) */
+	uint64_t deadline_ms;	/* ready by (unix ms); 0: none */
+	uint64_t planned;	/* data its files held when it was asked for */
+	char **want;		/* a files job: the files asked for (relpaths) */
+	size_t nwant;
+	char error[256];	/* JOB_FAILED: why it could not start; lock */
 	int dest_fd;		/* O_RDONLY directory; -1 when it was lost (restart) */
 	int delta_fd;		/* O_RDONLY directory */
 	bool dest_lost;		/* a restart could not open the destination */
 	bool keep_dest;		/* an abort leaves the destination as it is (a
 				 * hand-off that may have reached it) */
+	struct job_handoff handoff;	/* lock */
+	bool bg_abort;		/* warm: its roll-back goes on in the background
+				 * (engine_start); cmd_lock */
 	size_t n;
 	struct job_file *files;
 	struct delta **deltas;	/* files[i].d, as the copier takes them */
-	struct copier *copier;	/* read by status under e->lock */
+	struct copier *copier;	/* read by status and the governor under e->lock */
+	struct budget_client *bc;	/* its part of the mount's budget */
 	size_t nentries;	/* tree jobs: every entry, for the switch */
 	struct entry *entries;
+	struct job_pace pace;	/* lock */
 };
 
 /* A file relocated on its own: its name is routed to another backend. */
@@ -99,7 +183,7 @@ struct sealed_file {
 				 * the mount exists */
 };
 
-/* A file of the last finished job, for status. */
+/* A file of a finished job, for status. */
 struct done_file {
 	char *path;
 	char *backend;
@@ -107,12 +191,23 @@ struct done_file {
 	char state[16];
 };
 
+/* A job that finished (cut over, aborted), for status. */
+struct finished_job {
+	char *name;
+	char state[16];		/* "done", "aborted" */
+	char *dest;
+	uint64_t bytes;
+	size_t n;
+	struct done_file *files;
+};
+
 /*
  * After a cutover's hold, until the destination files and the renamed
  * record are durable, no flush may be acknowledged: a host crash would bring
  * back the old record (source plus delta) and lose a write the guest saw
  * flushed on the destination.  The FUSE layer calls the flush barrier
- * (switch.c) before it acknowledges any flush.
+ * (switch.c) before it acknowledges any flush.  Cutovers are serialised
+ * (cmd_lock), so there is one commit at a time.
  */
 struct commit {
 	pthread_mutex_t lock;
@@ -130,6 +225,8 @@ struct commit {
  * switched when it passes its point of no return (before the first node is
  * switched), then all cleared when the cutover ends.  A worker that finds a
  * cutover here finishes it (switched) or cancels it, and resumes the VMs.
+ * One cutover at a time whatever the number of jobs: a cutover holds
+ * cmd_lock from its prepare to its commit.
  */
 #define ENGINE_REGION_MAGIC 0x31474e4544434c52ull	/* "RLCDENG1" */
 #define HOOK_SPEC_MAX 512
@@ -149,9 +246,11 @@ struct engine {
 	struct engine_proc proc;	/* the process's part (status, restart) */
 	struct job *finish_switch;	/* warm: a switched job whose nodes may still
 					 * be on the source (engine_attach) */
-	struct job *bg_abort;		/* warm: an abort to finish in the background */
-	pthread_mutex_t cmd_lock;	/* serialises migrate, cutover, abort, verify */
-	bool handing_over;		/* under cmd_lock: restart accepted, refuse the rest */
+	pthread_mutex_t cmd_lock;	/* see above */
+	/* restart accepted: the state-changing commands are refused (set
+	 * under cmd_lock; limit, which runs without it, reads it atomically) */
+	bool handing_over;
+	bool stopped;			/* under cmd_lock: engine_stop ran, no command runs */
 	pthread_mutex_t lock;		/* protects the fields marked "lock" */
 	int state_fd;			/* SOURCE/.relocfs, O_RDONLY; -1 until needed */
 	int source_fd;			/* O_PATH on SOURCE */
@@ -160,33 +259,50 @@ struct engine {
 	char *root;			/* the directory served now; lock */
 	int root_fd;			/* O_PATH on it */
 	struct mount_state ms;		/* the record as saved; lock */
-	struct job *job;		/* lock */
+	struct job **jobs;		/* queued, running, failed, in the order
+					 * they were asked for; lock */
+	size_t njobs;			/* lock */
 	struct override *ovr;		/* lock */
 	size_t novr;			/* lock; read atomically as a hint */
-	struct done_file *done;		/* files of the last finished job; lock */
-	size_t ndone;
+	struct finished_job *fin;	/* lock */
+	size_t nfin;
 	uint64_t last_hold_us;
 	char last_hooks[512];		/* "spec=ms, ..." of the last cutover; lock */
 	/* set when a cutover switched but could not make that durable: the
 	 * record on disk (with the cutover's next record beside it) must stay
 	 * as it is, so that a restart rolls back to the source */
 	bool record_frozen;
+	/* a cutover whose next record is on disk: every record saved until
+	 * its commit writes the next record too; lock */
+	struct job *cutover_job;
 	struct commit commit;
 	struct sealed_file *sealed;	/* files handed off to another host; lock */
 	size_t nsealed;			/* lock; read atomically as a hint */
-	char handoff_phase[64];		/* what a hand-off is doing now, for status; lock */
 	char handoff_note[512];		/* how the last hand-off went, for status; lock */
-	bool handoff_unknown;		/* a recorded hand-off whose end QEMU could not
-					 * tell: settled by cutover or abort --force; lock */
-	unsigned cleanups;		/* cleanup threads running; lock */
+	/* cleanup threads and threads settling a hand-off after a restart,
+	 * running (engine_stop waits for them); lock */
+	unsigned cleanups;
 	pthread_cond_t cleanups_done;	/* cleanups reached 0 */
+	struct budget *budget;		/* the mount's, for every job's copier */
+	uint64_t last_id;		/* job ids grow; cmd_lock */
+	unsigned busy;			/* busy jobs; cmd_lock */
+	pthread_cond_t idle;		/* busy reached 0 (with cmd_lock) */
+	bool stopping;			/* lock */
+	pthread_cond_t wake;		/* the governor's (with lock) */
+	pthread_t governor;
+	bool governor_running;
+	pthread_t bg_thread;		/* warm: the aborts of jobs marked bg_abort */
+	bool bg_running;
 };
 
 /* ---- record.c ---- */
 
-/* Save e->ms as the mount's record (refused with -EIO once frozen).
- * Caller holds e->lock. */
+/* Save e->ms as the mount's record (refused with -EIO once frozen), and,
+ * while a cutover's next record is on disk, that one too.  Caller holds
+ * e->lock. */
 int save_record(struct engine *e);
+/* Write the next record of e->cutover_job (state.next).  e->lock held. */
+int write_next_record(struct engine *e);
 /* SOURCE/.relocfs, made if need be: its descriptor or -errno. */
 int state_dir(struct engine *e);
 /* Add dir to the record's clean-up list (caller holds e->lock). */
@@ -205,7 +321,12 @@ void drop_next_state(struct engine *e);
 
 /* ---- job.c ---- */
 
+/* A new job (not in e->jobs), or NULL. */
+struct job *job_alloc(const char *name, const char *dest, const char *delta_dir);
 void job_free(struct engine *e, struct job *j, bool unlink_delta);
+/* Its files (nodes, delta stores, unlinked or not) and the entries of its
+ * tree: the job as before its files were added. */
+void job_files_free(struct engine *e, struct job *j, bool unlink_delta);
 /* 0, 1 for a hard link seen before, -ENOMEM */
 int job_add_entry(struct job *j, const struct stat *st, const char *rel);
 const char *job_entry_path(struct job *j, dev_t dev, ino_t ino);
@@ -230,12 +351,14 @@ struct rnode *node_for(struct engine *e, const char *rel);
  * live view of one file. */
 int job_add_file(struct engine *e, struct job *j, const char *rel, bool create, char *err,
 		 size_t errlen);
-/* The job as the record has it (NULL: none).  Caller holds e->lock. */
-int job_to_ms(struct mount_state *ms, struct job *j);
+/* Put the job in e->ms, queued (the files it asks for) or started (its
+ * files).  e->lock held. */
+int job_to_ms(struct mount_state *ms, struct job *j, bool queued);
 /* Remove what the job created in the destination. */
 void remove_dest(struct job *j);
 /* Put what the job created in the destination on the clean-up list. */
 void add_dest_cleanup(struct engine *e, struct job *j);
+/* Stop / start the job's copier (start joins the budget first). */
 void job_copier_stop(struct engine *e, struct job *j);
 int job_copier_start(struct engine *e, struct job *j);
 /* The destination path must still lead to the directory the copy went to;
@@ -243,12 +366,45 @@ int job_copier_start(struct engine *e, struct job *j);
 bool job_dest_ok(struct job *j);
 /* The job's nodes as an array for the gate (malloc'd), or NULL. */
 struct rnode **job_nodes(struct job *j);
+/* Does a file of the job still copy its base? */
+bool job_copying(struct job *j);
+/* "queued", "copying", "merging", "ready", "cutover", "aborting", "failed" */
+const char *job_state_name(struct job *j);
+/* The job's name for messages: "job 'NAME'" or "the migration". */
+const char *job_label(const struct job *j, char *buf, size_t len);
+/* e->jobs: add at the end, remove.  e->lock held. */
+int jobs_add(struct engine *e, struct job *j);
+void jobs_remove(struct engine *e, struct job *j);
+
+/* ---- sched.c ---- */
+
+/* The job a command means: --job NAME, or the only one.  CTL_OK, or the
+ * reply's status with *out saying why. */
+int job_resolve(struct engine *e, const char *name, struct job **jp, char **out);
+/* The active job of that name, or NULL.  e->lock held. */
+struct job *job_find(struct engine *e, const char *name);
+/* Mark j busy and let go of cmd_lock (held) for a long wait; busy_end takes
+ * it again.  Between the two, the others leave j alone. */
+void job_busy_begin(struct engine *e, struct job *j);
+void job_busy_end(struct engine *e, struct job *j);
+/* May a job start copying now?  e->lock held. */
+bool slot_free(struct engine *e);
+/* The governor: start, wake (something changed), stop. */
+int governor_start(struct engine *e);
+void governor_wake(struct engine *e);
+void governor_stop(struct engine *e);
+/* Set the job's part of the budget from its limit, priority and deadline.
+ * e->lock held. */
+void job_pace_update(struct engine *e, struct job *j, uint64_t now);
+int cmd_limit(struct engine *e, const struct ctl_request *req, char **out);
 
 /* ---- namespace.c ---- */
 
 void override_free(struct override *o);
 /* Resolve relpath's directories from the served root (caller holds e->lock). */
 int override_resolve(struct override *o, int root_fd);
+/* The same for a job's file: the directories that lead to it. */
+int job_file_resolve(struct job_file *f, int root_fd);
 /* The overrides as the record has them (caller holds e->lock). */
 int overrides_to_ms(struct engine *e, struct mount_state *ms);
 /* The FUSE layer's policy callbacks (fs_policy; arg is the engine). */
@@ -259,13 +415,28 @@ void ns_redirect_removed(void *arg, const struct fs_dir *dir, const char *name);
 /* ---- the commands ---- */
 
 int cmd_migrate(struct engine *e, const struct ctl_request *req, char **out);
+/* Start a new or queued job: its destination, delta stores, record, routes
+ * and copier.  On failure nothing of it is left but the job itself (still
+ * the caller's; a queued one stays queued in e->jobs and e->ms) and *out
+ * says why. */
+int job_start(struct engine *e, struct job *j, char **out);
+/* A queued job that could not start: failed, out of the record. */
+void job_start_failed(struct engine *e, struct job *j, const char *why);
 int cmd_cutover(struct engine *e, const struct ctl_request *req, char **out);
-int cmd_abort(struct engine *e, char **out);
-int cmd_verify(struct engine *e, char **out);
-char *status_json(struct engine *e);
-char *status_text(struct engine *e);
-/* Remember the job's files as the last finished job (caller holds e->lock). */
-void set_done_list(struct engine *e, struct job *j, const char *state, const char *backend);
+int cmd_abort(struct engine *e, const struct ctl_request *req, char **out);
+/* Abort a running job that is not busy, and forget it (cmd_lock held):
+ * what cmd_abort does once it has found the job. */
+int abort_running(struct engine *e, struct job *j, char **out);
+int cmd_verify(struct engine *e, const struct ctl_request *req, char **out);
+/* status (JSON, or the text made from it), of one job or all; NULL with
+ * *out set if the job named is not known. */
+char *status_json(struct engine *e, const char *job, char **err);
+char *status_text(struct engine *e, const char *job, char **err);
+/* Remember the job's files as a finished job (caller holds e->lock). */
+void finish_job(struct engine *e, struct job *j, const char *state, const char *file_state,
+		const char *backend);
+/* Free what a finished job holds (not the struct: it is in e->fin). */
+void finished_job_free(struct finished_job *f);
 
 /* ---- recover.c ---- */
 
@@ -273,10 +444,11 @@ void set_done_list(struct engine *e, struct job *j, const char *state, const cha
 int load_record(struct engine *e, int *root_fd, char *err, size_t errlen);
 /* The files relocated on their own that the record names. */
 void load_overrides(struct engine *e, int root_fd);
-/* The recorded job: resumed (e->job), or rolled back if it must be; warm,
- * a switched cutover is finished instead (the record, and *root_fd, may
- * change). */
-int recover_job(struct engine *e, int *root_fd, char *err, size_t errlen);
+/* The recorded jobs: resumed or kept queued (e->jobs), or rolled back if
+ * they must be; warm, a cutover that had switched is finished instead (the
+ * record, and *root_fd, may change), and the roll-backs go on in the
+ * background (jobs marked bg_abort). */
+int recover_jobs(struct engine *e, int *root_fd, char *err, size_t errlen);
 
 /* ---- abort.c ---- */
 
@@ -321,14 +493,20 @@ struct switch_ctx {
 };
 void switch_tree_node(struct rnode *n, void *arg);
 
-/* The record as it will be after the switch (shallow: it borrows strings). */
+/* The record as it will be once j is switched (shallow: it borrows the
+ * strings of e->ms and j); free with next_state_free. */
 struct next_state {
 	struct mount_state ms;
+	struct ms_job *jobs;
 	struct ms_override *ovr;
 	struct ms_sealed *sealed;
 	char **cleanup;
 };
 int next_state_build(struct engine *e, struct next_state *ns, struct job *j);
+void next_state_free(struct next_state *ns);
+/* What the mount serves once j is switched: overrides or the root.
+ * e->lock held. */
+void switch_serving(struct engine *e, struct job *j);
 /* Make e->ms what next_state_build described (owning copies).  e->lock held. */
 int adopt_next_state(struct engine *e, struct job *j);
 
@@ -340,7 +518,8 @@ void sync_dirs(int dirfd, struct job *j);
 
 /* The barrier: from the switch until commit_make_durable() ends it, flushes
  * wait (commit_barrier); commit_make_durable() syncs the destinations, then
- * renames the next record over the record and syncs its directory. */
+ * renames the next record over the record, syncs its directory and makes
+ * e->ms the next record. */
 void commit_begin(struct engine *e, struct job *j);
 int commit_make_durable(struct engine *e);
 int commit_barrier(void *arg);
@@ -348,7 +527,6 @@ int commit_barrier(void *arg);
 /* ---- cutover.c: the steps, for handoff.c ---- */
 
 struct vmhook;
-struct ctl_request;
 
 /* One cutover in progress: what each step leaves for the next. */
 struct cutover {
@@ -359,10 +537,9 @@ struct cutover {
 	uint64_t hook_t0[CTL_HOOKS_MAX];
 	int nhooks, paused, hook_ms;
 	struct preopen_ctx pre;
-	struct next_state ns;
 	struct rnode **nodes;
 	struct preopen *sw;		/* the migrating files, prepared for the switch */
-	char err[512], hooktxt[512];
+	char err[512], hooktxt[512], label[96];
 	uint64_t t_hold, t_drained, t_merged, t_release, hold_us;
 	size_t parked;
 	bool merged_unsynced;		/* the hold merged blocks without durable records */
@@ -372,12 +549,13 @@ struct cutover {
 	int old_root_fd;		/* tree jobs: where the files were */
 };
 
+/* 1: wait until the job is ready (the job busy, cmd_lock let go) */
 int step_wait(struct cutover *c, char **out);
-/* the hold; on failure released with nothing switched */
+/* 4: the hold; on failure released with nothing switched */
 int step_hold(struct cutover *c, char **out);
-/* the point of no return (cannot fail) */
+/* 5: the point of no return (cannot fail) */
 void step_switch(struct cutover *c);
-/* durable: the destinations, then the renamed record; clean-up */
+/* 7: durable: the destinations, then the renamed record; clean-up */
 int step_commit(struct cutover *c, int ret, char **out);
 void cutover_free(struct cutover *c);
 /* fsync every destination file; on failure *out says so, and every delta
@@ -386,29 +564,48 @@ int sync_dests(struct job *j, char **out);
 
 /* ---- handoff.c ---- */
 
-/* cutover with a hook that hands the VM to another host (c->hooks[0]) */
+/* A cutover whose hook hands the VM to another host (c->hooks[0]). */
 int cmd_handoff(struct cutover *c, char **out);
-/* a hand-off recorded but not settled: settle it with c's hook, or with
- * --force (the VM runs at the destination) */
+/* Is this cutover the settling of j's recorded hand-off (or --force)? */
+bool handoff_pending(struct engine *e, struct job *j, const struct ctl_request *req);
+/* Settle j's recorded hand-off with c's hook, or with --force (the VM
+ * runs at the destination). */
 int handoff_settle(struct cutover *c, char **out);
-/* abort of a job whose hand-off was recorded: only with --force */
-int handoff_abort_check(struct engine *e, bool force, char **out);
-/* Load the record's sealed files (before serving, e->lock not needed). */
+/* abort of a job whose hand-off was recorded: only with --force, which
+ * leaves the destination as it is.  CTL_OK to go on with the abort. */
+int handoff_abort_check(struct engine *e, struct job *j, bool force, char **out);
+/* A recorded job's hand-off, as the job's (recover.c, before serving). */
+int handoff_load_job(struct job *j, const struct ms_job *mj);
+/* Put j's hand-off in its record entry (job_to_ms). */
+int handoff_to_ms(struct ms_job *mj, const struct job *j);
+void handoff_job_free(struct job *j);
+/* The record's sealed files (engine_new, before serving). */
 int handoff_load(struct engine *e, char *err, size_t errlen);
-/* Seal the files of the record, and a job's whose hand-off was recorded
- * (engine_attach). */
+/* Seal the record's files, and those of every job whose hand-off was
+ * recorded (engine_attach). */
 void handoff_attach(struct engine *e);
-/* engine_start: finish or cancel the hand-off a dead daemon left, in a
- * thread of its own.  true if one was started (the copier is its to start). */
-bool handoff_resolve_start(struct engine *e);
+/* engine_start (cmd_lock held): settle or cancel the hand-off a dead
+ * daemon left to j, in a thread of its own.  true if one was started (the
+ * copier is then its to start). */
+bool handoff_resolve_start(struct engine *e, struct job *j);
+/* next_state_build: the record's sealed files, and j's if it is being
+ * handed off (ns->sealed, borrowed strings). */
+int handoff_next_state(struct engine *e, struct next_state *ns, struct job *j);
+/* adopt_next_state: the same into e->ms (owning copies).  e->lock held. */
+int handoff_adopt(struct engine *e, struct job *j);
 /* The FUSE layer's name check for sealed files (caller holds e->lock):
  * 0, or -EROFS. */
 int handoff_name_check(struct engine *e, const struct fs_dir *dir, const char *name,
 		       const struct stat *st, bool creates);
 /* A sealed file's name (an override) was unlinked: forget it (e->lock held). */
 void handoff_forget(struct engine *e, const char *relpath);
-/* status --json: the hand-off and the sealed files (e->lock held) */
-void handoff_status(struct engine *e, struct json_t *root, struct json_t *files);
+/* Is relpath handed off?  *to: where (e->lock held). */
+bool handoff_sealed(struct engine *e, const char *relpath, const char **to);
+/* status --json (e->lock held): the mount's part (this host, the last
+ * note; the sealed files, all of them or only those files lists already),
+ * and a job's hand-off */
+void handoff_status(struct engine *e, struct json_t *root, struct json_t *files, bool all);
+struct json_t *handoff_job_json(struct engine *e, struct job *j);
 void handoff_free(struct engine *e);
 
 #endif

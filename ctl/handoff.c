@@ -33,6 +33,13 @@
  *      them as "sealed", and remove the delta store (and the source, with
  *      --remove-source) in the background.
  *
+ * A hand-off is one job's (a VM and its disks, "migrate --job VM ... FILE...";
+ * "cutover --job VM --hook qmp-migrate:..."): its state is in the job's
+ * entry of the record ("handoff" after its files), and the other jobs go
+ * on copying and cutting over meanwhile.  While QEMU copies memory (4) the
+ * job is busy and cmd_lock is let go, as in a cutover's wait; from 5 on it
+ * is held, as for any cutover's hold and next record.
+ *
  * Failures: before 6, the migration is cancelled (QEMU restarts the guest
  * at the source), "handoff" leaves the record, and the job goes on
  * mirroring.  After 6, if QEMU says the migration failed, it has restarted
@@ -54,9 +61,10 @@
  *                           runs at the destination, and 8 is done.
  *   handoff-continued       (7 done): the same restart finds the migration
  *                           completed (or failed: back to mirroring).
- * A restart that finds a "state.next" beside a recorded hand-off (a crash
- * in 8) does not roll the job back to the source: it asks QEMU again and
- * does 8 again.  The daemon's own death takes the mount with it only when
+ * A restart that finds a "state.next" naming a job whose hand-off was
+ * recorded (a crash in 8) does not roll that job back to the source: it
+ * asks QEMU again and does 8 again; a worker that took over after 8's
+ * switch finishes it as any cutover's (recover.c).  The daemon's own death takes the mount with it only when
  * the supervisor dies too; the hand-off's logic is the same either way.
  */
 #include <errno.h>
@@ -96,39 +104,61 @@ static const char *spec_uri(const char *spec)
 	return spec;
 }
 
-static void set_text(struct engine *e, char *dst, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static void set_text(struct engine *e, char *dst, size_t len, const char *fmt, ...)
+/* What the job's hand-off is doing now, for status. */
+static void phase(struct engine *e, struct job *j, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void phase(struct engine *e, struct job *j, const char *fmt, ...)
 {
 	va_list ap;
 
 	pthread_mutex_lock(&e->lock);
 	va_start(ap, fmt);
-	vsnprintf(dst, len, fmt, ap);
+	vsnprintf(j->handoff.phase, sizeof(j->handoff.phase), fmt, ap);
 	va_end(ap);
 	pthread_mutex_unlock(&e->lock);
 }
 
-#define PHASE(e, ...) set_text(e, (e)->handoff_phase, sizeof((e)->handoff_phase), __VA_ARGS__)
-#define NOTE(e, ...) set_text(e, (e)->handoff_note, sizeof((e)->handoff_note), __VA_ARGS__)
+/* How the mount's last hand-off went, for status: "job 'NAME': ..." */
+static void note(struct engine *e, struct job *j, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void note(struct engine *e, struct job *j, const char *fmt, ...)
+{
+	char text[sizeof(e->handoff_note)];
+	va_list ap;
 
-/* The job's hand-off in the record, durably. */
-static int save_handoff(struct engine *e, enum ms_handoff st, const char *spec, const char *vm,
-			bool remove_source)
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&e->lock);
+	if (!text[0])
+		e->handoff_note[0] = '\0';
+	else if (snprintf(e->handoff_note, sizeof(e->handoff_note), "%s%s%s%s",
+			  j->name[0] ? "job '" : "", j->name, j->name[0] ? "': " : "", text) < 0)
+		e->handoff_note[0] = '\0';	/* a long note is cut, never lost whole */
+	pthread_mutex_unlock(&e->lock);
+}
+
+/* The job's hand-off in the record, durably (its entry, job_to_ms). */
+static int save_handoff(struct engine *e, struct job *j, enum ms_handoff st, const char *spec,
+			const char *vm, bool remove_source)
 {
 	char *s = spec ? strdup(spec) : NULL, *v = vm ? strdup(vm) : NULL;
 	int r;
 
 	pthread_mutex_lock(&e->lock);
-	free(e->ms.handoff_spec);
-	free(e->ms.handoff_vm);
-	e->ms.handoff = st;
-	e->ms.handoff_spec = s;
-	e->ms.handoff_vm = v;
-	e->ms.handoff_remove_source = remove_source;
+	free(j->handoff.spec);
+	free(j->handoff.vm);
+	j->handoff.state = st;
+	j->handoff.spec = s;
+	j->handoff.vm = v;
+	j->handoff.remove_source = remove_source;
+	if (st == MS_HANDOFF_NONE)
+		j->handoff.unknown = false;
 	if (st != MS_HANDOFF_NONE && (!s || !v))
 		r = -ENOMEM;
 	else
+		r = job_to_ms(&e->ms, j, false);
+	if (!r)
 		r = save_record(e);
 	pthread_mutex_unlock(&e->lock);
 	return r;
@@ -265,13 +295,10 @@ static int revert(struct cutover *c, const char *why, char **out)
 	int r;
 
 	seal_job(j, false);
-	pthread_mutex_lock(&e->lock);
-	e->handoff_unknown = false;
-	pthread_mutex_unlock(&e->lock);
-	r = save_handoff(e, MS_HANDOFF_NONE, NULL, NULL, false);
+	r = save_handoff(e, j, MS_HANDOFF_NONE, NULL, NULL, false);
 	job_copier_start(e, j);
-	PHASE(e, "%s", "");
-	NOTE(e, "the migration failed after the hand-off was recorded; the VM runs on at the "
+	phase(e, j, "%s", "");
+	note(e, j, "the migration failed after the hand-off was recorded; the VM runs on at the "
 		"source, the job mirrors again: %s", why);
 	free(*out);
 	*out = xasprintf("hand-off failed: the VM runs on at the source and the job mirrors again "
@@ -285,33 +312,37 @@ static int revert(struct cutover *c, const char *why, char **out)
 static int unknown(struct cutover *c, const char *spec, const char *why, char **out)
 {
 	struct engine *e = c->e;
+	struct job *j = c->j;
 
-	seal_job(c->j, true);
+	seal_job(j, true);
 	pthread_mutex_lock(&e->lock);
-	e->handoff_unknown = true;
+	j->handoff.unknown = true;
 	pthread_mutex_unlock(&e->lock);
-	PHASE(e, "unconfirmed");
-	NOTE(e, "the hand-off to '%s' was recorded, but QEMU cannot say how it ended: %s",
+	phase(e, j, "unconfirmed");
+	note(e, j, "the hand-off to '%s' was recorded, but QEMU cannot say how it ended: %s",
 	     spec_uri(spec), why);
 	free(*out);
 	*out = xasprintf("the hand-off to '%s' was recorded, but QEMU cannot say how it ended: %s; "
-			 "the files are read-only here until 'cutover --hook %s' finds out, or "
+			 "the files are read-only here until 'cutover%s%s --hook %s' finds out, or "
 			 "'cutover --force' (the VM runs at the destination) or 'abort --force' "
-			 "(it does not)", spec_uri(spec), why, spec);
+			 "(it does not)", spec_uri(spec), why, j->name[0] ? " --job " : "", j->name,
+			 spec);
 	log_warnx("%s", *out);
 	return CTL_EFAIL;
 }
 
 /* 8: QEMU says the VM runs at the destination: switch the files there on
- * this mount, sealed, and forget the job.  Nothing is merged. */
+ * this mount, sealed, and forget the job.  Nothing is merged.  The next
+ * record (the job gone, its files sealed: handoff_next_state) is written
+ * as any cutover's, and renamed over the record by step_commit. */
 static int finalize(struct cutover *c, const char *spec, const char *vm, const char *how,
 		    char **out)
 {
 	struct engine *e = c->e;
 	struct job *j = c->j;
 	const char *to = spec_uri(spec);
-	struct sealed_file *ns = NULL;
-	size_t base;
+	struct sealed_file *ns;
+	size_t n = j->n;
 	int r;
 
 	for (size_t i = 0; i < j->n; i++) {
@@ -323,43 +354,43 @@ static int finalize(struct cutover *c, const char *spec, const char *vm, const c
 				  "recorded are not at the destination (the VM runs there)",
 				  j->files[i].relpath, (unsigned long long)st.dirty_bytes);
 	}
+	job_copier_stop(e, j);
 	seal_job(j, true);
 	c->handoff = true;
-	c->remove_source = e->ms.handoff_remove_source;
+	c->remove_source = j->handoff.remove_source;
 	if (!c->nodes)
 		c->nodes = job_nodes(j);
-	c->sw = calloc(j->n ? j->n : 1, sizeof(*c->sw));
-	r = c->nodes && c->sw ? next_state_build(e, &c->ns, j) : -ENOMEM;
+	if (!c->sw)
+		c->sw = calloc(j->n ? j->n : 1, sizeof(*c->sw));
+	r = c->nodes && c->sw ? 0 : -ENOMEM;
 	if (!r) {
-		base = e->ms.nsealed;
-		c->ns.sealed = calloc(base + j->n, sizeof(*c->ns.sealed));
-		if (!c->ns.sealed)
-			r = -ENOMEM;
-	}
-	if (!r) {
-		memcpy(c->ns.sealed, e->ms.sealed, base * sizeof(*c->ns.sealed));
-		for (size_t i = 0; i < j->n; i++)
-			c->ns.sealed[base + i] = (struct ms_sealed){ j->files[i].relpath, (char *)to,
-								     (char *)vm };
-		c->ns.ms.sealed = c->ns.sealed;
-		c->ns.ms.nsealed = base + j->n;
-		c->ns.ms.handoff = MS_HANDOFF_NONE;
-		c->ns.ms.handoff_spec = c->ns.ms.handoff_vm = NULL;
-		r = ms_write(e->state_fd, "state.next", &c->ns.ms);
-		if (!r && fsync(e->state_fd) == -1)
-			r = -errno;
+		pthread_mutex_lock(&e->lock);
+		e->cutover_job = j;
+		r = write_next_record(e);
+		if (r)
+			e->cutover_job = NULL;
+		pthread_mutex_unlock(&e->lock);
 	}
 	if (!r) {
 		__atomic_store_n(&e->region->cutover_job, j->id, __ATOMIC_SEQ_CST);
+		c->pre.e = e;
+		c->pre.job = j;
 		r = step_hold(c, out) ? -EIO : 0;
+		if (r) {
+			pthread_mutex_lock(&e->lock);
+			if (e->cutover_job == j) {
+				e->cutover_job = NULL;
+				drop_next_state(e);
+			}
+			pthread_mutex_unlock(&e->lock);
+			__atomic_store_n(&e->region->cutover_job, 0, __ATOMIC_SEQ_CST);
+		}
 	}
 	if (r) {
 		/* the VM runs there all the same: the files stay sealed here,
 		 * served as they were handed off, and the record says so */
-		drop_next_state(e);
-		__atomic_store_n(&e->region->cutover_job, 0, __ATOMIC_SEQ_CST);
-		PHASE(e, "handed off");
-		NOTE(e, "the VM runs at '%s'; the files could not be switched to '%s' here (%s): "
+		phase(e, j, "handed off");
+		note(e, j, "the VM runs at '%s'; the files could not be switched to '%s' here (%s): "
 			"they stay read-only, as they were handed off", to, j->dest,
 		     *out ? *out : strerror(-r));
 		free(*out);
@@ -369,12 +400,12 @@ static int finalize(struct cutover *c, const char *spec, const char *vm, const c
 		return CTL_OK;
 	}
 	step_switch(c);
-	/* the sealed files as the record just written has them */
-	ns = realloc(e->sealed, (e->nsealed + j->n) * sizeof(*ns));
+	/* the sealed files as the next record has them */
 	pthread_mutex_lock(&e->lock);
+	ns = realloc(e->sealed, (e->nsealed + n) * sizeof(*ns));
 	if (ns) {
 		e->sealed = ns;
-		for (size_t i = 0; i < j->n; i++) {
+		for (size_t i = 0; i < n; i++) {
 			struct sealed_file *s = &ns[e->nsealed];
 
 			s->relpath = strdup(j->files[i].relpath);
@@ -391,28 +422,18 @@ static int finalize(struct cutover *c, const char *spec, const char *vm, const c
 			__atomic_store_n(&e->nsealed, e->nsealed + 1, __ATOMIC_RELEASE);
 		}
 	}
-	{
-		struct ms_sealed *ms = realloc(e->ms.sealed, (e->ms.nsealed + j->n) * sizeof(*ms));
-
-		if (ms) {
-			e->ms.sealed = ms;
-			for (size_t i = 0; i < j->n; i++)
-				ms[e->ms.nsealed++] = (struct ms_sealed){ strdup(j->files[i].relpath),
-									   strdup(to), strdup(vm) };
-		}
-	}
-	e->handoff_unknown = false;
-	snprintf(e->handoff_phase, sizeof(e->handoff_phase), "handed off");
-	snprintf(e->handoff_note, sizeof(e->handoff_note), "%zu file(s) handed off to '%s': %s",
-		 j->n, to, how);
+	j->handoff.unknown = false;
+	snprintf(j->handoff.phase, sizeof(j->handoff.phase), "handed off");
 	pthread_mutex_unlock(&e->lock);
+	note(e, j, "%zu file(s) handed off to '%s': %s", n, to, how);
 	r = step_commit(c, CTL_OK, out);
 	__atomic_store_n(&e->region->switched, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&e->region->cutover_job, 0, __ATOMIC_SEQ_CST);
 	if (r == CTL_OK) {
 		free(*out);
-		*out = xasprintf("handed off %zu file(s) to '%s': %s; the files are read-only here "
-				 "(served from '%s')", j->n, to, how, j->dest);
+		*out = xasprintf("%s%shanded off %zu file(s) to '%s': %s; the files are read-only here "
+				 "(served from '%s')", c->j->name[0] ? c->label : "",
+				 c->j->name[0] ? ": " : "", n, to, how, c->j->dest);
 	}
 	return r;
 }
@@ -423,10 +444,11 @@ static int finish(struct cutover *c, struct vmhook *h, const char *spec, const c
 		  uint64_t hold_us, char **out)
 {
 	struct engine *e = c->e;
+	struct job *j = c->j;
 	char err[512], desc[256], how[512];
 	int r;
 
-	PHASE(e, "recorded: QEMU hands the VM over");
+	phase(e, j, "recorded: QEMU hands the VM over");
 	r = vmhook_resume(h, HANDOFF_FINISH_MS, err, sizeof(err));
 	if (r == -ECANCELED)
 		return revert(c, err, out);
@@ -441,11 +463,33 @@ static int finish(struct cutover *c, struct vmhook *h, const char *spec, const c
 	return finalize(c, spec, vm, how, out);
 }
 
+/* 4: QEMU copies memory while the copier goes on merging, the job busy and
+ * cmd_lock let go (the other jobs' commands run meanwhile).  Returns at
+ * QEMU's switch-over point, cmd_lock held again. */
+static int pause_at_switchover(struct cutover *c, struct vmhook *h, char *err, size_t errlen)
+{
+	struct engine *e = c->e;
+	const struct ctl_request *req = c->req;
+	int r;
+
+	job_busy_begin(e, c->j);
+	r = vmhook_pause(h, e->mountpoint, NULL, 0,
+			 (int)(req->timeout_s > 0 ? req->timeout_s * 1000 : HANDOFF_PAUSE_S * 1000),
+			 err, errlen);
+	job_busy_end(e, c->j);
+	if (!r && (e->handing_over || e->stopped)) {
+		snprintf(err, errlen, "relocfs is %s", e->handing_over
+			 ? "handing the mount over to a new worker: run the cutover again"
+			 : "stopping");
+		r = -ECANCELED;
+	}
+	return r;
+}
+
 int cmd_handoff(struct cutover *c, char **out)
 {
 	struct engine *e = c->e;
 	struct job *j = c->j;
-	const struct ctl_request *req = c->req;
 	struct vmhook *h = c->hooks[0];
 	const char *spec;
 	char err[512], vm[128];
@@ -460,26 +504,31 @@ int cmd_handoff(struct cutover *c, char **out)
 		*out = xasprintf("'%s' moves the VM to another host: give it as the only hook", spec);
 		return CTL_EUSAGE;
 	}
+	/* 1 */
 	ret = step_wait(c, out);
 	if (ret)
 		return ret;
+	/* 2 */
 	ret = check_disks(c, h, out);
 	if (ret)
 		return ret;
 	/* 3: a restart must be able to cancel what 4 starts */
-	r = save_handoff(e, MS_HANDOFF_STARTED, spec, "", c->remove_source);
+	r = save_handoff(e, j, MS_HANDOFF_STARTED, spec, "", c->remove_source);
 	if (r) {
 		*out = xasprintf("cutover cancelled, nothing switched: cannot record the hand-off in "
 				 "'%s/%s': %s", e->source, STATE_DIR, strerror(-r));
 		goto out_clear;
 	}
-	/* 4: QEMU copies memory while the copier goes on merging */
-	PHASE(e, "QEMU copies the VM's memory");
-	NOTE(e, "%s", "");
+	/* 4 */
+	phase(e, j, "QEMU copies the VM's memory");
+	note(e, j, "%s", "");
 	t0 = now_us();
-	r = vmhook_pause(h, e->mountpoint, NULL, 0,
-			 (int)(req->timeout_s > 0 ? req->timeout_s * 1000 : HANDOFF_PAUSE_S * 1000),
-			 err, sizeof(err));
+	r = pause_at_switchover(c, h, err, sizeof(err));
+	if (r == -ECANCELED) {
+		*out = xasprintf("hand-off cancelled, nothing switched, the VM runs on at the source: "
+				 "%s", err);
+		goto out_cancel;
+	}
 	if (r) {
 		*out = xasprintf("hand-off cancelled, nothing switched, the VM runs on at the source: "
 				 "%s", err);
@@ -489,7 +538,7 @@ int cmd_handoff(struct cutover *c, char **out)
 	log_info("hand-off: the VM%s%s%s stopped at its switch-over point after %.1f s",
 		 vm[0] ? " '" : "", vm, vm[0] ? "'" : "", (double)(now_us() - t0) / 1e6);
 	/* 5 */
-	PHASE(e, "switch-over: finishing the copies");
+	phase(e, j, "switch-over: finishing the copies");
 	ret = finish_copies(c, out);
 	if (ret) {
 		char *why = *out;
@@ -501,7 +550,7 @@ int cmd_handoff(struct cutover *c, char **out)
 	}
 	crashpoint("handoff-before-record");
 	/* 6: the commit point */
-	r = save_handoff(e, MS_HANDOFF_RECORDED, spec, vm, c->remove_source);
+	r = save_handoff(e, j, MS_HANDOFF_RECORDED, spec, vm, c->remove_source);
 	if (r) {
 		fs_release(e->fs, j->tree, c->nodes, j->n);
 		job_copier_start(e, j);
@@ -528,23 +577,33 @@ out_cancel:
 		free(o);
 	}
 out_clear:
-	if (save_handoff(e, MS_HANDOFF_NONE, NULL, NULL, false))
+	if (save_handoff(e, j, MS_HANDOFF_NONE, NULL, NULL, false))
 		log_warnx("cannot update the record: a restart asks QEMU how the hand-off ended");
-	PHASE(e, "%s", "");
-	NOTE(e, "%s", *out ? *out : "");
+	phase(e, j, "%s", "");
+	note(e, j, "%s", *out ? *out : "");
 	return CTL_EFAIL;
+}
+
+bool handoff_pending(struct engine *e, struct job *j, const struct ctl_request *req)
+{
+	bool recorded;
+
+	pthread_mutex_lock(&e->lock);
+	recorded = j->handoff.state == MS_HANDOFF_RECORDED;
+	pthread_mutex_unlock(&e->lock);
+	return recorded || req->force;
 }
 
 int handoff_settle(struct cutover *c, char **out)
 {
-	struct engine *e = c->e;
-	char *spec = e->ms.handoff_spec ? strdup(e->ms.handoff_spec) : NULL;
-	char *vm = e->ms.handoff_vm ? strdup(e->ms.handoff_vm) : strdup("");
+	struct job *j = c->j;
+	char *spec = j->handoff.spec ? strdup(j->handoff.spec) : NULL;
+	char *vm = j->handoff.vm ? strdup(j->handoff.vm) : strdup("");
 	struct vmhook *h = NULL;
 	int ret;
 
-	if (e->ms.handoff != MS_HANDOFF_RECORDED) {
-		*out = xasprintf("--force settles a recorded hand-off, and none is");
+	if (j->handoff.state != MS_HANDOFF_RECORDED) {
+		*out = xasprintf("--force settles a recorded hand-off, and %s has none", c->label);
 		ret = CTL_EUSAGE;
 		goto out;
 	}
@@ -560,8 +619,8 @@ int handoff_settle(struct cutover *c, char **out)
 			ret = CTL_EUSAGE;
 			goto out;
 		}
-		log_warnx("hand-off to '%s' settled by the operator: the VM runs there",
-			  spec_uri(spec));
+		log_warnx("hand-off of %s to '%s' settled by the operator: the VM runs there",
+			  c->label, spec_uri(spec));
 		ret = finalize(c, spec, vm, "settled by the operator", out);
 		goto out;
 	}
@@ -569,9 +628,9 @@ int handoff_settle(struct cutover *c, char **out)
 		if (vmhook_hands_off(c->hooks[i]))
 			h = c->hooks[i];
 	if (!h || c->nhooks != 1) {
-		*out = xasprintf("a hand-off to '%s' was recorded and is not settled: give "
-				 "--hook %s (QEMU is asked how it ended), or --force", spec_uri(spec),
-				 spec);
+		*out = xasprintf("a hand-off of %s to '%s' was recorded and is not settled: give "
+				 "--hook %s (QEMU is asked how it ended), or --force", c->label,
+				 spec_uri(spec), spec);
 		ret = CTL_EFAIL;
 		goto out;
 	}
@@ -582,15 +641,12 @@ out:
 	return ret;
 }
 
-int handoff_abort_check(struct engine *e, bool force, char **out)
+int handoff_abort_check(struct engine *e, struct job *j, bool force, char **out)
 {
-	const char *spec = e->ms.handoff_spec ? e->ms.handoff_spec : "?";
+	const char *spec = j->handoff.spec ? j->handoff.spec : "?";
 
-	if (!e->job || e->ms.handoff != MS_HANDOFF_RECORDED) {
-		if (force && !e->job)
-			return 0;	/* cmd_abort says there is nothing */
-		return 0;
-	}
+	if (j->handoff.state != MS_HANDOFF_RECORDED)
+		return CTL_OK;
 	if (!force) {
 		*out = xasprintf("the hand-off to '%s' was recorded: the VM may run there now; if it "
 				 "does not, 'abort --force'; if it does, 'cutover --force'",
@@ -599,13 +655,103 @@ int handoff_abort_check(struct engine *e, bool force, char **out)
 	}
 	log_warnx("abort of the recorded hand-off to '%s' forced by the operator: the VM does not "
 		  "run there; the destination is left as it is", spec_uri(spec));
-	seal_job(e->job, false);
-	e->job->keep_dest = true;
-	pthread_mutex_lock(&e->lock);
-	e->handoff_unknown = false;
-	e->handoff_phase[0] = '\0';
-	pthread_mutex_unlock(&e->lock);
-	return save_handoff(e, MS_HANDOFF_NONE, NULL, NULL, false) ? CTL_EFAIL : 0;
+	seal_job(j, false);
+	j->keep_dest = true;
+	phase(e, j, "%s", "");
+	if (save_handoff(e, j, MS_HANDOFF_NONE, NULL, NULL, false)) {
+		*out = xasprintf("cannot write the state record");
+		return CTL_EFAIL;
+	}
+	return CTL_OK;
+}
+
+/* ---- the record ------------------------------------------------------------ */
+
+int handoff_to_ms(struct ms_job *mj, const struct job *j)
+{
+	mj->handoff = j->handoff.state;
+	mj->handoff_remove_source = j->handoff.remove_source;
+	if (j->handoff.state == MS_HANDOFF_NONE)
+		return 0;
+	mj->handoff_spec = strdup(j->handoff.spec ? j->handoff.spec : "");
+	mj->handoff_vm = strdup(j->handoff.vm ? j->handoff.vm : "");
+	return mj->handoff_spec && mj->handoff_vm ? 0 : -ENOMEM;
+}
+
+int handoff_load_job(struct job *j, const struct ms_job *mj)
+{
+	j->handoff.state = mj->handoff;
+	j->handoff.remove_source = mj->handoff_remove_source;
+	if (mj->handoff == MS_HANDOFF_NONE)
+		return 0;
+	j->handoff.spec = strdup(mj->handoff_spec ? mj->handoff_spec : "");
+	j->handoff.vm = strdup(mj->handoff_vm ? mj->handoff_vm : "");
+	return j->handoff.spec && j->handoff.vm ? 0 : -ENOMEM;
+}
+
+void handoff_job_free(struct job *j)
+{
+	free(j->handoff.spec);
+	free(j->handoff.vm);
+	j->handoff.spec = j->handoff.vm = NULL;
+}
+
+/* Is j's the hand-off that the next record switches? */
+static bool handing_off(struct job *j)
+{
+	return j->handoff.state == MS_HANDOFF_RECORDED;
+}
+
+int handoff_next_state(struct engine *e, struct next_state *ns, struct job *j)
+{
+	const struct mount_state *ms = &e->ms;
+	const char *to;
+
+	if (!handing_off(j))
+		return 0;
+	to = spec_uri(j->handoff.spec ? j->handoff.spec : "");
+	ns->sealed = calloc(ms->nsealed + j->n + 1, sizeof(*ns->sealed));
+	if (!ns->sealed)
+		return -ENOMEM;
+	memcpy(ns->sealed, ms->sealed, ms->nsealed * sizeof(*ns->sealed));
+	for (size_t i = 0; i < j->n; i++)
+		ns->sealed[ms->nsealed + i] = (struct ms_sealed){ j->files[i].relpath, (char *)to,
+								  j->handoff.vm ? j->handoff.vm : "" };
+	ns->ms.sealed = ns->sealed;
+	ns->ms.nsealed = ms->nsealed + j->n;
+	return 0;
+}
+
+int handoff_adopt(struct engine *e, struct job *j)
+{
+	struct mount_state *ms = &e->ms;
+	struct ms_sealed *x;
+	const char *to;
+	int r = 0;
+
+	if (!handing_off(j))
+		return 0;
+	to = spec_uri(j->handoff.spec ? j->handoff.spec : "");
+	x = realloc(ms->sealed, (ms->nsealed + j->n) * sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	ms->sealed = x;
+	for (size_t i = 0; i < j->n; i++) {
+		struct ms_sealed *s = &ms->sealed[ms->nsealed];
+
+		s->relpath = strdup(j->files[i].relpath);
+		s->to = strdup(to);
+		s->vm = strdup(j->handoff.vm ? j->handoff.vm : "");
+		if (s->relpath && s->to && s->vm) {
+			ms->nsealed++;
+		} else {
+			free(s->relpath);
+			free(s->to);
+			free(s->vm);
+			r = -ENOMEM;
+		}
+	}
+	return r;
 }
 
 /* ---- after a restart ------------------------------------------------------- */
@@ -621,19 +767,17 @@ int handoff_load(struct engine *e, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	e->sealed = s;
 	for (size_t i = 0; i < e->ms.nsealed; i++) {
 		s[i].relpath = strdup(e->ms.sealed[i].relpath);
 		s[i].to = strdup(e->ms.sealed[i].to);
 		s[i].vm = strdup(e->ms.sealed[i].vm);
+		e->nsealed = i + 1;
 		if (!s[i].relpath || !s[i].to || !s[i].vm) {
 			snprintf(err, errlen, "out of memory");
-			e->sealed = s;
-			e->nsealed = i + 1;
 			return -ENOMEM;
 		}
 	}
-	e->sealed = s;
-	e->nsealed = e->ms.nsealed;
 	return 0;
 }
 
@@ -651,34 +795,55 @@ void handoff_attach(struct engine *e)
 				  s->to);
 	}
 	/* recorded, not settled: the guest may run at the destination */
-	if (e->job && e->ms.handoff == MS_HANDOFF_RECORDED)
-		seal_job(e->job, true);
+	for (size_t k = 0; k < e->njobs; k++)
+		if (e->jobs[k]->state == JOB_RUNNING &&
+		    e->jobs[k]->handoff.state == MS_HANDOFF_RECORDED)
+			seal_job(e->jobs[k], true);
 }
 
-/* A restart found a hand-off under way: settle it by what QEMU says. */
+struct resolve {
+	struct engine *e;
+	struct job *j;
+};
+
+/* A restart found j's hand-off under way: settle it by what QEMU says.  j
+ * is busy from handoff_resolve_start until this thread holds cmd_lock,
+ * which it keeps to the end: no other command touches j meanwhile. */
 static void *resolve_thread(void *arg)
 {
-	struct engine *e = arg;
+	struct resolve *rs = arg;
+	struct engine *e = rs->e;
+	struct job *j = rs->j;
 	static const struct ctl_request none;
-	struct cutover c = { .e = e, .req = &none, .old_root_fd = -1, .hook_ms = 30000 };
+	struct cutover c = { .e = e, .j = j, .req = &none, .old_root_fd = -1, .hook_ms = 30000 };
 	char err[512], *out = NULL, *spec, *vm;
 	struct vmhook *h = NULL;
 	enum ms_handoff st;
+	bool stop;
 
+	free(rs);
 	pthread_mutex_lock(&e->cmd_lock);
-	c.j = e->job;
-	st = e->ms.handoff;
-	spec = strdup(e->ms.handoff_spec ? e->ms.handoff_spec : "");
-	vm = strdup(e->ms.handoff_vm ? e->ms.handoff_vm : "");
-	if (!c.j || st == MS_HANDOFF_NONE || !spec || !vm)
+	j->busy = false;
+	if (--e->busy == 0)
+		pthread_cond_broadcast(&e->idle);
+	job_label(j, c.label, sizeof(c.label));
+	st = j->handoff.state;
+	spec = strdup(j->handoff.spec ? j->handoff.spec : "");
+	vm = strdup(j->handoff.vm ? j->handoff.vm : "");
+	pthread_mutex_lock(&e->lock);
+	stop = e->stopping;
+	pthread_mutex_unlock(&e->lock);
+	if (stop || e->stopped || e->handing_over || !spec || !vm) {
+		log_warnx("the hand-off of %s is left to the next worker", c.label);
 		goto out;
+	}
 	if (vmhook_new(spec, &h, err, sizeof(err))) {
 		log_warnx("cannot settle the hand-off '%s': %s", spec, err);
 		if (st == MS_HANDOFF_RECORDED) {
 			unknown(&c, spec, err, &out);
 		} else {
-			save_handoff(e, MS_HANDOFF_NONE, NULL, NULL, false);
-			job_copier_start(e, c.j);
+			save_handoff(e, j, MS_HANDOFF_NONE, NULL, NULL, false);
+			job_copier_start(e, j);
 		}
 		goto out;
 	}
@@ -688,29 +853,32 @@ static void *resolve_thread(void *arg)
 		if (r == -EALREADY) {
 			/* continued by someone else: the destination may lack the
 			 * last writes, but the guest runs there */
-			log_warnx("the hand-off to '%s' was interrupted before it was recorded, but "
-				  "QEMU's migration completed all the same", spec_uri(spec));
-			save_handoff(e, MS_HANDOFF_RECORDED, spec, vm, e->ms.handoff_remove_source);
+			log_warnx("the hand-off of %s to '%s' was interrupted before it was recorded, "
+				  "but QEMU's migration completed all the same", c.label,
+				  spec_uri(spec));
+			save_handoff(e, j, MS_HANDOFF_RECORDED, spec, vm, j->handoff.remove_source);
 			unknown(&c, spec, "the migration completed before relocfs recorded the "
 				"hand-off: check the destination", &out);
 			goto out;
 		}
 		if (r)
-			log_warnx("the hand-off to '%s' was interrupted before it was recorded, and "
-				  "QEMU could not be asked to cancel its migration: %s; if it waits "
-				  "at its switch-over point, cancel it there (migrate_cancel)",
+			log_warnx("the hand-off of %s to '%s' was interrupted before it was recorded, "
+				  "and QEMU could not be asked to cancel its migration: %s; if it waits "
+				  "at its switch-over point, cancel it there (migrate_cancel)", c.label,
 				  spec_uri(spec), err);
 		else
-			log_info("the hand-off to '%s' was interrupted before it was recorded: "
+			log_info("the hand-off of %s to '%s' was interrupted before it was recorded: "
 				 "QEMU's migration is cancelled, the VM runs on at the source, the job "
-				 "mirrors on", spec_uri(spec));
-		save_handoff(e, MS_HANDOFF_NONE, NULL, NULL, false);
-		NOTE(e, "the hand-off to '%s' was interrupted before it was recorded and cancelled: "
+				 "mirrors on", c.label, spec_uri(spec));
+		save_handoff(e, j, MS_HANDOFF_NONE, NULL, NULL, false);
+		phase(e, j, "%s", "");
+		note(e, j, "the hand-off to '%s' was interrupted before it was recorded and cancelled: "
 			"the VM runs on at the source", spec_uri(spec));
-		job_copier_start(e, c.j);
+		job_copier_start(e, j);
 		goto out;
 	}
-	log_info("a hand-off to '%s' was recorded: asking QEMU how it ended", spec_uri(spec));
+	log_info("a hand-off of %s to '%s' was recorded: asking QEMU how it ended", c.label,
+		 spec_uri(spec));
 	c.hooks[0] = h;
 	c.nhooks = 1;
 	finish(&c, h, spec, vm, 0, &out);
@@ -727,16 +895,27 @@ out:
 	return NULL;
 }
 
-bool handoff_resolve_start(struct engine *e)
+bool handoff_resolve_start(struct engine *e, struct job *j)
 {
+	struct resolve *rs = malloc(sizeof(*rs));
 	pthread_t t;
 
-	if (!e->job || e->ms.handoff == MS_HANDOFF_NONE)
+	if (j->handoff.state == MS_HANDOFF_NONE || !rs) {
+		free(rs);
 		return false;
-	PHASE(e, "settling after a restart");
-	if (pthread_create(&t, NULL, resolve_thread, e)) {
-		log_warnx("cannot settle the hand-off: run 'relocctl cutover --hook %s'",
-			  e->ms.handoff_spec);
+	}
+	*rs = (struct resolve){ e, j };
+	phase(e, j, "settling after a restart");
+	/* busy: the other commands leave it alone, engine_stop waits */
+	j->busy = true;
+	e->busy++;
+	if (pthread_create(&t, NULL, resolve_thread, rs)) {
+		j->busy = false;
+		if (--e->busy == 0)
+			pthread_cond_broadcast(&e->idle);
+		free(rs);
+		log_warnx("cannot settle the hand-off of %s: run 'relocctl cutover --hook %s'",
+			  j->name[0] ? j->name : "the migration", j->handoff.spec);
 		return false;
 	}
 	pthread_detach(t);
@@ -772,6 +951,17 @@ int handoff_name_check(struct engine *e, const struct fs_dir *dir, const char *n
 	return 0;
 }
 
+bool handoff_sealed(struct engine *e, const char *relpath, const char **to)
+{
+	for (size_t i = 0; i < e->nsealed; i++) {
+		if (!strcmp(e->sealed[i].relpath, relpath)) {
+			*to = e->sealed[i].to;
+			return true;
+		}
+	}
+	return false;
+}
+
 void handoff_forget(struct engine *e, const char *relpath)
 {
 	for (size_t i = 0; i < e->nsealed; i++) {
@@ -797,27 +987,32 @@ void handoff_forget(struct engine *e, const char *relpath)
 	}
 }
 
-void handoff_status(struct engine *e, json_t *root, json_t *files)
+json_t *handoff_job_json(struct engine *e, struct job *j)
+{
+	json_t *o = json_object();
+	const char *spec = j->handoff.spec ? j->handoff.spec : "";
+	char host[256] = "";
+
+	(void)e;
+	gethostname(host, sizeof(host) - 1);
+	json_object_set_new(o, "state", json_string(j->handoff.unknown ? "unconfirmed"
+						    : j->handoff.state == MS_HANDOFF_RECORDED
+							    ? "recorded"
+							    : "started"));
+	json_object_set_new(o, "phase", json_string(j->handoff.phase));
+	json_object_set_new(o, "hook", json_string(spec));
+	json_object_set_new(o, "from", json_string(host));
+	json_object_set_new(o, "to", json_string(spec_uri(spec)));
+	json_object_set_new(o, "vm", json_string(j->handoff.vm ? j->handoff.vm : ""));
+	return o;
+}
+
+void handoff_status(struct engine *e, json_t *root, json_t *files, bool all)
 {
 	char host[256] = "";
 
 	gethostname(host, sizeof(host) - 1);
 	json_object_set_new(root, "host", json_string(host));
-	if (e->job && e->ms.handoff != MS_HANDOFF_NONE) {
-		json_t *o = json_object();
-		const char *spec = e->ms.handoff_spec ? e->ms.handoff_spec : "";
-
-		json_object_set_new(o, "state", json_string(e->handoff_unknown ? "unconfirmed"
-							    : e->ms.handoff == MS_HANDOFF_RECORDED
-								    ? "recorded"
-								    : "started"));
-		json_object_set_new(o, "phase", json_string(e->handoff_phase));
-		json_object_set_new(o, "hook", json_string(spec));
-		json_object_set_new(o, "from", json_string(host));
-		json_object_set_new(o, "to", json_string(spec_uri(spec)));
-		json_object_set_new(o, "vm", json_string(e->ms.handoff_vm ? e->ms.handoff_vm : ""));
-		json_object_set_new(root, "handoff", o);
-	}
 	if (e->handoff_note[0])
 		json_object_set_new(root, "handoff_note", json_string(e->handoff_note));
 	for (size_t i = 0; i < e->nsealed; i++) {
@@ -828,9 +1023,12 @@ void handoff_status(struct engine *e, json_t *root, json_t *files)
 		json_array_foreach(files, k, x)
 			if (!strcmp(json_string_value(json_object_get(x, "path")), s->relpath))
 				f = x;
+		if (!f && !all)
+			continue;
 		if (!f) {
 			f = json_object();
 			json_object_set_new(f, "path", json_string(s->relpath));
+			json_object_set_new(f, "job", json_string(""));
 			json_object_set_new(f, "error", json_null());
 			json_array_append_new(files, f);
 		}

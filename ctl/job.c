@@ -17,24 +17,33 @@
 
 #include <linux/openat2.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "copier/budget.h"
 #include "copier/copier.h"
 #include "ctl/engine_i.h"
 #include "delta/delta.h"
 #include "fs/fs.h"
 
-/* The job's copier is read by status under e->lock: swap it under the lock,
- * stop or start it outside. */
+/* The job's copier is read by status and the governor under e->lock: swap
+ * it under the lock, stop or start it outside. */
 void job_copier_stop(struct engine *e, struct job *j)
 {
+	struct copier_progress last;
 	struct copier *c;
 
 	pthread_mutex_lock(&e->lock);
 	c = j->copier;
 	j->copier = NULL;
 	pthread_mutex_unlock(&e->lock);
-	copier_stop(c);
+	if (!c)
+		return;
+	copier_stop(c, &last);
+	pthread_mutex_lock(&e->lock);
+	j->pace.moved_before += last.copied + last.merged;
+	j->pace.merged_before += last.merged;
+	pthread_mutex_unlock(&e->lock);
 }
 
 int job_copier_start(struct engine *e, struct job *j)
@@ -44,18 +53,48 @@ int job_copier_start(struct engine *e, struct job *j)
 
 	if (j->copier)
 		return 0;
-	r = copier_start(&c, j->deltas, j->n, j->rate, fs_busy, e->fs);
+	if (!j->bc) {
+		struct budget_client *bc;
+
+		r = budget_join(e->budget, &bc, j->priority, now_us());
+		if (r)
+			return r;
+		pthread_mutex_lock(&e->lock);	/* the governor reads j->bc */
+		j->bc = bc;
+		job_pace_update(e, j, now_us());
+		pthread_mutex_unlock(&e->lock);
+	}
+	r = copier_start(&c, j->deltas, j->n, j->bc, fs_busy, e->fs);
 	pthread_mutex_lock(&e->lock);
 	j->copier = c;
 	pthread_mutex_unlock(&e->lock);
 	return r;
 }
 
-void job_free(struct engine *e, struct job *j, bool unlink_delta)
+struct job *job_alloc(const char *name, const char *dest, const char *delta_dir)
 {
+	struct job *j = calloc(1, sizeof(*j));
+
 	if (!j)
-		return;
-	copier_stop(j->copier);
+		return NULL;
+	j->dest_fd = j->delta_fd = -1;
+	j->priority = JOB_PRIORITY_DEFAULT;
+	j->pace.eta_s = -1;
+	j->name = strdup(name);
+	j->dest = strdup(dest);
+	j->delta_dir = strdup(delta_dir);
+	if (!j->name || !j->dest || !j->delta_dir) {
+		free(j->name);
+		free(j->dest);
+		free(j->delta_dir);
+		free(j);
+		return NULL;
+	}
+	return j;
+}
+
+void job_files_free(struct engine *e, struct job *j, bool unlink_delta)
+{
 	for (size_t i = 0; i < j->n; i++) {
 		struct job_file *f = &j->files[i];
 
@@ -63,16 +102,37 @@ void job_free(struct engine *e, struct job *j, bool unlink_delta)
 			fs_node_put(e->fs, f->node);
 		delta_free(f->d, unlink_delta);
 		free(f->relpath);
+		free(f->ddev);
+		free(f->dino);
 	}
 	free(j->files);
 	free(j->deltas);
+	j->files = NULL;
+	j->deltas = NULL;
+	j->n = 0;
 	for (size_t i = 0; i < j->nentries; i++)
 		free(j->entries[i].relpath);
 	free(j->entries);
+	j->entries = NULL;
+	j->nentries = 0;
+}
+
+void job_free(struct engine *e, struct job *j, bool unlink_delta)
+{
+	if (!j)
+		return;
+	copier_stop(j->copier, NULL);
+	budget_leave(j->bc);
+	job_files_free(e, j, unlink_delta);
+	for (size_t i = 0; i < j->nwant; i++)
+		free(j->want[i]);
+	free(j->want);
 	if (j->dest_fd != -1)
 		close(j->dest_fd);
 	if (j->delta_fd != -1)
 		close(j->delta_fd);
+	handoff_job_free(j);
+	free(j->name);
 	free(j->dest);
 	free(j->delta_dir);
 	free(j);
@@ -336,45 +396,52 @@ int job_add_file(struct engine *e, struct job *j, const char *rel, bool create, 
 	return 0;
 }
 
-int job_to_ms(struct mount_state *ms, struct job *j)
+int job_to_ms(struct mount_state *ms, struct job *j, bool queued)
 {
-	for (size_t i = 0; i < ms->nfiles; i++)
-		free(ms->files[i]);
-	free(ms->files);
-	free(ms->dest);
-	free(ms->delta_dir);
-	ms->files = NULL;
-	ms->nfiles = 0;
-	ms->dest = ms->delta_dir = NULL;
-	ms->job = j != NULL;
-	if (!j) {
-		free(ms->handoff_spec);
-		free(ms->handoff_vm);
-		ms->handoff_spec = ms->handoff_vm = NULL;
-		ms->handoff = MS_HANDOFF_NONE;
+	struct ms_job *mj = ms_find_job(ms, j->id), nj = { 0 };
+	char **files = queued ? j->want : NULL;
+	size_t nfiles = queued ? j->nwant : j->n;
+
+	nj.id = j->id;
+	nj.tree = j->tree;
+	nj.queued = queued;
+	nj.rate = j->rate;
+	nj.priority = j->priority;
+	nj.since_ms = j->since_ms;
+	nj.deadline_ms = j->deadline_ms;
+	nj.name = strdup(j->name);
+	nj.dest = strdup(j->dest);
+	nj.delta_dir = strdup(j->delta_dir);
+	nj.files = calloc(nfiles ? nfiles : 1, sizeof(char *));
+	if (!nj.name || !nj.dest || !nj.delta_dir || !nj.files)
+		goto nomem;
+	for (size_t i = 0; i < nfiles; i++) {
+		if (!(nj.files[i] = strdup(files ? files[i] : j->files[i].relpath)))
+			goto nomem;
+		nj.nfiles++;
+	}
+	if (!queued && handoff_to_ms(&nj, j))
+		goto nomem;
+	if (mj) {
+		ms_job_free(mj);
+		*mj = nj;
 		return 0;
 	}
-	ms->job_id = j->id;
-	ms->tree = j->tree;
-	ms->rate = j->rate;
-	ms->dest = strdup(j->dest);
-	ms->delta_dir = strdup(j->delta_dir);
-	ms->files = calloc(j->n ? j->n : 1, sizeof(char *));
-	if (!ms->dest || !ms->delta_dir || !ms->files)
-		return -ENOMEM;
-	for (size_t i = 0; i < j->n; i++)
-		if (!(ms->files[i] = strdup(j->files[i].relpath)))
-			return -ENOMEM;
-	ms->nfiles = j->n;
+	mj = realloc(ms->jobs, (ms->njobs + 1) * sizeof(*mj));
+	if (!mj)
+		goto nomem;
+	ms->jobs = mj;
+	ms->jobs[ms->njobs++] = nj;
 	return 0;
+nomem:
+	ms_job_free(&nj);
+	return -ENOMEM;
 }
 
 void remove_dest(struct job *j)
 {
-	if (j->keep_dest || j->dest_fd < 0) {
-		if (j->keep_dest)
-			log_warnx("what the migration put in '%s' is left there: it was handed off",
-				  j->dest);
+	if (j->keep_dest) {
+		log_warnx("what the migration put in '%s' is left there: it was handed off", j->dest);
 		return;
 	}
 	if (j->tree) {
@@ -397,7 +464,7 @@ void add_dest_cleanup(struct engine *e, struct job *j)
 	DIR *d;
 	int fd;
 
-	if (j->dest_lost)
+	if (j->dest_lost || j->keep_dest)
 		return;	/* left there, and the operator told so */
 	if (!j->tree) {
 		for (size_t i = 0; i < j->n; i++) {
@@ -451,4 +518,87 @@ struct rnode **job_nodes(struct job *j)
 	for (size_t i = 0; nodes && i < j->n; i++)
 		nodes[i] = j->files[i].node;
 	return nodes;
+}
+
+bool job_copying(struct job *j)
+{
+	if (j->state != JOB_RUNNING)
+		return false;
+	for (size_t i = 0; i < j->n; i++) {
+		struct delta_status st;
+
+		delta_status(j->files[i].d, &st);
+		if (st.phase == DELTA_COPYING)
+			return true;
+	}
+	return false;
+}
+
+/* The job's state is its files' worst: a failed file fails the job, one
+ * still copying keeps it copying, and it is ready when all are. */
+const char *job_state_name(struct job *j)
+{
+	static const enum delta_phase order[] = {
+		DELTA_FAILED, DELTA_ABORTING, DELTA_CUTOVER, DELTA_COPYING, DELTA_MERGING,
+	};
+	bool seen[DELTA_FAILED + 1] = { false }, unready = false;
+
+	if (j->state == JOB_QUEUED)
+		return "queued";
+	if (j->state == JOB_FAILED)
+		return "failed";
+	if (j->cutting)
+		return "cutover";
+	for (size_t i = 0; i < j->n; i++) {
+		struct delta_status st;
+
+		delta_status(j->files[i].d, &st);
+		if (st.phase >= DELTA_COPYING && st.phase <= DELTA_FAILED)
+			seen[st.phase] = true;
+		if (st.phase == DELTA_MERGING && st.dirty_bytes > DELTA_READY_BYTES)
+			unready = true;
+	}
+	for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
+		if (!seen[order[k]])
+			continue;
+		if (order[k] == DELTA_MERGING)
+			return unready ? "merging" : "ready";
+		return delta_phase_name(order[k], 0);
+	}
+	return seen[DELTA_ABORTED] ? "aborted" : "done";
+}
+
+const char *job_label(const struct job *j, char *buf, size_t len)
+{
+	if (!j->name[0])
+		snprintf(buf, len, "the migration");
+	else
+		snprintf(buf, len, "job '%s'", j->name);
+	return buf;
+}
+
+int jobs_add(struct engine *e, struct job *j)
+{
+	struct job **nj;
+
+	for (size_t i = 0; i < e->njobs; i++)
+		if (e->jobs[i] == j)
+			return 0;
+	nj = realloc(e->jobs, (e->njobs + 1) * sizeof(*nj));
+	if (!nj)
+		return -ENOMEM;
+	e->jobs = nj;
+	e->jobs[e->njobs++] = j;
+	return 0;
+}
+
+void jobs_remove(struct engine *e, struct job *j)
+{
+	for (size_t i = 0; i < e->njobs; i++) {
+		if (e->jobs[i] == j) {
+			memmove(&e->jobs[i], &e->jobs[i + 1], (e->njobs - i - 1) * sizeof(*e->jobs));
+			e->njobs--;
+			return;
+		}
+	}
 }

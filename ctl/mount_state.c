@@ -131,31 +131,37 @@ char *ms_format(const struct mount_state *st)
 {
 	struct sbuf b = { 0 };
 
-	sb_printf(&b, "relocfs-state 1\nroot");
+	sb_printf(&b, "relocfs-state " MS_VERSION_STR "\nroot");
 	sb_path(&b, st->root);
 	sb_printf(&b, "\nlast-cutover-us %" PRIu64 "\n", st->last_cutover_us);
+	sb_printf(&b, "budget %" PRIu64 "\nparallel %u\n", st->budget, st->parallel);
 	for (size_t i = 0; i < st->noverrides; i++) {
 		sb_printf(&b, "override");
 		sb_path(&b, st->overrides[i].relpath);
 		sb_path(&b, st->overrides[i].backend);
 		sb_printf(&b, "\n");
 	}
-	if (st->job) {
-		sb_printf(&b, "job %" PRIu64 " %s", st->job_id, st->tree ? "tree" : "files");
-		sb_path(&b, st->dest);
-		sb_path(&b, st->delta_dir);
-		sb_printf(&b, " %" PRIu64 "\n", st->rate);
-		for (size_t i = 0; i < st->nfiles; i++) {
+	for (size_t k = 0; k < st->njobs; k++) {
+		const struct ms_job *j = &st->jobs[k];
+
+		sb_printf(&b, "job %" PRIu64 " %s %s", j->id, j->tree ? "tree" : "files",
+			  j->queued ? "queued" : "started");
+		sb_path(&b, j->name);
+		sb_path(&b, j->dest);
+		sb_path(&b, j->delta_dir);
+		sb_printf(&b, " %" PRIu64 " %u %" PRIu64 " %" PRIu64 "\n", j->rate, j->priority,
+			  j->since_ms, j->deadline_ms);
+		for (size_t i = 0; i < j->nfiles; i++) {
 			sb_printf(&b, "file %zu", i);
-			sb_path(&b, st->files[i]);
+			sb_path(&b, j->files[i]);
 			sb_printf(&b, "\n");
 		}
-		if (st->handoff != MS_HANDOFF_NONE) {
+		if (j->handoff != MS_HANDOFF_NONE) {
 			sb_printf(&b, "handoff %s",
-				  st->handoff == MS_HANDOFF_RECORDED ? "recorded" : "started");
-			sb_path(&b, st->handoff_spec ? st->handoff_spec : "");
-			sb_path(&b, st->handoff_vm ? st->handoff_vm : "");
-			sb_printf(&b, " %d\n", st->handoff_remove_source ? 1 : 0);
+				  j->handoff == MS_HANDOFF_RECORDED ? "recorded" : "started");
+			sb_path(&b, j->handoff_spec ? j->handoff_spec : "");
+			sb_path(&b, j->handoff_vm ? j->handoff_vm : "");
+			sb_printf(&b, " %d\n", j->handoff_remove_source ? 1 : 0);
 		}
 	}
 	for (size_t i = 0; i < st->nsealed; i++) {
@@ -165,6 +171,8 @@ char *ms_format(const struct mount_state *st)
 		sb_path(&b, st->sealed[i].vm);
 		sb_printf(&b, "\n");
 	}
+	if (st->cutover_job)
+		sb_printf(&b, "cutover %" PRIu64 "\n", st->cutover_job);
 	for (size_t i = 0; i < st->ncleanup; i++) {
 		sb_printf(&b, "cleanup");
 		sb_path(&b, st->cleanup[i]);
@@ -189,16 +197,92 @@ static int push(void **arr, size_t *n, size_t elem)
 	if (!p)
 		return -ENOMEM;
 	*arr = p;
+	memset((char *)p + *n * elem, 0, elem);
 	(*n)++;
 	return 0;
 }
+
+/* A number as the record writes it: plain decimal, no sign, no blanks. */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+
+	if (!(*s >= '0' && *s <= '9'))
+		return false;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return !*end && !errno;
+}
+
+/* "job" lines: version 1 (ID KIND DEST DELTA RATE), versions 2 and 3 (see the
+ * header).  Fills a new entry of st->jobs. */
+static int parse_job(struct mount_state *st, int version, char **f, int n)
+{
+	struct ms_job *j;
+	uint64_t v;
+	int k = 2;
+
+	if (version == 1 ? (n != 6 || st->njobs) : n != 11)
+		return -EBADMSG;
+	if (push((void **)&st->jobs, &st->njobs, sizeof(*st->jobs)))
+		return -ENOMEM;
+	j = &st->jobs[st->njobs - 1];
+	if (!parse_u64(f[1], &j->id))
+		return -EBADMSG;
+	if (strcmp(f[k], "tree") && strcmp(f[k], "files"))
+		return -EBADMSG;
+	j->tree = !strcmp(f[k++], "tree");
+	if (version == 1) {
+		j->name = strdup("");
+	} else {
+		if (strcmp(f[k], "queued") && strcmp(f[k], "started"))
+			return -EBADMSG;
+		j->queued = !strcmp(f[k++], "queued");
+		j->name = ms_decode(f[k++]);
+	}
+	j->dest = ms_decode(f[k++]);
+	j->delta_dir = ms_decode(f[k++]);
+	if (!j->name || !j->dest || !j->delta_dir || !parse_u64(f[k++], &j->rate))
+		return -EBADMSG;
+	if (version == 1)
+		return 0;
+	if (!parse_u64(f[k++], &v) || v > 0xffffffffu)
+		return -EBADMSG;
+	j->priority = (unsigned)v;
+	if (!parse_u64(f[k++], &j->since_ms) || !parse_u64(f[k++], &j->deadline_ms))
+		return -EBADMSG;
+	return 0;
+}
+
+/* A "handoff" line: the job above, started, with none yet and no file
+ * after it. */
+static int parse_handoff(struct mount_state *st, char **f, int n)
+{
+	struct ms_job *j = st->njobs ? &st->jobs[st->njobs - 1] : NULL;
+
+	if (n != 5 || !j || j->queued || j->handoff != MS_HANDOFF_NONE ||
+	    (strcmp(f[4], "0") && strcmp(f[4], "1")))
+		return -EBADMSG;
+	if (!strcmp(f[1], "started"))
+		j->handoff = MS_HANDOFF_STARTED;
+	else if (!strcmp(f[1], "recorded"))
+		j->handoff = MS_HANDOFF_RECORDED;
+	else
+		return -EBADMSG;
+	j->handoff_remove_source = f[4][0] == '1';
+	if (!(j->handoff_spec = ms_decode(f[2])) || !(j->handoff_vm = ms_decode(f[3])))
+		return -EBADMSG;
+	return 0;
+}
+
+#define MS_FIELDS_MAX 12
 
 int ms_parse(const char *text, struct mount_state *st)
 {
 	const char *sum = strstr(text, "sum ");
 	char *copy = NULL, *line, *save = NULL;
-	uint64_t want;
-	int err = -EBADMSG;
+	uint64_t want, v;
+	int err = -EBADMSG, version = 0;
 
 	memset(st, 0, sizeof(*st));
 	while (sum && sum != text && sum[-1] != '\n')
@@ -209,42 +293,38 @@ int ms_parse(const char *text, struct mount_state *st)
 	copy = strndup(text, (size_t)(sum - text));
 	if (!copy)
 		return -ENOMEM;
-	bool first = true;
-
 	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *f[8], *tsave = NULL, *t;
+		char *f[MS_FIELDS_MAX], *tsave = NULL, *t;
 		int n = 0;
-		size_t idx;
-		char *end;
 
 		/* fields are separated by single spaces; paths are encoded, so
 		 * they hold none, however long they are */
 		for (t = strtok_r(line, " ", &tsave); t; t = strtok_r(NULL, " ", &tsave)) {
-			if (n == 8)
+			if (n == MS_FIELDS_MAX)
 				goto bad;
 			f[n++] = t;
 		}
 		if (n < 1)
 			goto bad;
-		/* numbers are plain decimal: no sign, no blanks */
-		for (int k = 1; k < n; k++)
-			if (!strcmp(f[0], "job") && (k == 1 || k == 5) && !(f[k][0] >= '0' && f[k][0] <= '9'))
-				goto bad;
-		if (first != !strcmp(f[0], "relocfs-state"))
+		if (!version != !strcmp(f[0], "relocfs-state"))
 			goto bad;	/* the version line comes first, once */
-		first = false;
 		if (!strcmp(f[0], "relocfs-state")) {
-			if (n != 2 || strcmp(f[1], "1"))
+			if (n != 2 || f[1][0] < '1' || f[1][0] > '0' + MS_VERSION || f[1][1])
 				goto bad;
+			version = f[1][0] - '0';
 		} else if (!strcmp(f[0], "root") && n == 2) {
 			if (st->root || !(st->root = ms_decode(f[1])))
 				goto bad;
 		} else if (!strcmp(f[0], "last-cutover-us") && n == 2) {
-			if (!(f[1][0] >= '0' && f[1][0] <= '9'))
+			if (!parse_u64(f[1], &st->last_cutover_us))
 				goto bad;
-			st->last_cutover_us = strtoull(f[1], &end, 10);
-			if (*end)
+		} else if (!strcmp(f[0], "budget") && n == 2 && version >= 2) {
+			if (!parse_u64(f[1], &st->budget))
 				goto bad;
+		} else if (!strcmp(f[0], "parallel") && n == 2 && version >= 2) {
+			if (!parse_u64(f[1], &v) || v > 0xffffffffu)
+				goto bad;
+			st->parallel = (unsigned)v;
 		} else if (!strcmp(f[0], "override") && n == 3) {
 			if (push((void **)&st->overrides, &st->noverrides, sizeof(*st->overrides)))
 				goto oom;
@@ -253,52 +333,39 @@ int ms_parse(const char *text, struct mount_state *st)
 			if (!st->overrides[st->noverrides - 1].relpath ||
 			    !st->overrides[st->noverrides - 1].backend)
 				goto bad;
-		} else if (!strcmp(f[0], "job") && n == 6) {
-			if (st->job || (strcmp(f[2], "tree") && strcmp(f[2], "files")))
-				goto bad;
-			st->job = true;
-			st->job_id = strtoull(f[1], &end, 10);
-			if (*end)
-				goto bad;
-			st->tree = !strcmp(f[2], "tree");
-			st->rate = strtoull(f[5], &end, 10);
-			if (*end)
-				goto bad;
-			st->dest = ms_decode(f[3]);
-			st->delta_dir = ms_decode(f[4]);
-			if (!st->dest || !st->delta_dir)
-				goto bad;
+		} else if (!strcmp(f[0], "job")) {
+			err = parse_job(st, version, f, n);
+			if (err)
+				goto out;
+			err = -EBADMSG;
 		} else if (!strcmp(f[0], "file") && n == 3) {
-			if (!st->job || !(f[1][0] >= '0' && f[1][0] <= '9'))
+			struct ms_job *j = st->njobs ? &st->jobs[st->njobs - 1] : NULL;
+
+			if (!j || j->handoff != MS_HANDOFF_NONE || !parse_u64(f[1], &v) ||
+			    v != j->nfiles)
 				goto bad;
-			idx = strtoul(f[1], &end, 10);
-			if (*end || idx != st->nfiles)
-				goto bad;
-			if (push((void **)&st->files, &st->nfiles, sizeof(*st->files)))
+			if (push((void **)&j->files, &j->nfiles, sizeof(*j->files)))
 				goto oom;
-			if (!(st->files[idx] = ms_decode(f[2])))
+			if (!(j->files[v] = ms_decode(f[2])))
 				goto bad;
-		} else if (!strcmp(f[0], "handoff") && n == 5) {
-			if (!st->job || st->handoff != MS_HANDOFF_NONE ||
-			    (strcmp(f[4], "0") && strcmp(f[4], "1")))
-				goto bad;
-			if (!strcmp(f[1], "started"))
-				st->handoff = MS_HANDOFF_STARTED;
-			else if (!strcmp(f[1], "recorded"))
-				st->handoff = MS_HANDOFF_RECORDED;
-			else
-				goto bad;
-			st->handoff_remove_source = f[4][0] == '1';
-			if (!(st->handoff_spec = ms_decode(f[2])) || !(st->handoff_vm = ms_decode(f[3])))
-				goto bad;
-		} else if (!strcmp(f[0], "sealed") && n == 4) {
+		} else if (!strcmp(f[0], "handoff") && version >= 3) {
+			err = parse_handoff(st, f, n);
+			if (err)
+				goto out;
+			err = -EBADMSG;
+		} else if (!strcmp(f[0], "sealed") && n == 4 && version >= 3) {
 			struct ms_sealed *x;
 
 			if (push((void **)&st->sealed, &st->nsealed, sizeof(*st->sealed)))
 				goto oom;
 			x = &st->sealed[st->nsealed - 1];
-			*x = (struct ms_sealed){ ms_decode(f[1]), ms_decode(f[2]), ms_decode(f[3]) };
+			x->relpath = ms_decode(f[1]);
+			x->to = ms_decode(f[2]);
+			x->vm = ms_decode(f[3]);
 			if (!x->relpath || !x->to || !x->vm)
+				goto bad;
+		} else if (!strcmp(f[0], "cutover") && n == 2 && version >= 2) {
+			if (st->cutover_job || !parse_u64(f[1], &st->cutover_job) || !st->cutover_job)
 				goto bad;
 		} else if (!strcmp(f[0], "cleanup") && n == 2) {
 			if (push((void **)&st->cleanup, &st->ncleanup, sizeof(*st->cleanup)))
@@ -315,7 +382,10 @@ int ms_parse(const char *text, struct mount_state *st)
 	return 0;
 oom:
 	err = -ENOMEM;
+	goto out;
 bad:
+	err = -EBADMSG;
+out:
 	free(copy);
 	ms_free(st);
 	return err;
@@ -323,9 +393,14 @@ bad:
 
 int ms_load(int dirfd, struct mount_state *st)
 {
+	return ms_load_named(dirfd, "state", st);
+}
+
+int ms_load_named(int dirfd, const char *name, struct mount_state *st)
+{
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
-	int fd = openat(dirfd, "state", O_RDONLY | O_CLOEXEC), err;
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC), err;
 
 	if (fd == -1)
 		return -errno;
@@ -384,15 +459,58 @@ out:
 	return err;
 }
 
-int ms_save(int dirfd, const struct mount_state *st)
+int ms_replace(int dirfd, const char *name, const struct mount_state *st)
 {
-	int err = ms_write(dirfd, "state.tmp", st);
+	char tmp[64];
+	int err;
 
-	if (!err && renameat(dirfd, "state.tmp", dirfd, "state") == -1)
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	err = ms_write(dirfd, tmp, st);
+	if (!err && renameat(dirfd, tmp, dirfd, name) == -1)
 		err = -errno;
 	if (!err && fsync(dirfd) == -1)
 		err = -errno;
 	return err;
+}
+
+int ms_save(int dirfd, const struct mount_state *st)
+{
+	return ms_replace(dirfd, "state", st);
+}
+
+void ms_job_free(struct ms_job *j)
+{
+	free(j->name);
+	free(j->dest);
+	free(j->delta_dir);
+	for (size_t i = 0; i < j->nfiles; i++)
+		free(j->files[i]);
+	free(j->files);
+	free(j->handoff_spec);
+	free(j->handoff_vm);
+	memset(j, 0, sizeof(*j));
+}
+
+struct ms_job *ms_find_job(const struct mount_state *st, uint64_t id)
+{
+	for (size_t k = 0; k < st->njobs; k++)
+		if (st->jobs[k].id == id)
+			return &st->jobs[k];
+	return NULL;
+}
+
+void ms_drop_job(struct mount_state *st, uint64_t id)
+{
+	struct ms_job *j = ms_find_job(st, id);
+	size_t k;
+
+	if (!j)
+		return;
+	k = (size_t)(j - st->jobs);
+	ms_job_free(j);
+	memmove(&st->jobs[k], &st->jobs[k + 1], (st->njobs - k - 1) * sizeof(*j));
+	st->njobs--;
 }
 
 void ms_free(struct mount_state *st)
@@ -403,13 +521,9 @@ void ms_free(struct mount_state *st)
 		free(st->overrides[i].backend);
 	}
 	free(st->overrides);
-	free(st->dest);
-	free(st->delta_dir);
-	for (size_t i = 0; i < st->nfiles; i++)
-		free(st->files[i]);
-	free(st->files);
-	free(st->handoff_spec);
-	free(st->handoff_vm);
+	for (size_t k = 0; k < st->njobs; k++)
+		ms_job_free(&st->jobs[k]);
+	free(st->jobs);
 	for (size_t i = 0; i < st->nsealed; i++) {
 		free(st->sealed[i].relpath);
 		free(st->sealed[i].to);

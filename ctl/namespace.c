@@ -5,11 +5,14 @@
  *
  * While a whole-tree job runs, the tree's names are pinned (creating,
  * removing and renaming entries fail with EBUSY) while the data of every
- * file keeps changing; a files job pins only its files' names.  A file
- * relocated on its own (an "override") is served from its destination
- * under its old name: the FUSE layer's lookups are redirected there,
- * renaming it or a directory above it fails (EXDEV / EBUSY), and unlinking
- * it removes it where it lives.
+ * file keeps changing; a files job pins only its files' names and the
+ * directories that lead to them (renaming one would move a file the job's
+ * record names), so that everything else in the mount can be created,
+ * renamed and removed while any number of files jobs run.  Queued jobs pin
+ * nothing.  A file relocated on its own (an "override") is served from its
+ * destination under its old name: the FUSE layer's lookups are redirected
+ * there, renaming it or a directory above it fails (EXDEV / EBUSY), and
+ * unlinking it removes it where it lives.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,10 +34,11 @@ void override_free(struct override *o)
 	free(o->aino);
 }
 
-/* Resolve relpath's directories from the served root; caller holds e->lock. */
-int override_resolve(struct override *o, int root_fd)
+/* The directories from the root down to relpath's parent, as (dev, ino)
+ * in *dev, *ino (n of them, the root first). */
+static int resolve_dirs(const char *relpath, int root_fd, size_t *n, dev_t **dev, ino_t **ino)
 {
-	char *copy = strdup(o->relpath), *p, *slash;
+	char *copy = strdup(relpath), *p, *slash;
 	int fd = dup(root_fd), err = 0;
 
 	if (!copy || fd == -1) {
@@ -43,26 +47,29 @@ int override_resolve(struct override *o, int root_fd)
 			close(fd);
 		return -ENOMEM;
 	}
-	o->name = strrchr(o->relpath, '/') ? strrchr(o->relpath, '/') + 1 : o->relpath;
 	for (p = copy;; p = slash + 1) {
 		struct stat st;
+		dev_t *nd;
+		ino_t *ni;
 		int nfd;
 
 		if (fstatat(fd, "", &st, AT_EMPTY_PATH) == -1) {
 			err = -errno;
 			break;
 		}
-		o->adev = realloc(o->adev, (o->nanc + 1) * sizeof(*o->adev));
-		o->aino = realloc(o->aino, (o->nanc + 1) * sizeof(*o->aino));
-		if (!o->adev || !o->aino) {
+		nd = realloc(*dev, (*n + 1) * sizeof(**dev));
+		if (nd)
+			*dev = nd;
+		ni = realloc(*ino, (*n + 1) * sizeof(**ino));
+		if (ni)
+			*ino = ni;
+		if (!nd || !ni) {
 			err = -ENOMEM;
 			break;
 		}
-		o->adev[o->nanc] = st.st_dev;
-		o->aino[o->nanc] = st.st_ino;
-		o->nanc++;
-		o->pdev = st.st_dev;
-		o->pino = st.st_ino;
+		(*dev)[*n] = st.st_dev;
+		(*ino)[*n] = st.st_ino;
+		(*n)++;
 		slash = strchr(p, '/');
 		if (!slash)
 			break;
@@ -78,6 +85,24 @@ int override_resolve(struct override *o, int root_fd)
 	close(fd);
 	free(copy);
 	return err;
+}
+
+/* Resolve relpath's directories from the served root; caller holds e->lock. */
+int override_resolve(struct override *o, int root_fd)
+{
+	int err = resolve_dirs(o->relpath, root_fd, &o->nanc, &o->adev, &o->aino);
+
+	o->name = strrchr(o->relpath, '/') ? strrchr(o->relpath, '/') + 1 : o->relpath;
+	if (!err && o->nanc) {
+		o->pdev = o->adev[o->nanc - 1];
+		o->pino = o->aino[o->nanc - 1];
+	}
+	return err;
+}
+
+int job_file_resolve(struct job_file *f, int root_fd)
+{
+	return resolve_dirs(f->relpath, root_fd, &f->ndirs, &f->ddev, &f->dino);
 }
 
 int overrides_to_ms(struct engine *e, struct mount_state *ms)
@@ -139,28 +164,48 @@ void ns_redirect_removed(void *arg, const struct fs_dir *dir, const char *name)
 
 		if (override_names(o, dir, name)) {
 			handoff_forget(e, o->relpath);
+			/* out of the record by name: e->ovr may already hold a
+			 * cutover's overrides that the record gets at its commit */
+			for (size_t k = 0; k < e->ms.noverrides; k++) {
+				struct ms_override *m = &e->ms.overrides[k];
+
+				if (strcmp(m->relpath, o->relpath))
+					continue;
+				free(m->relpath);
+				free(m->backend);
+				*m = e->ms.overrides[--e->ms.noverrides];
+				if (e->state_fd != -1)
+					save_record(e);
+				break;
+			}
 			override_free(o);
 			e->ovr[i] = e->ovr[e->novr - 1];
 			__atomic_store_n(&e->novr, e->novr - 1, __ATOMIC_RELEASE);
-			if (overrides_to_ms(e, &e->ms) == 0 && e->state_fd != -1)
-				save_record(e);
 			break;
 		}
 	}
 	pthread_mutex_unlock(&e->lock);
 }
 
-/* Is st one of the job's files?  Caller holds e->lock. */
+/* Does the running job j pin the entry st (its file, or a directory on
+ * the way to one)?  Caller holds e->lock. */
 static bool job_pins(struct job *j, const struct stat *st)
 {
 	for (size_t i = 0; i < j->n; i++) {
-		struct rnode *n = j->files[i].node;
+		struct job_file *f = &j->files[i];
 		dev_t dev;
 		ino_t ino;
 
-		if (!n)
+		if (S_ISDIR(st->st_mode)) {
+			/* the root (first) is never renamed through the mount */
+			for (size_t k = 1; k < f->ndirs; k++)
+				if (f->ddev[k] == st->st_dev && f->dino[k] == st->st_ino)
+					return true;
 			continue;
-		fs_node_key(n, &dev, &ino);
+		}
+		if (!f->node)
+			continue;
+		fs_node_key(f->node, &dev, &ino);
 		if (dev == st->st_dev && ino == st->st_ino)
 			return true;
 	}
@@ -170,23 +215,31 @@ static bool job_pins(struct job *j, const struct stat *st)
 int ns_name_check(void *arg, const struct fs_dir *dir, const char *name, bool creates)
 {
 	struct engine *e = arg;
+	bool running = false;
 	struct stat st;
 	int err = 0;
 
 	pthread_mutex_lock(&e->lock);
-	if (!e->job && !e->novr && !e->nsealed)
-		goto out;
-	if (e->job && e->job->tree) {
-		err = -EBUSY;
-		goto out;
+	for (size_t k = 0; k < e->njobs; k++) {
+		if (e->jobs[k]->state != JOB_RUNNING)
+			continue;
+		running = true;
+		if (e->jobs[k]->tree) {
+			err = -EBUSY;	/* a whole-tree job pins every name */
+			goto out;
+		}
 	}
+	if (!running && !e->novr && !e->nsealed)
+		goto out;
 	if (fstatat(dir->fd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
 		goto out;	/* a new name pins nothing */
 	if (e->nsealed && (err = handoff_name_check(e, dir, name, &st, creates)))
 		goto out;	/* handed off to another host */
-	if (e->job && job_pins(e->job, &st)) {
-		err = -EBUSY;
-		goto out;
+	for (size_t k = 0; k < e->njobs; k++) {
+		if (e->jobs[k]->state == JOB_RUNNING && job_pins(e->jobs[k], &st)) {
+			err = -EBUSY;
+			goto out;
+		}
 	}
 	for (size_t i = 0; i < e->novr; i++) {
 		struct override *o = &e->ovr[i];

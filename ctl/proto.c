@@ -57,6 +57,18 @@ int ctl_join_argv(int argc, char *const *argv, char *buf, size_t len)
 	return (int)pos;
 }
 
+void ctl_fmt_bytes(double b, char *buf, size_t len)
+{
+	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int i = 0;
+
+	while (b >= 1024 && i < 4) {
+		b /= 1024;
+		i++;
+	}
+	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
 int ctl_parse_size(const char *s, uint64_t *out)
 {
 	char *end;
@@ -95,6 +107,67 @@ int ctl_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+int ctl_parse_duration(const char *s, double *out)
+{
+	static const struct { char unit; double secs; } units[] = {
+		{ 'd', 86400 }, { 'h', 3600 }, { 'm', 60 }, { 's', 1 },
+	};
+	size_t next = 0;	/* units[next..] may still come */
+	double total = 0;
+
+	if (!s || !*s)
+		return -EINVAL;
+	while (*s) {
+		char *end;
+		double v;
+		size_t u;
+
+		if (!((*s >= '0' && *s <= '9') || *s == '.') || strpbrk(s, "xXpPeEiInN"))
+			return -EINVAL;	/* plain decimal numbers only */
+		errno = 0;
+		v = strtod(s, &end);
+		if (errno || end == s || !isfinite(v) || v < 0)
+			return -EINVAL;
+		if (!*end) {
+			if (next)
+				return -EINVAL;	/* "1h30": the unit of 30 is not said */
+			total = v;
+			s = end;
+			break;
+		}
+		for (u = next; u < sizeof(units) / sizeof(units[0]); u++)
+			if (*end == units[u].unit)
+				break;
+		if (u == sizeof(units) / sizeof(units[0]))
+			return -EINVAL;
+		total += v * units[u].secs;
+		next = u + 1;
+		s = end + 1;
+	}
+	if (!(total > 0) || total > CTL_DEADLINE_MAX_S)
+		return -EINVAL;
+	*out = total;
+	return 0;
+}
+
+bool ctl_job_name_ok(const char *s)
+{
+	size_t n = 0;
+
+	if (!s || !*s || *s == '-' || *s == '.')
+		return false;
+	for (; s[n]; n++) {
+		char c = s[n];
+
+		if (n >= CTL_JOB_NAME_MAX)
+			return false;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      strchr("._-+:@", c)))
+			return false;
+	}
+	return true;
+}
+
 static int parse_seconds(const char *s, double *out)
 {
 	char *end;
@@ -128,8 +201,24 @@ static const struct {
 	{ "status", CTL_CMD_STATUS },	{ "migrate", CTL_CMD_MIGRATE },
 	{ "wait", CTL_CMD_WAIT },	{ "cutover", CTL_CMD_CUTOVER },
 	{ "abort", CTL_CMD_ABORT },	{ "verify", CTL_CMD_VERIFY },
+	{ "limit", CTL_CMD_LIMIT },
 	{ "restart", CTL_CMD_RESTART },
 };
+
+static int parse_int(const char *s, int max, int *out)
+{
+	char *end;
+	long v;
+
+	if (!(*s >= '0' && *s <= '9'))
+		return -EINVAL;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || v < 0 || v > max)
+		return -EINVAL;
+	*out = (int)v;
+	return 0;
+}
 
 /* one line: whatever the client sent, no control characters reach the text */
 static void one_line(char *s)
@@ -148,6 +237,7 @@ int ctl_parse_request(int argc, const char **argv, struct ctl_request *req,
 	int i;
 
 	memset(req, 0, sizeof(*req));
+	req->parallel = -1;
 	if (argc < 1)
 		FAIL("no command given");
 	cmd = argv[0];
@@ -168,7 +258,29 @@ int ctl_parse_request(int argc, const char **argv, struct ctl_request *req,
 		}
 #define NEEDS(c) do { if (req->cmd != (c)) FAIL("option '%s' does not apply to '%s'", a, cmd); } while (0)
 #define VALUE() do { if (!v || !*v) FAIL("option '%s' needs a value", a); i++; } while (0)
-		if (strcmp(a, "--json") == 0) {
+		if (strcmp(a, "--job") == 0) {
+			VALUE();
+			if (!ctl_job_name_ok(v))
+				FAIL("bad job name '%.64s' (1 to %d letters, digits or ._-+:@)", v,
+				     CTL_JOB_NAME_MAX);
+			req->job = v;
+		} else if (strcmp(a, "--priority") == 0) {
+			NEEDS(CTL_CMD_MIGRATE);
+			VALUE();
+			if (parse_int(v, CTL_PRIORITY_MAX, &req->priority) || req->priority == 0)
+				FAIL("bad priority '%.64s' (1 to %d)", v, CTL_PRIORITY_MAX);
+		} else if (strcmp(a, "--deadline") == 0) {
+			NEEDS(CTL_CMD_MIGRATE);
+			VALUE();
+			if (ctl_parse_duration(v, &req->deadline_s))
+				FAIL("bad deadline '%.64s' (a duration, e.g. 90s, 45m, 2h, 1h30m)", v);
+		} else if (strcmp(a, "--parallel") == 0) {
+			NEEDS(CTL_CMD_LIMIT);
+			VALUE();
+			if (parse_int(v, CTL_PARALLEL_MAX, &req->parallel))
+				FAIL("bad parallel '%.64s' (0 to %d jobs, 0: no limit)", v,
+				     CTL_PARALLEL_MAX);
+		} else if (strcmp(a, "--json") == 0) {
 			NEEDS(CTL_CMD_STATUS);
 			req->json = true;
 		} else if (strcmp(a, "--to") == 0) {
@@ -221,6 +333,14 @@ int ctl_parse_request(int argc, const char **argv, struct ctl_request *req,
 #undef NEEDS
 #undef VALUE
 	}
+	if (req->cmd == CTL_CMD_LIMIT && i < argc) {
+		if (i + 1 < argc)
+			FAIL("limit takes one BYTES_PER_S");
+		if (ctl_parse_size(argv[i], &req->limit))
+			FAIL("bad limit '%.64s' (bytes per second, e.g. 40M; 0: none)", argv[i]);
+		req->has_limit = true;
+		i++;
+	}
 	for (; i < argc; i++) {
 		if (req->cmd != CTL_CMD_MIGRATE)
 			FAIL("'%s' takes no file arguments", cmd);
@@ -232,6 +352,10 @@ int ctl_parse_request(int argc, const char **argv, struct ctl_request *req,
 	}
 	if (req->cmd == CTL_CMD_MIGRATE && !req->to)
 		FAIL("migrate needs --to DEST_DIR");
+	if (req->cmd == CTL_CMD_LIMIT && req->job && req->parallel >= 0)
+		FAIL("--parallel is the mount's, not a job's: give it without --job");
+	if (req->cmd == CTL_CMD_LIMIT && req->job && !req->has_limit)
+		FAIL("limit --job NAME needs BYTES_PER_S");
 	return 0;
 }
 

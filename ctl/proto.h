@@ -30,6 +30,10 @@
 #define CTL_ARGV_MAX	256
 #define CTL_FILES_MAX	128
 #define CTL_HOOKS_MAX	8
+#define CTL_JOB_NAME_MAX	64	/* bytes of a job's name */
+#define CTL_PRIORITY_MAX	1000
+#define CTL_PARALLEL_MAX	1024
+#define CTL_DEADLINE_MAX_S	(366.0 * 86400)
 #define CTL_RUNDIR	"/run/relocfs"	/* RELOCFS_RUNDIR overrides */
 
 enum ctl_type { CTL_T_REQUEST = 1, CTL_T_REPLY = 2 };
@@ -52,6 +56,7 @@ enum ctl_cmd {
 	CTL_CMD_CUTOVER,
 	CTL_CMD_ABORT,
 	CTL_CMD_VERIFY,
+	CTL_CMD_LIMIT,
 	CTL_CMD_RESTART,
 };
 
@@ -62,9 +67,16 @@ struct ctl_request {
 	bool remove_source;		/* cutover */
 	bool force;			/* cutover, abort: settle a hand-off whose end
 					 * QEMU cannot tell (ctl/handoff.c) */
+	const char *job;		/* --job NAME (every command but limit
+					 * --parallel alone); NULL: none given */
 	const char *to;			/* migrate: destination directory */
 	const char *delta_dir;		/* migrate: where deltas live */
 	uint64_t rate;			/* migrate: bytes/s, 0 = default */
+	int priority;			/* migrate: weight in the budget; 0 = default */
+	double deadline_s;		/* migrate: ready within this; 0 = none */
+	bool has_limit;			/* limit: a BYTES_PER_S was given */
+	uint64_t limit;			/* limit: bytes/s, 0 = none */
+	int parallel;			/* limit: --parallel N; -1 = not given, 0 = no limit */
 	double timeout_s;		/* wait, cutover; 0 = none given */
 	int max_downtime_ms;		/* cutover; 0 = default */
 	const char *exec_path;		/* restart: the new binary; NULL = the same */
@@ -92,6 +104,17 @@ int ctl_parse_request(int argc, const char **argv, struct ctl_request *req,
 
 /* Parse "123", "10M", "1.5G" (powers of 1024) into bytes.  0 on success. */
 int ctl_parse_size(const char *s, uint64_t *out);
+/* The other way, for people: "512 B", "1.5 MiB" (powers of 1024). */
+void ctl_fmt_bytes(double b, char *buf, size_t len);
+
+/* Parse a duration: "90", "90s", "45m", "2h", "1d", or parts in that order
+ * ("1h30m").  0 on success, with *out in seconds (> 0, at most
+ * CTL_DEADLINE_MAX_S). */
+int ctl_parse_duration(const char *s, double *out);
+
+/* A job's name: 1 to CTL_JOB_NAME_MAX bytes of letters, digits and
+ * "._-+:@", not starting with '-' or '.'. */
+bool ctl_job_name_ok(const char *s);
 
 /* The daemon's socket for a mountpoint given as an absolute, canonical path. */
 int ctl_socket_path(const char *mountpoint, char *out, size_t len);

@@ -15,9 +15,41 @@
 #include "common/util.h"
 #include "ctl/engine_i.h"
 
+/*
+ * While a cutover's next record is on disk, it must stay "the record with
+ * that one job switched": the commit renames it over the record, and a
+ * change saved meanwhile (another job started, a limit) must not be lost
+ * by that rename.  So both are written, the record first; a crash between
+ * the two leaves a next record that lacks the change, and a restart that
+ * finds a next record reads only which job it switches from it (the rest
+ * comes from the record), so nothing is lost either way.
+ */
+int write_next_record(struct engine *e)
+{
+	struct next_state ns;
+	int r;
+
+	if (!e->cutover_job)
+		return 0;
+	if (e->record_frozen)
+		return -EIO;
+	r = next_state_build(e, &ns, e->cutover_job);
+	if (!r)
+		r = ms_replace(e->state_fd, "state.next", &ns.ms);
+	next_state_free(&ns);
+	return r;
+}
+
 int save_record(struct engine *e)
 {
-	return e->record_frozen ? -EIO : ms_save(e->state_fd, &e->ms);
+	int r;
+
+	if (e->record_frozen)
+		return -EIO;
+	r = ms_save(e->state_fd, &e->ms);
+	if (!r)
+		r = write_next_record(e);
+	return r;
 }
 
 int state_dir(struct engine *e)
@@ -61,7 +93,10 @@ void run_cleanup(struct engine *e)
 
 void drop_next_state(struct engine *e)
 {
-	if (e->state_fd != -1 && unlinkat(e->state_fd, "state.next", 0) == 0)
+	if (e->state_fd == -1)
+		return;
+	unlinkat(e->state_fd, "state.next.tmp", 0);
+	if (unlinkat(e->state_fd, "state.next", 0) == 0)
 		fsync(e->state_fd);
 }
 

@@ -1,13 +1,14 @@
 /*
  * relocctl: tell a relocfs daemon to migrate, wait, cut over, abort, verify,
- * or report its status.
+ * limit, or report its status; each of them of one named job (--job) or,
+ * without a name, of the only job there is.
  *
  *   relocctl [-m MOUNTPOINT | -s SOCKET] COMMAND [ARGS]
  *
  * Exit status: 0 success, 1 failure (one line on stderr), 2 usage error.
  * The request is checked with the daemon's own parser (proto.c) before it is
  * sent, so usage errors never reach the daemon.  "wait" polls "status --json"
- * and draws progress itself.
+ * and draws progress itself; without --job it waits for every job.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -34,20 +35,34 @@ static void usage(FILE *f)
 "       relocctl -V | --version\n"
 "\n"
 "commands:\n"
-"  status [--json]                        migrations and where each file lives\n"
-"  migrate --to DEST_DIR [--rate BYTES_PER_S] [--delta-dir DIR] [FILE...]\n"
-"                                         start moving the tree (or FILEs) to DEST_DIR\n"
-"  wait [--timeout S]                     until every migrating file is ready\n"
-"  cutover [--hook SPEC]... [--max-downtime MS] [--timeout S] [--remove-source] [--force]\n"
-"                                         switch the files to DEST_DIR (hooks: freeze,\n"
-"                                         none, qmp:SOCKET, libvirt:DOMAIN[@URI], exec:PROGRAM;\n"
-"                                         qmp-migrate:SOCKET@URI hands the VM to another host;\n"
-"                                         --force: such a VM runs there, QEMU cannot say)\n"
-"  abort [--force]                        stop migrating; the source keeps every write\n"
-"                                         (--force: also after a hand-off whose end is unknown)\n"
-"  verify                                 compare the destination with the live view\n"
-"  restart [--exec PATH] [--timeout S]    hand the mount to a new worker process (of\n"
-"                                         PATH: an upgrade) without unmounting\n");
+"  status [--job NAME] [--json]           jobs, their progress, where each file lives\n"
+"  migrate --to DEST_DIR [--job NAME] [--rate BYTES_PER_S] [--priority P]\n"
+"          [--deadline DURATION] [--delta-dir DIR] [FILE...]\n"
+"                                         start moving the tree (or FILEs) to DEST_DIR;\n"
+"                                         queued while --parallel jobs copy already\n"
+"  wait [--job NAME] [--timeout S]        until the job's files (every job's) are ready\n"
+"  cutover [--job NAME] [--hook SPEC]... [--max-downtime MS] [--timeout S]\n"
+"          [--remove-source] [--force]    switch the job's files to its DEST_DIR (hooks:\n"
+"                                         freeze, none, qmp:SOCKET, libvirt:DOMAIN[@URI],\n"
+"                                         exec:PROGRAM; qmp-migrate:SOCKET@URI hands the\n"
+"                                         VM to another host; --force: such a VM runs\n"
+"                                         there, QEMU cannot say)\n"
+"  abort [--job NAME] [--force]           stop the job; the source keeps every write\n"
+"                                         (--force: also after a hand-off whose end is\n"
+"                                         unknown)\n"
+"  verify [--job NAME]                    compare the job's destination with the live view\n"
+"  limit [--job NAME] [--parallel N] [BYTES_PER_S]\n"
+"                                         the mount's bandwidth for every job's copies and\n"
+"                                         merges, or one job's (0: none), and how many jobs\n"
+"                                         copy at once; without values, show them\n"
+"  restart [--exec PATH] [--timeout S]    hand the mount, with every job, to a new worker\n"
+"                                         process (of PATH: an upgrade) without unmounting\n"
+"\n"
+"--job NAME picks one of several jobs; without it a command means the only job\n"
+"there is.  Sizes and rates take K, M, G, T (powers of 1024); durations s, m, h,\n"
+"d (45m, 1h30m); a job's priority (1 to %d, default 100) is its weight in\n"
+"sharing the bandwidth\n",
+		CTL_PRIORITY_MAX);
 }
 
 static int die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -101,18 +116,6 @@ static int request(const char *sock, int argc, char **argv, char **out)
 	return h.status;
 }
 
-static void fmt_bytes(double b, char *buf, size_t len)
-{
-	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	int i = 0;
-
-	while (b >= 1024 && i < 4) {
-		b /= 1024;
-		i++;
-	}
-	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", b, u[i]);
-}
-
 static double now_s(void)
 {
 	struct timespec ts;
@@ -121,10 +124,22 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* wait: poll status until every file is ready (0), one failed (1), or time runs out (1) */
-static int cmd_wait(const char *sock, double timeout)
+static bool state_in(const char *s, const char *const *set)
 {
-	char *argv[] = { "status", "--json" };
+	for (; s && *set; set++)
+		if (!strcmp(s, *set))
+			return true;
+	return false;
+}
+
+/* wait: poll status until every file of the job (of every job) is ready
+ * (0), one failed (1), or time runs out (1) */
+static int cmd_wait(const char *sock, const char *job, double timeout)
+{
+	static const char *const active[] = { "queued", "copying", "merging", "ready", "cutover",
+					      "aborting", "failed", NULL };
+	static const char *const finished[] = { "done", "ready", NULL };
+	char *argv[] = { "status", "--json", "--job", (char *)job };
 	bool tty = isatty(STDERR_FILENO);
 	double start = now_s(), last_print = 0, rate = 0, prev_t = 0;
 	uint64_t prev_done = 0;
@@ -133,61 +148,92 @@ static int cmd_wait(const char *sock, double timeout)
 	for (;;) {
 		char *out = NULL, a[32], b[32], r[32];
 		json_error_t jerr;
-		json_t *root, *files, *f;
+		json_t *root, *files, *jobs, *f;
 		uint64_t total = 0, done = 0, delta = 0;
-		size_t i, nfiles, ready = 0;
-		const char *failed = NULL, *failed_path = NULL;
+		size_t i, nfiles = 0, ready = 0, njobs = 0, jready = 0, nfin = 0, finready = 0;
+		const char *failed = NULL, *failed_path = NULL, *failed_job = NULL;
 		double t;
-		int st = request(sock, 2, argv, &out);
+		int st = request(sock, job ? 4 : 2, argv, &out);
 
 		if (st != CTL_OK)
 			die(1, "%s", out && *out ? out : "status failed");
 		root = json_loads(out, 0, &jerr);
 		free(out);
-		if (!root || !(files = json_object_get(root, "files")) || !json_is_array(files))
+		if (!root || !(files = json_object_get(root, "files")) || !json_is_array(files) ||
+		    !(jobs = json_object_get(root, "jobs")) || !json_is_array(jobs))
 			die(1, "bad status from the daemon");
-		nfiles = json_array_size(files);
+		/* the jobs still at work (every one of them), or else the
+		 * finished ones, as a wait after a cutover says ready */
+		json_array_foreach(jobs, i, f) {
+			const char *state = json_string_value(json_object_get(f, "state"));
+
+			if (state_in(state, active)) {
+				njobs++;
+				jready += !strcmp(state, "ready");
+				total += (uint64_t)json_integer_value(json_object_get(f, "bytes_total"));
+				done += (uint64_t)json_integer_value(json_object_get(f, "bytes_copied"));
+				if (!strcmp(state, "failed") && !failed_job) {
+					failed_job = json_string_value(json_object_get(f, "name"));
+					failed = json_string_value(json_object_get(f, "error"));
+				}
+			} else {
+				nfin++;
+				finready += state_in(state, finished);
+			}
+		}
 		json_array_foreach(files, i, f) {
 			const char *state = json_string_value(json_object_get(f, "state"));
 
-			total += (uint64_t)json_integer_value(json_object_get(f, "bytes_total"));
-			done += (uint64_t)json_integer_value(json_object_get(f, "bytes_copied"));
+			if (njobs && !state_in(state, active))
+				continue;	/* a finished job's */
+			nfiles++;
 			delta += (uint64_t)json_integer_value(json_object_get(f, "delta_bytes"));
-			if (state && (!strcmp(state, "ready") || !strcmp(state, "done")))
+			if (state_in(state, finished))
 				ready++;
-			if (state && !strcmp(state, "failed") && !failed) {
+			if (state && !strcmp(state, "failed") && !failed_path) {
 				failed = json_string_value(json_object_get(f, "error"));
 				failed_path = json_string_value(json_object_get(f, "path"));
-				if (!failed)
-					failed = "failed";
 			}
 		}
-		if (failed) {
+		if (failed_path || failed_job) {
 			if (tty)
 				fputc('\n', stderr);
-			die(1, "migration of '%s' failed: %s", failed_path ? failed_path : "?", failed);
+			if (failed_path)
+				die(1, "migration of '%s' failed: %s", failed_path,
+				    failed ? failed : "failed");
+			die(1, "job '%s' could not start: %s", failed_job ? failed_job : "?",
+			    failed ? failed : "failed");
 		}
-		if (nfiles == 0) {
+		if (!njobs) {
 			json_decref(root);
+			if (nfin && finready == nfin) {
+				printf("ready: %zu file(s)\n", nfiles);
+				return 0;
+			}
 			die(1, "nothing is migrating");
 		}
 		t = now_s();
 		if (!first && t > prev_t) {
-			double inst = (double)(done - prev_done) / (t - prev_t);
+			double inst = ((double)done - (double)prev_done) / (t - prev_t);
 
 			rate = rate == 0 ? inst : 0.7 * rate + 0.3 * inst;
+			if (rate < 0)
+				rate = 0;
 		}
 		prev_t = t;
 		prev_done = done;
 		first = false;
-		fmt_bytes((double)done, a, sizeof(a));
-		fmt_bytes((double)total, b, sizeof(b));
-		fmt_bytes(rate, r, sizeof(r));
-		if (ready == nfiles) {
+		ctl_fmt_bytes((double)done, a, sizeof(a));
+		ctl_fmt_bytes((double)total, b, sizeof(b));
+		ctl_fmt_bytes(rate, r, sizeof(r));
+		if (jready == njobs) {
 			json_decref(root);
 			if (tty)
 				fprintf(stderr, "\r\033[K");
-			printf("ready: %zu file(s), %s copied\n", nfiles, b);
+			if (njobs > 1)
+				printf("ready: %zu job(s), %zu file(s), %s copied\n", njobs, nfiles, b);
+			else
+				printf("ready: %zu file(s), %s copied\n", nfiles, b);
 			return 0;
 		}
 		if (tty) {
@@ -195,16 +241,25 @@ static int cmd_wait(const char *sock, double timeout)
 			char bar[64];
 			char eta[32] = "--";
 
+			if (fill > width)
+				fill = width;
 			if (rate > 0 && total > done)
 				snprintf(eta, sizeof(eta), "%.0fs", (double)(total - done) / rate);
 			memset(bar, '#', (size_t)fill);
 			memset(bar + fill, '.', (size_t)(width - fill));
 			bar[width] = '\0';
-			fprintf(stderr, "\r[%s] %s / %s  %s/s  eta %s  %zu/%zu ready\033[K", bar, a, b, r,
-				eta, ready, nfiles);
+			if (njobs > 1)
+				fprintf(stderr, "\r[%s] %s / %s  %s/s  eta %s  %zu/%zu jobs ready\033[K",
+					bar, a, b, r, eta, jready, njobs);
+			else
+				fprintf(stderr, "\r[%s] %s / %s  %s/s  eta %s  %zu/%zu ready\033[K", bar,
+					a, b, r, eta, ready, nfiles);
 		} else if (t - last_print >= 5) {
-			printf("progress: %s / %s copied, %s/s, delta %llu bytes, %zu/%zu ready\n", a, b, r,
-			       (unsigned long long)delta, ready, nfiles);
+			printf("progress: %s / %s copied, %s/s, delta %llu bytes, %zu/%zu ready", a, b,
+			       r, (unsigned long long)delta, ready, nfiles);
+			if (njobs > 1)
+				printf(", %zu/%zu jobs ready", jready, njobs);
+			printf("\n");
 			fflush(stdout);
 			last_print = t;
 		}
@@ -212,6 +267,9 @@ static int cmd_wait(const char *sock, double timeout)
 		if (timeout > 0 && t - start >= timeout) {
 			if (tty)
 				fputc('\n', stderr);
+			if (njobs > 1)
+				die(1, "timed out after %.0f s: %zu of %zu job(s) ready", timeout, jready,
+				    njobs);
 			die(1, "timed out after %.0f s: %zu of %zu file(s) ready", timeout, ready, nfiles);
 		}
 		usleep(tty ? 250000 : 500000);
@@ -325,14 +383,11 @@ int main(int argc, char **argv)
 			size_t l = strlen(real);
 
 			for (int k = i + 1; k < argc; k++) {
-				if (!strcmp(argv[k], "--to") || !strcmp(argv[k], "--delta-dir") ||
-				    !strcmp(argv[k], "--rate")) {
-					k++;	/* an option's value, not a FILE */
-					continue;
-				}
-				if (argv[k][0] == '-')
-					continue;
-				if (!strncmp(argv[k], real, l) && argv[k][l] == '/')
+				bool file = false;
+
+				for (int n = 0; n < req.nfiles; n++)
+					file |= req.files[n] == argv[k];
+				if (file && !strncmp(argv[k], real, l) && argv[k][l] == '/')
 					argv[k] += l + 1;
 			}
 		}
@@ -368,7 +423,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (req.cmd == CTL_CMD_WAIT)
-		return cmd_wait(sock, req.timeout_s);
+		return cmd_wait(sock, req.job, req.timeout_s);
 	if (req.cmd == CTL_CMD_RESTART)
 		return cmd_restart(sock, argc - i, argv + i, req.timeout_s);
 

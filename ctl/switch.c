@@ -146,7 +146,10 @@ int commit_make_durable(struct engine *e)
 	for (size_t i = 0; i < commit->job->n && !r; i++)
 		if (fsync(delta_dest_fd(commit->job->files[i].d)) == -1)
 			r = -errno;
-	/* the commit point: before it is durable, a restart rolls back */
+	/* the commit point: before it is durable, a restart rolls back.
+	 * Under e->lock: no other record is saved meanwhile, and the next
+	 * record holds every change saved since it was first written */
+	pthread_mutex_lock(&e->lock);
 	if (!r && renameat(e->state_fd, "state.next", e->state_fd, "state") == -1)
 		r = -errno;
 	if (!r)
@@ -157,7 +160,11 @@ int commit_make_durable(struct engine *e)
 		log_warnx("cannot make the switch durable: %s; flushes fail until relocfs "
 			  "restarts (and rolls back to the source)", strerror(-r));
 		e->record_frozen = true;
+	} else {
+		adopt_next_state(e, commit->job);
+		e->cutover_job = NULL;
 	}
+	pthread_mutex_unlock(&e->lock);
 	__atomic_store_n(&commit->result, r, __ATOMIC_RELEASE);
 	__atomic_store_n(&commit->pending, false, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&commit->done);
@@ -317,65 +324,129 @@ int switch_prepare(struct job *j, struct preopen_ctx *pre, struct preopen *sw, c
 
 int next_state_build(struct engine *e, struct next_state *ns, struct job *j)
 {
-	ns->ms = e->ms;
-	ns->ms.job = false;
-	ns->ms.nfiles = 0;
-	ns->ms.files = NULL;
-	ns->ovr = NULL;
+	const struct mount_state *ms = &e->ms;
+	size_t nj = 0;
+
+	memset(ns, 0, sizeof(*ns));
+	ns->ms = *ms;
+	ns->ms.cutover_job = j->id;
+	/* the other jobs, as they are recorded now */
+	ns->jobs = calloc(ms->njobs ? ms->njobs : 1, sizeof(*ns->jobs));
+	if (!ns->jobs)
+		return -ENOMEM;
+	for (size_t k = 0; k < ms->njobs; k++)
+		if (ms->jobs[k].id != j->id)
+			ns->jobs[nj++] = ms->jobs[k];
+	ns->ms.jobs = ns->jobs;
+	ns->ms.njobs = nj;
 	if (j->tree) {
 		ns->ms.root = j->dest;
 		ns->ms.noverrides = 0;
 		ns->ms.overrides = NULL;
 	} else {
-		ns->ovr = calloc(e->ms.noverrides + j->n, sizeof(*ns->ovr));
+		ns->ovr = calloc(ms->noverrides + j->n + 1, sizeof(*ns->ovr));
 		if (!ns->ovr)
 			return -ENOMEM;
-		memcpy(ns->ovr, e->ms.overrides, e->ms.noverrides * sizeof(*ns->ovr));
+		memcpy(ns->ovr, ms->overrides, ms->noverrides * sizeof(*ns->ovr));
 		for (size_t i = 0; i < j->n; i++) {
-			ns->ovr[e->ms.noverrides + i].relpath = j->files[i].relpath;
-			ns->ovr[e->ms.noverrides + i].backend = j->dest;
+			ns->ovr[ms->noverrides + i].relpath = j->files[i].relpath;
+			ns->ovr[ms->noverrides + i].backend = j->dest;
 		}
 		ns->ms.overrides = ns->ovr;
-		ns->ms.noverrides = e->ms.noverrides + j->n;
+		ns->ms.noverrides = ms->noverrides + j->n;
 	}
-	ns->cleanup = calloc(e->ms.ncleanup + 1, sizeof(char *));
+	ns->cleanup = calloc(ms->ncleanup + 1, sizeof(char *));
 	if (!ns->cleanup)
 		return -ENOMEM;
-	memcpy(ns->cleanup, e->ms.cleanup, e->ms.ncleanup * sizeof(char *));
-	ns->cleanup[e->ms.ncleanup] = j->delta_dir;
+	memcpy(ns->cleanup, ms->cleanup, ms->ncleanup * sizeof(char *));
+	ns->cleanup[ms->ncleanup] = j->delta_dir;
 	ns->ms.cleanup = ns->cleanup;
-	ns->ms.ncleanup = e->ms.ncleanup + 1;
-	return 0;
+	ns->ms.ncleanup = ms->ncleanup + 1;
+	return handoff_next_state(e, ns, j);
 }
 
-/* Make e->ms what next_state_build described (owning copies).  e->lock held. */
-int adopt_next_state(struct engine *e, struct job *j)
+void next_state_free(struct next_state *ns)
 {
+	free(ns->jobs);
+	free(ns->sealed);
+	free(ns->ovr);
+	free(ns->cleanup);
+	memset(ns, 0, sizeof(*ns));
+}
+
+void switch_serving(struct engine *e, struct job *j)
+{
+	struct override *no;
+
 	if (j->tree) {
-		free(e->ms.root);
-		e->ms.root = strdup(j->dest);
 		for (size_t i = 0; i < e->novr; i++)
 			override_free(&e->ovr[i]);
 		__atomic_store_n(&e->novr, 0, __ATOMIC_RELEASE);
+		return;
+	}
+	no = realloc(e->ovr, (e->novr + j->n) * sizeof(*no));
+	if (!no) {
+		log_warnx("out of memory: the files switched are served through their old "
+			  "directory until relocfs restarts");
+		return;
+	}
+	e->ovr = no;
+	for (size_t i = 0; i < j->n; i++) {
+		struct override *o = &e->ovr[e->novr];
+
+		memset(o, 0, sizeof(*o));
+		o->relpath = strdup(j->files[i].relpath);
+		o->backend = strdup(j->dest);
+		if (o->relpath && o->backend && override_resolve(o, e->root_fd) == 0)
+			__atomic_store_n(&e->novr, e->novr + 1, __ATOMIC_RELEASE);
+		else
+			override_free(o);
+	}
+}
+
+/* The record's own copies of what next_state_build described. */
+int adopt_next_state(struct engine *e, struct job *j)
+{
+	struct mount_state *ms = &e->ms;
+	int r = 0;
+
+	if (j->tree) {
+		char *root = strdup(j->dest);
+
+		if (!root)
+			return -ENOMEM;
+		free(ms->root);
+		ms->root = root;
+		for (size_t i = 0; i < ms->noverrides; i++) {
+			free(ms->overrides[i].relpath);
+			free(ms->overrides[i].backend);
+		}
+		ms->noverrides = 0;
 	} else {
-		struct override *no = realloc(e->ovr, (e->novr + j->n) * sizeof(*no));
+		struct ms_override *no = realloc(ms->overrides,
+						 (ms->noverrides + j->n) * sizeof(*no));
 
 		if (!no)
 			return -ENOMEM;
-		e->ovr = no;
+		ms->overrides = no;
 		for (size_t i = 0; i < j->n; i++) {
-			struct override *o = &e->ovr[e->novr];
+			struct ms_override *o = &ms->overrides[ms->noverrides];
 
-			memset(o, 0, sizeof(*o));
 			o->relpath = strdup(j->files[i].relpath);
 			o->backend = strdup(j->dest);
-			if (o->relpath && o->backend && override_resolve(o, e->root_fd) == 0)
-				__atomic_store_n(&e->novr, e->novr + 1, __ATOMIC_RELEASE);
-			else
-				override_free(o);
+			if (o->relpath && o->backend) {
+				ms->noverrides++;
+			} else {
+				free(o->relpath);
+				free(o->backend);
+				r = -ENOMEM;
+			}
 		}
 	}
-	job_to_ms(&e->ms, NULL);
-	ms_add_cleanup(&e->ms, j->delta_dir);
-	return overrides_to_ms(e, &e->ms);
+	if (handoff_adopt(e, j))
+		r = -ENOMEM;
+	ms_drop_job(ms, j->id);
+	if (ms_add_cleanup(ms, j->delta_dir))
+		r = -ENOMEM;
+	return r;
 }

@@ -31,10 +31,10 @@
 #include "common/shm.h"
 
 #define DAEMON_MAGIC	0x31444d5244434c52ull	/* "RLCDRMD1" */
-#define DAEMON_LAYOUT	1
+#define DAEMON_LAYOUT	2
 /* The layout of everything the shared region holds, as --version names
  * it: a binary can take a mount over only from one of the same layout. */
-#define RELOCFS_LAYOUT_STR "1"
+#define RELOCFS_LAYOUT_STR "2"
 
 /* How a worker ends (its exit status). */
 enum {
@@ -60,6 +60,9 @@ struct daemon_region {
 	int64_t ctl_fd, source_fd;
 	uint64_t engine_off, fs_off;	/* where the engine's and the FUSE layer's areas are */
 	uint64_t mounted;		/* the first worker mounted */
+	uint64_t base;			/* where the supervisor mapped the region: a
+					 * re-executed one maps it there again (the
+					 * kernel keeps pointers into it, fs/uring.c) */
 };
 
 /* What a process of the daemon knows (the supervisor's copy is what every
@@ -75,6 +78,9 @@ struct daemon {
 		unsigned threads;
 		double timeout;
 		int writeback;
+		int max_jobs;		/* -1: not given (the record's, or no limit) */
+		char *transport;	/* -o transport= as given */
+		int transport_bare;	/* -o transport without a value */
 		int takeover_fd;	/* a re-executed supervisor: the region's descriptor */
 	} o;
 	int argc;
@@ -83,6 +89,7 @@ struct daemon {
 	char source[PATH_MAX], mnt[PATH_MAX];
 	int source_fd;			/* O_PATH on SOURCE_DIR, opened before the mount hides it */
 	int ready_fd;			/* to the process that waits for the mount, or -1 */
+	int transport;			/* enum fs_transport */
 	struct shm shm;
 	struct daemon_region *dr;
 };

@@ -29,9 +29,12 @@
 
 #include "common/crashpoint.h"
 #include "common/log.h"
+#include "ctl/mount_state.h"
+#include "ctl/proto.h"
 #include "ctl/server.h"
 #include "daemon/daemon.h"
 #include "daemon/service.h"
+#include "fs/fs.h"
 
 #define OPT(t, p, v) { t, offsetof(struct daemon, o.p), v }
 
@@ -46,6 +49,10 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("threads=%u", threads, 0),
 	OPT("timeout=%lf", timeout, 0),
 	OPT("writeback", writeback, 1),
+	OPT("max_jobs=%d", max_jobs, 0),
+	OPT("nowriteback", writeback, 0),
+	OPT("transport=%s", transport, 0),
+	OPT("transport", transport_bare, 1),
 	OPT("takeover=%d", takeover_fd, 0),
 	FUSE_OPT_END
 };
@@ -100,7 +107,12 @@ static void usage(FILE *f)
 "  -d, -o debug       FUSE debug output (implies -f)\n"
 "  -o threads=N       worker threads (default 16)\n"
 "  -o timeout=S       attribute and entry cache timeout in seconds (default 1)\n"
-"  -o writeback       kernel writeback cache for buffered writes\n"
+"  -o writeback       kernel writeback cache for buffered writes (not for\n"
+"                     files read with O_DIRECT: see docs/performance.md)\n"
+"  -o transport=T     how requests reach relocfs: auto (default: io_uring where\n"
+"                     the kernel offers it, else /dev/fuse), uring, dev\n"
+"  -o max_jobs=N      at most N relocation jobs copy at once, the others wait\n"
+"                     (0: no limit; relocctl limit --parallel changes it)\n"
 "  -o allow_other     let other users (e.g. the hypervisor's) use the mount\n"
 "  other -o options are passed to FUSE; default_permissions is always on;\n"
 "  mount(8) options such as defaults, nofail, _netdev, x-* are ignored\n");
@@ -128,20 +140,61 @@ static bool mounted_here(const char *path)
 	return found;
 }
 
+/* -o transport: 0, or the exit status (2: not a transport, 1: one this
+ * kernel does not offer).  A re-executed supervisor serves over what the
+ * mount was set up with, and checks nothing. */
+static int check_transport(struct daemon *d)
+{
+	static const char *const names[] = {
+		[FS_TRANSPORT_AUTO] = "auto", [FS_TRANSPORT_URING] = "uring",
+		[FS_TRANSPORT_DEV] = "dev",
+	};
+	const char *t = d->o.transport;
+	char why[256];
+
+	if (d->o.transport_bare || (t && !*t)) {
+		fprintf(stderr, "relocfs: -o transport needs a value: auto, uring or dev\n");
+		return 2;
+	}
+	d->transport = -1;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(t ? t : "auto", names[i]) == 0)
+			d->transport = (int)i;
+	if (d->transport < 0) {
+		fprintf(stderr, "relocfs: unknown transport '%s' (auto, uring or dev)\n", t);
+		return 2;
+	}
+	if (d->transport == FS_TRANSPORT_URING && d->o.takeover_fd < 0 &&
+	    fs_transport_check(FS_TRANSPORT_URING, why, sizeof(why))) {
+		fprintf(stderr, "relocfs: cannot serve over io_uring: %s\n", why);
+		return 1;
+	}
+	return 0;
+}
+
 /* Options and paths: 0, or the exit status (2: usage, 1: a bad path). */
 static int check_args(struct daemon *d)
 {
 	struct stat st;
+	int r;
 
 	if (d->o.npaths < 1 || d->o.npaths > 2) {
 		fprintf(stderr, "relocfs: %s (see relocfs --help)\n",
 			d->o.npaths ? "too many arguments" : "missing SOURCE_DIR and MOUNTPOINT");
 		return 2;
 	}
+	if (d->o.max_jobs < -1 || d->o.max_jobs > CTL_PARALLEL_MAX) {
+		fprintf(stderr, "relocfs: max_jobs=%d is out of range (0 to %d)\n", d->o.max_jobs,
+			CTL_PARALLEL_MAX);
+		return 2;
+	}
 	if (d->o.threads < 1 || d->o.threads > 256) {
 		fprintf(stderr, "relocfs: threads=%u is out of range (1 to 256)\n", d->o.threads);
 		return 2;
 	}
+	r = check_transport(d);
+	if (r)
+		return r;
 	if (!realpath(d->o.paths[0], d->source)) {
 		fprintf(stderr, "relocfs: cannot use source '%s': %s\n", d->o.paths[0],
 			strerror(errno));
@@ -230,7 +283,7 @@ static void background(struct daemon *d)
 int main(int argc, char *argv[])
 {
 	struct daemon d = {
-		.o = { .threads = 16, .timeout = 1.0, .takeover_fd = -1 },
+		.o = { .threads = 16, .timeout = 1.0, .takeover_fd = -1, .max_jobs = -1 },
 		.argc = argc,
 		.argv = argv,
 		.args = FUSE_ARGS_INIT(argc, argv),
@@ -249,8 +302,9 @@ int main(int argc, char *argv[])
 		if (d.o.help)
 			usage(stdout);
 		else
-			printf("relocfs %s (libfuse %s, state layout %s)\n", RELOCFS_VERSION,
-			       fuse_pkgversion(), RELOCFS_LAYOUT_STR);
+			printf("relocfs %s (libfuse %s, state record %s, state layout %s)\n",
+			       RELOCFS_VERSION, fuse_pkgversion(), MS_VERSION_STR,
+			       RELOCFS_LAYOUT_STR);
 		return 0;
 	}
 	if (d.o.debug) {

@@ -3,10 +3,13 @@
  *
  * It makes the shared region, starts the first worker (which mounts), and
  * then only waits: for a signal to end (forwarded to the worker, which
- * unmounts), or for its worker to end.  A worker that ends with
- * WORKER_HANDOVER was asked to hand the mount over: the next one is started
- * at once, or the supervisor first re-executes itself as the new binary the
- * worker was given (relocctl restart --exec), keeping the region and every
+ * unmounts), or for its worker to end.  A worker asked to hand the mount
+ * over (relocctl restart) stops everything it runs and says so with SIGUSR2
+ * just before it exits: the next one is started at once, without waiting
+ * for the old one's exit (the old process's teardown stays out of the time
+ * the connection waits; it is reaped later).  For restart --exec the
+ * supervisor waits for the old worker to exit (WORKER_HANDOVER) and then
+ * re-executes itself as the new binary, keeping the region and every
  * descriptor the region names across the exec.  A worker that dies any
  * other way is replaced at once; the new one has the kernel resend what the
  * dead one had read.  A worker that cannot start is retried, at most once a
@@ -81,6 +84,7 @@ static int region_new(struct daemon *d)
 	dr->fs_off = fs_off;
 	dr->ctl_fd = ctl_server_fd();
 	dr->source_fd = d->source_fd;
+	dr->base = (uint64_t)(uintptr_t)d->shm.base;
 	dr->keep[dr->nkeep++] = d->shm.fd;
 	dr->keep[dr->nkeep++] = d->source_fd;
 	if (dr->ctl_fd != -1)
@@ -89,18 +93,61 @@ static int region_new(struct daemon *d)
 	return 0;
 }
 
+/* Runs of a re-executed supervisor to find the region's address free. */
+#define REMAP_TRIES	8
+#define REMAP_ENV	"RELOCFS_REMAP_TRY"
+
+/*
+ * The region must be where the last supervisor had it: the entries of FUSE
+ * over io_uring hold raw pointers into it, which the kernel uses in
+ * whichever process commits next (fs/uring.c).  A new binary's libraries
+ * can sit there (address space layout randomization; rarely, the region
+ * being small against the range), and each exec places them anew: run this
+ * binary again, a few times.  Returns if it gave up or cannot.
+ */
+static void exec_again_elsewhere(struct daemon *d)
+{
+	const char *s = getenv(REMAP_ENV);
+	int tries = s ? atoi(s) : 0;
+	char n[16];
+
+	if (tries >= REMAP_TRIES)
+		return;
+	snprintf(n, sizeof(n), "%d", tries + 1);
+	setenv(REMAP_ENV, n, 1);
+	execv("/proc/self/exe", d->argv);
+}
+
 /* A re-executed supervisor: the region of the running mount. */
 static int region_adopt(struct daemon *d)
 {
-	int r = shm_map(&d->shm, d->o.takeover_fd);
+	struct daemon_region head;
+	void *want;
+	int r;
 
+	/* where the last supervisor had it: the kernel holds pointers into it */
+	if (pread(d->o.takeover_fd, &head, sizeof(head), 0) != (ssize_t)sizeof(head))
+		return -EPROTO;
+	want = head.magic == DAEMON_MAGIC ? (void *)(uintptr_t)head.base : NULL;
+	r = shm_map(&d->shm, d->o.takeover_fd, want);
 	if (r)
 		return r;
+	if (want && d->shm.base != want) {
+		shm_unmap(&d->shm);
+		exec_again_elsewhere(d);
+		slog(LOG_WARNING, "cannot map the shared state where it was: requests that "
+		     "io_uring entries held cannot be finished");
+		r = shm_map(&d->shm, d->o.takeover_fd, NULL);
+		if (r)
+			return r;
+	}
+	unsetenv(REMAP_ENV);
 	d->dr = d->shm.base;
 	if (d->dr->magic != DAEMON_MAGIC || d->dr->layout != DAEMON_LAYOUT) {
 		shm_unmap(&d->shm);
 		return -EPROTO;
 	}
+	d->dr->base = (uint64_t)(uintptr_t)d->shm.base;
 	d->source_fd = (int)d->dr->source_fd;
 	ctl_server_adopt((int)d->dr->ctl_fd, d->mnt);
 	/* back to close-on-exec: children of the workers must not inherit them */
@@ -188,7 +235,7 @@ int supervise(struct daemon *d)
 {
 	bool takeover = d->o.takeover_fd >= 0, ending = false;
 	sigset_t set;
-	pid_t pid;
+	pid_t pid, old = 0;	/* old: a worker that handed over, not yet reaped */
 	int r;
 
 	foreground = d->o.foreground;
@@ -205,6 +252,7 @@ int supervise(struct daemon *d)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	pid = start_worker(d, takeover);
 	if (pid == -1) {
@@ -219,10 +267,31 @@ int supervise(struct daemon *d)
 
 		if (sigwaitinfo(&set, &si) == -1)
 			continue;
+		if (si.si_signo == SIGUSR2) {
+			/* the worker stopped all it ran: the next may start */
+			if (si.si_pid != pid || !d->dr->handover || d->dr->exec_path[0] || ending ||
+			    old)
+				continue;
+			old = pid;
+			d->dr->handover = 0;
+			pid = start_worker(d, true);
+			if (pid == -1) {
+				slog(LOG_ERR, "cannot start a worker: %s; the mount is not served",
+				     strerror(errno));
+				return 1;
+			}
+			continue;
+		}
 		if (si.si_signo != SIGCHLD) {
 			ending = true;
 			kill(pid, SIGTERM);	/* the worker unmounts and ends */
 			continue;
+		}
+		if (old && waitpid(old, &status, WNOHANG) == old) {
+			if (!(WIFEXITED(status) && WEXITSTATUS(status) == WORKER_HANDOVER))
+				slog(LOG_WARNING, "worker %d %s after handing over", old,
+				     how_ended(status, how, sizeof(how)));
+			old = 0;
 		}
 		got = waitpid(pid, &status, WNOHANG);
 		if (got != pid)
@@ -246,8 +315,12 @@ int supervise(struct daemon *d)
 			     pid);
 			sleep(1);
 		} else if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_HANDOVER) {
-			if (d->dr->exec_path[0])
+			if (d->dr->exec_path[0]) {
+				if (old)	/* the new image would not know it */
+					waitpid(old, NULL, 0);
+				old = 0;
 				reexec(d);
+			}
 		} else {
 			d->dr->deaths++;
 			slog(LOG_WARNING, "worker %d %s; starting another", pid,

@@ -42,6 +42,7 @@
 #include "common/crashpoint.h"
 #include "common/log.h"
 #include "ctl/engine.h"
+#include "ctl/mount_state.h"
 #include "ctl/server.h"
 #include "daemon/daemon.h"
 #include "daemon/service.h"
@@ -144,6 +145,7 @@ static void proc_status(void *arg, json_t *root)
 	json_object_set_new(root, "last_unserved_ms", json_real((double)w->dr->gap_us / 1000.0));
 	json_object_set_new(root, "nodes", json_integer((json_int_t)nodes));
 	json_object_set_new(root, "open_handles", json_integer((json_int_t)handles));
+	json_object_set_new(root, "transport", json_string(fs_transport_name(w->fs)));
 }
 
 /* Does path run, as a relocfs of the same state layout?  0, or -errno with
@@ -151,7 +153,7 @@ static void proc_status(void *arg, json_t *root)
 static int check_binary(const char *path, char *err, size_t errlen)
 {
 	char *argv[] = { (char *)path, "--version", NULL };
-	char out[512] = "";
+	char out[512] = "", *rec;
 	posix_spawn_file_actions_t fa;
 	int pfd[2], status = 0;
 	ssize_t len = 0, r;
@@ -194,6 +196,13 @@ static int check_binary(const char *path, char *err, size_t errlen)
 			 RELOCFS_LAYOUT_STR);
 		return -EPROTO;
 	}
+	/* before "state record" was printed, every binary read version 1 */
+	rec = strstr(out, "state record ");
+	if ((rec ? atoi(rec + strlen("state record ")) : 1) < MS_VERSION) {
+		snprintf(err, errlen, "'%s' cannot read this mount's record (version %d): it "
+			 "cannot take the mount over", path, MS_VERSION);
+		return -EPROTO;
+	}
 	return 0;
 }
 
@@ -234,12 +243,19 @@ static int start_first(struct worker *w)
 		say(w, "%s", err);
 		return -1;
 	}
+	/* recorded: a later worker finds it in the record (or what limit
+	 * --parallel made of it since), not in the options */
+	if (d->o.max_jobs >= 0 && engine_set_max_jobs(w->eng, (unsigned)d->o.max_jobs, err,
+						      sizeof(err)))
+		log_warnx("%s", err);
 	cfg = (struct fs_config){
 		.source = d->source,
 		.root_fd = root_fd,
 		.threads = d->o.threads,
 		.timeout = d->o.timeout,
 		.writeback = d->o.writeback,
+		.transport = (enum fs_transport)d->transport,
+		.mountpoint = d->mnt,
 		.hidden = ".relocfs",
 	};
 	if (fs_new(&w->fs, &cfg, daemon_area(d, w->dr->fs_off), false)) {
@@ -272,6 +288,8 @@ static int start_takeover(struct worker *w)
 		.threads = d->o.threads,
 		.timeout = d->o.timeout,
 		.writeback = d->o.writeback,
+		.transport = (enum fs_transport)d->transport,
+		.mountpoint = d->mnt,
 		.hidden = ".relocfs",
 	};
 	char err[512];
@@ -402,6 +420,10 @@ static void *worker_thread(void *arg)
 		 * own reply among them), keep the socket for the next worker */
 		ctl_server_quiesce();
 		engine_stop(w->eng);
+		/* nothing of this process touches the mount's state any more:
+		 * the supervisor may start the next worker before this one's
+		 * exit (a plain restart; --exec waits for the exit) */
+		kill((pid_t)w->dr->supervisor_pid, SIGUSR2);
 		_exit(WORKER_HANDOVER);
 	}
 	end_mount(w);

@@ -97,6 +97,12 @@ int delta_create(struct delta **out, const char *name, unsigned id, int src_fd, 
 int delta_open(struct delta **out, const char *name, unsigned id, int src_fd, int dst_fd,
 	       int dirfd, bool warm);
 
+/* Stop the store's background checkpointer, waiting for a checkpoint in
+ * progress: after it this process writes none of the store's files.  For a
+ * process about to give the store to another (a hand-over) or to free it; no
+ * write may follow (one would wait for room no checkpoint makes).  Blocks. */
+void delta_quiesce(struct delta *d);
+
 /* Close the descriptors and free; removes the store's files if unlink_files.
  * No other call may be running on d.  Syncs nothing: what was written can be
  * reopened with delta_open. */

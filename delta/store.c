@@ -380,6 +380,11 @@ static void ckpt_stop(struct delta *d)
 	d->ckpt_started = false;
 }
 
+void delta_quiesce(struct delta *d)
+{
+	ckpt_stop(d);
+}
+
 /* ---- life cycle ------------------------------------------------------------ */
 
 static struct delta *store_alloc(const char *name, unsigned id, int src_fd, int dst_fd, int dirfd)

@@ -77,6 +77,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 			flags &= ~O_EXCL;	/* a worker may have created it */
 	}
 	creds = creds_enter(req);
+	if ((flags & O_ACCMODE) == O_WRONLY)	/* see backing_open_at */
+		flags = (flags & ~O_ACCMODE) | O_RDWR;
 	fd = openat(p->fd, name, flags | O_CLOEXEC, mode);
 	if (fd == -1 && errno == EINVAL && (flags & O_DIRECT))
 		fd = openat(p->fd, name, (flags & ~O_DIRECT) | O_CLOEXEC, mode);

@@ -42,12 +42,21 @@ struct delta;
 struct fs;
 struct rnode;		/* a node the kernel or the daemon holds (inode.h) */
 
+/* How requests reach the layer (fs_transport_check, fs_transport_name). */
+enum fs_transport {
+	FS_TRANSPORT_AUTO = 0,	/* io_uring where the kernel offers it, else /dev/fuse */
+	FS_TRANSPORT_URING,	/* FUSE over io_uring (Linux 6.14+, enable_uring on) */
+	FS_TRANSPORT_DEV,	/* read(2) and write(2) on /dev/fuse */
+};
+
 struct fs_config {
 	const char *source;	/* the source directory as given, for messages */
 	int root_fd;		/* O_PATH on the directory served at start */
 	unsigned threads;	/* worker threads */
 	double timeout;		/* attribute and entry timeout, seconds */
 	bool writeback;		/* kernel writeback cache */
+	enum fs_transport transport;	/* as asked for */
+	const char *mountpoint;	/* for requests the layer sends itself (uring.c) */
 	const char *hidden;	/* a name at the root that the mount does not show */
 };
 
@@ -128,6 +137,15 @@ void fs_stop(struct fs *fs);
 /* true once fs_stop was called (the loop ended for a hand-over) */
 bool fs_stopped(struct fs *fs);
 
+/* Can transport serve a mount on this kernel (uring: the module parameter
+ * enable_uring is on and io_uring rings can be made)?  0, or -ENOTSUP with
+ * the reason in why.  Does not block; any thread. */
+int fs_transport_check(enum fs_transport t, char *why, size_t len);
+
+/* Which transport serves the mount: "uring", "dev", or "" before the
+ * connection's INIT was answered. */
+const char *fs_transport_name(struct fs *fs);
+
 /* Nodes and open handles in the tables, for status. */
 void fs_counts(struct fs *fs, uint64_t *nodes, uint64_t *handles);
 
@@ -183,7 +201,9 @@ uint64_t fs_last_hold_max_us(struct fs *fs);
 /* ---- switching a node to another backend (while it is held) ---------------- */
 
 /* Point the node at another backend file: fd (O_PATH) is taken over, the
- * old one closed, the node's key becomes st. */
+ * old one closed, the node's key becomes st.  The kernel's cached
+ * attributes of the node are dropped (its pages are kept); does not wait
+ * for requests, so it may be called while they are held. */
 void fs_node_rekey(struct fs *fs, struct rnode *n, int fd, const struct stat *st);
 
 /* Reopen every open handle of the node on its current backend, best effort

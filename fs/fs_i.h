@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <sys/uio.h>
+
 #include <fuse_lowlevel.h>
 #include <linux/fuse.h>
 
@@ -53,6 +55,10 @@ struct fs {
 	pthread_mutex_t rec_lock;	/* the records of replay threads */
 	uint64_t recs_busy;		/* bit i: record threads + i in use; rec_lock */
 	unsigned takeovers;		/* how this worker started: see fs_takeover */
+	uint32_t init_flags2;		/* the INIT request's flags2: what the kernel offers */
+	atomic_int transport;		/* enum fs_transport serving; 0 until INIT */
+	unsigned dev_threads;		/* /dev/fuse threads (fs_loop) */
+	struct uring *uring;		/* io_uring transport, while it serves */
 };
 
 /* An open file or directory (fi->fh); the worker's view of a handle slot. */
@@ -188,6 +194,33 @@ void reply_open_flags(uint32_t flags);
  * reply swallowed.  replay_init: 0, or -ENOENT if none was kept. */
 void save_init(struct fs *fs, const void *req, size_t len);
 int replay_init(struct fs *fs);
+
+/* From now on t serves the connection (request.c): starts the io_uring
+ * queues if t is FS_TRANSPORT_URING (adopt: a later worker's takeover). */
+void transport_serves(struct fs *fs, enum fs_transport t, bool adopt);
+
+/* ---- uring.c: FUSE over io_uring ---- */
+
+struct uring;
+
+/* Serve the connection over io_uring from now on: one queue per possible
+ * CPU, ring threads pinned to their CPU.  A later worker (adopt) first
+ * finishes what the last worker's entries held, and makes each queue pull
+ * the requests that waited meanwhile.  Called once the connection's INIT
+ * is answered, or at a takeover; 0 or -errno (nothing started). */
+int uring_start(struct fs *fs, bool adopt);
+/* A hand-over: requests handed to entries from now on are left for the
+ * next worker; replies still go out.  Any thread. */
+void uring_quiesce(struct fs *fs);
+/* End the ring threads (after uring_quiesce or the connection's end) and
+ * free the transport.  Blocks until they have ended. */
+void uring_stop(struct fs *fs);
+/* If an entry holds request out->unique: put the reply (iov as libfuse
+ * gives it) in the entry and have it committed; the bytes, or -ENOENT if no
+ * entry holds the request (the reply goes to /dev/fuse). */
+ssize_t uring_reply(struct fs *fs, const struct iovec *iov, int count);
+/* Queues (possible CPUs) the kernel makes, for sizing. */
+unsigned uring_queues(void);
 
 /* ---- names.c ---- */
 

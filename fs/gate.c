@@ -130,7 +130,7 @@ static int rec_acquire(struct fs *fs)
 	int idx = -1;
 
 	pthread_mutex_lock(&fs->rec_lock);
-	for (unsigned i = 0; fs->cfg.threads + i < FS_RECS_MAX; i++) {
+	for (unsigned i = 0; i < FS_REPLAY_RECS; i++) {
 		if (!(fs->recs_busy & (1ull << i))) {
 			fs->recs_busy |= 1ull << i;
 			idx = (int)(fs->cfg.threads + i);

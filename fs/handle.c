@@ -33,6 +33,20 @@ int backing_open_at(int path_fd, int flags, int *fdp)
 	 * pwrite ignore them */
 	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_APPEND);
 	fd_path(path_fd, path);
+	/* with the kernel's writeback cache, a write to part of a page reads
+	 * the page first, through whatever handle writes: write-only handles
+	 * read too, where the daemon may */
+	if ((flags & O_ACCMODE) == O_WRONLY) {
+		fd = open(path, (flags & ~O_ACCMODE) | O_RDWR | O_CLOEXEC);
+		if (fd != -1 || (errno != EACCES && errno != EPERM && errno != EROFS)) {
+			if (fd == -1 && errno == EINVAL && (flags & O_DIRECT))
+				fd = open(path, (flags & ~(O_ACCMODE | O_DIRECT)) | O_RDWR | O_CLOEXEC);
+			if (fd == -1)
+				return -errno;
+			*fdp = fd;
+			return 0;
+		}
+	}
 	fd = open(path, flags | O_CLOEXEC);
 	if (fd == -1 && errno == EINVAL && (flags & O_DIRECT))
 		fd = open(path, (flags & ~O_DIRECT) | O_CLOEXEC);	/* tmpfs and friends */

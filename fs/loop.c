@@ -8,6 +8,9 @@
  * straight from the request, and a READ puts its data in the same area
  * (read_buf).
  *
+ * Over io_uring (uring.c) the same threads read only what still comes this
+ * way (INIT, FORGET, INTERRUPT, resent requests): two of them.
+ *
  * Thread i owns request record i and receive buffer i of the shared region
  * (once.h): a worker after this one knows what a request in progress had
  * done, and finds a FORGET it had read.  The buffers' page tables are filled
@@ -118,6 +121,24 @@ static void on_wake(int sig)
 	(void)sig;	/* only interrupts a worker's blocking read */
 }
 
+/*
+ * How many threads read /dev/fuse.  Over io_uring only INIT, FORGET,
+ * INTERRUPT and resent requests come that way: two threads (a FORGET never
+ * waits behind a slow request).  Decided before INIT, from what the
+ * transport check says the kernel offers.
+ */
+static unsigned dev_threads(struct fs *fs)
+{
+	uint64_t t = fs->itab.r->transport;
+	char why[256];
+
+	if (t == FS_TRANSPORT_URING ||
+	    (!t && fs->cfg.transport != FS_TRANSPORT_DEV &&
+	     fs_transport_check(FS_TRANSPORT_URING, why, sizeof(why)) == 0))
+		return fs->cfg.threads < 2 ? fs->cfg.threads : 2;
+	return fs->cfg.threads;
+}
+
 /* the first bytes of a receive buffer: the header and a request of 124 KiB */
 #define RX_EARLY	(128u << 10)
 
@@ -132,12 +153,16 @@ static void populate_rx(struct fs_region *r, unsigned threads, size_t len)
 int fs_loop(struct fs *fs)
 {
 	struct sigaction sa = { .sa_handler = on_wake };	/* no SA_RESTART */
-	unsigned threads = fs->cfg.threads;
+	unsigned threads = dev_threads(fs);
 	struct worker *w = calloc(threads, sizeof(*w));
 	unsigned started = 0;
 
 	if (!w)
 		return -ENOMEM;
+	fs->dev_threads = threads;
+	/* a later worker: the transport the first one negotiated serves on */
+	if (fs->adopted && fs->itab.r->transport)
+		transport_serves(fs, (enum fs_transport)fs->itab.r->transport, true);
 	sigaction(SIGUSR1, &sa, NULL);
 	/* fill the receive buffers' page tables (see the top): all of them
 	 * before the first mount serves; after a takeover the first pages now
@@ -163,18 +188,22 @@ int fs_loop(struct fs *fs)
 	while (sem_wait(&loop_done) == -1 && errno == EINTR && !fuse_session_exited(fs->se))
 		;
 	fuse_session_exit(fs->se);
+	uring_quiesce(fs);
 	end_workers(w, started);
 	free(w);
 	/* parked requests being replayed finish too: a hand-over must not
-	 * leave one unanswered */
+	 * leave one unanswered (their replies to ring entries are committed
+	 * by the entries' threads, which run until here) */
 	while (atomic_load(&fs->gate.replays) > 0)
 		usleep(200);
+	uring_stop(fs);
 	return 0;
 }
 
 void fs_stop(struct fs *fs)
 {
 	atomic_store(&fs->stopping, true);
+	uring_quiesce(fs);
 	fuse_session_exit(fs->se);
 	sem_post(&loop_done);
 }

@@ -14,7 +14,9 @@
 
 #include <linux/fuse.h>
 
+#include "common/log.h"
 #include "fs/fs_i.h"
+#include "fs/fuse_uring_abi.h"
 #include "fs/once.h"
 
 __thread const struct fuse_buf *cur_buf;	/* the request being served */
@@ -25,6 +27,8 @@ static __thread char *own_buf;			/* page-aligned, MAX_IO bytes */
 static __thread uint32_t extra_open_flags;
 /* replies not to be sent: a new worker replaying the connection's INIT */
 static __thread bool swallow;
+/* this thread serves the connection's INIT: its reply is negotiated here */
+static __thread bool serving_init;
 
 char *io_buf(void)
 {
@@ -57,14 +61,42 @@ void reply_open_flags(uint32_t flags)
 	extra_open_flags = flags;
 }
 
+/*
+ * The INIT reply: what libfuse 3.14 cannot ask for goes into flags2 (with
+ * FUSE_INIT_EXT, without which the kernel ignores flags2), if the kernel
+ * offered it: mmap of files opened with O_DIRECT (the kernel keeps shared
+ * mappings coherent with direct I/O, flushing and invalidating the range of
+ * each direct write), and FUSE over io_uring when that transport is wanted.
+ * Returns the transport that will serve.
+ */
+static enum fs_transport negotiate_init(struct fs *fs, struct iovec *iov, int count)
+{
+	const struct fuse_out_header *oh = iov[0].iov_base;
+	bool uring = fs->cfg.transport != FS_TRANSPORT_DEV &&
+		     (fs->init_flags2 & FUSE2_OVER_IO_URING);
+	struct fuse_init_out *io;
+
+	if (oh->error || count < 2 || iov[1].iov_len < sizeof(*io))
+		return FS_TRANSPORT_DEV;
+	io = iov[1].iov_base;
+	io->flags |= FUSE_INIT_EXT;
+	io->flags2 |= fs->init_flags2 & FUSE2_DIRECT_IO_ALLOW_MMAP;
+	if (uring)
+		io->flags2 |= FUSE2_OVER_IO_URING;
+	else if (fs->cfg.transport == FS_TRANSPORT_URING)
+		log_warnx("transport=uring: the kernel did not offer FUSE over io_uring in "
+			  "INIT; serving over /dev/fuse");
+	return uring ? FS_TRANSPORT_URING : FS_TRANSPORT_DEV;
+}
+
 /* The session's writev (fuse_session_custom_io): every reply passes here. */
 static ssize_t fs_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	uint32_t extra = extra_open_flags;
-
+	struct fs *fs = userdata;
+	enum fs_transport init = 0;
 	ssize_t n;
 
-	(void)userdata;
 	if (swallow) {
 		n = 0;
 		for (int i = 0; i < count; i++)
@@ -85,10 +117,39 @@ static ssize_t fs_writev(int fd, struct iovec *iov, int count, void *userdata)
 			oo->open_flags |= extra;
 		extra_open_flags = 0;
 	}
+	if (serving_init) {
+		serving_init = false;
+		init = negotiate_init(fs, iov, count);
+		/* before the kernel hears it: a worker after this one must know */
+		__atomic_store_n(&fs->itab.r->transport, (uint64_t)init, __ATOMIC_RELEASE);
+	} else if (fs->uring) {
+		n = uring_reply(fs, iov, count);
+		if (n != -ENOENT) {
+			once_replied(((const struct fuse_out_header *)iov[0].iov_base)->unique);
+			return n;
+		}
+	}
 	n = writev(fd, iov, count);
 	/* a reply the kernel refused is not resent either */
 	once_replied(((const struct fuse_out_header *)iov[0].iov_base)->unique);
+	if (init)
+		transport_serves(fs, init, false);
 	return n;
+}
+
+void transport_serves(struct fs *fs, enum fs_transport t, bool adopt)
+{
+	int err = 0;
+
+	if (t == FS_TRANSPORT_URING) {
+		err = uring_start(fs, adopt);
+		if (err)
+			log_warnx("cannot start the io_uring queues: %s; requests wait", strerror(-err));
+	}
+	atomic_store(&fs->transport, (int)t);
+	if (!adopt)
+		log_info("transport: %s", t == FS_TRANSPORT_URING
+			 ? "FUSE over io_uring (one queue per CPU)" : "/dev/fuse");
 }
 
 static ssize_t fs_read(int fd, void *buf, size_t len, void *userdata)
@@ -128,6 +189,12 @@ int replay_init(struct fs *fs)
 void save_init(struct fs *fs, const void *req, size_t len)
 {
 	struct fs_region *r = fs->itab.r;
+	const struct fuse_in_header *in = req;
+	const struct fuse_init_in *ii = (const void *)(in + 1);
+
+	if (len >= sizeof(*in) + sizeof(*ii) && (ii->flags & FUSE_INIT_EXT))
+		fs->init_flags2 = ii->flags2;
+	serving_init = true;
 
 	if (r->init_len || len > FS_INIT_MAX)
 		return;

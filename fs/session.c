@@ -195,6 +195,13 @@ void fs_foreach_node(struct fs *fs, void (*fn)(struct rnode *n, void *arg), void
 void fs_node_rekey(struct fs *fs, struct rnode *n, int fd, const struct stat *st)
 {
 	itab_rekey(&fs->itab, n, fd, st);
+	/* the kernel's cached attributes (inode number, device, blocks) are
+	 * the old backend's: drop them, but not the pages, whose bytes are
+	 * the same and whose locks a held read may own (offset -1: attributes
+	 * only).  No inode in the kernel (-ENOENT) or no session yet: nothing
+	 * cached. */
+	if (fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, itab_nodeid(&fs->itab, n), -1, 0);
 }
 
 void fs_counts(struct fs *fs, uint64_t *nodes, uint64_t *handles)

@@ -13,7 +13,10 @@
  *     done that a resend must not do again (see once.c);
  *   - each worker thread's receive buffer: a FORGET read by a worker that
  *     died is found there (the kernel never sends a FORGET again);
- *   - the raw INIT request, which a new worker replays to set up libfuse.
+ *   - the raw INIT request, which a new worker replays to set up libfuse;
+ *   - the buffers of the io_uring entries and what each holds: the kernel
+ *     keeps raw pointers to them, and a request an entry held when its
+ *     worker died is served by the next worker from there (uring.c).
  *
  * Crash safety: a worker may die between any two instructions.  Every change
  * to the tables is a transaction: each 64-bit word is logged (its offset and
@@ -36,17 +39,25 @@
 #include <stdint.h>
 
 #define FS_REGION_MAGIC	0x3153465246434c52ull	/* "RLCFRFS1" */
-#define FS_REGION_LAYOUT 1
+#define FS_REGION_LAYOUT 2
 #define FS_NODES_MAX	(1u << 20)
 #define FS_HANDLES_MAX	(1u << 16)
 #define FS_THREADS_MAX	256		/* worker threads (relocfs -o threads) */
-#define FS_RECS_MAX	(FS_THREADS_MAX + 16)	/* and threads replaying parked requests */
+#define FS_REPLAY_RECS	16		/* threads replaying parked requests */
+#define FS_RING_MAX	256		/* io_uring entries (uring.c), one thread each */
+#define FS_RING_REC0	(FS_THREADS_MAX + FS_REPLAY_RECS)	/* ring thread i: record RING_REC0 + i */
+#define FS_RECS_MAX	(FS_RING_REC0 + FS_RING_MAX)
 #define FS_CARRY_MAX	64		/* records of a dead worker, for resends */
 #define FS_UNDO_MAX	16
 #define FS_INIT_MAX	1024
 /* a worker thread's receive buffer: a request of up to 1 MiB placed so that
  * a WRITE's payload starts on a page (loop.c) */
 #define FS_RX_BYTES	((2u << 20) + 8192u)
+/* an io_uring entry's buffers (uring.c): a page for the kernel's header and
+ * the entry's own bookkeeping, a page where the request is made contiguous
+ * again, and the payload of up to 1 MiB, page-aligned */
+#define FS_RING_PAYLOAD	(1u << 20)
+#define FS_RING_BYTES	(8192u + FS_RING_PAYLOAD)
 
 #define NO_FD		UINT64_MAX
 
@@ -88,6 +99,27 @@ struct req_rec {
 				 * buffer) is being applied */
 };
 
+enum ring_state {
+	RING_FREE = 0,	/* no command of a live worker uses the buffers */
+	RING_WAIT,	/* a command is in the kernel: the entry waits for a request,
+			 * unless the header's commit id says one was handed over */
+	RING_HELD,	/* a request is being served; the rebuilt request and its
+			 * payload (or its saved copy) are intact */
+	RING_REPLIED,	/* the whole reply is in the buffers (or the shadow): commit it */
+};
+
+/* One io_uring entry: what a worker after this one needs to finish what
+ * the entry holds (uring.c).  Written by the entry's thread only. */
+struct ring_slot {
+	uint64_t state;		/* enum ring_state */
+	uint64_t qid;		/* the queue (CPU) it is registered on */
+	uint64_t unique;	/* HELD, REPLIED: the request's id (its commit id) */
+	uint64_t len;		/* HELD: the rebuilt request's length */
+	uint64_t psz;		/* HELD: bytes of payload in the request */
+	uint64_t shadow_len;	/* REPLIED: reply bytes in the shadow, or RING_NO_SHADOW */
+};
+#define RING_NO_SHADOW	UINT64_MAX
+
 struct undo {
 	uint64_t n;		/* words logged; 0: no transaction open */
 	struct {
@@ -109,7 +141,12 @@ struct fs_region {
 	struct req_rec recs[FS_RECS_MAX];
 	struct handle_slot handles[FS_HANDLES_MAX];
 	struct node_slot nodes[FS_NODES_MAX];
+	uint64_t transport;		/* enum fs_transport that serves (0: not decided) */
+	uint64_t ring_base;		/* the region's address when ring entries
+					 * were registered (they hold raw pointers) */
+	struct ring_slot ring[FS_RING_MAX];
 	uint8_t rx[FS_THREADS_MAX][FS_RX_BYTES] __attribute__((aligned(4096)));
+	uint8_t ringbuf[FS_RING_MAX][FS_RING_BYTES] __attribute__((aligned(4096)));
 };
 
 /* Begin a transaction (caller holds fs->tab_lock). */

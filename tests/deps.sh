@@ -4,7 +4,7 @@
 # does nothing (and needs no network) when everything is installed.
 # As root it installs with apt-get; otherwise it names what is missing and
 # exits 1.
-PACKAGES="build-essential pkg-config libfuse3-dev fuse3 libxxhash-dev libcmocka-dev
+PACKAGES="build-essential pkg-config libfuse3-dev fuse3 libxxhash-dev libcmocka-dev liburing-dev
 	libjansson-dev fio qemu-utils qemu-system-x86 busybox-static cpio attr xfsprogs
 	util-linux kmod
 	jq e2fsprogs gzip clang valgrind socat
@@ -14,7 +14,7 @@ PACKAGES="build-essential pkg-config libfuse3-dev fuse3 libxxhash-dev libcmocka-
 # libsystemd-dev: sd_notify; systemd: systemd-analyze verify of the unit;
 # man-db, bash-completion, dpkg-dev, debhelper, lintian: tests/pkg (man
 # pages, completion, the Debian package);
-# jq: tests/reloc read status --json; e2fsprogs: loop filesystems for ENOSPC
+# liburing-dev: FUSE over io_uring (fs/uring.c); jq: tests/reloc read status --json; e2fsprogs: loop filesystems for ENOSPC
 # tests; clang: make tsan and the fuzzer; valgrind: memcheck of the unit tests; socat: QMP commands in tests/vm/daemon_death.sh; libvirt: tests/vm/libvirt_hook.sh
 # openssh-server, openssh-client, sshfs: the "other host" of tests/host/ (a private
 # sshd on a loopback port, its directory mounted with sshfs); iproute2: ss

@@ -9,6 +9,9 @@
 #   $RELOCFS_RUNDIR  control sockets ($TEST_DIR/run), exported
 #   $RELOCFS, $RELOCCTL, $TOOLS  the binaries under test (RELOCFS_BUILD selects
 #               the build directory, default build/; RELOCFS_BIN overrides relocfs)
+#   RELOCFS_TRANSPORT=uring|dev  every relocfs this test starts serves over
+#               that transport (-o transport=...); unset: relocfs's default.
+#               relocfs_mount checks that the mount is served so.
 #
 # A test reads like git's t/ files:
 #   test_description='what behaviour this file covers'
@@ -208,7 +211,7 @@ wait_until() {
 relocfs_mount() {
 	require_daemon
 	[ -z "$RELOCFS_MOUNTED" ] || fail "relocfs_mount: already mounted"
-	"$RELOCFS" -f "$@" "$TEST_SRC" "$TEST_MNT" >>"$TEST_DIR/relocfs.log" 2>&1 &
+	"$RELOCFS" -f $(transport_opt) "$@" "$TEST_SRC" "$TEST_MNT" >>"$TEST_DIR/relocfs.log" 2>&1 &
 	RELOCFS_PID=$!
 	RELOCFS_MOUNTED=$TEST_MNT
 	if ! wait_until 20 mount_or_died "$TEST_MNT"; then
@@ -220,6 +223,30 @@ relocfs_mount() {
 		RELOCFS_PID= RELOCFS_MOUNTED=
 		fail "relocfs $* '$TEST_SRC' '$TEST_MNT' exited with status $rc before mounting"
 	fi
+	check_transport "$TEST_MNT"
+}
+
+# transport_opt: the -o option RELOCFS_TRANSPORT asks for (none if unset)
+transport_opt() {
+	case ${RELOCFS_TRANSPORT:-} in
+	'') ;;
+	uring|dev) printf '%s\n' -o "transport=$RELOCFS_TRANSPORT" ;;
+	*) fail "RELOCFS_TRANSPORT=$RELOCFS_TRANSPORT is not uring or dev" ;;
+	esac
+}
+
+# check_transport MNT: with RELOCFS_TRANSPORT set, the mount at MNT is
+# served over it (status --json), so that a suite run for one transport
+# cannot pass on the other
+check_transport() {
+	local got i
+	[ -n "${RELOCFS_TRANSPORT:-}" ] || return 0
+	for i in $(seq 100); do
+		got=$("$RELOCCTL" -m "$1" status --json 2>/dev/null | jq -r '.transport // empty' 2>/dev/null) || true
+		[ -z "$got" ] || break
+		sleep 0.05
+	done
+	assert_eq "$RELOCFS_TRANSPORT" "$got" "transport serving '$1' (status --json)"
 }
 
 mount_or_died() {
@@ -255,11 +282,14 @@ at_cleanup() {
 # pids of relocfs processes (by name, or the binary under test) whose
 # command line names this test's directory
 leftover_daemons() {
-	local p cmd comm
+	local p cmd comm args
+	# builtins only: two processes forked per process listed took minutes
+	# on a loaded machine
 	for p in /proc/[0-9]*; do
-		comm=$(cat "$p/comm" 2>/dev/null) || continue
-		cmd=$( { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
-		[ "$comm" = relocfs ] || [ "${cmd%% *}" = "$RELOCFS" ] || continue
+		{ read -r comm <"$p/comm"; } 2>/dev/null || continue
+		{ mapfile -d '' args <"$p/cmdline"; } 2>/dev/null || continue
+		cmd="${args[*]}"
+		[ "$comm" = relocfs ] || [ "${args[0]:-}" = "$RELOCFS" ] || continue
 		case $cmd in *" $TEST_DIR/"*) echo "${p#/proc/}" ;; esac
 	done
 }

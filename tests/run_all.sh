@@ -2,6 +2,9 @@
 # run_all.sh: unit tests, then integration tests; the last line of output is
 # "N passed, N failed, N skipped" over both, and the exit status is non-zero
 # if anything failed.  make check runs this after building everything.
+#   RELOCFS_TEST_JOBS      integration tests side by side (3)
+#   RELOCFS_TRANSPORT      uring or dev: the integration tests on that one only
+#   RELOCFS_SECOND_SUITES  what runs on the second transport (see below)
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${RELOCFS_BUILD:-build}
 mkdir -p "$BUILD/test-logs"
@@ -35,7 +38,33 @@ if [ -n "$units" ] && [ -z "${RELOCFS_NO_VALGRIND:-}" ]; then
 	grep -q '^valgrind is not installed' "$BUILD/test-logs/valgrind.out" &&
 		echo "fail valgrind (not installed)" >>"$TALLY_FILE"
 fi
-bash tests/run_integration.sh "$@"
+# The integration tests on both transports, one after the other (side by
+# side they would share the 2 CPUs with twice the tests, and the tests that
+# measure time would measure that): every suite on the transport relocfs
+# serves with by default here (FUSE over io_uring where the kernel offers
+# it), then the suites whose outcome depends on how requests reach relocfs
+# on the other one: the mirror (every operation's request and reply), the
+# relocation tests (requests parked at a hold and replayed from another
+# thread), worker death and hand-over, and the daemon's crash points
+# (RELOCFS_SECOND_SUITES; docs/testing.md says why the rest run once).
+# Patterns given select within both.  RELOCFS_TRANSPORT=uring or dev runs
+# everything on that transport only.
+if [ -n "${RELOCFS_TRANSPORT:-}" ]; then
+	first=$RELOCFS_TRANSPORT second=
+elif [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" = Y ]; then
+	first=uring second=dev
+else
+	first=dev second=
+	echo "note: this kernel does not offer FUSE over io_uring: the tests run over /dev/fuse only"
+fi
+RELOCFS_TRANSPORT=$first bash tests/run_integration.sh "$@"
+if [ -n "$second" ]; then
+	if [ $# = 0 ]; then
+		# shellcheck disable=SC2086
+		set -- ${RELOCFS_SECOND_SUITES:-mirror/ reloc/ worker/ crash/crash_points}
+	fi
+	RELOCFS_TRANSPORT=$second bash tests/run_integration.sh "$@"
+fi
 
 # make asan/tsan: every sanitizer report of every process (daemons killed on
 # purpose too) went to a file there; any report fails the run.  A report is

@@ -11,8 +11,13 @@
 # line "# test: alone" runs after the others, by itself (it measures time, or
 # needs the machine's CPUs).  With TALLY_FILE set (run_all.sh), results are
 # appended there and the summary line is left to the caller.
+# With RELOCFS_TRANSPORT set (uring or dev), every mount serves over that
+# transport (tests/lib.sh), logs go to test-logs/$RELOCFS_TRANSPORT/, and
+# results are named TRANSPORT/dir/name, so that two runs for the two
+# transports can go side by side (run_all.sh).
 cd "$(dirname "$0")/.." || exit 1
-LOGDIR=${RELOCFS_BUILD:-build}/test-logs
+LOGDIR=${RELOCFS_BUILD:-build}/test-logs${RELOCFS_TRANSPORT:+/$RELOCFS_TRANSPORT}
+TAG=${RELOCFS_TRANSPORT:+$RELOCFS_TRANSPORT/}
 LIMIT=${RELOCFS_TEST_TIMEOUT:-600}
 JOBS=${RELOCFS_TEST_JOBS:-3}
 mkdir -p "$LOGDIR"
@@ -45,7 +50,7 @@ pass=0 fail=0 skip=0
 report() {
 	local t=$1 dir name log rc secs res
 	dir=$(basename "$(dirname "$t")")
-	name=$dir/$(basename "$t" .sh)
+	name=$TAG$dir/$(basename "$t" .sh)
 	log=$LOGDIR/$dir-$(basename "$t" .sh).log
 	read -r rc secs <"$LOGDIR/$dir-$(basename "$t" .sh).rc"
 	case $rc in

@@ -14,7 +14,10 @@
  *     the result must be well formed (pointers into argv, counts in bounds,
  *     the error NUL-terminated inside the buffer);
  *   - ctl_parse_size on every argument, checked against strtoull for plain
- *     decimal numbers; ctl_socket_path with a small buffer.
+ *     decimal numbers; ctl_parse_duration and ctl_job_name_ok on every
+ *     argument (a duration accepted is positive and in range, a name
+ *     accepted has only the documented bytes); ctl_socket_path with a small
+ *     buffer.
  * A broken invariant aborts, which libFuzzer reports as a crash.
  *
  * Built and run by tests/fuzz/run.sh; not part of the unit build.
@@ -109,6 +112,22 @@ static void check_size(const char *s)
 	}
 }
 
+static void check_duration_and_name(const char *s)
+{
+	double v = -1;
+	int r = ctl_parse_duration(s, &v);
+
+	CHECK(r == 0 || r == -EINVAL);
+	if (r == 0)
+		CHECK(v > 0 && v <= CTL_DEADLINE_MAX_S);
+	if (ctl_job_name_ok(s)) {
+		size_t n = strlen(s);
+
+		CHECK(n >= 1 && n <= CTL_JOB_NAME_MAX && s[0] != '-' && s[0] != '.');
+		CHECK(strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+:@") == n);
+	}
+}
+
 static void check_request(int argc, const char **argv, size_t errlen)
 {
 	struct ctl_request req;
@@ -131,7 +150,7 @@ static void check_request(int argc, const char **argv, size_t errlen)
 		return;
 	}
 	free(err);
-	CHECK(req.cmd >= CTL_CMD_STATUS && req.cmd <= CTL_CMD_VERIFY);
+	CHECK(req.cmd >= CTL_CMD_STATUS && req.cmd <= CTL_CMD_LIMIT);
 	CHECK(strcmp(argv[0], "status") == 0 || req.cmd != CTL_CMD_STATUS);
 	CHECK(req.nfiles >= 0 && req.nfiles <= CTL_FILES_MAX);
 	CHECK(req.nhooks >= 0 && req.nhooks <= CTL_HOOKS_MAX);
@@ -143,6 +162,17 @@ static void check_request(int argc, const char **argv, size_t errlen)
 	CHECK(req.max_downtime_ms >= 0 && req.max_downtime_ms <= 3600 * 1000);
 	CHECK(req.timeout_s >= 0 && req.timeout_s <= 1e9);
 	CHECK(req.rate == 0 || req.cmd == CTL_CMD_MIGRATE);
+	CHECK(req.priority >= 0 && req.priority <= CTL_PRIORITY_MAX);
+	CHECK(req.priority == 0 || req.cmd == CTL_CMD_MIGRATE);
+	CHECK(req.deadline_s >= 0 && req.deadline_s <= CTL_DEADLINE_MAX_S);
+	CHECK(req.deadline_s == 0 || req.cmd == CTL_CMD_MIGRATE);
+	CHECK(req.parallel >= -1 && req.parallel <= CTL_PARALLEL_MAX);
+	CHECK(req.parallel == -1 || req.cmd == CTL_CMD_LIMIT);
+	CHECK(!req.has_limit || req.cmd == CTL_CMD_LIMIT);
+	CHECK(req.has_limit || req.limit == 0);
+	CHECK(req.cmd != CTL_CMD_LIMIT || !req.job || (req.has_limit && req.parallel == -1));
+	if (req.job)
+		CHECK(ctl_job_name_ok(req.job) && points_into(req.job, argv, argc));
 	if (req.to)
 		CHECK(*req.to && points_into(req.to, argv, argc));
 	if (req.delta_dir)
@@ -192,8 +222,10 @@ static void check_payload(const char *buf, size_t len, size_t errlen)
 		CHECK(ctl_split_argv(buf, len, argv, argc - 1) == -EINVAL);
 
 	check_request(argc, argv, errlen);
-	for (int i = 0; i < argc; i++)
+	for (int i = 0; i < argc; i++) {
 		check_size(argv[i]);
+		check_duration_and_name(argv[i]);
+	}
 
 	char path[48];
 	int r = ctl_socket_path(argv[0], path, sizeof(path));

@@ -7,8 +7,8 @@
  *   - with its "sum" line (and all after it) replaced by a correct one, so
  *     that the parser behind the checksum is reached at all.
  * For each, ms_parse must return 0, -EBADMSG or -ENOMEM; and if it accepts:
- *   - the state is well formed (a root, a job's directories, no file list
- *     without a job);
+ *   - the state is well formed (a root, each job's name and directories,
+ *     its files);
  *   - ms_format of it parses back to the very same state, and formatting
  *     that gives the same text (what the daemon saves, it can load).
  * The input as a C string also goes through ms_encode / ms_decode: decode
@@ -48,21 +48,34 @@ static bool str_eq(const char *a, const char *b)
 	return strcmp(a, b) == 0;
 }
 
-/* every field, the file list even without a job */
+static bool job_equal(const struct ms_job *a, const struct ms_job *b)
+{
+	if (a->id != b->id || a->tree != b->tree || a->queued != b->queued ||
+	    !str_eq(a->name, b->name) || !str_eq(a->dest, b->dest) ||
+	    !str_eq(a->delta_dir, b->delta_dir) || a->rate != b->rate ||
+	    a->priority != b->priority || a->since_ms != b->since_ms ||
+	    a->deadline_ms != b->deadline_ms || a->nfiles != b->nfiles)
+		return false;
+	for (size_t i = 0; i < a->nfiles; i++)
+		if (!str_eq(a->files[i], b->files[i]))
+			return false;
+	return true;
+}
+
+/* every field */
 static bool state_equal(const struct mount_state *a, const struct mount_state *b)
 {
 	if (!str_eq(a->root, b->root) || a->last_cutover_us != b->last_cutover_us ||
-	    a->noverrides != b->noverrides || a->job != b->job || a->job_id != b->job_id ||
-	    a->tree != b->tree || !str_eq(a->dest, b->dest) ||
-	    !str_eq(a->delta_dir, b->delta_dir) || a->rate != b->rate ||
-	    a->nfiles != b->nfiles || a->ncleanup != b->ncleanup)
+	    a->budget != b->budget || a->parallel != b->parallel ||
+	    a->cutover_job != b->cutover_job || a->noverrides != b->noverrides ||
+	    a->njobs != b->njobs || a->ncleanup != b->ncleanup)
 		return false;
 	for (size_t i = 0; i < a->noverrides; i++)
 		if (!str_eq(a->overrides[i].relpath, b->overrides[i].relpath) ||
 		    !str_eq(a->overrides[i].backend, b->overrides[i].backend))
 			return false;
-	for (size_t i = 0; i < a->nfiles; i++)
-		if (!str_eq(a->files[i], b->files[i]))
+	for (size_t k = 0; k < a->njobs; k++)
+		if (!job_equal(&a->jobs[k], &b->jobs[k]))
 			return false;
 	for (size_t i = 0; i < a->ncleanup; i++)
 		if (!str_eq(a->cleanup[i], b->cleanup[i]))
@@ -78,21 +91,19 @@ static void check_record(const char *text)
 
 	CHECK(r == 0 || r == -EBADMSG || r == -ENOMEM);
 	if (r != 0) {
-		CHECK(st.root == NULL && st.noverrides == 0 && st.nfiles == 0);
+		CHECK(st.root == NULL && st.noverrides == 0 && st.njobs == 0);
 		return;
 	}
 	CHECK(st.root != NULL);
-	CHECK(!st.job || (st.dest && st.delta_dir));
+	for (size_t k = 0; k < st.njobs; k++) {
+		CHECK(st.jobs[k].name && st.jobs[k].dest && st.jobs[k].delta_dir);
+		for (size_t i = 0; i < st.jobs[k].nfiles; i++)
+			CHECK(st.jobs[k].files[i]);
+	}
 	for (size_t i = 0; i < st.noverrides; i++)
 		CHECK(st.overrides[i].relpath && st.overrides[i].backend);
-	for (size_t i = 0; i < st.nfiles; i++)
-		CHECK(st.files[i]);
 	for (size_t i = 0; i < st.ncleanup; i++)
 		CHECK(st.cleanup[i]);
-#ifdef FUZZ_STRICT_STATE
-	/* "file" lines belong to a job: without one, ms_format drops them */
-	CHECK(st.job || st.nfiles == 0);
-#endif
 
 	out = ms_format(&st);
 	if (!out) {
@@ -103,8 +114,7 @@ static void check_record(const char *text)
 	if (r != 0)
 		fprintf(stderr, "fuzz_state: ms_parse refuses what ms_format wrote (%d):\n%s\n", r, out);
 	CHECK(r == 0);
-	if (st.job || st.nfiles == 0)
-		CHECK(state_equal(&st, &back));
+	CHECK(state_equal(&st, &back));
 	again = ms_format(&back);
 	CHECK(again && strcmp(out, again) == 0);
 	free(again);

@@ -39,6 +39,12 @@ rejects 'unknown -o option' -o no_such_option_xyz "$TEST_SRC" "$TEST_MNT"
 rejects '-o without a value' "$TEST_SRC" "$TEST_MNT" -o
 rejects 'unknown flag' --no-such-flag "$TEST_SRC" "$TEST_MNT"
 rejects 'three positional arguments' "$TEST_SRC" "$TEST_MNT" "$TEST_DIR/src2"
+rejects 'unknown transport' -o transport=carrier-pigeon "$TEST_SRC" "$TEST_MNT"
+rejects 'empty transport' -o transport= "$TEST_SRC" "$TEST_MNT"
+rejects 'transport without a value' -o transport "$TEST_SRC" "$TEST_MNT"
+if [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" != Y ]; then
+	rejects 'transport=uring on a kernel that does not offer it' -o transport=uring "$TEST_SRC" "$TEST_MNT"
+fi
 
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	# uid 1234 runs relocfs (fusermount3 is setuid) on a source it cannot read

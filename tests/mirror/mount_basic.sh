@@ -20,7 +20,7 @@ assert_eq "" "$(ls -A "$TEST_MNT")" "the mountpoint is empty again"
 
 step 'without -f relocfs daemonizes: the command returns and the mount stays'
 require_daemon
-"$RELOCFS" "$TEST_SRC" "$TEST_MNT" >"$TEST_DIR/daemon.out" 2>&1 || fail "relocfs exited non-zero: $(cat "$TEST_DIR/daemon.out")"
+"$RELOCFS" $(transport_opt) "$TEST_SRC" "$TEST_MNT" >"$TEST_DIR/daemon.out" 2>&1 || fail "relocfs exited non-zero: $(cat "$TEST_DIR/daemon.out")"
 wait_until 20 is_mounted "$TEST_MNT" || fail "no mount at '$TEST_MNT' after relocfs returned"
 assert_eq "content" "$(cat "$TEST_MNT/file")" "a file read through the daemonized mount"
 daemons=$(leftover_daemons)
@@ -32,7 +32,7 @@ step 'relocfs DIR over-mounts DIR: the same files are served at DIR itself'
 over=$TEST_DIR/over
 mkdir "$over"
 echo old >"$over/image.raw"
-"$RELOCFS" -f "$over" >>"$TEST_DIR/relocfs.log" 2>&1 &
+"$RELOCFS" -f $(transport_opt) "$over" >>"$TEST_DIR/relocfs.log" 2>&1 &
 RELOCFS_PID=$! RELOCFS_MOUNTED=$over
 wait_until 20 mount_or_died "$over" && is_mounted "$over" || fail "relocfs '$over' did not over-mount it"
 assert_eq "old" "$(cat "$over/image.raw")" "a file read through the over-mount"

@@ -129,12 +129,14 @@ relocfs_mount
 out=$(cd / && PATH="$TEST_DIR/stub:$PATH" bash "$TEST_DIR/complete.sh" \
 	"$TOPDIR/dist/relocctl.bash-completion" "$TEST_MNT" "$TEST_DIR/dirs/t" 2>&1)
 cmds=$("$RELOCCTL" --help | sed -n '/^commands:/,$s/^  \([a-z][a-z]*\).*/\1/p' | sort | tr '\n' ' ')
-opts=$("$RELOCCTL" --help | sed -n 's/^  cutover //p' | grep -o -- '--[a-z][a-z-]*' | sort -u | tr '\n' ' ')
+# cutover's options: its line and the lines that go on with them ("  [...")
+opts=$("$RELOCCTL" --help | awk '/^  [a-z]/ { c = $1 } !/^  [a-z]/ && !/^ +\[/ { c = "" }
+	c == "cutover"' | grep -o -- '--[a-z][a-z-]*' | sort -u | tr '\n' ' ')
 assert_eq "$cmds
 --help --version -V -h -m -s 
 $opts
 exec: freeze libvirt: none qmp: 
---json 
+--job --json 
 $TEST_DIR/dirs/target 
 (none)" "$out" "completions (commands; options; cutover's options; hooks; status's options; --to; job names)"
 relocfs_umount

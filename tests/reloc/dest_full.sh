@@ -31,6 +31,8 @@ wait_state 120 disk.img failed
 err=$(file_field disk.img error)
 say "  error: $err"
 [ -n "$err" ] && [ "$err" != null ] || fail "no error in status for the failed file"
+assert_eq "failed 'disk.img': $err" "$(status_json | jq -r '.jobs[0] | "\(.state) \(.error)"')" \
+	"the job's state and error"
 expect_fail ctl wait --timeout 30
 case $ERR_OUT in *disk.img*) ;; *) fail "wait does not name the failed file: $ERR_OUT" ;; esac
 

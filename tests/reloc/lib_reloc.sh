@@ -12,6 +12,7 @@
 #   check_final FILE...   each FILE (any path) equals the writer's .final model
 #   file_state PATH, file_field PATH FIELD, status_field FIELD: from status --json
 #   wait_state SECONDS PATH STATE...: poll until PATH is in one of STATEs
+#   one_of WORD CHOICE...  WORD is one of the CHOICEs
 #   kill_daemon   kill -9 the daemon and unmount its dead mount
 #   loop_fs SIZE DIR      an ext4 of SIZE on a loop device, mounted at DIR
 #
@@ -168,15 +169,22 @@ file_state() {
 	file_field "$1" state
 }
 
-# state_is PATH STATE...: PATH is in one of the STATEs
-state_is() {
-	local p=$1 s cur
+# one_of WORD CHOICE...: WORD is one of the CHOICEs
+one_of() {
+	local w=$1 c
 	shift
-	cur=$(file_state "$p") || return 1
-	for s in "$@"; do
-		[ "$cur" = "$s" ] && return 0
+	for c in "$@"; do
+		[ "$w" = "$c" ] && return 0
 	done
 	return 1
+}
+
+# state_is PATH STATE...: PATH is in one of the STATEs
+state_is() {
+	local p=$1 cur
+	shift
+	cur=$(file_state "$p") || return 1
+	one_of "$cur" "$@"
 }
 
 # wait_state SECONDS PATH STATE...: a hang guard, not a timing assertion

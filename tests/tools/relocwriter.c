@@ -412,6 +412,7 @@ static void op_failed(struct wfile *f, const char *what, uint64_t off, uint64_t 
 static void do_pwrite(struct wfile *f, int fd, const uint8_t *buf, uint64_t len, uint64_t off,
 		      const char *what)
 {
+	uint64_t old_size = f->size;
 	ssize_t n;
 
 	/* the model first: a write that fails may still have landed */
@@ -424,8 +425,18 @@ static void do_pwrite(struct wfile *f, int fd, const uint8_t *buf, uint64_t len,
 	do
 		n = pwrite(fd, buf, len, (off_t)off);
 	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)len)
+	if (n != (ssize_t)len) {
+		/*
+		 * The kernel may send a write as several requests, split at
+		 * page boundaries, and a write cut short (the daemon died
+		 * between them) may have landed in part: the file may end at
+		 * any page boundary the write crossed past the old end.
+		 */
+		for (uint64_t p = (off / BLK + 1) * BLK; p < off + len; p += BLK)
+			if (p > old_size)
+				add_ver(f, UINT64_MAX, p);
 		op_failed(f, what, off, len, n < 0 ? errno : 0);
+	}
 }
 
 static void op_write(struct wfile *f, bool aligned)

@@ -1,8 +1,9 @@
 // modules: ctl/mount_state.c
 /*
  * Unit tests for the mount's durable record (ctl/mount_state.c): path
- * encoding, the text format and its parser, what a damaged record parses
- * to, and saving and loading real files in a private temporary directory.
+ * encoding, the text format and its parser (version 3, with several jobs,
+ * their hand-offs and the files handed off; version 1 and 2 records), what a damaged record parses to,
+ * and saving and loading real files in a private temporary directory.
  *
  * The rule a record must keep: whatever ms_format wrote, ms_parse gives
  * back; and a record changed in any one byte, or cut short anywhere, is
@@ -35,28 +36,43 @@ static bool str_eq(const char *a, const char *b)
 	return strcmp(a, b) == 0;
 }
 
-/* Same state, field by field.  The file list only counts when there is a
- * job: the format writes it under the job line. */
+static bool job_equal(const struct ms_job *a, const struct ms_job *b)
+{
+	if (a->id != b->id || a->tree != b->tree || a->queued != b->queued ||
+	    !str_eq(a->name, b->name) || !str_eq(a->dest, b->dest) ||
+	    !str_eq(a->delta_dir, b->delta_dir) || a->rate != b->rate ||
+	    a->priority != b->priority || a->since_ms != b->since_ms ||
+	    a->deadline_ms != b->deadline_ms || a->nfiles != b->nfiles ||
+	    a->handoff != b->handoff || !str_eq(a->handoff_spec, b->handoff_spec) ||
+	    !str_eq(a->handoff_vm, b->handoff_vm) ||
+	    a->handoff_remove_source != b->handoff_remove_source)
+		return false;
+	for (size_t i = 0; i < a->nfiles; i++)
+		if (!str_eq(a->files[i], b->files[i]))
+			return false;
+	return true;
+}
+
+/* Same state, field by field. */
 static bool state_equal(const struct mount_state *a, const struct mount_state *b)
 {
 	if (!str_eq(a->root, b->root) || a->last_cutover_us != b->last_cutover_us ||
-	    a->noverrides != b->noverrides || a->job != b->job || a->ncleanup != b->ncleanup)
+	    a->budget != b->budget || a->parallel != b->parallel ||
+	    a->cutover_job != b->cutover_job || a->noverrides != b->noverrides ||
+	    a->njobs != b->njobs || a->ncleanup != b->ncleanup || a->nsealed != b->nsealed)
 		return false;
+	for (size_t i = 0; i < a->nsealed; i++)
+		if (!str_eq(a->sealed[i].relpath, b->sealed[i].relpath) ||
+		    !str_eq(a->sealed[i].to, b->sealed[i].to) ||
+		    !str_eq(a->sealed[i].vm, b->sealed[i].vm))
+			return false;
 	for (size_t i = 0; i < a->noverrides; i++)
 		if (!str_eq(a->overrides[i].relpath, b->overrides[i].relpath) ||
 		    !str_eq(a->overrides[i].backend, b->overrides[i].backend))
 			return false;
-	if (a->job) {
-		if (a->job_id != b->job_id || a->tree != b->tree || !str_eq(a->dest, b->dest) ||
-		    !str_eq(a->delta_dir, b->delta_dir) || a->rate != b->rate ||
-		    a->nfiles != b->nfiles)
+	for (size_t k = 0; k < a->njobs; k++)
+		if (!job_equal(&a->jobs[k], &b->jobs[k]))
 			return false;
-		for (size_t i = 0; i < a->nfiles; i++)
-			if (!str_eq(a->files[i], b->files[i]))
-				return false;
-	} else if (a->nfiles != b->nfiles) {
-		return false;
-	}
 	for (size_t i = 0; i < a->ncleanup; i++)
 		if (!str_eq(a->cleanup[i], b->cleanup[i]))
 			return false;
@@ -71,15 +87,20 @@ static char *xstrdup(const char *s)
 	return d;
 }
 
-/* A state with every kind of item, and names that need encoding.  The
- * strings are malloc'd so that ms_free can free it. */
+/* A state with every kind of item, and names that need encoding: a
+ * started files job with three files and a recorded hand-off, then a
+ * queued one with a name, a deadline and one file, and a file handed off.  The strings are malloc'd so that ms_free can
+ * free it. */
 static void full_state(struct mount_state *st)
 {
 	static const char *files[] = { "vm/disk 1.qcow2", "vm/100%.img", "new\nline.raw" };
+	struct ms_job *j;
 
 	memset(st, 0, sizeof(*st));
 	st->root = xstrdup("/srv/images with space");
 	st->last_cutover_us = 18446744073709551615ull;
+	st->budget = 40u << 20;
+	st->parallel = 3;
 	st->noverrides = 2;
 	st->overrides = calloc(2, sizeof(*st->overrides));
 	assert_non_null(st->overrides);
@@ -87,17 +108,47 @@ static void full_state(struct mount_state *st)
 	st->overrides[0].backend = xstrdup("/mnt/fast");
 	st->overrides[1].relpath = xstrdup("tab\there");
 	st->overrides[1].backend = xstrdup("/mnt/\xc3\xa9t\xc3\xa9");
-	st->job = true;
-	st->job_id = 42;
-	st->tree = false;
-	st->dest = xstrdup("/mnt/new disk");
-	st->delta_dir = xstrdup("/mnt/new disk/.relocfs/job-42");
-	st->rate = 100u << 20;
-	st->nfiles = 3;
-	st->files = calloc(3, sizeof(*st->files));
-	assert_non_null(st->files);
+	st->njobs = 2;
+	st->jobs = calloc(2, sizeof(*st->jobs));
+	assert_non_null(st->jobs);
+	j = &st->jobs[0];
+	j->id = 42;
+	j->tree = false;
+	j->name = xstrdup("");
+	j->dest = xstrdup("/mnt/new disk");
+	j->delta_dir = xstrdup("/mnt/new disk/.relocfs/job-42");
+	j->rate = 100u << 20;
+	j->priority = 100;
+	j->since_ms = 1790000000123ull;
+	j->nfiles = 3;
+	j->files = calloc(3, sizeof(*j->files));
+	assert_non_null(j->files);
 	for (size_t i = 0; i < 3; i++)
-		st->files[i] = xstrdup(files[i]);
+		j->files[i] = xstrdup(files[i]);
+	j->handoff = MS_HANDOFF_RECORDED;
+	j->handoff_spec = xstrdup("qmp-migrate:/run/vm 1.qmp@tcp:10.0.0.2:4444");
+	j->handoff_vm = xstrdup("");
+	j->handoff_remove_source = true;
+	j = &st->jobs[1];
+	j->id = 43;
+	j->queued = true;
+	j->name = xstrdup("vm7:db@host");
+	j->dest = xstrdup("/mnt/other");
+	j->delta_dir = xstrdup("/srv/images with space/.relocfs/delta/job-43");
+	j->priority = 1000;
+	j->since_ms = 1790000000456ull;
+	j->deadline_ms = 1790002700456ull;
+	j->nfiles = 1;
+	j->files = calloc(1, sizeof(*j->files));
+	assert_non_null(j->files);
+	j->files[0] = xstrdup("vm7/db.img");
+	st->cutover_job = 42;
+	st->nsealed = 1;
+	st->sealed = calloc(1, sizeof(*st->sealed));
+	assert_non_null(st->sealed);
+	st->sealed[0].relpath = xstrdup("vm9/d c.qcow2");
+	st->sealed[0].to = xstrdup("unix:/run/x");
+	st->sealed[0].vm = xstrdup("vm9");
 	st->ncleanup = 2;
 	st->cleanup = calloc(2, sizeof(*st->cleanup));
 	assert_non_null(st->cleanup);
@@ -216,13 +267,15 @@ static void test_minimal_record_round_trips(void **state)
 	ms_free(&st);
 }
 
-static void test_record_with_overrides_job_files_and_cleanup_round_trips(void **state)
+static void test_record_with_overrides_jobs_files_and_cleanup_round_trips(void **state)
 {
 	struct mount_state st;
 
 	full_state(&st);
 	assert_round_trip(&st);
-	st.tree = true;
+	st.jobs[0].tree = true;
+	st.jobs[1].queued = false;
+	st.cutover_job = 0;
 	assert_round_trip(&st);
 	ms_free(&st);
 }
@@ -232,84 +285,98 @@ static void test_record_with_a_job_and_no_files_round_trips(void **state)
 	struct mount_state st;
 
 	full_state(&st);
-	for (size_t i = 0; i < st.nfiles; i++)
-		free(st.files[i]);
-	st.nfiles = 0;
-	st.rate = 0;
-	st.job_id = 0;
+	for (size_t i = 0; i < st.jobs[0].nfiles; i++)
+		free(st.jobs[0].files[i]);
+	st.jobs[0].nfiles = 0;
+	st.jobs[0].rate = 0;
+	st.jobs[0].id = 0;
+	st.jobs[0].priority = 0;
 	assert_round_trip(&st);
 	ms_free(&st);
 }
 
-static void test_record_without_job_round_trips(void **state)
+static void test_record_without_jobs_round_trips(void **state)
 {
 	struct mount_state st;
 
 	full_state(&st);
-	free(st.dest);
-	free(st.delta_dir);
-	for (size_t i = 0; i < st.nfiles; i++)
-		free(st.files[i]);
-	free(st.files);
-	st.dest = st.delta_dir = NULL;
-	st.files = NULL;
-	st.nfiles = 0;
-	st.job = false;
+	for (size_t k = 0; k < st.njobs; k++)
+		ms_job_free(&st.jobs[k]);
+	st.njobs = 0;
+	st.cutover_job = 0;
 	assert_round_trip(&st);
 	ms_free(&st);
 }
 
-static void test_record_with_a_hand_off_and_sealed_files_round_trips(void **state)
+static void test_a_started_job_carries_its_hand_off_after_its_files(void **state)
 {
 	struct mount_state st, back;
-	char *text, *again;
+	char *text, *h, *f;
 
 	full_state(&st);
-	st.handoff = MS_HANDOFF_RECORDED;
-	st.handoff_spec = strdup("qmp-migrate:/run/vm 1.qmp@tcp:10.0.0.2:4444");
-	st.handoff_vm = strdup("");
-	st.handoff_remove_source = true;
-	st.nsealed = 2;
-	st.sealed = calloc(2, sizeof(*st.sealed));
-	st.sealed[0] = (struct ms_sealed){ strdup("a b.raw"), strdup("tcp:h:1"), strdup("vm1") };
-	st.sealed[1] = (struct ms_sealed){ strdup("d/c.qcow2"), strdup("unix:/x"), strdup("") };
+	st.jobs[0].handoff = MS_HANDOFF_STARTED;
+	free(st.jobs[0].handoff_vm);
+	st.jobs[0].handoff_vm = xstrdup("vm 1");
+	st.jobs[0].handoff_remove_source = false;
 	text = ms_format(&st);
 	assert_non_null(text);
+	h = strstr(text, "\nhandoff started qmp-migrate:/run/vm%201.qmp@tcp:10.0.0.2:4444 vm%201 0\n");
+	f = strstr(text, "\nfile 2 ");
+	assert_non_null(h);
+	assert_non_null(f);
+	assert_true(f < h && h < strstr(text, "\njob 43 "));
 	assert_int_equal(ms_parse(text, &back), 0);
-	assert_int_equal(back.handoff, MS_HANDOFF_RECORDED);
-	assert_string_equal(back.handoff_spec, st.handoff_spec);
-	assert_string_equal(back.handoff_vm, "");
-	assert_true(back.handoff_remove_source);
-	assert_int_equal(back.nsealed, 2);
-	assert_string_equal(back.sealed[0].relpath, "a b.raw");
-	assert_string_equal(back.sealed[1].to, "unix:/x");
-	assert_string_equal(back.sealed[1].vm, "");
-	again = ms_format(&back);
-	assert_string_equal(text, again);
-	free(again);
-	free(text);
+	assert_int_equal(back.jobs[0].handoff, MS_HANDOFF_STARTED);
+	assert_string_equal(back.jobs[0].handoff_vm, "vm 1");
+	assert_int_equal(back.jobs[1].handoff, MS_HANDOFF_NONE);
+	assert_null(back.jobs[1].handoff_spec);
+	assert_true(state_equal(&st, &back));
 	ms_free(&back);
-	/* a hand-off belongs to a job: one without is a damaged record */
-	back = st;
-	back.job = false;
-	text = ms_format(&back);
-	back.job = true;
-	assert_non_null(text);
-	assert_null(strstr(text, "handoff "));
 	free(text);
 	ms_free(&st);
 }
 
-static void test_record_refuses_a_hand_off_without_a_job(void **state)
-{
-	static const char *body = "relocfs-state 1\nroot /a\nlast-cutover-us 0\n"
-				  "handoff recorded qmp-migrate:/s@tcp:h:1 vm 0\n";
-	struct mount_state st;
-	char text[512];
+static int parse_with_good_sum(const char *body, struct mount_state *st);
 
-	snprintf(text, sizeof(text), "%ssum %016llx\n", body,
-		 (unsigned long long)XXH3_64bits(body, strlen(body)));
-	assert_int_equal(ms_parse(text, &st), -EBADMSG);
+static void test_a_hand_off_belongs_to_a_started_job_and_a_version_3_record(void **state)
+{
+	static const char *bad[] = {
+		"relocfs-state 3\nroot /x\nhandoff recorded s vm 0\n",	/* no job */
+		"relocfs-state 3\nroot /x\njob 1 files queued % /d /dd 0 1 2 3\nfile 0 a\n"
+		"handoff recorded s vm 0\n",
+		"relocfs-state 3\nroot /x\njob 1 files started % /d /dd 0 1 2 3\n"
+		"handoff recorded s vm 0\nfile 0 a\n",		/* a file after it */
+		"relocfs-state 3\nroot /x\njob 1 files started % /d /dd 0 1 2 3\n"
+		"handoff recorded s vm 0\nhandoff started s vm 0\n",
+		"relocfs-state 3\nroot /x\njob 1 files started % /d /dd 0 1 2 3\n"
+		"handoff done s vm 0\n",
+		"relocfs-state 3\nroot /x\njob 1 files started % /d /dd 0 1 2 3\n"
+		"handoff recorded s vm 2\n",
+		"relocfs-state 3\nroot /x\njob 1 files started % /d /dd 0 1 2 3\n"
+		"handoff recorded s vm\n",
+		"relocfs-state 3\nroot /x\nsealed a b\n",
+		"relocfs-state 3\nroot /x\nsealed a%zz b c\n",
+		/* version 3 lines in a version 2 record */
+		"relocfs-state 2\nroot /x\njob 1 files started % /d /dd 0 1 2 3\n"
+		"handoff recorded s vm 0\n",
+		"relocfs-state 2\nroot /x\nsealed a b c\n",
+	};
+	struct mount_state st;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int ret = parse_with_good_sum(bad[i], &st);
+
+		if (ret != -EBADMSG)
+			fail_msg("record accepted (%d):\n%s", ret, bad[i]);
+	}
+	assert_int_equal(parse_with_good_sum("relocfs-state 3\nroot /x\njob 1 files started % /d "
+					     "/dd 0 1 2 3\nfile 0 a\nhandoff recorded s vm 1\n"
+					     "sealed b unix:/y %\n", &st), 0);
+	assert_int_equal(st.jobs[0].handoff, MS_HANDOFF_RECORDED);
+	assert_true(st.jobs[0].handoff_remove_source);
+	assert_int_equal(st.nsealed, 1);
+	assert_string_equal(st.sealed[0].vm, "");
+	ms_free(&st);
 }
 
 static void test_record_opens_with_its_version_and_closes_with_a_sum(void **state)
@@ -320,11 +387,47 @@ static void test_record_opens_with_its_version_and_closes_with_a_sum(void **stat
 
 	full_state(&st);
 	text = ms_format(&st);
-	assert_true(strncmp(text, "relocfs-state 1\nroot /srv/images%20with%20space\n", 47) == 0);
+	assert_true(strncmp(text, "relocfs-state 3\nroot /srv/images%20with%20space\n", 47) == 0);
 	n = strlen(text);
 	assert_true(n > 22 && text[n - 1] == '\n');
 	assert_true(strncmp(text + n - 22, "\nsum ", 5) == 0);
 	free(text);
+	ms_free(&st);
+}
+
+static void test_each_job_lists_its_own_files_from_zero(void **state)
+{
+	struct mount_state st;
+	char *text;
+
+	full_state(&st);
+	text = ms_format(&st);
+	assert_non_null(strstr(text, "job 42 files started % /mnt/new%20disk "
+				     "/mnt/new%20disk/.relocfs/job-42 104857600 100 1790000000123 0\n"
+				     "file 0 vm/disk%201.qcow2\nfile 1 vm/100%25.img\n"
+				     "file 2 new%0Aline.raw\n"));
+	assert_non_null(strstr(text, "job 43 files queued vm7:db@host /mnt/other "));
+	assert_non_null(strstr(text, " 1000 1790000000456 1790002700456\nfile 0 vm7/db.img\n"));
+	free(text);
+	ms_free(&st);
+}
+
+static void test_find_and_drop_job_by_id(void **state)
+{
+	struct mount_state st;
+
+	full_state(&st);
+	assert_ptr_equal(ms_find_job(&st, 43), &st.jobs[1]);
+	assert_null(ms_find_job(&st, 44));
+	ms_drop_job(&st, 42);
+	assert_int_equal(st.njobs, 1);
+	assert_int_equal(st.jobs[0].id, 43);
+	assert_string_equal(st.jobs[0].files[0], "vm7/db.img");
+	ms_drop_job(&st, 44);	/* none: nothing changes */
+	assert_int_equal(st.njobs, 1);
+	ms_drop_job(&st, 43);
+	assert_int_equal(st.njobs, 0);
+	assert_round_trip(&st);
 	ms_free(&st);
 }
 
@@ -359,7 +462,7 @@ static char *long_path(size_t n, bool utf8)
 static void test_paths_of_up_to_path_max_bytes_round_trip_in_every_field(void **state)
 {
 	static const char *fields[] = { "root", "override relpath", "override backend", "dest",
-					"delta_dir", "file", "cleanup" };
+					"delta_dir", "file", "cleanup", "job name" };
 	static const size_t lens[] = { 1364, 1406, 4095 };
 	char report[1024] = "";
 	size_t used = 0;
@@ -377,10 +480,11 @@ static void test_paths_of_up_to_path_max_bytes_round_trip_in_every_field(void **
 				case 0: free(st.root); st.root = p; break;
 				case 1: free(st.overrides[0].relpath); st.overrides[0].relpath = p; break;
 				case 2: free(st.overrides[0].backend); st.overrides[0].backend = p; break;
-				case 3: free(st.dest); st.dest = p; break;
-				case 4: free(st.delta_dir); st.delta_dir = p; break;
-				case 5: free(st.files[1]); st.files[1] = p; break;
-				default: free(st.cleanup[0]); st.cleanup[0] = p; break;
+				case 3: free(st.jobs[0].dest); st.jobs[0].dest = p; break;
+				case 4: free(st.jobs[0].delta_dir); st.jobs[0].delta_dir = p; break;
+				case 5: free(st.jobs[0].files[1]); st.jobs[0].files[1] = p; break;
+				case 6: free(st.cleanup[0]); st.cleanup[0] = p; break;
+				default: free(st.jobs[1].name); st.jobs[1].name = p; break;
 				}
 				text = ms_format(&st);
 				assert_non_null(text);
@@ -439,7 +543,9 @@ static int parse_with_good_sum(const char *body, struct mount_state *st)
 static void test_parse_refuses_unknown_lines_and_bad_fields_even_with_a_good_sum(void **state)
 {
 	static const char *bad[] = {
-		"relocfs-state 2\nroot /x\n",
+		"relocfs-state 4\nroot /x\n",
+		"relocfs-state 0\nroot /x\n",
+		"relocfs-state 33\nroot /x\n",
 		"relocfs-state 1\n",				/* no root */
 		"relocfs-state 1\nroot /x\nfrobnicate 1\n",
 		"relocfs-state 1\nroot /x y\n",
@@ -449,6 +555,28 @@ static void test_parse_refuses_unknown_lines_and_bad_fields_even_with_a_good_sum
 		"relocfs-state 1\nroot /x\njob 1 tree /d /dd 0\njob 2 tree /d /dd 0\n",
 		"relocfs-state 1\nroot /x\njob 1 tree /d /dd 0\nfile 1 a\n",
 		"relocfs-state 1\nroot /x\ncleanup\n",
+		/* version 2 lines in a version 1 record */
+		"relocfs-state 1\nroot /x\nbudget 5\n",
+		"relocfs-state 1\nroot /x\nparallel 5\n",
+		"relocfs-state 1\nroot /x\njob 1 files started % /d /dd 0 1 2 3\n",
+		"relocfs-state 1\nroot /x\ncutover 1\n",
+		/* version 2: a version 1 job line, fields missing or bad */
+		"relocfs-state 2\nroot /x\njob 1 tree /d /dd 0\n",
+		"relocfs-state 2\nroot /x\njob 1 tree started % /d /dd 0 1 2\n",
+		"relocfs-state 2\nroot /x\njob 1 tree started % /d /dd 0 1 2 3 4\n",
+		"relocfs-state 2\nroot /x\njob 1 tree begun % /d /dd 0 1 2 3\n",
+		"relocfs-state 2\nroot /x\njob 1 both queued % /d /dd 0 1 2 3\n",
+		"relocfs-state 2\nroot /x\njob 1 tree queued % /d /dd -1 1 2 3\n",
+		"relocfs-state 2\nroot /x\njob 1 tree queued % /d /dd 0 4294967296 2 3\n",
+		"relocfs-state 2\nroot /x\njob 1 tree queued % /d /dd 0 1 2 +3\n",
+		"relocfs-state 2\nroot /x\njob 1 tree queued % /d /dd 0 1 2 99999999999999999999\n",
+		"relocfs-state 2\nroot /x\nbudget -1\n",
+		"relocfs-state 2\nroot /x\nparallel 4294967296\n",
+		"relocfs-state 2\nroot /x\ncutover 0\n",
+		"relocfs-state 2\nroot /x\ncutover 1\ncutover 2\n",
+		"relocfs-state 2\nroot /x\nfile 0 a\n",	/* a file without a job */
+		"relocfs-state 2\nroot /x\njob 1 tree queued % /d /dd 0 1 2 3\nfile 1 a\n",
+		"relocfs-state 2\nrelocfs-state 2\nroot /x\n",
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -460,18 +588,51 @@ static void test_parse_refuses_unknown_lines_and_bad_fields_even_with_a_good_sum
 	}
 }
 
-static void test_parse_with_good_sum_accepts_a_hand_written_record(void **state)
+static void test_a_version_1_record_is_one_started_unnamed_job(void **state)
 {
 	struct mount_state st;
 
 	assert_int_equal(parse_with_good_sum("relocfs-state 1\nroot /x\njob 7 tree /d /dd 5\n"
 					     "file 0 a%20b\ncleanup /old\n", &st), 0);
 	assert_string_equal(st.root, "/x");
-	assert_true(st.job && st.tree);
-	assert_int_equal(st.job_id, 7);
-	assert_int_equal(st.nfiles, 1);
-	assert_string_equal(st.files[0], "a b");
+	assert_int_equal(st.njobs, 1);
+	assert_true(st.jobs[0].tree && !st.jobs[0].queued);
+	assert_int_equal(st.jobs[0].id, 7);
+	assert_string_equal(st.jobs[0].name, "");
+	assert_string_equal(st.jobs[0].dest, "/d");
+	assert_string_equal(st.jobs[0].delta_dir, "/dd");
+	assert_int_equal(st.jobs[0].rate, 5);
+	assert_int_equal(st.jobs[0].priority, 0);	/* the default */
+	assert_int_equal(st.jobs[0].deadline_ms, 0);
+	assert_int_equal(st.jobs[0].nfiles, 1);
+	assert_string_equal(st.jobs[0].files[0], "a b");
+	assert_int_equal(st.budget, 0);
+	assert_int_equal(st.parallel, 0);
 	assert_int_equal(st.ncleanup, 1);
+	/* written again, it is a version 3 record of the same state */
+	assert_round_trip(&st);
+	ms_free(&st);
+}
+
+static void test_parse_with_good_sum_accepts_a_hand_written_version_2_record(void **state)
+{
+	struct mount_state st;
+
+	assert_int_equal(parse_with_good_sum("relocfs-state 2\nroot /x\nbudget 41943040\n"
+					     "parallel 3\njob 7 files started a /d /dd 0 0 0 0\n"
+					     "file 0 f\nfile 1 g\njob 8 files queued b /e /ee 1 2 3 4\n"
+					     "file 0 h\ncutover 7\n", &st), 0);
+	assert_int_equal(st.budget, 40u << 20);
+	assert_int_equal(st.parallel, 3);
+	assert_int_equal(st.njobs, 2);
+	assert_int_equal(st.jobs[0].nfiles, 2);
+	assert_string_equal(st.jobs[1].name, "b");
+	assert_true(st.jobs[1].queued);
+	assert_int_equal(st.jobs[1].priority, 2);
+	assert_int_equal(st.jobs[1].since_ms, 3);
+	assert_int_equal(st.jobs[1].deadline_ms, 4);
+	assert_string_equal(st.jobs[1].files[0], "h");
+	assert_int_equal(st.cutover_job, 7);
 	ms_free(&st);
 }
 
@@ -768,17 +929,20 @@ int main(void)
 		cmocka_unit_test(test_decode_refuses_bad_escapes),
 		cmocka_unit_test(test_decode_accepts_lower_case_hex),
 		cmocka_unit_test(test_minimal_record_round_trips),
-		cmocka_unit_test(test_record_with_overrides_job_files_and_cleanup_round_trips),
+		cmocka_unit_test(test_record_with_overrides_jobs_files_and_cleanup_round_trips),
 		cmocka_unit_test(test_record_with_a_job_and_no_files_round_trips),
-		cmocka_unit_test(test_record_without_job_round_trips),
-		cmocka_unit_test(test_record_with_a_hand_off_and_sealed_files_round_trips),
-		cmocka_unit_test(test_record_refuses_a_hand_off_without_a_job),
+		cmocka_unit_test(test_record_without_jobs_round_trips),
+		cmocka_unit_test(test_a_started_job_carries_its_hand_off_after_its_files),
+		cmocka_unit_test(test_a_hand_off_belongs_to_a_started_job_and_a_version_3_record),
 		cmocka_unit_test(test_record_opens_with_its_version_and_closes_with_a_sum),
+		cmocka_unit_test(test_each_job_lists_its_own_files_from_zero),
+		cmocka_unit_test(test_find_and_drop_job_by_id),
 		cmocka_unit_test(test_paths_of_up_to_path_max_bytes_round_trip_in_every_field),
 		cmocka_unit_test(test_parse_refuses_a_record_without_sum),
 		cmocka_unit_test(test_parse_refuses_a_wrong_sum),
 		cmocka_unit_test(test_parse_refuses_unknown_lines_and_bad_fields_even_with_a_good_sum),
-		cmocka_unit_test(test_parse_with_good_sum_accepts_a_hand_written_record),
+		cmocka_unit_test(test_a_version_1_record_is_one_started_unnamed_job),
+		cmocka_unit_test(test_parse_with_good_sum_accepts_a_hand_written_version_2_record),
 		cmocka_unit_test(test_every_single_byte_change_is_refused_or_harmless),
 		cmocka_unit_test(test_a_record_cut_short_anywhere_is_refused_or_harmless),
 		cmocka_unit_test(test_every_single_byte_deletion_is_refused_or_harmless),

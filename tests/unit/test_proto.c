@@ -324,6 +324,163 @@ static void test_parse_request_clears_the_request_first(void **state)
 	assert_false(req.json);
 }
 
+/* ---- jobs, limit, durations ---- */
+
+static void test_parse_request_reads_migrate_of_a_named_job_with_priority_and_deadline(void **state)
+{
+	const char *argv[] = { "migrate", "--job", "vm-7.db", "--to", "/new", "--priority", "250",
+			       "--deadline", "1h30m", "--rate", "8M", "vm7/disk.img" };
+	struct ctl_request req;
+
+	parse_ok(ARGC(argv), argv, &req);
+	assert_int_equal(req.cmd, CTL_CMD_MIGRATE);
+	assert_string_equal(req.job, "vm-7.db");
+	assert_int_equal(req.priority, 250);
+	assert_true(req.deadline_s > 5399.9 && req.deadline_s < 5400.1);
+	assert_int_equal(req.rate, 8u << 20);
+	assert_int_equal(req.nfiles, 1);
+}
+
+static void test_parse_request_without_job_options_leaves_them_unset(void **state)
+{
+	const char *argv[] = { "migrate", "--to", "/new" };
+	struct ctl_request req;
+
+	parse_ok(ARGC(argv), argv, &req);
+	assert_null(req.job);
+	assert_int_equal(req.priority, 0);
+	assert_true(req.deadline_s == 0);
+	assert_false(req.has_limit);
+	assert_int_equal(req.parallel, -1);
+}
+
+static void test_parse_request_takes_job_for_every_command_that_acts_on_one(void **state)
+{
+	static const char *cmds[] = { "status", "wait", "cutover", "abort", "verify" };
+
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		const char *argv[] = { cmds[i], "--job", "a" };
+		struct ctl_request req;
+
+		parse_ok(ARGC(argv), argv, &req);
+		assert_string_equal(req.job, "a");
+	}
+}
+
+static void test_parse_request_rejects_bad_job_names(void **state)
+{
+	static const char *bad[] = { "", "-x", ".hidden", "a b", "a/b", "a\nb", "\xc3\xa9",
+				     "x12345678901234567890123456789012345678901234567890123456789012345" };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *argv[] = { "abort", "--job", bad[i] };
+
+		parse_error(ARGC(argv), argv);
+	}
+}
+
+static void test_job_name_ok_accepts_the_documented_characters_up_to_the_maximum(void **state)
+{
+	char name[CTL_JOB_NAME_MAX + 2];
+
+	assert_true(ctl_job_name_ok("vm_7.db-2+x:y@host"));
+	assert_true(ctl_job_name_ok("7"));
+	memset(name, 'a', CTL_JOB_NAME_MAX);
+	name[CTL_JOB_NAME_MAX] = '\0';
+	assert_true(ctl_job_name_ok(name));
+	name[CTL_JOB_NAME_MAX] = 'a';
+	name[CTL_JOB_NAME_MAX + 1] = '\0';
+	assert_false(ctl_job_name_ok(name));
+	assert_false(ctl_job_name_ok(NULL));
+}
+
+static void test_parse_request_rejects_bad_priorities_and_deadlines(void **state)
+{
+	static const char *prios[] = { "0", "1001", "-1", "x", "1.5", " 1" };
+	static const char *deadlines[] = { "0", "0s", "-5m", "1h30", "30m1h", "1x", "m", "1e3",
+					   "inf", "367d", "1m1m", "nan" };
+
+	for (size_t i = 0; i < sizeof(prios) / sizeof(prios[0]); i++) {
+		const char *argv[] = { "migrate", "--to", "/d", "--priority", prios[i] };
+
+		parse_error(ARGC(argv), argv);
+	}
+	for (size_t i = 0; i < sizeof(deadlines) / sizeof(deadlines[0]); i++) {
+		const char *argv[] = { "migrate", "--to", "/d", "--deadline", deadlines[i] };
+
+		parse_error(ARGC(argv), argv);
+	}
+}
+
+static void test_parse_duration_reads_units_in_order(void **state)
+{
+	double v;
+
+	assert_int_equal(ctl_parse_duration("90", &v), 0);
+	assert_true(v == 90);
+	assert_int_equal(ctl_parse_duration("45m", &v), 0);
+	assert_true(v == 2700);
+	assert_int_equal(ctl_parse_duration("2h", &v), 0);
+	assert_true(v == 7200);
+	assert_int_equal(ctl_parse_duration("1d2h3m4s", &v), 0);
+	assert_true(v == 86400 + 7200 + 180 + 4);
+	assert_int_equal(ctl_parse_duration("1.5h", &v), 0);
+	assert_true(v == 5400);
+	assert_int_equal(ctl_parse_duration("1h5s", &v), 0);
+	assert_true(v == 3605);
+	assert_int_equal(ctl_parse_duration("s", &v), -EINVAL);
+	assert_int_equal(ctl_parse_duration("", &v), -EINVAL);
+}
+
+static void test_parse_request_reads_limit_forms(void **state)
+{
+	const char *total[] = { "limit", "40M" };
+	const char *job[] = { "limit", "--job", "a", "0" };
+	const char *par[] = { "limit", "--parallel", "3" };
+	const char *both[] = { "limit", "--parallel", "0", "1G" };
+	const char *show[] = { "limit" };
+	struct ctl_request req;
+
+	parse_ok(ARGC(total), total, &req);
+	assert_int_equal(req.cmd, CTL_CMD_LIMIT);
+	assert_true(req.has_limit);
+	assert_int_equal(req.limit, 40u << 20);
+	assert_null(req.job);
+	assert_int_equal(req.parallel, -1);
+	parse_ok(ARGC(job), job, &req);
+	assert_string_equal(req.job, "a");
+	assert_true(req.has_limit);
+	assert_int_equal(req.limit, 0);
+	parse_ok(ARGC(par), par, &req);
+	assert_int_equal(req.parallel, 3);
+	assert_false(req.has_limit);
+	parse_ok(ARGC(both), both, &req);
+	assert_int_equal(req.parallel, 0);
+	assert_int_equal(req.limit, 1u << 30);
+	parse_ok(ARGC(show), show, &req);
+	assert_false(req.has_limit);
+	assert_int_equal(req.parallel, -1);
+}
+
+static void test_parse_request_rejects_bad_limits(void **state)
+{
+	const char *two[] = { "limit", "1M", "2M" };
+	const char *bad[] = { "limit", "fast" };
+	const char *jobpar[] = { "limit", "--job", "a", "--parallel", "2", "1M" };
+	const char *jobonly[] = { "limit", "--job", "a" };
+	const char *par[] = { "limit", "--parallel", "1025" };
+	const char *neg[] = { "limit", "--parallel", "-1" };
+	const char *other[] = { "migrate", "--to", "/d", "--parallel", "2" };
+
+	assert_non_null(strstr(parse_error(ARGC(two), two), "one BYTES_PER_S"));
+	parse_error(ARGC(bad), bad);
+	assert_non_null(strstr(parse_error(ARGC(jobpar), jobpar), "without --job"));
+	parse_error(ARGC(jobonly), jobonly);
+	parse_error(ARGC(par), par);
+	parse_error(ARGC(neg), neg);
+	parse_error(ARGC(other), other);
+}
+
 static void test_parse_request_rejects_no_command(void **state)
 {
 	const char *argv[] = { NULL };
@@ -605,6 +762,15 @@ int main(void)
 		cmocka_unit_test(test_parse_request_reads_cutover_with_hooks_and_downtime),
 		cmocka_unit_test(test_parse_request_reads_wait_abort_and_verify),
 		cmocka_unit_test(test_parse_request_clears_the_request_first),
+		cmocka_unit_test(test_parse_request_reads_migrate_of_a_named_job_with_priority_and_deadline),
+		cmocka_unit_test(test_parse_request_without_job_options_leaves_them_unset),
+		cmocka_unit_test(test_parse_request_takes_job_for_every_command_that_acts_on_one),
+		cmocka_unit_test(test_parse_request_rejects_bad_job_names),
+		cmocka_unit_test(test_job_name_ok_accepts_the_documented_characters_up_to_the_maximum),
+		cmocka_unit_test(test_parse_request_rejects_bad_priorities_and_deadlines),
+		cmocka_unit_test(test_parse_duration_reads_units_in_order),
+		cmocka_unit_test(test_parse_request_reads_limit_forms),
+		cmocka_unit_test(test_parse_request_rejects_bad_limits),
 		cmocka_unit_test(test_parse_request_rejects_no_command),
 		cmocka_unit_test(test_parse_request_rejects_an_unknown_command),
 		cmocka_unit_test(test_parse_request_rejects_migrate_without_destination),

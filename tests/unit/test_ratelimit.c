@@ -10,7 +10,11 @@
  *  - a take beyond the tokens waits exactly for the debt at the rate (at
  *    least 1 us for any debt), and a caller that sleeps as told moves at the
  *    rate in the long run;
- *  - a clock that goes backwards grants nothing.
+ *  - a clock that goes backwards grants nothing;
+ *  - ratelimit_wait follows the rate set now: a debt taken at one rate is
+ *    paid at the next, and an unlimited rate forgives it;
+ *  - the meter gives the rate over its window, and over the time since it
+ *    began while that is shorter.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -204,6 +208,104 @@ static void test_a_caller_that_sleeps_as_told_moves_at_the_rate(void **state)
 	assert_true(now - start <= total * SEC / rate + 1);
 }
 
+/* ---- ratelimit_wait ---- */
+
+static void test_wait_after_a_take_is_what_the_take_said(void **state)
+{
+	struct ratelimit rl;
+	uint64_t w;
+
+	ratelimit_init(&rl, 4 * MiB, 0);
+	w = ratelimit_take(&rl, 2 * MiB, 0);
+	assert_wait(w, SEC / 2);
+	assert_wait(ratelimit_wait(&rl, 0), SEC / 2);
+	assert_wait(ratelimit_wait(&rl, SEC / 4), SEC / 4);
+	assert_int_equal(ratelimit_wait(&rl, SEC / 2 + 1), 0);
+}
+
+static void test_a_debt_is_paid_at_the_rate_set_while_waiting(void **state)
+{
+	/* 4 MiB taken at 4 MiB/s: a second to wait; after a quarter second
+	 * the rate drops to 1 MiB/s, so the 3 MiB still owed take 3 s */
+	struct ratelimit rl;
+
+	ratelimit_init(&rl, 4 * MiB, 0);
+	assert_wait(ratelimit_take(&rl, 4 * MiB, 0), SEC);
+	ratelimit_take(&rl, 0, SEC / 4);	/* what was earned so far */
+	ratelimit_set(&rl, MiB);
+	assert_wait(ratelimit_wait(&rl, SEC / 4), 3 * SEC);
+	ratelimit_set(&rl, 3 * MiB);
+	assert_wait(ratelimit_wait(&rl, SEC / 4), SEC);
+}
+
+static void test_an_unlimited_rate_forgives_the_debt(void **state)
+{
+	struct ratelimit rl;
+
+	ratelimit_init(&rl, MiB, 0);
+	assert_true(ratelimit_take(&rl, 10 * MiB, 0) > 0);
+	ratelimit_set(&rl, 0);
+	assert_int_equal(ratelimit_wait(&rl, 0), 0);
+	ratelimit_set(&rl, MiB);
+	assert_int_equal(ratelimit_wait(&rl, 0), 0);
+}
+
+/* ---- ratemeter ---- */
+
+static void test_meter_gives_nothing_before_any_bytes(void **state)
+{
+	struct ratemeter m;
+
+	ratemeter_init(&m, 5 * SEC);
+	assert_int_equal(ratemeter_rate(&m, 5 * SEC), 0);
+	assert_int_equal(ratemeter_rate(&m, 7 * SEC), 0);
+}
+
+static void test_meter_divides_by_the_time_since_it_began_at_first(void **state)
+{
+	struct ratemeter m;
+
+	ratemeter_init(&m, 10 * SEC);
+	ratemeter_add(&m, MiB, 10 * SEC + SEC / 2);
+	assert_int_equal(ratemeter_rate(&m, 10 * SEC + SEC / 2), 2 * MiB);
+	assert_int_equal(ratemeter_rate(&m, 11 * SEC), MiB);
+}
+
+static void test_meter_sees_a_steady_rate_over_its_window(void **state)
+{
+	/* 1 MiB every 100 ms for 10 s: 10 MiB/s, whenever it is asked */
+	struct ratemeter m;
+	uint64_t t;
+
+	ratemeter_init(&m, 0);
+	for (t = 100000; t <= 10 * SEC; t += 100000) {
+		ratemeter_add(&m, MiB, t);
+		if (t >= 3 * SEC) {
+			uint64_t r = ratemeter_rate(&m, t);
+
+			if (r < 9 * MiB || r > 11 * MiB)
+				fail_msg("at %llu us: %llu bytes/s", (unsigned long long)t,
+					 (unsigned long long)r);
+		}
+	}
+}
+
+static void test_meter_forgets_what_is_older_than_its_window(void **state)
+{
+	struct ratemeter m;
+
+	ratemeter_init(&m, 0);
+	for (uint64_t t = 0; t < 4 * SEC; t += 100000)
+		ratemeter_add(&m, MiB, t);
+	/* two seconds of silence later the window is empty */
+	assert_int_equal(ratemeter_rate(&m, 6 * SEC + 1), 0);
+	/* and a rate change shows within the window: 1 MiB per 200 ms */
+	for (uint64_t t = 6 * SEC; t <= 9 * SEC; t += 200000)
+		ratemeter_add(&m, MiB, t);
+	assert_true(ratemeter_rate(&m, 9 * SEC) > 4 * MiB);
+	assert_true(ratemeter_rate(&m, 9 * SEC) < 6 * MiB);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -222,6 +324,13 @@ int main(void)
 		cmocka_unit_test(test_clock_going_backwards_grants_nothing),
 		cmocka_unit_test(test_many_small_takes_wait_as_much_as_one_large),
 		cmocka_unit_test(test_a_caller_that_sleeps_as_told_moves_at_the_rate),
+		cmocka_unit_test(test_wait_after_a_take_is_what_the_take_said),
+		cmocka_unit_test(test_a_debt_is_paid_at_the_rate_set_while_waiting),
+		cmocka_unit_test(test_an_unlimited_rate_forgives_the_debt),
+		cmocka_unit_test(test_meter_gives_nothing_before_any_bytes),
+		cmocka_unit_test(test_meter_divides_by_the_time_since_it_began_at_first),
+		cmocka_unit_test(test_meter_sees_a_steady_rate_over_its_window),
+		cmocka_unit_test(test_meter_forgets_what_is_older_than_its_window),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

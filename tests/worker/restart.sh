@@ -1,5 +1,5 @@
 #!/bin/bash
-test_description='relocctl restart hands the mount to a new worker, and restart --exec to a new binary, again and again under a flushing writer, namespace churn and a migration: no call fails, the migration goes on and cuts over, every byte is what was written; a binary that is missing, not relocfs or of another state layout is refused with one line and the worker serving goes on'
+test_description='relocctl restart hands the mount to a new worker, and restart --exec to a new binary, again and again under a flushing writer, namespace churn and a migration: no call fails, the migration goes on and cuts over, every byte is what was written; a binary that is missing, not relocfs, of another state layout or reading only an older record is refused with one line and the worker serving goes on'
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib.sh"
 . "$HERE/../reloc/lib_reloc.sh"
@@ -21,12 +21,33 @@ refused() {	# refused PATH WHAT: restart --exec PATH fails with one line
 }
 refused /nonexistent/relocfs 'a missing file'
 refused /bin/true 'not relocfs'
-cat >"$TEST_DIR/layout2" <<'EOS'
+# a layout one past the binary's own, whatever that is now
+layout=$("$RELOCFS" --version | sed -n 's/.*state layout \([0-9]*\)).*/\1/p')
+[ -n "$layout" ] || fail "relocfs --version names no state layout: $("$RELOCFS" --version)"
+cat >"$TEST_DIR/other-layout" <<EOS
 #!/bin/sh
-echo "relocfs 9.9 (libfuse 3.14.0, state layout 2)"
+echo "relocfs 9.9 (libfuse 3.14.0, state layout $((layout + 1)))"
 EOS
-chmod +x "$TEST_DIR/layout2"
-refused "$TEST_DIR/layout2" 'another state layout'
+chmod +x "$TEST_DIR/other-layout"
+refused "$TEST_DIR/other-layout" 'another state layout'
+# a relocfs of the same layout that reads only the first version of the
+# mount's record (before --version named it): it could not carry the jobs on
+cat >"$TEST_DIR/record1" <<EOS
+#!/bin/sh
+echo "relocfs 0.2.0 (libfuse 3.14.0, state layout $layout)"
+EOS
+chmod +x "$TEST_DIR/record1"
+refused "$TEST_DIR/record1" 'an older record'
+# one that names the record version before this binary's: it reads every
+# older version, but not the record this one writes
+record=$("$RELOCFS" --version | sed -n 's/.*state record \([0-9]*\),.*/\1/p')
+[ -n "$record" ] || fail "relocfs --version names no state record: $("$RELOCFS" --version)"
+cat >"$TEST_DIR/record-before" <<EOS
+#!/bin/sh
+echo "relocfs 0.2.0 (libfuse 3.14.0, state record $((record - 1)), state layout $layout)"
+EOS
+chmod +x "$TEST_DIR/record-before"
+refused "$TEST_DIR/record-before" "a record before version $record"
 rc=0
 ctl restart --exec >/dev/null 2>&1 || rc=$?
 [ "$rc" != 0 ] || fail "restart --exec without a path succeeded"

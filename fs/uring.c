@@ -1,0 +1,866 @@
+/*
+ * uring: FUSE over io_uring (Linux 6.14+), underneath libfuse's request
+ * processing, the way loop.c serves /dev/fuse.
+ *
+ * The kernel makes one queue per possible CPU and puts a request on the
+ * queue of the CPU that issued it.  Each queue is served by ring threads
+ * (as many as -o threads, within a memory budget); each thread has an
+ * io_uring of its own and one entry
+ * (a header buffer and a 1 MiB payload buffer) registered with the kernel.
+ * A request arrives as a completion; the thread makes it contiguous again
+ * (the kernel splits it into fuse_in_header, the opcode's header and the
+ * payload; the first two are copied into the page before the payload, so
+ * a WRITE's data stays page-aligned, as in loop.c), hands it to libfuse,
+ * and the reply (request.c's writev passes it here) goes into the entry's
+ * buffers and back to the kernel with the command that fetches the next
+ * request.  INIT, FORGET, INTERRUPT, notifications and resent requests
+ * still use /dev/fuse (loop.c).
+ *
+ * Surviving the worker
+ * --------------------
+ * The entries' buffers live in the shared region, mapped at the same
+ * address in every worker, and each entry's state is recorded there
+ * (table.h: struct ring_slot), so that a request an entry held when its
+ * worker died is finished by the next worker: re-served from the buffers
+ * (once.h makes that exactly-once, as for a resend) or, if its reply was
+ * complete, committed.  The kernel finds the request by its commit id from
+ * any ring.  Two kernel behaviours shape the rest:
+ *
+ *   - A request handed to an idle entry is copied into it by task work of
+ *     the thread that submitted the entry's command.  If that thread has
+ *     exited, the copy is cancelled and the request fails with ECANCELED:
+ *     an idle entry of a dead thread is a trap for the next request of its
+ *     CPU.  The kernel retires a thread's idle entries when the thread
+ *     exits only if the thread has a "tracked" io_uring request in flight,
+ *     so each ring thread keeps one: a poll on another ring (the anchor)
+ *     that never fires.  Then, at the thread's exit (kill -9 included),
+ *     before the thread is marked exiting, the kernel cancels the poll and
+ *     every idle entry of the thread, and runs the copies already queued
+ *     to it, so a request either lands in an entry (and is recorded there
+ *     for the next worker) or waits in the kernel's queue.  What is left is
+ *     a request handed over in the few instructions between the kernel's
+ *     cancel and its last run of the thread's task work (docs/performance.md
+ *     "Worker death over io_uring").
+ *   - The copy into an entry runs in a thread that may be being killed,
+ *     and then cannot fault a page in: a worker maps every page of the
+ *     entries it arms, adopted ones included, before arming them.
+ *   - Requests that wait in a queue are pulled only when an entry of that
+ *     queue commits a reply, never by a new registration: a new worker
+ *     sends one request from each CPU itself (from a process of its own,
+ *     which the worker's death could not leave waiting) to get them going.
+ *
+ * The reply overwrites the buffers the request came in, so a small reply is
+ * first staged in the entry's shadow (the request stays intact until the
+ * state says REPLIED), and a large one (READ data, directory listings) is
+ * only for requests whose payload is small enough to be saved first.
+ *
+ * Threads: uring_start and uring_stop from the loop's threads; uring_reply
+ * from any thread that replies (a parked request's reply comes from the
+ * gate's replay thread: the entry's own thread is woken to commit it, so
+ * that every command of an entry comes from the thread that retires it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "common/log.h"
+#include "fs/fs_i.h"
+#include "fs/fuse_uring_abi.h"
+#include "fs/once.h"
+
+/* where things are in an entry's buffers (table.h: FS_RING_BYTES) */
+#define ENT_IOV		512		/* struct iovec[2] for REGISTER */
+#define ENT_SHADOW	1024		/* a small reply, staged */
+#define SHADOW_MAX	2560
+#define ENT_SAVE	(ENT_SHADOW + SHADOW_MAX)	/* a small request payload */
+#define SAVE_MAX	512
+#define ENT_HEADROOM	4096
+#define ENT_PAYLOAD	8192
+
+#define THREADS_PER_QUEUE_MAX	16
+#define RING_ENTS_BUDGET	32	/* entries of all queues, where CPUs are few */
+#define ENTS_PER_THREAD_MAX	8	/* one of its own, and entries adopted */
+
+/* completion tags: an entry's slot number, or one of these */
+#define TAG_WAKE	(1ull << 32)
+#define TAG_ANCHOR	(2ull << 32)
+
+struct rthread;
+
+struct rent {
+	unsigned slot;
+	struct rthread *t;
+	atomic_bool need_commit;	/* the reply is in: commit it */
+	bool adopted;			/* left by the last worker: finish first */
+	bool dead;			/* the kernel ended the entry */
+};
+
+struct rthread {
+	struct uring *u;
+	unsigned idx, qid;
+	pthread_t tid;
+	bool started;
+	struct io_uring ring;
+	int wake_fd;
+	uint64_t wake_val;
+	struct rent *ents[ENTS_PER_THREAD_MAX];
+	unsigned nents;
+};
+
+struct uring {
+	struct fs *fs;
+	int fuse_fd;
+	int anchor_fd;			/* a ring the threads poll (see the top) */
+	struct io_uring anchor;
+	unsigned nq, per_q, nthreads;
+	struct rthread *threads;
+	struct rent ents[FS_RING_MAX];	/* by slot */
+	atomic_bool quiesce;		/* leave new requests for the next worker */
+	atomic_bool ending;		/* threads end */
+	atomic_uint registered;		/* threads whose entries are in the kernel */
+};
+
+static __thread struct rent *cur_ent;	/* the entry whose request this thread serves */
+
+static char *ent_base(struct fs_region *r, unsigned slot)
+{
+	return (char *)r->ringbuf[slot];
+}
+
+static struct fuse_uring_req_header *ent_hdr(struct fs_region *r, unsigned slot)
+{
+	return (struct fuse_uring_req_header *)ent_base(r, slot);
+}
+
+static char *ent_payload(struct fs_region *r, unsigned slot)
+{
+	return ent_base(r, slot) + ENT_PAYLOAD;
+}
+
+unsigned uring_queues(void)
+{
+	FILE *f = fopen("/sys/devices/system/cpu/possible", "r");
+	unsigned a = 0, b = 0, max = 0;
+	char sep;
+
+	if (f) {
+		/* "0-3", "0", "0-3,8-11" */
+		while (fscanf(f, "%u", &a) == 1) {
+			b = a;
+			if (fscanf(f, "%c", &sep) == 1 && sep == '-' && fscanf(f, "%u", &b) == 1)
+				(void)fscanf(f, "%c", &sep);
+			if (b + 1 > max)
+				max = b + 1;
+		}
+		fclose(f);
+	}
+	if (!max) {
+		long n = sysconf(_SC_NPROCESSORS_CONF);
+
+		max = n > 0 ? (unsigned)n : 1;
+	}
+	return max;
+}
+
+int fs_transport_check(enum fs_transport t, char *why, size_t len)
+{
+	struct io_uring ring;
+	char c = 'N';
+	int fd, r;
+
+	if (t == FS_TRANSPORT_DEV)
+		return 0;
+	fd = open("/sys/module/fuse/parameters/enable_uring", O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		snprintf(why, len, "this kernel has no FUSE over io_uring "
+			 "(/sys/module/fuse/parameters/enable_uring is missing; Linux 6.14+ "
+			 "with CONFIG_FUSE_IO_URING)");
+		return -ENOTSUP;
+	}
+	r = (int)read(fd, &c, 1);
+	close(fd);
+	if (r != 1 || (c != 'Y' && c != '1')) {
+		snprintf(why, len, "FUSE over io_uring is off (echo 1 > "
+			 "/sys/module/fuse/parameters/enable_uring)");
+		return -ENOTSUP;
+	}
+	r = io_uring_queue_init(4, &ring, IORING_SETUP_SQE128);
+	if (r < 0) {
+		snprintf(why, len, "io_uring rings cannot be made here: %s", strerror(-r));
+		return -ENOTSUP;
+	}
+	io_uring_queue_exit(&ring);
+	return 0;
+}
+
+const char *fs_transport_name(struct fs *fs)
+{
+	switch (atomic_load(&fs->transport)) {
+	case FS_TRANSPORT_URING:
+		return "uring";
+	case FS_TRANSPORT_DEV:
+		return "dev";
+	default:
+		return "";
+	}
+}
+
+/* ---- commands ---------------------------------------------------------------- */
+
+static struct io_uring_sqe *get_sqe(struct rthread *t)
+{
+	struct io_uring_sqe *sqe;
+
+	/* the ring has room for every command a thread has out at once; a
+	 * full SQ only means some are prepared and not yet submitted */
+	while (!(sqe = io_uring_get_sqe(&t->ring)))
+		io_uring_submit(&t->ring);
+	return sqe;
+}
+
+/* A REGISTER or COMMIT_AND_FETCH for e (liburing 2.3 has no helper for
+ * URING_CMD, and get_sqe does not clear the 128 bytes). */
+static void prep_cmd(struct rthread *t, struct rent *e, int cmd)
+{
+	struct fs_region *r = t->u->fs->itab.r;
+	struct ring_slot *s = &r->ring[e->slot];
+	struct io_uring_sqe *sqe = get_sqe(t);
+	struct fuse_uring_cmd_req *req;
+
+	/* the whole 128-byte SQE (the type covers the first 64) */
+	memset(sqe, 0, sizeof(*sqe));
+	memset(sqe->cmd, 0, 128 - offsetof(struct io_uring_sqe, cmd));
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->flags = IOSQE_FIXED_FILE;
+	sqe->fd = 0;
+	sqe->cmd_op = (uint32_t)cmd;
+	req = (struct fuse_uring_cmd_req *)sqe->cmd;
+	req->qid = (uint16_t)t->qid;
+	if (cmd == FUSE_IO_URING_CMD_REGISTER) {
+		struct iovec *iov = (struct iovec *)(ent_base(r, e->slot) + ENT_IOV);
+
+		iov[0] = (struct iovec){ ent_hdr(r, e->slot), sizeof(struct fuse_uring_req_header) };
+		iov[1] = (struct iovec){ ent_payload(r, e->slot), FS_RING_PAYLOAD };
+		sqe->addr = (uint64_t)(uintptr_t)iov;
+		sqe->len = 2;
+		s->qid = t->qid;
+		__atomic_store_n(&s->state, RING_WAIT, __ATOMIC_RELEASE);
+	} else {
+		req->commit_id = s->unique;
+	}
+	/* a request handed over later writes its commit id here (see
+	 * adopt_slot); the kernel does not read it back */
+	__atomic_store_n(&ent_hdr(r, e->slot)->ring_ent_in_out.commit_id, 0, __ATOMIC_RELEASE);
+	io_uring_sqe_set_data64(sqe, e->slot);
+}
+
+static void prep_wake_read(struct rthread *t)
+{
+	struct io_uring_sqe *sqe = get_sqe(t);
+
+	io_uring_prep_read(sqe, t->wake_fd, &t->wake_val, sizeof(t->wake_val), 0);
+	io_uring_sqe_set_data64(sqe, TAG_WAKE);
+}
+
+static void prep_anchor(struct rthread *t)
+{
+	struct io_uring_sqe *sqe = get_sqe(t);
+
+	io_uring_prep_poll_add(sqe, t->u->anchor_fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, TAG_ANCHOR);
+}
+
+static void wake(struct rthread *t)
+{
+	uint64_t one = 1;
+
+	(void)!write(t->wake_fd, &one, sizeof(one));
+}
+
+/* ---- requests ---------------------------------------------------------------- */
+
+/* Serve the request e holds.  fresh: just handed over by the kernel (made
+ * contiguous and recorded here); else one the last worker held (its record
+ * is intact), served as a resend. */
+static void serve(struct rthread *t, struct rent *e, bool fresh)
+{
+	struct fs *fs = t->u->fs;
+	struct fs_region *r = fs->itab.r;
+	struct ring_slot *s = &r->ring[e->slot];
+	char *payload = ent_payload(r, e->slot);
+	struct fuse_in_header *in;
+	struct fuse_buf fb;
+	char *start;
+
+	if (fresh) {
+		struct fuse_uring_req_header *h = ent_hdr(r, e->slot);
+		const struct fuse_in_header *kin = (const void *)h->in_out;
+		uint32_t psz = h->ring_ent_in_out.payload_sz;
+		size_t oplen;
+
+		if (kin->len < sizeof(*kin) + psz || psz > FS_RING_PAYLOAD ||
+		    kin->len - sizeof(*kin) - psz > FUSE_URING_OP_IN_OUT_SZ) {
+			log_warnx("io_uring: malformed request (opcode %u, length %u, payload %u)",
+				  kin->opcode, kin->len, psz);
+			return;
+		}
+		oplen = kin->len - sizeof(*kin) - psz;
+		start = payload - oplen - sizeof(*kin);
+		memcpy(start, kin, sizeof(*kin));
+		memcpy(start + sizeof(*kin), h->op_in, oplen);
+		if (psz <= SAVE_MAX)
+			memcpy(ent_base(r, e->slot) + ENT_SAVE, payload, psz);
+		s->unique = kin->unique;
+		s->len = kin->len;
+		s->psz = psz;
+		__atomic_store_n(&s->state, RING_HELD, __ATOMIC_RELEASE);
+	} else {
+		start = payload - (s->len - s->psz);
+		if (s->psz <= SAVE_MAX)
+			memcpy(payload, ent_base(r, e->slot) + ENT_SAVE, s->psz);
+	}
+	in = (struct fuse_in_header *)start;
+	/* a request the last worker held is a resend to once.c */
+	in->unique = fresh ? s->unique : s->unique | FUSE_UNIQUE_RESEND;
+	fb = (struct fuse_buf){ .mem = start, .size = s->len };
+	cur_ent = e;
+	cur_buf = &fb;
+	rx_buf = &fb;
+	rx_payload = payload;
+	once_begin(start, s->len);
+	fuse_session_process_buf(fs->se, &fb);
+	cur_buf = NULL;
+	rx_buf = NULL;
+	cur_ent = NULL;
+}
+
+/* The entry holding request unique, of this worker. */
+static struct rent *find_ent(struct uring *u, uint64_t unique)
+{
+	struct fs_region *r = u->fs->itab.r;
+	struct rent *e = cur_ent;
+
+	if (e && r->ring[e->slot].unique == unique &&
+	    __atomic_load_n(&r->ring[e->slot].state, __ATOMIC_ACQUIRE) == RING_HELD)
+		return e;
+	for (unsigned i = 0; i < u->nthreads; i++) {
+		struct rthread *t = &u->threads[i];
+
+		for (unsigned k = 0; k < t->nents; k++) {
+			struct ring_slot *s = &r->ring[t->ents[k]->slot];
+
+			if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == RING_HELD &&
+			    s->unique == unique)
+				return t->ents[k];
+		}
+	}
+	return NULL;
+}
+
+ssize_t uring_reply(struct fs *fs, const struct iovec *iov, int count)
+{
+	struct uring *u = fs->uring;
+	const struct fuse_out_header *oh = iov[0].iov_base;
+	struct fs_region *r = fs->itab.r;
+	struct fuse_out_header out;
+	struct ring_slot *s;
+	size_t total = 0, plen, off = 0;
+	char *base, *payload;
+	struct rent *e;
+
+	if (!u || !oh->unique)
+		return -ENOENT;
+	e = find_ent(u, oh->unique & ~FUSE_UNIQUE_RESEND);
+	if (!e)
+		return -ENOENT;
+	s = &r->ring[e->slot];
+	base = ent_base(r, e->slot);
+	payload = base + ENT_PAYLOAD;
+	for (int i = 0; i < count; i++)
+		total += iov[i].iov_len;
+	plen = total - iov[0].iov_len;
+	out = (struct fuse_out_header){ .unique = s->unique, .error = oh->error };
+	if (!oh->error && plen > SHADOW_MAX - sizeof(out) && (plen > FS_RING_PAYLOAD ||
+	    (s->psz > SAVE_MAX))) {
+		/* cannot happen with relocfs's operations (see the top) */
+		log_warnx("io_uring: a reply of %zu bytes to opcode %u does not fit", plen,
+			  ((struct fuse_in_header *)(payload - (s->len - s->psz)))->opcode);
+		out.error = -EIO;
+	}
+	if (out.error)
+		plen = 0;
+	out.len = (uint32_t)(sizeof(out) + plen);
+	if (plen <= SHADOW_MAX - sizeof(out)) {
+		/* staged first: the request stays whole until REPLIED */
+		char *sh = base + ENT_SHADOW;
+
+		memcpy(sh, &out, sizeof(out));
+		for (int i = 1; i < count && plen; i++) {
+			memcpy(sh + sizeof(out) + off, iov[i].iov_base, iov[i].iov_len);
+			off += iov[i].iov_len;
+		}
+		s->shadow_len = plen;
+		__atomic_store_n(&s->state, RING_REPLIED, __ATOMIC_RELEASE);
+		memcpy(ent_hdr(r, e->slot)->in_out, sh, sizeof(out));
+		memcpy(payload, sh + sizeof(out), plen);
+	} else {
+		for (int i = 1; i < count; i++) {
+			if (iov[i].iov_base != payload + off)
+				memmove(payload + off, iov[i].iov_base, iov[i].iov_len);
+			off += iov[i].iov_len;
+		}
+		memcpy(ent_hdr(r, e->slot)->in_out, &out, sizeof(out));
+		s->shadow_len = RING_NO_SHADOW;
+		__atomic_store_n(&s->state, RING_REPLIED, __ATOMIC_RELEASE);
+	}
+	ent_hdr(r, e->slot)->ring_ent_in_out.payload_sz = (uint32_t)plen;
+	atomic_store(&e->need_commit, true);
+	if (e != cur_ent)
+		wake(e->t);	/* a reply from another thread: the entry's thread commits */
+	return (ssize_t)total;
+}
+
+/* ---- adopting what the last worker's entries held ------------------------------ */
+
+/*
+ * What slot s of a dead worker needs, from its record and the header the
+ * kernel writes: 1 to be adopted (a request to serve or a reply to
+ * commit), 0 if its entry is gone from the kernel (free to register anew).
+ */
+static int adopt_slot(struct fs_region *r, unsigned slot)
+{
+	struct ring_slot *s = &r->ring[slot];
+	uint64_t hc = __atomic_load_n(&ent_hdr(r, slot)->ring_ent_in_out.commit_id,
+				      __ATOMIC_ACQUIRE);
+
+	switch (s->state) {
+	case RING_HELD:
+		return 1;
+	case RING_REPLIED:
+		/* committed, and the kernel handed over the next request: that
+		 * one is what the entry holds */
+		if (hc && hc != s->unique)
+			s->state = RING_WAIT;
+		return 1;
+	case RING_WAIT:
+		if (hc)
+			return 1;	/* handed over, never seen */
+		s->state = RING_FREE;	/* retired when its thread ended */
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/* ---- the ring threads ---------------------------------------------------------- */
+
+static void commit_ready(struct rthread *t)
+{
+	for (unsigned k = 0; k < t->nents; k++) {
+		struct rent *e = t->ents[k];
+
+		if (atomic_exchange(&e->need_commit, false))
+			prep_cmd(t, e, FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
+	}
+}
+
+/* Finish an entry the last worker left (see adopt_slot). */
+static void finish_adopted(struct rthread *t, struct rent *e)
+{
+	struct fs_region *r = t->u->fs->itab.r;
+	struct ring_slot *s = &r->ring[e->slot];
+
+	e->adopted = false;
+	switch (s->state) {
+	case RING_HELD:
+		serve(t, e, false);
+		break;
+	case RING_REPLIED:
+		if (s->shadow_len != RING_NO_SHADOW) {
+			char *sh = ent_base(r, e->slot) + ENT_SHADOW;
+
+			memcpy(ent_hdr(r, e->slot)->in_out, sh, sizeof(struct fuse_out_header));
+			memcpy(ent_payload(r, e->slot), sh + sizeof(struct fuse_out_header),
+			       s->shadow_len);
+			ent_hdr(r, e->slot)->ring_ent_in_out.payload_sz = (uint32_t)s->shadow_len;
+		}
+		atomic_store(&e->need_commit, true);
+		break;
+	case RING_WAIT:
+		serve(t, e, true);
+		break;
+	}
+}
+
+static void on_entry(struct rthread *t, struct rent *e, int res)
+{
+	struct fs_region *r = t->u->fs->itab.r;
+
+	if (res == 0) {
+		if (atomic_load(&t->u->quiesce)) {
+			/* a hand-over: the next worker serves it (adopt_slot) */
+			return;
+		}
+		serve(t, e, true);
+		return;
+	}
+	if (res == -EAGAIN || res == -EINTR) {
+		usleep(1000);	/* before INIT was answered */
+		prep_cmd(t, e, FUSE_IO_URING_CMD_REGISTER);
+		return;
+	}
+	if (res == -ENOENT && !atomic_load(&t->u->ending)) {
+		/* a reply the last worker had committed already: the entry
+		 * went when its thread ended; register the buffers anew */
+		prep_cmd(t, e, FUSE_IO_URING_CMD_REGISTER);
+		return;
+	}
+	/* the connection ended (ENOTCONN, ECONNABORTED), or refused */
+	if (res != -ENOTCONN && res != -ECONNABORTED)
+		log_warnx("io_uring: queue %u: the kernel ended an entry: %s", t->qid,
+			  strerror(-res));
+	e->dead = true;
+	__atomic_store_n(&r->ring[e->slot].state, RING_FREE, __ATOMIC_RELEASE);
+}
+
+static bool all_dead(struct rthread *t)
+{
+	for (unsigned k = 0; k < t->nents; k++)
+		if (!t->ents[k]->dead)
+			return false;
+	return true;
+}
+
+static void *ring_thread(void *arg)
+{
+	struct rthread *t = arg;
+	struct uring *u = t->u;
+	struct fs *fs = u->fs;
+	char name[16];
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	/* not pinned to its queue's CPU: the kernel's task work wakes it on
+	 * the CPU that issued the request when that CPU is free, and when it
+	 * is busy (fio at queue depth 16 on one CPU) the other CPUs serve;
+	 * pinned, queue depth 16 ran at 0.6 of unpinned here, queue depth 1
+	 * the same within the noise (docs/performance.md) */
+	snprintf(name, sizeof(name), "uring-q%u", t->qid);
+	pthread_setname_np(pthread_self(), name);
+	once_bind(fs->itab.r, (int)(FS_RING_REC0 + t->idx));
+
+	/* the anchor first: no entry of this thread may outlive it (the top) */
+	prep_anchor(t);
+	prep_wake_read(t);
+	for (unsigned k = 0; k < t->nents; k++)
+		if (!t->ents[k]->adopted)
+			prep_cmd(t, t->ents[k], FUSE_IO_URING_CMD_REGISTER);
+	io_uring_submit(&t->ring);
+	atomic_fetch_add(&u->registered, 1);
+	for (unsigned k = 0; k < t->nents; k++) {
+		if (t->ents[k]->adopted) {
+			finish_adopted(t, t->ents[k]);
+			commit_ready(t);
+		}
+	}
+
+	while (!atomic_load(&u->ending) && !all_dead(t)) {
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		int ret;
+
+		ret = io_uring_submit_and_wait(&t->ring, 1);
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+			log_warnx("io_uring: queue %u: %s", t->qid, strerror(-ret));
+			break;
+		}
+		io_uring_for_each_cqe(&t->ring, head, cqe) {
+			uint64_t tag = io_uring_cqe_get_data64(cqe);
+			int res = cqe->res;
+
+			seen++;
+			if (tag == TAG_WAKE) {
+				prep_wake_read(t);
+			} else if (tag == TAG_ANCHOR) {
+				prep_anchor(t);
+			} else if (tag < FS_RING_MAX && u->ents[tag].t == t) {
+				io_uring_cq_advance(&t->ring, seen);
+				seen = 0;
+				on_entry(t, &u->ents[tag], res);
+			}
+			commit_ready(t);
+		}
+		io_uring_cq_advance(&t->ring, seen);
+		commit_ready(t);
+	}
+	io_uring_submit(&t->ring);	/* commits prepared last */
+	once_bind(fs->itab.r, -1);
+	io_buf_release();
+	return NULL;
+}
+
+/* ---- start, stop ----------------------------------------------------------- */
+
+static int thread_setup(struct uring *u, struct rthread *t)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE,
+				     .cq_entries = 64 };
+	int r;
+
+	t->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (t->wake_fd == -1)
+		return -errno;
+	r = io_uring_queue_init_params(32, &t->ring, &p);
+	if (r < 0) {
+		close(t->wake_fd);
+		return r;
+	}
+	r = io_uring_register_files(&t->ring, &u->fuse_fd, 1);
+	if (r < 0) {
+		io_uring_queue_exit(&t->ring);
+		close(t->wake_fd);
+	}
+	return r;
+}
+
+/* A request from each CPU, from a process of our own (see the top). */
+static void kick_queues(struct uring *u)
+{
+	const char *mnt = u->fs->cfg.mountpoint;
+	pid_t pid;
+
+	if (!mnt)
+		return;
+	pid = fork();
+	if (pid == 0) {
+		for (unsigned q = 0; q < u->nq; q++) {
+			if (fork() == 0) {
+				cpu_set_t cpus;
+				struct statfs st;
+
+				CPU_ZERO(&cpus);
+				CPU_SET(q, &cpus);
+				if (sched_setaffinity(0, sizeof(cpus), &cpus) == 0)
+					statfs(mnt, &st);
+				_exit(0);
+			}
+		}
+		_exit(0);
+	}
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+}
+
+/*
+ * Map every page of an entry's buffers in this process before its first
+ * command from here.  The kernel copies a request into an entry in the task
+ * of the thread that armed it, and if that thread is being killed, a copy
+ * that has to fault a page in fails (EINTR from get_user_pages, EFAULT from
+ * copy_to_user), and the request with it.  A worker's pages of the shared
+ * region are not mapped until it touches them (a fork copies no page tables
+ * of shared mappings): an adopted entry's are not either.
+ */
+static void populate_ent(struct fs_region *r, unsigned slot)
+{
+	volatile uint8_t *p = r->ringbuf[slot];
+
+	if (madvise(r->ringbuf[slot], FS_RING_BYTES, MADV_POPULATE_WRITE) == 0)
+		return;
+	for (size_t off = 0; off < FS_RING_BYTES; off += 4096)
+		p[off] = p[off];	/* a write fault that keeps what an adopted entry holds */
+}
+
+static unsigned adopt_all(struct uring *u, unsigned *ents_of)
+{
+	struct fs_region *r = u->fs->itab.r;
+	unsigned adopted = 0;
+
+	if (r->ring_base && r->ring_base != (uint64_t)(uintptr_t)r) {
+		for (unsigned i = 0; i < FS_RING_MAX; i++) {
+			if (r->ring[i].state == RING_HELD || r->ring[i].state == RING_REPLIED)
+				log_warnx("io_uring: the shared state moved: a request the last "
+					  "worker held on queue %llu cannot be finished",
+					  (unsigned long long)r->ring[i].qid);
+			r->ring[i].state = RING_FREE;
+		}
+		return 0;
+	}
+	for (unsigned i = 0; i < FS_RING_MAX; i++) {
+		struct rent *e = &u->ents[i];
+		unsigned q = (unsigned)r->ring[i].qid;
+		struct rthread *t;
+
+		if (!adopt_slot(r, i))
+			continue;
+		if (q >= u->nq) {
+			log_warnx("io_uring: an entry of queue %u that this machine lacks", q);
+			continue;
+		}
+		/* the thread of queue q with the fewest entries */
+		t = &u->threads[q * u->per_q];
+		for (unsigned k = 1; k < u->per_q; k++)
+			if (u->threads[q * u->per_q + k].nents < t->nents)
+				t = &u->threads[q * u->per_q + k];
+		if (t->nents == ENTS_PER_THREAD_MAX)
+			continue;
+		e->slot = i;
+		e->t = t;
+		e->adopted = true;
+		t->ents[t->nents++] = e;
+		ents_of[i] = 1;
+		adopted++;
+	}
+	return adopted;
+}
+
+int uring_start(struct fs *fs, bool adopt)
+{
+	struct fs_region *r = fs->itab.r;
+	unsigned ents_of[FS_RING_MAX] = { 0 };
+	unsigned next = 0, adopted = 0;
+	struct uring *u;
+	int err;
+
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->fs = fs;
+	u->fuse_fd = (int)r->fuse_fd;
+	u->nq = uring_queues();
+	/* as many requests of one CPU in service at once as -o threads, with
+	 * at most RING_ENTS_BUDGET entries (a MiB each) for all queues */
+	u->per_q = RING_ENTS_BUDGET / u->nq;
+	if (u->per_q > fs->cfg.threads)
+		u->per_q = fs->cfg.threads;
+	if (u->per_q > THREADS_PER_QUEUE_MAX)
+		u->per_q = THREADS_PER_QUEUE_MAX;
+	if (u->per_q < 1)
+		u->per_q = 1;
+	while (u->nq * u->per_q > FS_RING_MAX && u->per_q > 1)
+		u->per_q--;
+	u->nthreads = u->nq * u->per_q;
+	if (u->nthreads > FS_RING_MAX) {
+		free(u);
+		return -E2BIG;
+	}
+	u->threads = calloc(u->nthreads, sizeof(*u->threads));
+	err = u->threads ? io_uring_queue_init(2, &u->anchor, 0) : -ENOMEM;
+	if (err)
+		goto fail;
+	u->anchor_fd = u->anchor.ring_fd;
+	for (unsigned i = 0; i < u->nthreads; i++) {
+		u->threads[i].u = u;
+		u->threads[i].idx = i;
+		u->threads[i].qid = i / u->per_q;
+		u->threads[i].wake_fd = -1;
+	}
+	if (adopt)
+		adopted = adopt_all(u, ents_of);
+	else
+		memset(r->ring, 0, sizeof(r->ring));
+	/* an entry of its own for each thread that adopted none */
+	for (unsigned i = 0; i < u->nthreads; i++) {
+		struct rthread *t = &u->threads[i];
+		struct rent *e;
+
+		if (t->nents)
+			continue;
+		while (next < FS_RING_MAX && (ents_of[next] || r->ring[next].state != RING_FREE))
+			next++;
+		if (next == FS_RING_MAX) {
+			err = -ENOSPC;
+			goto fail;
+		}
+		e = &u->ents[next];
+		e->slot = next;
+		e->t = t;
+		ents_of[next] = 1;
+		t->ents[t->nents++] = e;
+		next++;
+	}
+	for (unsigned i = 0; i < u->nthreads; i++)
+		for (unsigned k = 0; k < u->threads[i].nents; k++)
+			populate_ent(r, u->threads[i].ents[k]->slot);
+	__atomic_store_n(&r->ring_base, (uint64_t)(uintptr_t)r, __ATOMIC_RELEASE);
+	for (unsigned i = 0; i < u->nthreads; i++) {
+		err = thread_setup(u, &u->threads[i]);
+		if (err)
+			goto fail;
+	}
+	fs->uring = u;
+	for (unsigned i = 0; i < u->nthreads; i++) {
+		if (pthread_create(&u->threads[i].tid, NULL, ring_thread, &u->threads[i])) {
+			err = -EAGAIN;
+			uring_stop(fs);
+			return err;
+		}
+		u->threads[i].started = true;
+	}
+	if (adopt) {
+		while (atomic_load(&u->registered) < u->nthreads)
+			usleep(200);
+		kick_queues(u);
+		log_info("io_uring: %u queue(s) x %u thread(s); finished %u request(s) the last "
+			 "worker's entries held", u->nq, u->per_q, adopted);
+	}
+	return 0;
+fail:
+	for (unsigned i = 0; u->threads && i < u->nthreads; i++) {
+		if (u->threads[i].wake_fd != -1) {
+			io_uring_queue_exit(&u->threads[i].ring);
+			close(u->threads[i].wake_fd);
+		}
+	}
+	if (u->anchor_fd)
+		io_uring_queue_exit(&u->anchor);
+	free(u->threads);
+	free(u);
+	return err;
+}
+
+void uring_quiesce(struct fs *fs)
+{
+	struct uring *u = fs->uring;
+
+	if (u)
+		atomic_store(&u->quiesce, true);
+}
+
+void uring_stop(struct fs *fs)
+{
+	struct uring *u = fs->uring;
+
+	if (!u)
+		return;
+	atomic_store(&u->ending, true);
+	for (unsigned i = 0; i < u->nthreads; i++) {
+		if (!u->threads[i].started)
+			continue;
+		wake(&u->threads[i]);
+		pthread_join(u->threads[i].tid, NULL);
+	}
+	/* from here no thread replies into an entry */
+	fs->uring = NULL;
+	for (unsigned i = 0; i < u->nthreads; i++) {
+		io_uring_queue_exit(&u->threads[i].ring);
+		close(u->threads[i].wake_fd);
+	}
+	io_uring_queue_exit(&u->anchor);
+	free(u->threads);
+	free(u);
+}
