@@ -379,6 +379,10 @@ static int cmd_restart(struct engine *e, const struct ctl_request *req, char **o
 		*out = xasprintf("this daemon cannot hand over");
 		return CTL_EFAIL;
 	}
+	if (handoff_in_progress(e, err, sizeof(err))) {
+		*out = xasprintf("%s: restart once it has ended", err);
+		return CTL_EFAIL;
+	}
 	stopped = calloc(e->njobs ? e->njobs : 1, sizeof(*stopped));
 	if (!stopped) {
 		*out = xasprintf("out of memory");

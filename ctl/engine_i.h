@@ -566,6 +566,10 @@ int sync_dests(struct job *j, char **out);
 
 /* A cutover whose hook hands the VM to another host (c->hooks[0]). */
 int cmd_handoff(struct cutover *c, char **out);
+/* Is a hand-off under way (QEMU migrating, or a restart settling one)?
+ * err says whose.  A worker must not hand the mount over meanwhile: the
+ * next one would settle it while this one still drives QEMU. */
+bool handoff_in_progress(struct engine *e, char *err, size_t errlen);
 /* Is this cutover the settling of j's recorded hand-off (or --force)? */
 bool handoff_pending(struct engine *e, struct job *j, const struct ctl_request *req);
 /* Settle j's recorded hand-off with c's hook, or with --force (the VM

@@ -477,10 +477,11 @@ static int pause_at_switchover(struct cutover *c, struct vmhook *h, char *err, s
 			 (int)(req->timeout_s > 0 ? req->timeout_s * 1000 : HANDOFF_PAUSE_S * 1000),
 			 err, errlen);
 	job_busy_end(e, c->j);
-	if (!r && (e->handing_over || e->stopped)) {
-		snprintf(err, errlen, "relocfs is %s", e->handing_over
-			 ? "handing the mount over to a new worker: run the cutover again"
-			 : "stopping");
+	/* cmd_restart refuses while the job is busy with a hand-off: this is
+	 * a guard, not a path */
+	if (!r && e->handing_over) {
+		snprintf(err, errlen, "relocfs is handing the mount over to a new worker: run the "
+			 "cutover again");
 		r = -ECANCELED;
 	}
 	return r;
@@ -582,6 +583,26 @@ out_clear:
 	phase(e, j, "%s", "");
 	note(e, j, "%s", *out ? *out : "");
 	return CTL_EFAIL;
+}
+
+bool handoff_in_progress(struct engine *e, char *err, size_t errlen)
+{
+	bool busy = false;
+
+	pthread_mutex_lock(&e->lock);
+	for (size_t k = 0; k < e->njobs && !busy; k++) {
+		struct job *j = e->jobs[k];
+
+		if (j->busy && j->handoff.state != MS_HANDOFF_NONE) {
+			busy = true;
+			snprintf(err, errlen, "the hand-off of %s%s%s to '%s' is under way (%s)",
+				 j->name[0] ? "job '" : "the migration", j->name,
+				 j->name[0] ? "'" : "", spec_uri(j->handoff.spec ? j->handoff.spec : ""),
+				 j->handoff.phase);
+		}
+	}
+	pthread_mutex_unlock(&e->lock);
+	return busy;
 }
 
 bool handoff_pending(struct engine *e, struct job *j, const struct ctl_request *req)
