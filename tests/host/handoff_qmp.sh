@@ -1,5 +1,5 @@
 #!/bin/bash
-test_description='a running guest and its two disks (raw cache=none, qcow2 writeback) move to "another host": relocfs copies the disks over sshfs into the other host'"'"'s directory and hands the VM over with cutover --hook qmp-migrate to a second QEMU started with -incoming on that directory; the guest verifies every block it wrote before, during and after, and the source mount refuses to write the files again'
+test_description='a running guest and its two disks (raw cache=none, qcow2 writeback) move to "another host": relocfs copies the disks over sshfs into the other host'"'"'s directory and hands the VM over with cutover --hook qmp-migrate to a second QEMU started with -incoming on that directory; the guest verifies every block it wrote before, during and after, and the source mount refuses to write the files again; another job on the same mount copies on meanwhile and cuts over after'
 #
 # The "other host" is a directory served by a private sshd on a loopback
 # port and mounted here with sshfs (tests/host/lib_host.sh); the destination
@@ -22,16 +22,20 @@ host_guest_prepare
 host_src_start
 host_wait_gen 3 90 || { host_console_tail; fail "the guest did not flush 3 generations"; }
 
-step 'migrate --to the sshfs directory while the guest writes; the copy becomes ready'
+step 'migrate --job vm1 to the sshfs directory while the guest writes, and another job to a local directory; both become ready'
+head -c 8M /dev/urandom >"$TEST_MNT/other.img"
+mkdir -p "$TEST_DIR/local"
 gen_mig=$(host_last_gen)
-"$RELOCCTL" -m "$TEST_MNT" migrate --to "$DEST" --rate "$RATE" disk.raw disk.qcow2 \
+"$RELOCCTL" -m "$TEST_MNT" migrate --job vm1 --to "$DEST" --rate "$RATE" disk.raw disk.qcow2 \
 	>"$TEST_DIR/migrate.out" 2>&1 || fail "relocctl migrate: $(cat "$TEST_DIR/migrate.out")"
+"$RELOCCTL" -m "$TEST_MNT" migrate --job other --to "$TEST_DIR/local" other.img \
+	>>"$TEST_DIR/migrate.out" 2>&1 || fail "relocctl migrate --job other: $(cat "$TEST_DIR/migrate.out")"
 sed 's/^/    /' "$TEST_DIR/migrate.out"
 "$RELOCCTL" -m "$TEST_MNT" wait --timeout 150 >"$TEST_DIR/wait.out" 2>&1 ||
 	fail "relocctl wait: $(tail -n 3 "$TEST_DIR/wait.out")"
 gen_ready=$(host_last_gen)
 [ "$gen_ready" -gt "$gen_mig" ] || fail "the guest flushed nothing during the copy ($gen_mig, $gen_ready)"
-"$RELOCCTL" -m "$TEST_MNT" verify >"$TEST_DIR/verify.out" 2>&1 ||
+"$RELOCCTL" -m "$TEST_MNT" verify --job vm1 >"$TEST_DIR/verify.out" 2>&1 ||
 	fail "relocctl verify: $(cat "$TEST_DIR/verify.out")"
 say "    generations $gen_mig to $gen_ready flushed during the copy; $(cat "$TEST_DIR/verify.out")"
 
@@ -44,9 +48,22 @@ say "    destination QEMU $DST_PID on port $MIG_PORT"
 
 step 'cutover --hook qmp-migrate: QEMU migrates, relocfs finishes the copies at the switch-over, records, continues'
 gen_cut=$(host_last_gen)
-"$RELOCCTL" -m "$TEST_MNT" cutover --hook "qmp-migrate:$SRC_QMP@tcp:127.0.0.1:$MIG_PORT" \
-	--timeout 120 >"$TEST_DIR/cutover.out" 2>&1 ||
-	{ host_console_tail; fail "relocctl cutover: $(cat "$TEST_DIR/cutover.out")"; }
+"$RELOCCTL" -m "$TEST_MNT" cutover --job vm1 --hook "qmp-migrate:$SRC_QMP@tcp:127.0.0.1:$MIG_PORT" \
+	--timeout 120 >"$TEST_DIR/cutover.out" 2>&1 &
+cut_pid=$!
+# while QEMU copies memory the other job's commands run; the hand-off is
+# on vm1's entry of the record (after its files) and in vm1's status
+vm1_started() {
+	[ "$(awk '$1 == "job" { j = $5 } $1 == "handoff" { print j, $2 }' "$TEST_SRC/.relocfs/state")" = "vm1 started" ] &&
+		[ "$("$RELOCCTL" -m "$TEST_MNT" status --json | jq -r '.jobs[] | select(.name == "vm1") | .handoff.state // ""')" = started ]
+}
+wait_until 60 vm1_started ||
+	fail "no hand-off started on job vm1: $(cat "$TEST_SRC/.relocfs/state"; "$RELOCCTL" -m "$TEST_MNT" status --json)"
+"$RELOCCTL" -m "$TEST_MNT" verify --job other >"$TEST_DIR/verify.out" 2>&1 ||
+	fail "verify --job other during the hand-off: $(cat "$TEST_DIR/verify.out")"
+rc=0
+wait "$cut_pid" || rc=$?
+[ "$rc" = 0 ] || { host_console_tail; fail "relocctl cutover: $(cat "$TEST_DIR/cutover.out")"; }
 sed 's/^/    cutover: /' "$TEST_DIR/cutover.out"
 grep -q "handed off 2 file(s) to 'tcp:127.0.0.1:$MIG_PORT'" "$TEST_DIR/cutover.out" ||
 	fail "cutover did not report the hand-off: $(cat "$TEST_DIR/cutover.out")"
@@ -73,7 +90,14 @@ step 'status names the host, the VM and the handed-off files'
 assert_eq "handed-off handed-off" "$(jq -r '[.files[] | select(.path == "disk.raw" or .path == "disk.qcow2") | .state] | join(" ")' "$TEST_DIR/status.json")" "file states"
 assert_eq "vm1" "$(jq -r '.files[] | select(.path == "disk.raw") | .vm' "$TEST_DIR/status.json")" "the VM named"
 assert_eq "$(hostname)" "$(jq -r '.host' "$TEST_DIR/status.json")" "this host"
+assert_eq "handed-off" "$(jq -r '.jobs[] | select(.name == "vm1") | .state' "$TEST_DIR/status.json")" "job vm1"
 "$RELOCCTL" -m "$TEST_MNT" status | sed 's/^/    status: /'
+
+step 'the other job copied on, untouched: it cuts over on its own'
+"$RELOCCTL" -m "$TEST_MNT" cutover --job other >"$TEST_DIR/other.out" 2>&1 ||
+	fail "cutover --job other: $(cat "$TEST_DIR/other.out")"
+sed 's/^/    /' "$TEST_DIR/other.out"
+cmp "$TEST_MNT/other.img" "$TEST_DIR/local/other.img" || fail "other.img differs at its destination"
 
 step 'STOP: the guest, now on the other host, verifies every block it wrote'
 host_stop_guest
