@@ -279,9 +279,7 @@ struct engine {
 	struct sealed_file *sealed;	/* files handed off to another host; lock */
 	size_t nsealed;			/* lock; read atomically as a hint */
 	char handoff_note[512];		/* how the last hand-off went, for status; lock */
-	/* cleanup threads and threads settling a hand-off after a restart,
-	 * running (engine_stop waits for them); lock */
-	unsigned cleanups;
+	unsigned cleanups;		/* cleanup threads running; lock */
 	pthread_cond_t cleanups_done;	/* cleanups reached 0 */
 	struct budget *budget;		/* the mount's, for every job's copier */
 	uint64_t last_id;		/* job ids grow; cmd_lock */
