@@ -46,11 +46,11 @@ FS_SRC     := fs/session.c fs/table.c fs/once.c fs/takeover.c fs/inode.c fs/gate
 TARGET_SRC := target/target.c target/rbd.c target/rbdlib.c
 COPIER_SRC := copier/copier.c copier/budget.c copier/ratelimit.c
 HOOK_SRC   := vmhooks/vmhook.c vmhooks/hook_util.c vmhooks/qmp.c vmhooks/qmp_hook.c \
-              vmhooks/qmp_rbd.c vmhooks/exec_hook.c vmhooks/libvirt_hook.c
+              vmhooks/qmp_rbd.c vmhooks/qmp_migrate_hook.c vmhooks/exec_hook.c vmhooks/libvirt_hook.c
 CTL_COMMON := ctl/proto.c
 ENGINE_SRC := ctl/server.c ctl/mount_state.c ctl/engine.c ctl/record.c ctl/job.c ctl/rbd_dest.c \
-              ctl/namespace.c ctl/sched.c ctl/migrate.c ctl/cutover.c ctl/switch.c ctl/abort.c \
-              ctl/status.c ctl/recover.c
+              ctl/namespace.c ctl/sched.c ctl/migrate.c ctl/cutover.c ctl/handoff.c ctl/switch.c \
+              ctl/abort.c ctl/status.c ctl/recover.c
 DAEMON_SRC := daemon/main.c daemon/supervisor.c daemon/worker.c daemon/service.c
 RELOCFS_SRC  := $(DAEMON_SRC) $(ENGINE_SRC) $(CTL_COMMON) $(HOOK_SRC) $(COPIER_SRC) $(FS_SRC) \
                 $(DELTA_SRC) $(TARGET_SRC) $(COMMON_SRC)

@@ -15,11 +15,14 @@
 
 const char *crashpoint_name;
 const char *delaypoint_name;
-/* how many times the crash point is still to be passed: in memory the
+/* how many times each crash point is still to be passed: in memory the
  * daemon's processes share (made before the first worker), so that a crash
- * point kills one worker, not every worker after it too */
+ * point kills one worker, not every worker after it too.  The variable may
+ * name several points, "A,B,C": each kills once (a test that goes through
+ * several with one daemon and one guest). */
+#define CRASHPOINTS_MAX 8
 static atomic_long *crashpoint_skip;
-static atomic_long skip_private;
+static atomic_long skip_private[CRASHPOINTS_MAX];
 static pid_t crash_also;		/* killed first: the supervisor (crashpoint_scope) */
 
 void crashpoint_init(void)
@@ -27,11 +30,12 @@ void crashpoint_init(void)
 	const char *n = getenv("RELOCFS_CRASHPOINT"), *s = getenv("RELOCFS_CRASHPOINT_SKIP");
 
 	if (n && *n) {
-		void *p = mmap(NULL, sizeof(atomic_long), PROT_READ | PROT_WRITE,
+		void *p = mmap(NULL, CRASHPOINTS_MAX * sizeof(atomic_long), PROT_READ | PROT_WRITE,
 			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
-		crashpoint_skip = p == MAP_FAILED ? &skip_private : p;
-		atomic_store(crashpoint_skip, s ? atol(s) : 0);
+		crashpoint_skip = p == MAP_FAILED ? skip_private : p;
+		for (int i = 0; i < CRASHPOINTS_MAX; i++)
+			atomic_store(&crashpoint_skip[i], s ? atol(s) : 0);
 		crashpoint_name = n;
 		log_info("crash point '%s' armed", n);
 	}
@@ -66,9 +70,19 @@ void delaypoint_hit(const char *name)
 
 void crashpoint_hit(const char *name)
 {
-	if (strcmp(name, crashpoint_name) != 0)
+	size_t len = strlen(name);
+	int i = 0;
+	const char *p;
+
+	for (p = crashpoint_name; p; p = strchr(p, ','), p = p ? p + 1 : NULL, i++) {
+		if (i == CRASHPOINTS_MAX)
+			return;
+		if (!strncmp(p, name, len) && (p[len] == ',' || p[len] == '\0'))
+			break;
+	}
+	if (!p)
 		return;
-	if (atomic_fetch_sub(crashpoint_skip, 1) != 0)
+	if (atomic_fetch_sub(&crashpoint_skip[i], 1) != 0)
 		return;	/* skipped, or fired already */
 	if (crash_also > 0) {
 		log_warnx("crash point '%s' reached: killing the daemon", name);

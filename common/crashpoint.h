@@ -2,7 +2,8 @@
  * crashpoint: named places where the crash tests kill the daemon.
  *
  * RELOCFS_CRASHPOINT=NAME makes the daemon kill itself with SIGKILL the
- * (RELOCFS_CRASHPOINT_SKIP + 1)-th time it reaches crashpoint("NAME").  Without
+ * (RELOCFS_CRASHPOINT_SKIP + 1)-th time it reaches crashpoint("NAME"); a list
+ * "NAME,NAME2,..." (up to 8) arms each, and each kills once.  Without
  * the variable a crashpoint costs one load and a branch.  The names are
  * listed where they are used; tests/crash/ runs the daemon into each.  The
  * whole daemon dies (the supervisor named by crashpoint_scope, then the

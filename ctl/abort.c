@@ -161,6 +161,9 @@ int cmd_abort(struct engine *e, const struct ctl_request *req, char **out)
 	}
 	if (j->state != JOB_RUNNING)
 		return dismiss(e, j, out);
+	r = handoff_abort_check(e, j, req->force, out);
+	if (r)
+		return r;
 	return abort_running(e, j, out);
 }
 

@@ -30,7 +30,9 @@
  * either succeeds or leaves what it did for the forward unwinding in
  * cmd_cutover.  The other jobs go on copying throughout: only this job's
  * files are held, and from step 2 to step 7 the cutover holds cmd_lock, so
- * that one cutover's next record is on disk at a time.
+ * that one cutover's next record is on disk at a time.  A hook that hands
+ * the VM to another host (qmp-migrate) takes its own way, handoff.c, which
+ * uses steps 1, 4, 5 and 7 from here.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -51,27 +53,6 @@
 #include "vmhooks/vmhook.h"
 
 #define HOLD_MERGE_BYTES (1u << 20)	/* left per file by the merge-and-sync passes */
-
-/* One cutover in progress: what each step leaves for the next. */
-struct cutover {
-	struct engine *e;
-	struct job *j;
-	const struct ctl_request *req;
-	struct vmhook *hooks[CTL_HOOKS_MAX];
-	uint64_t hook_t0[CTL_HOOKS_MAX];
-	int nhooks, paused, hook_ms;
-	struct preopen_ctx pre;
-	struct rnode **nodes;
-	struct preopen *sw;		/* the migrating files, prepared for the switch */
-	char err[512], hooktxt[512], label[96];
-	char handover[640];		/* what the hand-over did, or why it failed */
-	bool handover_failed;
-	uint64_t t_hold, t_drained, t_merged, t_release, hold_us;
-	size_t parked;
-	bool merged_unsynced;		/* the hold merged blocks without durable records */
-	bool switched;
-	int old_root_fd;		/* tree jobs: where the files were */
-};
 
 static bool stopping(struct engine *e)
 {
@@ -140,8 +121,15 @@ static void converge(struct job *j, uint64_t max, uint64_t limit_us)
 	}
 }
 
-/* fsync every destination file; on failure *out says so */
-static int sync_dests(struct job *j, char **out)
+/*
+ * fsync every destination file; on failure *out says so.  A failed sync
+ * leaves it unknown which of the writes since the last good one reached
+ * the destination (the kernel drops the failed pages; a network
+ * filesystem such as sshfs reports a write's failure only at the next
+ * write or sync), so every block of the delta is merged again before the
+ * destination is trusted; the base copy was synced before it ended.
+ */
+int sync_dests(struct job *j, char **out)
 {
 	for (size_t i = 0; i < j->n; i++) {
 		int r = target_sync(delta_dest(j->files[i].d));
@@ -149,6 +137,15 @@ static int sync_dests(struct job *j, char **out)
 		if (r) {
 			*out = xasprintf("cutover cancelled, nothing switched: cannot sync '%s' in '%s': %s",
 					 j->files[i].relpath, j->dest, strerror(-r));
+			for (size_t k = 0; k < j->n; k++) {
+				struct delta_status st;
+
+				delta_status(j->files[k].d, &st);
+				if (st.phase == DELTA_MERGING)
+					delta_target_dest(j->files[k].d, DELTA_MERGING);
+			}
+			log_warnx("cannot sync '%s' in '%s': %s; every delta block will be merged again",
+				  j->files[i].relpath, j->dest, strerror(-r));
 			return r;
 		}
 	}
@@ -186,16 +183,27 @@ static int step_hooks(struct cutover *c, char **out)
 }
 
 /* 1: --max-downtime leaves no more to merge inside the hold than about
- * 100 KiB per allowed millisecond (a conservative merge rate) */
-static int step_wait(struct cutover *c, char **out)
+ * 100 KiB per allowed millisecond (a conservative merge rate).  The job is
+ * busy meanwhile, and the other commands free to run. */
+int step_wait(struct cutover *c, char **out)
 {
 	const struct ctl_request *req = c->req;
 	double timeout = req->timeout_s > 0 ? req->timeout_s : DEFAULT_CUTOVER_TIMEOUT_S;
 	uint64_t max = DELTA_READY_BYTES;
+	int ret;
 
 	if (req->max_downtime_ms > 0 && (uint64_t)req->max_downtime_ms * 102400 < max)
 		max = (uint64_t)req->max_downtime_ms * 102400;
-	return wait_ready(c->e, c->j, timeout, max, out);
+	job_busy_begin(c->e, c->j);
+	ret = wait_ready(c->e, c->j, timeout, max, out);
+	job_busy_end(c->e, c->j);
+	if (!ret && c->e->handing_over) {
+		/* a restart came while it waited: the next worker cuts over */
+		*out = xasprintf("relocfs is handing the mount over to a new worker: cutover "
+				 "cancelled, nothing switched; run it again");
+		ret = CTL_EFAIL;
+	}
+	return ret;
 }
 
 /* 2: everything that can be done while the guest runs.  The copier is
@@ -301,7 +309,7 @@ static int step_pause(struct cutover *c, char **out)
 }
 
 /* 4: the hold.  On failure the hold is released with nothing switched. */
-static int step_hold(struct cutover *c, char **out)
+int step_hold(struct cutover *c, char **out)
 {
 	struct job *j = c->j;
 	int r = 0;
@@ -313,9 +321,11 @@ static int step_hold(struct cutover *c, char **out)
 		return CTL_EFAIL;
 	}
 	c->t_drained = now_us();
-	c->merged_unsynced = true;
+	c->merged_unsynced = !c->handoff;
 	delaypoint("cutover-hold");	/* tests: requests park meanwhile */
-	for (size_t i = 0; i < j->n && !r; i++) {
+	/* a hand-off finished the copies before it was recorded: the
+	 * destination is the other host's now, nothing more is merged */
+	for (size_t i = 0; i < j->n && !r && !c->handoff; i++) {
 		struct job_file *f = &j->files[i];
 		struct timespec mtime;
 
@@ -349,7 +359,7 @@ static int step_hold(struct cutover *c, char **out)
 
 /* 5: the point of no return: nothing here can fail.  The record is renamed
  * after the hold (step_commit), and no flush is acknowledged before. */
-static void step_switch(struct cutover *c)
+void step_switch(struct cutover *c)
 {
 	struct engine *e = c->e;
 	struct job *j = c->j;
@@ -402,6 +412,8 @@ static void step_switch(struct cutover *c)
 	for (size_t i = 0; i < j->n; i++) {
 		delta_set_phase(j->files[i].d, DELTA_DONE);
 		fs_node_route(j->files[i].node, NULL);
+		if (c->handoff)
+			fs_node_seal(j->files[i].node, true);
 	}
 	c->t_release = now_us();
 	c->parked = fs_release(e->fs, j->tree, c->nodes, j->n);
@@ -588,7 +600,7 @@ static void start_cleanup(struct cutover *c)
 	}
 	cj->e = c->e;
 	cj->job = c->j;
-	cj->remove_source = c->req->remove_source;
+	cj->remove_source = c->remove_source;
 	cj->old_root_fd = c->old_root_fd;
 	c->old_root_fd = -1;
 	pthread_mutex_lock(&c->e->lock);
@@ -605,7 +617,7 @@ static void start_cleanup(struct cutover *c)
 /* 7: durable: the destinations, then the renamed record; then report and
  * clean up in the background (unless the switch could not be made durable:
  * the delta store is kept for the roll-back a restart does). */
-static int step_commit(struct cutover *c, int ret, char **out)
+int step_commit(struct cutover *c, int ret, char **out)
 {
 	struct engine *e = c->e;
 	struct job *j = c->j;
@@ -624,7 +636,8 @@ static int step_commit(struct cutover *c, int ret, char **out)
 	e->last_hold_us = c->hold_us;
 	snprintf(e->last_hooks, sizeof(e->last_hooks), "%s", c->hooktxt);
 	snprintf(e->last_handover, sizeof(e->last_handover), "%s", c->handover);
-	finish_job(e, j, "done", "done", j->dest);
+	finish_job(e, j, c->handoff ? "handed-off" : "done", c->handoff ? "handed-off" : "done",
+		   j->dest);
 	pthread_mutex_unlock(&e->lock);
 	if (ret == CTL_OK) {
 		*out = xasprintf("%s%sswitched %zu file(s) to '%s'; I/O held %.1f ms (%zu request(s) "
@@ -647,7 +660,7 @@ static int step_commit(struct cutover *c, int ret, char **out)
 	return ret;
 }
 
-static void cutover_free(struct cutover *c)
+void cutover_free(struct cutover *c)
 {
 	for (int i = 0; i < c->nhooks; i++)
 		vmhook_free(c->hooks[i]);
@@ -693,18 +706,22 @@ int cmd_cutover(struct engine *e, const struct ctl_request *req, char **out)
 		return ret;
 	job_label(c.j, c.label, sizeof(c.label));
 	c.hook_ms = req->max_downtime_ms > 0 ? req->max_downtime_ms * 4 + 5000 : 30000;
+	c.remove_source = req->remove_source;
 	ret = step_hooks(&c, out);
 	if (ret)
 		goto out;
-	job_busy_begin(e, c.j);
-	ret = step_wait(&c, out);
-	job_busy_end(e, c.j);
-	if (!ret && e->handing_over) {
-		/* a restart came while it waited: the next worker cuts over */
-		*out = xasprintf("relocfs is handing the mount over to a new worker: cutover "
-				 "cancelled, nothing switched; run it again");
-		ret = CTL_EFAIL;
+	/* a hand-off to another host, or the settling of one (handoff.c) */
+	if (handoff_pending(e, c.j, req)) {
+		ret = handoff_settle(&c, out);
+		goto out;
 	}
+	for (int i = 0; i < c.nhooks; i++) {
+		if (vmhook_hands_off(c.hooks[i])) {
+			ret = cmd_handoff(&c, out);
+			goto out;
+		}
+	}
+	ret = step_wait(&c, out);
 	if (ret)
 		goto out;
 	pthread_mutex_lock(&e->lock);

@@ -97,7 +97,8 @@ int engine_new(struct engine **out, int source_fd, const char *source_path,
 	if (e->ms.ncleanup)
 		run_cleanup(e);
 	load_overrides(e, *root_fd);
-	return recover_jobs(e, root_fd, err, errlen);
+	r = recover_jobs(e, root_fd, err, errlen);
+	return r ? r : handoff_load(e, err, errlen);
 }
 
 int engine_set_max_jobs(struct engine *e, unsigned n, char *err, size_t errlen)
@@ -142,7 +143,10 @@ static void finish_switch(struct engine *e, struct job *j)
 		log_warnx("%d node(s) could not be switched to '%s'", sc.errors, j->dest);
 done:
 	pthread_mutex_lock(&e->lock);
-	finish_job(e, j, "done", "done", j->dest);
+	if (j->handoff.state == MS_HANDOFF_RECORDED)
+		finish_job(e, j, "handed-off", "handed-off", j->dest);
+	else
+		finish_job(e, j, "done", "done", j->dest);
 	pthread_mutex_unlock(&e->lock);
 	/* a switch that is not durable keeps its delta stores: the next
 	 * restart rolls back to the source with them */
@@ -177,6 +181,7 @@ int engine_attach(struct engine *e, struct fs *fs, char *err, size_t errlen)
 			fs_node_route(n, j->files[i].d);
 		}
 	}
+	handoff_attach(e);
 	return 0;
 }
 
@@ -210,14 +215,24 @@ static void resume_paused(struct engine *e)
 }
 
 /* Start the copiers of the running jobs but those aborted in the
- * background (cmd_lock held). */
+ * background, and those whose hand-off to another host a dead daemon left
+ * unsettled: a thread settles each, and starts its copier if the job goes
+ * on mirroring (cmd_lock held). */
 static int start_copiers(struct engine *e)
 {
 	int r = 0;
 
-	for (size_t k = 0; k < e->njobs && !r; k++)
-		if (e->jobs[k]->state == JOB_RUNNING && !e->jobs[k]->bg_abort)
-			r = job_copier_start(e, e->jobs[k]);
+	for (size_t k = 0; k < e->njobs && !r; k++) {
+		struct job *j = e->jobs[k];
+
+		if (j->state != JOB_RUNNING || j->bg_abort)
+			continue;
+		if (j->handoff.state != MS_HANDOFF_NONE) {
+			handoff_resolve_start(e, j);
+			continue;
+		}
+		r = job_copier_start(e, j);
+	}
 	return r;
 }
 
@@ -344,6 +359,7 @@ void engine_free(struct engine *e)
 	for (size_t k = 0; k < e->nfin; k++)
 		finished_job_free(&e->fin[k]);
 	free(e->fin);
+	handoff_free(e);
 	if (e->state_fd != -1)
 		close(e->state_fd);
 	if (e->root_fd != -1)
@@ -365,6 +381,10 @@ static int cmd_restart(struct engine *e, const struct ctl_request *req, char **o
 
 	if (!e->proc.restart) {
 		*out = xasprintf("this daemon cannot hand over");
+		return CTL_EFAIL;
+	}
+	if (handoff_in_progress(e, err, sizeof(err))) {
+		*out = xasprintf("%s: restart once it has ended", err);
 		return CTL_EFAIL;
 	}
 	stopped = calloc(e->njobs ? e->njobs : 1, sizeof(*stopped));

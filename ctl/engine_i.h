@@ -11,6 +11,8 @@
  *   rbd_dest.c   what a job into RBD images does differently
  *   migrate.c    asking for a job, and starting one
  *   cutover.c    the cutover as steps; switch.c the switch and its commit
+ *   handoff.c    the cutover that hands a job's VM to another host
+ *                (qmp-migrate), and the files it leaves read-only here
  *   abort.c      abort
  *   status.c     status and verify
  *   recover.c    picking the mount's state up after a restart
@@ -95,6 +97,20 @@ enum job_state {
 	JOB_FAILED,	/* could not start (error says why); listed until abort */
 };
 
+/* A job's hand-off to another host (handoff.c).  state, spec, vm and
+ * remove_source are what the record says (job_to_ms writes them); the
+ * rest is for status.  Protected by e->lock; changed by the thread that
+ * holds cmd_lock (or the job busy). */
+struct job_handoff {
+	enum ms_handoff state;
+	char *spec;		/* the hook, "SOCKET@URI"; NULL with none */
+	char *vm;		/* the VM's name, "" if not known yet */
+	bool remove_source;
+	bool unknown;		/* recorded, but QEMU cannot tell how it ended:
+				 * settled by cutover or abort --force */
+	char phase[64];		/* what it is doing now */
+};
+
 /* What the governor (sched.c) measured and decided at its last tick.
  * Protected by e->lock. */
 struct job_pace {
@@ -135,6 +151,9 @@ struct job {
 	int dest_fd;		/* O_RDONLY directory; -1 when it was lost (restart) */
 	int delta_fd;		/* O_RDONLY directory */
 	bool dest_lost;		/* a restart could not open the destination */
+	bool keep_dest;		/* an abort leaves the destination as it is (a
+				 * hand-off that may have reached it) */
+	struct job_handoff handoff;	/* lock */
 	bool bg_abort;		/* warm: its roll-back goes on in the background
 				 * (engine_start); cmd_lock */
 	size_t n;
@@ -158,6 +177,15 @@ struct override {
 	size_t nanc;		/* directories from the root down to the parent */
 	dev_t *adev;
 	ino_t *aino;
+};
+
+/* A file handed off to another host: served read-only here. */
+struct sealed_file {
+	char *relpath;
+	char *to;		/* the migration URI the VM went to */
+	char *vm;		/* its name, "" if none */
+	struct rnode *node;	/* sealed, with a daemon reference; NULL before
+				 * the mount exists */
 };
 
 /* A file of a finished job, for status. */
@@ -256,6 +284,9 @@ struct engine {
 	 * its commit writes the next record too; lock */
 	struct job *cutover_job;
 	struct commit commit;
+	struct sealed_file *sealed;	/* files handed off to another host; lock */
+	size_t nsealed;			/* lock; read atomically as a hint */
+	char handoff_note[512];		/* how the last hand-off went, for status; lock */
 	unsigned cleanups;		/* cleanup threads running; lock */
 	pthread_cond_t cleanups_done;	/* cleanups reached 0 */
 	struct budget *budget;		/* the mount's, for every job's copier */
@@ -497,6 +528,7 @@ struct next_state {
 	struct mount_state ms;
 	struct ms_job *jobs;
 	struct ms_override *ovr;
+	struct ms_sealed *sealed;
 	char **cleanup;
 };
 int next_state_build(struct engine *e, struct next_state *ns, struct job *j);
@@ -520,5 +552,96 @@ void sync_dirs(int dirfd, struct job *j);
 void commit_begin(struct engine *e, struct job *j);
 int commit_make_durable(struct engine *e);
 int commit_barrier(void *arg);
+
+/* ---- cutover.c: the steps, for handoff.c ---- */
+
+struct vmhook;
+
+/* One cutover in progress: what each step leaves for the next. */
+struct cutover {
+	struct engine *e;
+	struct job *j;
+	const struct ctl_request *req;
+	struct vmhook *hooks[CTL_HOOKS_MAX];
+	uint64_t hook_t0[CTL_HOOKS_MAX];
+	int nhooks, paused, hook_ms;
+	struct preopen_ctx pre;
+	struct rnode **nodes;
+	struct preopen *sw;		/* the migrating files, prepared for the switch */
+	char err[512], hooktxt[512], label[96];
+	char handover[640];		/* what the hand-over to QEMU's rbd driver did,
+					 * or why it failed */
+	bool handover_failed;
+	uint64_t t_hold, t_drained, t_merged, t_release, hold_us;
+	size_t parked;
+	bool merged_unsynced;		/* the hold merged blocks without durable records */
+	bool switched;
+	bool handoff;			/* the files were handed off: seal, merge nothing */
+	bool remove_source;
+	int old_root_fd;		/* tree jobs: where the files were */
+};
+
+/* 1: wait until the job is ready (the job busy, cmd_lock let go) */
+int step_wait(struct cutover *c, char **out);
+/* 4: the hold; on failure released with nothing switched */
+int step_hold(struct cutover *c, char **out);
+/* 5: the point of no return (cannot fail) */
+void step_switch(struct cutover *c);
+/* 7: durable: the destinations, then the renamed record; clean-up */
+int step_commit(struct cutover *c, int ret, char **out);
+void cutover_free(struct cutover *c);
+/* fsync every destination file; on failure *out says so, and every delta
+ * block is merged again (a failed sync may have lost earlier merges) */
+int sync_dests(struct job *j, char **out);
+
+/* ---- handoff.c ---- */
+
+/* A cutover whose hook hands the VM to another host (c->hooks[0]). */
+int cmd_handoff(struct cutover *c, char **out);
+/* Is a hand-off under way (QEMU migrating, or a restart settling one)?
+ * err says whose.  A worker must not hand the mount over meanwhile: the
+ * next one would settle it while this one still drives QEMU. */
+bool handoff_in_progress(struct engine *e, char *err, size_t errlen);
+/* Is this cutover the settling of j's recorded hand-off (or --force)? */
+bool handoff_pending(struct engine *e, struct job *j, const struct ctl_request *req);
+/* Settle j's recorded hand-off with c's hook, or with --force (the VM
+ * runs at the destination). */
+int handoff_settle(struct cutover *c, char **out);
+/* abort of a job whose hand-off was recorded: only with --force, which
+ * leaves the destination as it is.  CTL_OK to go on with the abort. */
+int handoff_abort_check(struct engine *e, struct job *j, bool force, char **out);
+/* A recorded job's hand-off, as the job's (recover.c, before serving). */
+int handoff_load_job(struct job *j, const struct ms_job *mj);
+/* Put j's hand-off in its record entry (job_to_ms). */
+int handoff_to_ms(struct ms_job *mj, const struct job *j);
+void handoff_job_free(struct job *j);
+/* The record's sealed files (engine_new, before serving). */
+int handoff_load(struct engine *e, char *err, size_t errlen);
+/* Seal the record's files, and those of every job whose hand-off was
+ * recorded (engine_attach). */
+void handoff_attach(struct engine *e);
+/* engine_start (cmd_lock held): settle or cancel the hand-off a dead
+ * daemon left to j, in a thread of its own.  true if one was started (the
+ * copier is then its to start). */
+bool handoff_resolve_start(struct engine *e, struct job *j);
+/* next_state_build: the record's sealed files, and j's if it is being
+ * handed off (ns->sealed, borrowed strings). */
+int handoff_next_state(struct engine *e, struct next_state *ns, struct job *j);
+/* adopt_next_state: the same into e->ms (owning copies).  e->lock held. */
+int handoff_adopt(struct engine *e, struct job *j);
+/* The FUSE layer's name check for sealed files (caller holds e->lock):
+ * 0, or -EROFS. */
+int handoff_name_check(struct engine *e, const struct fs_dir *dir, const char *name,
+		       const struct stat *st, bool creates);
+/* A sealed file's name (an override) was unlinked: forget it (e->lock held). */
+void handoff_forget(struct engine *e, const char *relpath);
+/* Is relpath handed off?  *to: where (e->lock held). */
+bool handoff_sealed(struct engine *e, const char *relpath, const char **to);
+/* status --json (e->lock held): the mount's part (this host, the last
+ * note; the sealed files, all of them or only those files lists already),
+ * and a job's hand-off */
+void handoff_status(struct engine *e, struct json_t *root, struct json_t *files, bool all);
+struct json_t *handoff_job_json(struct engine *e, struct job *j);
+void handoff_free(struct engine *e);
 
 #endif

@@ -132,6 +132,7 @@ void job_free(struct engine *e, struct job *j, bool unlink_delta)
 		close(j->dest_fd);
 	if (j->delta_fd != -1)
 		close(j->delta_fd);
+	handoff_job_free(j);
 	free(j->name);
 	free(j->dest);
 	free(j->delta_dir);
@@ -443,6 +444,8 @@ int job_to_ms(struct mount_state *ms, struct job *j, bool queued)
 			goto nomem;
 		nj.nfiles++;
 	}
+	if (!queued && handoff_to_ms(&nj, j))
+		goto nomem;
 	if (mj) {
 		ms_job_free(mj);
 		*mj = nj;
@@ -461,6 +464,10 @@ nomem:
 
 void remove_dest(struct job *j)
 {
+	if (j->keep_dest) {
+		log_warnx("what the migration put in '%s' is left there: it was handed off", j->dest);
+		return;
+	}
 	if (j->rbd) {
 		rbd_dest_remove(j);
 		return;
@@ -485,7 +492,7 @@ void add_dest_cleanup(struct engine *e, struct job *j)
 	DIR *d;
 	int fd;
 
-	if (j->dest_lost || j->rbd)
+	if (j->dest_lost || j->keep_dest || j->rbd)
 		return;	/* left there, and the operator told so; images are
 			 * removed by remove_dest */
 	if (!j->tree) {

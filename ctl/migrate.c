@@ -168,6 +168,26 @@ static int check_jobs(struct engine *e, const struct ctl_request *req, char **ou
 	return CTL_OK;
 }
 
+/* Files handed off to another host are read-only here.  e->lock held. */
+static int check_sealed(struct engine *e, const struct ctl_request *req, char **out)
+{
+	const char *to;
+
+	if (req->nfiles == 0 && e->nsealed) {
+		*out = xasprintf("the tree holds %zu file(s) handed off to another host (e.g. '%s'): "
+				 "migrate the other files by name", e->nsealed, e->sealed[0].relpath);
+		return CTL_EFAIL;
+	}
+	for (int i = 0; i < req->nfiles; i++) {
+		if (handoff_sealed(e, req->files[i], &to)) {
+			*out = xasprintf("'%s' was handed off to '%s': it is read-only here",
+					 req->files[i], to);
+			return CTL_EFAIL;
+		}
+	}
+	return CTL_OK;
+}
+
 static int migrate_check(struct engine *e, const struct ctl_request *req, char dest[PATH_MAX],
 			 char **out)
 {
@@ -175,6 +195,8 @@ static int migrate_check(struct engine *e, const struct ctl_request *req, char d
 
 	pthread_mutex_lock(&e->lock);
 	ret = check_jobs(e, req, out);
+	if (!ret)
+		ret = check_sealed(e, req, out);
 	pthread_mutex_unlock(&e->lock);
 	if (ret)
 		return ret;

@@ -156,6 +156,20 @@ char *ms_format(const struct mount_state *st)
 			sb_path(&b, j->files[i]);
 			sb_printf(&b, "\n");
 		}
+		if (j->handoff != MS_HANDOFF_NONE) {
+			sb_printf(&b, "handoff %s",
+				  j->handoff == MS_HANDOFF_RECORDED ? "recorded" : "started");
+			sb_path(&b, j->handoff_spec ? j->handoff_spec : "");
+			sb_path(&b, j->handoff_vm ? j->handoff_vm : "");
+			sb_printf(&b, " %d\n", j->handoff_remove_source ? 1 : 0);
+		}
+	}
+	for (size_t i = 0; i < st->nsealed; i++) {
+		sb_printf(&b, "sealed");
+		sb_path(&b, st->sealed[i].relpath);
+		sb_path(&b, st->sealed[i].to);
+		sb_path(&b, st->sealed[i].vm);
+		sb_printf(&b, "\n");
 	}
 	if (st->cutover_job)
 		sb_printf(&b, "cutover %" PRIu64 "\n", st->cutover_job);
@@ -200,7 +214,7 @@ static bool parse_u64(const char *s, uint64_t *out)
 	return !*end && !errno;
 }
 
-/* "job" lines: version 1 (ID KIND DEST DELTA RATE), version 2 (see the
+/* "job" lines: version 1 (ID KIND DEST DELTA RATE), versions 2 and 3 (see the
  * header).  Fills a new entry of st->jobs. */
 static int parse_job(struct mount_state *st, int version, char **f, int n)
 {
@@ -240,6 +254,27 @@ static int parse_job(struct mount_state *st, int version, char **f, int n)
 	return 0;
 }
 
+/* A "handoff" line: the job above, started, with none yet and no file
+ * after it. */
+static int parse_handoff(struct mount_state *st, char **f, int n)
+{
+	struct ms_job *j = st->njobs ? &st->jobs[st->njobs - 1] : NULL;
+
+	if (n != 5 || !j || j->queued || j->handoff != MS_HANDOFF_NONE ||
+	    (strcmp(f[4], "0") && strcmp(f[4], "1")))
+		return -EBADMSG;
+	if (!strcmp(f[1], "started"))
+		j->handoff = MS_HANDOFF_STARTED;
+	else if (!strcmp(f[1], "recorded"))
+		j->handoff = MS_HANDOFF_RECORDED;
+	else
+		return -EBADMSG;
+	j->handoff_remove_source = f[4][0] == '1';
+	if (!(j->handoff_spec = ms_decode(f[2])) || !(j->handoff_vm = ms_decode(f[3])))
+		return -EBADMSG;
+	return 0;
+}
+
 #define MS_FIELDS_MAX 12
 
 int ms_parse(const char *text, struct mount_state *st)
@@ -274,7 +309,7 @@ int ms_parse(const char *text, struct mount_state *st)
 		if (!version != !strcmp(f[0], "relocfs-state"))
 			goto bad;	/* the version line comes first, once */
 		if (!strcmp(f[0], "relocfs-state")) {
-			if (n != 2 || (strcmp(f[1], "1") && strcmp(f[1], "2")))
+			if (n != 2 || f[1][0] < '1' || f[1][0] > '0' + MS_VERSION || f[1][1])
 				goto bad;
 			version = f[1][0] - '0';
 		} else if (!strcmp(f[0], "root") && n == 2) {
@@ -283,10 +318,10 @@ int ms_parse(const char *text, struct mount_state *st)
 		} else if (!strcmp(f[0], "last-cutover-us") && n == 2) {
 			if (!parse_u64(f[1], &st->last_cutover_us))
 				goto bad;
-		} else if (!strcmp(f[0], "budget") && n == 2 && version == 2) {
+		} else if (!strcmp(f[0], "budget") && n == 2 && version >= 2) {
 			if (!parse_u64(f[1], &st->budget))
 				goto bad;
-		} else if (!strcmp(f[0], "parallel") && n == 2 && version == 2) {
+		} else if (!strcmp(f[0], "parallel") && n == 2 && version >= 2) {
 			if (!parse_u64(f[1], &v) || v > 0xffffffffu)
 				goto bad;
 			st->parallel = (unsigned)v;
@@ -306,13 +341,30 @@ int ms_parse(const char *text, struct mount_state *st)
 		} else if (!strcmp(f[0], "file") && n == 3) {
 			struct ms_job *j = st->njobs ? &st->jobs[st->njobs - 1] : NULL;
 
-			if (!j || !parse_u64(f[1], &v) || v != j->nfiles)
+			if (!j || j->handoff != MS_HANDOFF_NONE || !parse_u64(f[1], &v) ||
+			    v != j->nfiles)
 				goto bad;
 			if (push((void **)&j->files, &j->nfiles, sizeof(*j->files)))
 				goto oom;
 			if (!(j->files[v] = ms_decode(f[2])))
 				goto bad;
-		} else if (!strcmp(f[0], "cutover") && n == 2 && version == 2) {
+		} else if (!strcmp(f[0], "handoff") && version >= 3) {
+			err = parse_handoff(st, f, n);
+			if (err)
+				goto out;
+			err = -EBADMSG;
+		} else if (!strcmp(f[0], "sealed") && n == 4 && version >= 3) {
+			struct ms_sealed *x;
+
+			if (push((void **)&st->sealed, &st->nsealed, sizeof(*st->sealed)))
+				goto oom;
+			x = &st->sealed[st->nsealed - 1];
+			x->relpath = ms_decode(f[1]);
+			x->to = ms_decode(f[2]);
+			x->vm = ms_decode(f[3]);
+			if (!x->relpath || !x->to || !x->vm)
+				goto bad;
+		} else if (!strcmp(f[0], "cutover") && n == 2 && version >= 2) {
 			if (st->cutover_job || !parse_u64(f[1], &st->cutover_job) || !st->cutover_job)
 				goto bad;
 		} else if (!strcmp(f[0], "cleanup") && n == 2) {
@@ -435,6 +487,8 @@ void ms_job_free(struct ms_job *j)
 	for (size_t i = 0; i < j->nfiles; i++)
 		free(j->files[i]);
 	free(j->files);
+	free(j->handoff_spec);
+	free(j->handoff_vm);
 	memset(j, 0, sizeof(*j));
 }
 
@@ -470,6 +524,12 @@ void ms_free(struct mount_state *st)
 	for (size_t k = 0; k < st->njobs; k++)
 		ms_job_free(&st->jobs[k]);
 	free(st->jobs);
+	for (size_t i = 0; i < st->nsealed; i++) {
+		free(st->sealed[i].relpath);
+		free(st->sealed[i].to);
+		free(st->sealed[i].vm);
+	}
+	free(st->sealed);
 	for (size_t i = 0; i < st->ncleanup; i++)
 		free(st->cleanup[i]);
 	free(st->cleanup);

@@ -19,7 +19,7 @@
  *
  * Text, one item per line, fields separated by spaces, paths and names
  * percent-encoded (an empty one is a lone "%"), numbers plain decimal:
- *   relocfs-state 2
+ *   relocfs-state 3
  *   root PATH
  *   last-cutover-us N
  *   budget BYTES_PER_S        (0: none)
@@ -27,12 +27,20 @@
  *   override RELPATH BACKEND_ROOT
  *   job ID tree|files queued|started NAME DEST DELTA_DIR RATE PRIORITY SINCE_MS DEADLINE_MS
  *   file N RELPATH            (the files of the job above, N from 0)
+ *   handoff started|recorded SPEC VM 0|1
+ *                             (after the files of a started job: its hand-off
+ *                             to another host, started or recorded as done,
+ *                             its hook, the VM's name, and whether the
+ *                             source is to be removed; see ctl/handoff.c)
+ *   sealed RELPATH TO VM      (a file handed off to another host, read-only
+ *                             here: where the VM went, its name)
  *   cutover ID                (state.next only: the job it switches)
  *   cleanup DIR               (a delta directory or copy left to remove)
  *   sum XXH3
  * Version 1 records ("relocfs-state 1", at most one job, written as
  * "job ID tree|files DEST DELTA_DIR RATE") are read as one started job
- * with an empty name.
+ * with an empty name.  Version 2 records have no "handoff" or "sealed"
+ * lines.
  */
 #ifndef RELOCFS_MOUNT_STATE_H
 #define RELOCFS_MOUNT_STATE_H
@@ -41,15 +49,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The version of the record this relocfs writes (it reads 1 and 2).  A
+/* The version of the record this relocfs writes (it reads 1 to 3).  A
  * binary that reads only older ones must not take a mount over: relocfs
  * --version says "state record N". */
-#define MS_VERSION	2
-#define MS_VERSION_STR	"2"
+#define MS_VERSION	3
+#define MS_VERSION_STR	"3"
 
 struct ms_override {
 	char *relpath;
 	char *backend;		/* the root directory the file now lives under */
+};
+
+/* A job's hand-off to another host (ctl/handoff.c). */
+enum ms_handoff {
+	MS_HANDOFF_NONE = 0,
+	MS_HANDOFF_STARTED,	/* QEMU may be migrating: a restart cancels it */
+	MS_HANDOFF_RECORDED,	/* the commit point: the destination is the truth */
+};
+
+/* A file handed off to another host. */
+struct ms_sealed {
+	char *relpath;
+	char *to;		/* where the VM went (the migration URI) */
+	char *vm;		/* its name, "" if none */
 };
 
 struct ms_job {
@@ -65,6 +87,10 @@ struct ms_job {
 	uint64_t deadline_ms;	/* when it must be ready (unix ms); 0: none */
 	size_t nfiles;
 	char **files;		/* relpaths, index = file id */
+	enum ms_handoff handoff;	/* started jobs only */
+	char *handoff_spec;	/* the hook, "SOCKET@URI"; NULL with none */
+	char *handoff_vm;	/* the VM's name, "" if not known yet */
+	bool handoff_remove_source;
 };
 
 struct mount_state {
@@ -77,6 +103,8 @@ struct mount_state {
 	size_t njobs;
 	struct ms_job *jobs;
 	uint64_t cutover_job;	/* state.next: the job it switches; 0: none */
+	size_t nsealed;
+	struct ms_sealed *sealed;
 	size_t ncleanup;
 	char **cleanup;
 };

@@ -171,6 +171,7 @@ void ns_redirect_removed(void *arg, const struct fs_dir *dir, const char *name)
 		struct override *o = &e->ovr[i];
 
 		if (override_names(o, dir, name)) {
+			handoff_forget(e, o->relpath);
 			/* out of the record by name: e->ovr may already hold a
 			 * cutover's overrides that the record gets at its commit */
 			for (size_t k = 0; k < e->ms.noverrides; k++) {
@@ -236,10 +237,12 @@ int ns_name_check(void *arg, const struct fs_dir *dir, const char *name, bool cr
 			goto out;
 		}
 	}
-	if (!running && !e->novr)
+	if (!running && !e->novr && !e->nsealed)
 		goto out;
 	if (fstatat(dir->fd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
 		goto out;	/* a new name pins nothing */
+	if (e->nsealed && (err = handoff_name_check(e, dir, name, &st, creates)))
+		goto out;	/* handed off to another host */
 	for (size_t k = 0; k < e->njobs; k++) {
 		if (e->jobs[k]->state == JOB_RUNNING && job_pins(e->jobs[k], &st)) {
 			err = -EBUSY;

@@ -317,6 +317,10 @@ int ctl_parse_request(int argc, const char **argv, struct ctl_request *req,
 		} else if (strcmp(a, "--remove-source") == 0) {
 			NEEDS(CTL_CMD_CUTOVER);
 			req->remove_source = true;
+		} else if (strcmp(a, "--force") == 0) {
+			if (req->cmd != CTL_CMD_CUTOVER && req->cmd != CTL_CMD_ABORT)
+				FAIL("option '%s' does not apply to '%s'", a, cmd);
+			req->force = true;
 		} else if (strcmp(a, "--exec") == 0) {
 			NEEDS(CTL_CMD_RESTART);
 			VALUE();

@@ -65,6 +65,8 @@ struct ctl_request {
 	enum ctl_cmd cmd;
 	bool json;			/* status */
 	bool remove_source;		/* cutover */
+	bool force;			/* cutover, abort: settle a hand-off whose end
+					 * QEMU cannot tell (ctl/handoff.c) */
 	const char *job;		/* --job NAME (every command but limit
 					 * --parallel alone); NULL: none given */
 	const char *to;			/* migrate: destination directory */

@@ -17,6 +17,9 @@
  * damaged) does not say which job it switched: every started job is rolled
  * back then, which loses nothing.
  *
+ * A job whose hand-off to another host was recorded is never rolled back:
+ * the VM may run there, on the destination (see handoff.c).
+ *
  * A worker that takes over from another (warm) must not take back anything
  * the guest saw: the cutover the last worker had switched is finished
  * (roll_forward), one it had not is cancelled, and the jobs that must be
@@ -158,6 +161,10 @@ static int load_job(struct engine *e, const struct ms_job *mj, int root_fd, stru
 		return 0;
 	}
 	j->state = JOB_RUNNING;
+	if (handoff_load_job(j, mj)) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	j->dest_fd = j->rbd ? -1 : open_dir(e, mj->dest, O_RDONLY);
 	j->delta_fd = open_dir(e, mj->delta_dir, O_RDONLY);
 	if (j->delta_fd < 0) {
@@ -203,6 +210,16 @@ static bool must_roll_back(struct job *j, uint64_t interrupted)
 		delta_status(j->files[i].d, &st);
 		if (st.phase == DELTA_ABORTING)
 			return true;	/* an abort was under way */
+	}
+	if (j->handoff.state == MS_HANDOFF_RECORDED) {
+		/* the destination is the truth now, and the VM may run at the
+		 * other host: never back to the source on our own (handoff.c
+		 * asks QEMU, and does again what a crash interrupted, the
+		 * switch of its next record included) */
+		if (j->dest_lost)
+			log_warnx("the destination '%s' of a recorded hand-off cannot be opened: the "
+				  "files stay read-only here", j->dest);
+		return false;
 	}
 	if (interrupted == j->id || interrupted == UINT64_MAX) {
 		log_warnx("the cutover of %s to '%s' was interrupted before it was durable: rolling "

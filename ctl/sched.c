@@ -74,7 +74,10 @@ int job_resolve(struct engine *e, const char *name, struct job **jp, char **out)
 			for (size_t k = 0; k < e->nfin; k++)
 				if (!strcmp(e->fin[k].name, name))
 					f = &e->fin[k];
-			if (f)
+			if (f && !strcmp(f->state, "handed-off"))
+				*out = xasprintf("job '%s' is handed off to another host (from '%s'): "
+						 "nothing to do", name, f->dest);
+			else if (f)
 				*out = xasprintf("job '%s' is %s (%s '%s'): nothing to do", name,
 						 !strcmp(f->state, "done") ? "cut over" : "aborted",
 						 !strcmp(f->state, "done") ? "to" : "it stays on",

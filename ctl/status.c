@@ -9,8 +9,12 @@
  * (the files of those jobs, each with its job's name; a file of a finished
  * job only while no later job has it; a running job's file also has its
  * write-ahead log's counters).  With exactly one job there are also
- * "destination", "delta_dir" and "copy_rate", as before jobs had names.  The
- * process adds its own fields (the worker's pid, hand-overs: engine_proc).
+ * "destination", "delta_dir" and "copy_rate", as before jobs had names.  A
+ * job being handed off to another host has "handoff" (and with exactly one
+ * job, so has the root); the root has "host" (this one), "handoff_note"
+ * (how the last hand-off went) and the files handed off, in "files" with
+ * "to" and "vm" (handoff.c).  The process adds its own fields (the worker's
+ * pid, hand-overs: engine_proc).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -126,6 +130,8 @@ static json_t *job_json(struct engine *e, struct job *j, json_t *files, size_t p
 	json_object_set_new(o, "delta_dir", json_string(j->delta_dir));
 	if (j->state == JOB_QUEUED)
 		json_object_set_new(o, "position", jint(pos));
+	if (j->handoff.state != MS_HANDOFF_NONE)
+		json_object_set_new(o, "handoff", handoff_job_json(e, j));
 	json_object_set_new(o, "error", error ? error : json_null());
 	return o;
 }
@@ -229,12 +235,15 @@ char *status_json(struct engine *e, const char *name, char **err)
 		json_object_set_new(root, "destination", json_string(only->dest));
 		json_object_set_new(root, "delta_dir", json_string(only->delta_dir));
 		json_object_set_new(root, "copy_rate", jint(copier_rate(only->copier)));
+		if (only->handoff.state != MS_HANDOFF_NONE)
+			json_object_set_new(root, "handoff", handoff_job_json(e, only));
 	}
 	for (size_t k = 0; k < e->nfin; k++) {
 		if (name && strcmp(e->fin[k].name, name))
 			continue;
 		json_array_append_new(jobs, finished_json(e, k, files));
 	}
+	handoff_status(e, root, files, !name);
 	pthread_mutex_unlock(&e->lock);
 	/* the process's own fields (worker, hand-overs), not under e->lock:
 	 * they ask the FUSE layer, whose callbacks take e->lock */
@@ -263,8 +272,26 @@ static uint64_t uget(json_t *o, const char *k)
 	return (uint64_t)json_integer_value(json_object_get(o, k));
 }
 
-/* One line for a job: state, progress bar, bytes, rate, ETA, deadline. */
-static void job_line(FILE *mf, json_t *jo)
+static const char *sget(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? s : "";
+}
+
+/* A job's hand-off to another host, under its line. */
+static void handoff_line(FILE *mf, json_t *h, const char *host)
+{
+	if (!json_is_object(h))
+		return;
+	fprintf(mf, "  hand-off %s%s%s%s from %s to %s (%s)\n", sget(h, "state"),
+		*sget(h, "vm") ? ", vm '" : "", sget(h, "vm"), *sget(h, "vm") ? "'" : "", host,
+		sget(h, "to"), sget(h, "phase"));
+}
+
+/* One line for a job: state, progress bar, bytes, rate, ETA, deadline,
+ * and its hand-off. */
+static void job_line(FILE *mf, json_t *jo, const char *host)
 {
 	const char *name = json_string_value(json_object_get(jo, "name"));
 	const char *state = json_string_value(json_object_get(jo, "state"));
@@ -276,7 +303,7 @@ static void job_line(FILE *mf, json_t *jo)
 
 	if (fill > width)
 		fill = width;
-	if (!strcmp(state, "done") || !strcmp(state, "ready"))
+	if (!strcmp(state, "done") || !strcmp(state, "ready") || !strcmp(state, "handed-off"))
 		fill = width;
 	memset(bar, '#', (size_t)fill);
 	memset(bar + fill, '.', (size_t)(width - fill));
@@ -301,7 +328,8 @@ static void job_line(FILE *mf, json_t *jo)
 		ctl_fmt_bytes((double)uget(jo, "limit"), t, sizeof(t));
 		fprintf(mf, "  (limit %s/s)", t);
 	}
-	if (json_is_integer(dl) && strcmp(state, "done") && strcmp(state, "aborted")) {
+	if (json_is_integer(dl) && strcmp(state, "done") && strcmp(state, "aborted") &&
+	    strcmp(state, "handed-off")) {
 		fmt_secs(json_integer_value(dl), t, sizeof(t));
 		ctl_fmt_bytes((double)uget(jo, "deadline_rate"), r, sizeof(r));
 		fprintf(mf, "  deadline in %s", t);
@@ -320,6 +348,7 @@ static void job_line(FILE *mf, json_t *jo)
 	if (json_is_string(err))
 		fprintf(mf, ": %s", json_string_value(err));
 	fputc('\n', mf);
+	handoff_line(mf, json_object_get(jo, "handoff"), host);
 }
 
 char *status_text(struct engine *e, const char *name, char **errout)
@@ -348,14 +377,16 @@ char *status_text(struct engine *e, const char *name, char **errout)
 	if (json_object_get(root, "destination"))
 		fprintf(mf, "migrating to: %s\n",
 			json_string_value(json_object_get(root, "destination")));
+	if (*sget(root, "handoff_note"))
+		fprintf(mf, "last hand-off: %s\n", sget(root, "handoff_note"));
 	json_array_foreach(json_object_get(root, "jobs"), k, jo) {
 		const char *jn = json_string_value(json_object_get(jo, "name"));
 
-		job_line(mf, jo);
+		job_line(mf, jo, sget(root, "host"));
 		json_array_foreach(json_object_get(root, "files"), i, f) {
 			json_t *err = json_object_get(f, "error");
 
-			if (strcmp(json_string_value(json_object_get(f, "job")), jn))
+			if (json_is_string(json_object_get(f, "to")) || strcmp(sget(f, "job"), jn))
 				continue;
 			fprintf(mf, "  %-8s %s  %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT
 				" bytes copied, delta %" JSON_INTEGER_FORMAT "%s%s%s\n",
@@ -368,6 +399,13 @@ char *status_text(struct engine *e, const char *name, char **errout)
 				json_is_string(err) ? ": " : "",
 				json_is_string(err) ? json_string_value(err) : "");
 		}
+	}
+	json_array_foreach(json_object_get(root, "files"), i, f) {
+		if (!json_is_string(json_object_get(f, "to")))
+			continue;
+		fprintf(mf, "handed-off %s  to %s%s%s%s: read-only here\n", sget(f, "path"),
+			sget(f, "to"), *sget(f, "vm") ? " (vm '" : "", sget(f, "vm"),
+			*sget(f, "vm") ? "')" : "");
 	}
 	fclose(mf);
 	json_decref(root);

@@ -375,12 +375,13 @@ int next_state_build(struct engine *e, struct next_state *ns, struct job *j)
 	ns->cleanup[ms->ncleanup] = j->delta_dir;
 	ns->ms.cleanup = ns->cleanup;
 	ns->ms.ncleanup = ms->ncleanup + 1;
-	return 0;
+	return handoff_next_state(e, ns, j);
 }
 
 void next_state_free(struct next_state *ns)
 {
 	free(ns->jobs);
+	free(ns->sealed);
 	free(ns->ovr);
 	free(ns->cleanup);
 	memset(ns, 0, sizeof(*ns));
@@ -461,6 +462,8 @@ int adopt_next_state(struct engine *e, struct job *j)
 			}
 		}
 	}
+	if (handoff_adopt(e, j))
+		r = -ENOMEM;
 	ms_drop_job(ms, j->id);
 	if (ms_add_cleanup(ms, j->delta_dir))
 		r = -ENOMEM;

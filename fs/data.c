@@ -125,7 +125,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	r = route(fs, n, NULL);
 	flags = r.ops->open_flags(&r, fi->flags);
-	err = backing_open_at(n->fd, flags, &fd);
+	err = flags < 0 ? flags : backing_open_at(n->fd, flags, &fd);
 	if (!err && (fi->flags & O_TRUNC) && !(flags & O_TRUNC))
 		err = r.ops->truncate(&r, 0);	/* the route truncates itself */
 	if (err)

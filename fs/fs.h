@@ -182,6 +182,12 @@ void fs_node_route(struct rnode *n, struct delta *d);
  * request can reach it yet (before the mount serves). */
 void fs_node_target(struct rnode *n, struct target *t);
 
+/* Serve the node's file read-only from now on (false: read-write again):
+ * opens for writing, writes, truncates and fallocate fail with EROFS, on
+ * handles already open too (a file handed off to another host).  The seal
+ * lives as long as this worker's node; the caller keeps a reference. */
+void fs_node_seal(struct rnode *n, bool sealed);
+
 /* Call fn on every node, each with a daemon reference held, no lock held. */
 void fs_foreach_node(struct fs *fs, void (*fn)(struct rnode *n, void *arg), void *arg);
 

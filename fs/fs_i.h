@@ -132,6 +132,7 @@ struct data_ops;
  */
 struct route {
 	const struct data_ops *ops;
+	const struct data_ops *inner;	/* a sealed file's route for reading */
 	struct fs *fs;
 	struct rnode *n;
 	struct rhandle *h;
@@ -151,7 +152,8 @@ struct data_ops {
 	void (*getattr)(const struct route *r, struct stat *st);
 	/* a descriptor the kernel can copy from or to directly, or -1 */
 	int (*direct_fd)(const struct route *r);
-	/* the open flags to open the backing file with for open(2)'s flags */
+	/* the open flags to open the backing file with for open(2)'s flags,
+	 * or -errno if the route refuses such an open */
 	int (*open_flags)(const struct route *r, int flags);
 };
 

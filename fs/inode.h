@@ -52,6 +52,7 @@ struct rnode {
 	struct delta *delta;		/* the live view while the file migrates; atomic */
 	struct target *target;		/* where the data lives if not in the backing file
 					 * (an RBD image); a reference; atomic */
+	bool sealed;			/* handed off: served read-only; atomic */
 	struct rhandle *handles;	/* open handles, for backend swaps */
 };
 

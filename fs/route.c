@@ -17,6 +17,12 @@
  * The passthrough side also hides O_DIRECT's alignment rules: a request the
  * backing file refuses for alignment (EINVAL) is retried on a descriptor
  * without O_DIRECT (handle.c).
+ *
+ * A sealed node (fs_node_seal: a file handed off to another host, which
+ * writes it now) is served read-only over whichever of the two routes holds
+ * its data: opens for writing, writes, truncates and fallocate fail with
+ * EROFS, on handles opened before the seal too, so that nothing on this
+ * host writes the file again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -271,6 +277,67 @@ static const struct data_ops target_ops = {
 	.open_flags = tgt_open_flags,
 };
 
+/* ---- a sealed file: read-only over the route that holds its data ---------- */
+
+static ssize_t sealed_read(const struct route *r, char *buf, size_t len, off_t off)
+{
+	return r->inner->read(r, buf, len, off);
+}
+
+static ssize_t sealed_write(const struct route *r, const char *buf, size_t len, off_t off)
+{
+	return -EROFS;
+}
+
+static int sealed_fsync(const struct route *r, bool datasync)
+{
+	return r->inner->fsync(r, datasync);	/* nothing of this host's to flush */
+}
+
+static int sealed_fallocate(const struct route *r, int mode, off_t off, off_t len)
+{
+	return -EROFS;
+}
+
+static off_t sealed_lseek(const struct route *r, off_t off, int whence)
+{
+	return r->inner->lseek(r, off, whence);
+}
+
+static int sealed_truncate(const struct route *r, off_t size)
+{
+	return -EROFS;
+}
+
+static void sealed_getattr(const struct route *r, struct stat *st)
+{
+	r->inner->getattr(r, st);
+}
+
+static int sealed_direct_fd(const struct route *r)
+{
+	return -1;	/* a copy into it must come through sealed_write */
+}
+
+static int sealed_open_flags(const struct route *r, int flags)
+{
+	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
+		return -EROFS;
+	return r->inner->open_flags(r, flags);
+}
+
+static const struct data_ops sealed_ops = {
+	.read = sealed_read,
+	.write = sealed_write,
+	.fsync = sealed_fsync,
+	.fallocate = sealed_fallocate,
+	.lseek = sealed_lseek,
+	.truncate = sealed_truncate,
+	.getattr = sealed_getattr,
+	.direct_fd = sealed_direct_fd,
+	.open_flags = sealed_open_flags,
+};
+
 /* ---- the decision ------------------------------------------------------------ */
 
 struct route route(struct fs *fs, struct rnode *n, struct rhandle *h)
@@ -279,7 +346,10 @@ struct route route(struct fs *fs, struct rnode *n, struct rhandle *h)
 	struct target *t = __atomic_load_n(&n->target, __ATOMIC_ACQUIRE);
 	const struct data_ops *ops = d ? &live_ops : t ? &target_ops : &pass_ops;
 
-	return (struct route){ .ops = ops, .fs = fs, .n = n, .h = h, .d = d, .t = t };
+	if (__atomic_load_n(&n->sealed, __ATOMIC_ACQUIRE))
+		return (struct route){ .ops = &sealed_ops, .inner = ops, .fs = fs, .n = n, .h = h,
+				       .d = d, .t = t };
+	return (struct route){ .ops = ops, .inner = ops, .fs = fs, .n = n, .h = h, .d = d, .t = t };
 }
 
 void fs_node_target(struct rnode *n, struct target *t)
@@ -290,6 +360,11 @@ void fs_node_target(struct rnode *n, struct target *t)
 		target_ref(t);
 	old = __atomic_exchange_n(&n->target, t, __ATOMIC_ACQ_REL);
 	target_put(old);
+}
+
+void fs_node_seal(struct rnode *n, bool sealed)
+{
+	__atomic_store_n(&n->sealed, sealed, __ATOMIC_RELEASE);
 }
 
 void fs_node_route(struct rnode *n, struct delta *d)

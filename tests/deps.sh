@@ -11,7 +11,7 @@ PACKAGES="build-essential pkg-config libfuse3-dev fuse3 libxxhash-dev libcmocka-
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 	libsystemd-dev systemd man-db bash-completion dpkg-dev debhelper lintian
 	librbd-dev librados-dev ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common
-	qemu-block-extra"
+	qemu-block-extra openssh-server openssh-client sshfs iproute2"
 # libsystemd-dev: sd_notify; systemd: systemd-analyze verify of the unit;
 # man-db, bash-completion, dpkg-dev, debhelper, lintian: tests/pkg (man
 # pages, completion, the Debian package);
@@ -20,6 +20,8 @@ PACKAGES="build-essential pkg-config libfuse3-dev fuse3 libxxhash-dev libcmocka-
 # tests/ceph; qemu-block-extra: QEMU's rbd driver; jq: tests/reloc read
 # status --json; e2fsprogs: loop filesystems for ENOSPC
 # tests; clang: make tsan and the fuzzer; valgrind: memcheck of the unit tests; socat: QMP commands in tests/vm/daemon_death.sh; libvirt: tests/vm/libvirt_hook.sh
+# openssh-server, openssh-client, sshfs: the "other host" of tests/host/ (a private
+# sshd on a loopback port, its directory mounted with sshfs); iproute2: ss
 
 missing=
 for p in $PACKAGES; do

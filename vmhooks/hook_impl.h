@@ -43,10 +43,26 @@ struct hook_ops {
 	/* NULL: the back end cannot tell the VM's state */
 	int (*query)(void *state, char *buf, size_t len, int timeout_ms, char *err,
 		     size_t errlen);
+
+	/* Hooks that move the VM to another host (vmhook.h, "Hand-off"). */
+	bool hands_off;
+	/* undo what pause started; the VM runs on where it was */
+	int (*cancel)(void *state, int timeout_ms, char *err, size_t errlen);
+	/* the image files the VM has open (malloc'd array of malloc'd paths) */
+	int (*disks)(void *state, char ***paths, size_t *n, int timeout_ms, char *err,
+		     size_t errlen);
+	/* QEMU's name for the migration's state now ("active", "completed", ...) */
+	int (*migration)(void *state, char *buf, size_t len, int timeout_ms, char *err,
+			 size_t errlen);
+	/* one line on the VM and what the hook saw of it */
+	void (*describe)(void *state, char *buf, size_t len);
+	/* the VM's name, "" if it has none or the hook does not know it yet */
+	void (*vm_name)(void *state, char *buf, size_t len);
 };
 
 extern const struct hook_ops qmp_hook_ops;	/* qmp_hook.c */
 extern const struct hook_ops qmp_rbd_hook_ops;	/* qmp_hook.c, with qmp_rbd.c */
+extern const struct hook_ops qmp_migrate_hook_ops;	/* qmp_migrate_hook.c */
 extern const struct hook_ops libvirt_hook_ops;	/* libvirt_hook.c */
 extern const struct hook_ops exec_hook_ops;	/* exec_hook.c */
 

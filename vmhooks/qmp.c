@@ -22,12 +22,15 @@
 #include "vmhooks/qmp.h"
 
 #define QMP_LINE_MAX	(1u << 20)	/* longest line accepted from QEMU */
+#define QMP_EVENTS_MAX	64		/* events kept for qmp_next_event */
 
 struct qmp {
 	int fd;
 	char *name;		/* socket path, for messages */
 	unsigned next_id;
-	unsigned events;	/* events skipped */
+	unsigned events;	/* events seen */
+	json_t *evq;		/* events not yet taken by qmp_next_event, oldest
+				 * first; the oldest is dropped beyond QMP_EVENTS_MAX */
 	char *buf;		/* bytes read but not yet consumed */
 	size_t len, cap;
 };
@@ -64,6 +67,13 @@ static struct qmp *qmp_alloc(int fd, const char *name)
 		free(q);
 		return NULL;
 	}
+	q->evq = json_array();
+	if (!q->evq) {
+		free(q->name);
+		free(q->buf);
+		free(q);
+		return NULL;
+	}
 	q->fd = fd;
 	q->next_id = 1;
 	return q;
@@ -75,6 +85,7 @@ void qmp_close(struct qmp *q)
 		return;
 	if (q->fd >= 0)
 		close(q->fd);
+	json_decref(q->evq);
 	free(q->buf);
 	free(q->name);
 	free(q);
@@ -199,7 +210,9 @@ static json_t *qmp_read_message(struct qmp *q, int64_t deadline, const char *wha
 
 			q->events++;
 			log_debug("qmp '%s': event %s", q->name, ev ? ev : "?");
-			json_decref(msg);
+			if (json_array_size(q->evq) >= QMP_EVENTS_MAX)
+				json_array_remove(q->evq, 0);
+			json_array_append_new(q->evq, msg);
 			continue;
 		}
 		return msg;
@@ -311,6 +324,29 @@ int qmp_execute(struct qmp *q, const char *command, json_t *args, json_t **ret,
 	if (ret)
 		*ret = json_incref(jret);
 	json_decref(msg);
+	return 0;
+}
+
+int qmp_next_event(struct qmp *q, int timeout_ms, json_t **ev, char *err, size_t errlen)
+{
+	int64_t deadline = hook_now_ms() + timeout_ms;
+
+	*ev = NULL;
+	while (json_array_size(q->evq) == 0) {
+		json_t *msg;
+		int rc;
+
+		if (hook_left_ms(deadline) <= 0)
+			return -ETIMEDOUT;
+		msg = qmp_read_message(q, deadline, "an event", &rc, err, errlen);
+		if (!msg)
+			return rc;
+		/* no command is in flight: a late reply to one that timed out */
+		log_debug("qmp '%s': skipping a reply while waiting for an event", q->name);
+		json_decref(msg);
+	}
+	*ev = json_incref(json_array_get(q->evq, 0));
+	json_array_remove(q->evq, 0);
 	return 0;
 }
 

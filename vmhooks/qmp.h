@@ -7,7 +7,8 @@
  * commands {"execute": NAME, "arguments": {...}, "id": N}.  Each command gets
  * exactly one reply {"return": ...} or {"error": {"class", "desc"}} carrying
  * the same id.  Asynchronous events {"event": NAME, ...} may come at any time,
- * before or after a reply; the client skips them.  The server writes one JSON
+ * before or after a reply; the client keeps the last QMP_EVENTS_MAX of them
+ * (qmp.c) for qmp_next_event and otherwise skips them.  The server writes one JSON
  * object per line (QEMU ends lines with "\r\n"), so the client frames on '\n'
  * and parses each line with jansson.
  *
@@ -58,7 +59,13 @@ int qmp_execute(struct qmp *q, const char *command, json_t *args, json_t **ret,
 int qmp_query_status(struct qmp *q, bool *running, char *status, size_t len,
 		     int timeout_ms, char *err, size_t errlen);
 
-/* Number of asynchronous events skipped so far (for tests and debug logs). */
+/* The oldest event not yet taken (a new reference in *ev), reading from
+ * QEMU until one comes; -ETIMEDOUT when none came within timeout_ms (0: take
+ * only one already read).  Events that arrived while a command waited for
+ * its reply are kept, so that none is missed between commands. */
+int qmp_next_event(struct qmp *q, int timeout_ms, json_t **ev, char *err, size_t errlen);
+
+/* Number of asynchronous events seen so far (for tests and debug logs). */
 unsigned qmp_events_seen(const struct qmp *q);
 
 #endif

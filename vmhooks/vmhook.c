@@ -27,8 +27,8 @@ static const struct hook_ops freeze_hook_ops = { .prefix = "freeze", .internal =
 static const struct hook_ops none_hook_ops = { .prefix = "none", .internal = true };
 
 static const struct hook_ops *const backends[] = {
-	&qmp_hook_ops, &qmp_rbd_hook_ops, &libvirt_hook_ops, &exec_hook_ops, &freeze_hook_ops,
-	&none_hook_ops,
+	&qmp_hook_ops, &qmp_rbd_hook_ops, &qmp_migrate_hook_ops, &libvirt_hook_ops,
+	&exec_hook_ops, &freeze_hook_ops, &none_hook_ops,
 };
 
 /* The table whose prefix the spec starts with; *arg is what follows it. */
@@ -49,7 +49,8 @@ static const struct hook_ops *find_backend(const char *spec, const char **arg)
 /* Checks of the spec's argument that are the daemon's, not a back end's. */
 static int check_arg(const struct hook_ops *ops, const char *arg, char *err, size_t errlen)
 {
-	if ((ops == &qmp_hook_ops || ops == &qmp_rbd_hook_ops) && *arg && *arg != '/') {
+	if ((ops == &qmp_hook_ops || ops == &qmp_rbd_hook_ops || ops == &qmp_migrate_hook_ops) &&
+	    *arg && *arg != '/') {
 		hook_errf(err, errlen, "%.*s '%s': socket path must be absolute",
 			  (int)strlen(ops->prefix) - 1, ops->prefix, arg);
 		return -EINVAL;
@@ -73,7 +74,8 @@ int vmhook_new(const char *spec, struct vmhook **out, char *err, size_t errlen)
 	ops = find_backend(spec, &arg);
 	if (!ops) {
 		hook_errf(err, errlen, "unknown hook '%s' (expected qmp:SOCKET, qmp-rbd:SOCKET, "
-			  "libvirt:DOMAIN[@URI], exec:PROGRAM, freeze or none)", spec);
+			  "qmp-migrate:SOCKET@URI, libvirt:DOMAIN[@URI], exec:PROGRAM, freeze or none)",
+			  spec);
 		return -EINVAL;
 	}
 	rc = check_arg(ops, arg, err, errlen);
@@ -180,4 +182,57 @@ int vmhook_query(struct vmhook *h, char *state, size_t len, int timeout_ms,
 		return h->ops->query(h->state, state, len, timeout_ms, err, errlen);
 	hook_errf(err, errlen, "hook '%s': cannot tell the vm's state", h->spec);
 	return -ENOTSUP;
+}
+
+bool vmhook_hands_off(const struct vmhook *h)
+{
+	return h->ops->hands_off;
+}
+
+int vmhook_cancel(struct vmhook *h, int timeout_ms, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!h->ops->cancel)
+		return vmhook_resume(h, timeout_ms, err, errlen);
+	rc = h->ops->cancel(h->state, timeout_ms, err, errlen);
+	if (rc == 0)
+		log_info("hook '%s': cancelled", h->spec);
+	return rc;
+}
+
+int vmhook_disks(struct vmhook *h, char ***paths, size_t *n, int timeout_ms, char *err,
+		 size_t errlen)
+{
+	*paths = NULL;
+	*n = 0;
+	if (h->ops->disks)
+		return h->ops->disks(h->state, paths, n, timeout_ms, err, errlen);
+	hook_errf(err, errlen, "hook '%s': cannot tell the vm's disks", h->spec);
+	return -ENOTSUP;
+}
+
+int vmhook_migration(struct vmhook *h, char *state, size_t len, int timeout_ms, char *err,
+		     size_t errlen)
+{
+	if (h->ops->migration)
+		return h->ops->migration(h->state, state, len, timeout_ms, err, errlen);
+	hook_errf(err, errlen, "hook '%s': does not migrate the vm", h->spec);
+	return -ENOTSUP;
+}
+
+void vmhook_describe(struct vmhook *h, char *buf, size_t len)
+{
+	if (len)
+		buf[0] = '\0';
+	if (h->ops->describe)
+		h->ops->describe(h->state, buf, len);
+}
+
+void vmhook_vm_name(struct vmhook *h, char *buf, size_t len)
+{
+	if (len)
+		buf[0] = '\0';
+	if (h->ops->vm_name)
+		h->ops->vm_name(h->state, buf, len);
 }

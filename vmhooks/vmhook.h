@@ -7,6 +7,7 @@
  *                          the RBD images the files were relocated into
  *                          (vmhook_handover): QEMU then reads and writes them
  *                          with its own rbd driver, not through the mount
+ *   qmp-migrate:SOCKET@URI QEMU's migration to another host (see "Hand-off" below)
  *   libvirt:DOMAIN[@URI]   suspend / resume a libvirt domain
  *   exec:PROGRAM           runs "PROGRAM pause" / "PROGRAM resume"; the files
  *                          being cut over are in RELOCFS_FILES (newline
@@ -97,5 +98,38 @@ void vmhook_adopt_paused(struct vmhook *h, const char *mountpoint, const char *c
  * that cannot tell (exec, freeze, none). */
 int vmhook_query(struct vmhook *h, char *state, size_t len, int timeout_ms,
 		 char *err, size_t errlen);
+
+/*
+ * Hand-off: a hook that moves the VM to another host (qmp-migrate:) pauses
+ * by starting QEMU's migration to URI and returning at its switch-over
+ * point ("pre-switchover": the guest stopped, its disks drained and flushed,
+ * nothing sent to the destination that it could run with).  The caller then
+ * makes the destination's files durable and records the hand-off; then:
+ *   vmhook_resume   lets the migration finish: 0 when QEMU reports it
+ *                   completed (the VM runs at the destination); -ECANCELED
+ *                   when it failed there and the VM runs on at the source;
+ *                   any other error: how it ended is not known (err says why)
+ *   vmhook_cancel   cancels it before the record: the VM runs on at the
+ *                   source; -EALREADY if it had completed all the same.
+ * Both work on a hook made afresh from the same spec (a restarted daemon),
+ * asking QEMU where its migration stands first.  The pause's timeout is the
+ * time QEMU may take to copy the VM's memory; a pause that fails cancels the
+ * migration (the VM runs on at the source).
+ */
+bool vmhook_hands_off(const struct vmhook *h);
+/* For other hooks: vmhook_resume. */
+int vmhook_cancel(struct vmhook *h, int timeout_ms, char *err, size_t errlen);
+/* The image files the VM has open (absolute paths; free each and the array).
+ * -ENOTSUP for hooks that cannot tell. */
+int vmhook_disks(struct vmhook *h, char ***paths, size_t *n, int timeout_ms, char *err,
+		 size_t errlen);
+/* QEMU's state of the hand-off's migration ("none", "active",
+ * "pre-switchover", "completed", "failed", ...); -ENOTSUP for other hooks. */
+int vmhook_migration(struct vmhook *h, char *state, size_t len, int timeout_ms, char *err,
+		     size_t errlen);
+/* One line on the VM ("vm 'NAME', qemu downtime 41 ms"); "" if nothing. */
+void vmhook_describe(struct vmhook *h, char *buf, size_t len);
+/* The VM's name as the hypervisor knows it, "" if not known. */
+void vmhook_vm_name(struct vmhook *h, char *buf, size_t len);
 
 #endif

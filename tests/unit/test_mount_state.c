@@ -1,8 +1,8 @@
 // modules: ctl/mount_state.c
 /*
  * Unit tests for the mount's durable record (ctl/mount_state.c): path
- * encoding, the text format and its parser (version 2, with several jobs,
- * and version 1 records read as one job), what a damaged record parses to,
+ * encoding, the text format and its parser (version 3, with several jobs,
+ * their hand-offs and the files handed off; version 1 and 2 records), what a damaged record parses to,
  * and saving and loading real files in a private temporary directory.
  *
  * The rule a record must keep: whatever ms_format wrote, ms_parse gives
@@ -42,7 +42,10 @@ static bool job_equal(const struct ms_job *a, const struct ms_job *b)
 	    !str_eq(a->name, b->name) || !str_eq(a->dest, b->dest) ||
 	    !str_eq(a->delta_dir, b->delta_dir) || a->rate != b->rate ||
 	    a->priority != b->priority || a->since_ms != b->since_ms ||
-	    a->deadline_ms != b->deadline_ms || a->nfiles != b->nfiles)
+	    a->deadline_ms != b->deadline_ms || a->nfiles != b->nfiles ||
+	    a->handoff != b->handoff || !str_eq(a->handoff_spec, b->handoff_spec) ||
+	    !str_eq(a->handoff_vm, b->handoff_vm) ||
+	    a->handoff_remove_source != b->handoff_remove_source)
 		return false;
 	for (size_t i = 0; i < a->nfiles; i++)
 		if (!str_eq(a->files[i], b->files[i]))
@@ -56,8 +59,13 @@ static bool state_equal(const struct mount_state *a, const struct mount_state *b
 	if (!str_eq(a->root, b->root) || a->last_cutover_us != b->last_cutover_us ||
 	    a->budget != b->budget || a->parallel != b->parallel ||
 	    a->cutover_job != b->cutover_job || a->noverrides != b->noverrides ||
-	    a->njobs != b->njobs || a->ncleanup != b->ncleanup)
+	    a->njobs != b->njobs || a->ncleanup != b->ncleanup || a->nsealed != b->nsealed)
 		return false;
+	for (size_t i = 0; i < a->nsealed; i++)
+		if (!str_eq(a->sealed[i].relpath, b->sealed[i].relpath) ||
+		    !str_eq(a->sealed[i].to, b->sealed[i].to) ||
+		    !str_eq(a->sealed[i].vm, b->sealed[i].vm))
+			return false;
 	for (size_t i = 0; i < a->noverrides; i++)
 		if (!str_eq(a->overrides[i].relpath, b->overrides[i].relpath) ||
 		    !str_eq(a->overrides[i].backend, b->overrides[i].backend))
@@ -80,8 +88,8 @@ static char *xstrdup(const char *s)
 }
 
 /* A state with every kind of item, and names that need encoding: a
- * started files job with three files, then a queued one with a name, a
- * deadline and one file.  The strings are malloc'd so that ms_free can
+ * started files job with three files and a recorded hand-off, then a
+ * queued one with a name, a deadline and one file, and a file handed off.  The strings are malloc'd so that ms_free can
  * free it. */
 static void full_state(struct mount_state *st)
 {
@@ -117,6 +125,10 @@ static void full_state(struct mount_state *st)
 	assert_non_null(j->files);
 	for (size_t i = 0; i < 3; i++)
 		j->files[i] = xstrdup(files[i]);
+	j->handoff = MS_HANDOFF_RECORDED;
+	j->handoff_spec = xstrdup("qmp-migrate:/run/vm 1.qmp@tcp:10.0.0.2:4444");
+	j->handoff_vm = xstrdup("");
+	j->handoff_remove_source = true;
 	j = &st->jobs[1];
 	j->id = 43;
 	j->queued = true;
@@ -131,6 +143,12 @@ static void full_state(struct mount_state *st)
 	assert_non_null(j->files);
 	j->files[0] = xstrdup("vm7/db.img");
 	st->cutover_job = 42;
+	st->nsealed = 1;
+	st->sealed = calloc(1, sizeof(*st->sealed));
+	assert_non_null(st->sealed);
+	st->sealed[0].relpath = xstrdup("vm9/d c.qcow2");
+	st->sealed[0].to = xstrdup("unix:/run/x");
+	st->sealed[0].vm = xstrdup("vm9");
 	st->ncleanup = 2;
 	st->cleanup = calloc(2, sizeof(*st->cleanup));
 	assert_non_null(st->cleanup);
@@ -290,6 +308,77 @@ static void test_record_without_jobs_round_trips(void **state)
 	ms_free(&st);
 }
 
+static void test_a_started_job_carries_its_hand_off_after_its_files(void **state)
+{
+	struct mount_state st, back;
+	char *text, *h, *f;
+
+	full_state(&st);
+	st.jobs[0].handoff = MS_HANDOFF_STARTED;
+	free(st.jobs[0].handoff_vm);
+	st.jobs[0].handoff_vm = xstrdup("vm 1");
+	st.jobs[0].handoff_remove_source = false;
+	text = ms_format(&st);
+	assert_non_null(text);
+	h = strstr(text, "\nhandoff started qmp-migrate:/run/vm%201.qmp@tcp:10.0.0.2:4444 vm%201 0\n");
+	f = strstr(text, "\nfile 2 ");
+	assert_non_null(h);
+	assert_non_null(f);
+	assert_true(f < h && h < strstr(text, "\njob 43 "));
+	assert_int_equal(ms_parse(text, &back), 0);
+	assert_int_equal(back.jobs[0].handoff, MS_HANDOFF_STARTED);
+	assert_string_equal(back.jobs[0].handoff_vm, "vm 1");
+	assert_int_equal(back.jobs[1].handoff, MS_HANDOFF_NONE);
+	assert_null(back.jobs[1].handoff_spec);
+	assert_true(state_equal(&st, &back));
+	ms_free(&back);
+	free(text);
+	ms_free(&st);
+}
+
+static int parse_with_good_sum(const char *body, struct mount_state *st);
+
+static void test_a_hand_off_belongs_to_a_started_job_and_a_version_3_record(void **state)
+{
+	static const char *bad[] = {
+		"relocfs-state 3\nroot /x\nhandoff recorded s vm 0\n",	/* no job */
+		"relocfs-state 3\nroot /x\njob 1 files queued % /d /dd 0 1 2 3\nfile 0 a\n"
+		"handoff recorded s vm 0\n",
+		"relocfs-state 3\nroot /x\njob 1 files started % /d /dd 0 1 2 3\n"
+		"handoff recorded s vm 0\nfile 0 a\n",		/* a file after it */
+		"relocfs-state 3\nroot /x\njob 1 files started % /d /dd 0 1 2 3\n"
+		"handoff recorded s vm 0\nhandoff started s vm 0\n",
+		"relocfs-state 3\nroot /x\njob 1 files started % /d /dd 0 1 2 3\n"
+		"handoff done s vm 0\n",
+		"relocfs-state 3\nroot /x\njob 1 files started % /d /dd 0 1 2 3\n"
+		"handoff recorded s vm 2\n",
+		"relocfs-state 3\nroot /x\njob 1 files started % /d /dd 0 1 2 3\n"
+		"handoff recorded s vm\n",
+		"relocfs-state 3\nroot /x\nsealed a b\n",
+		"relocfs-state 3\nroot /x\nsealed a%zz b c\n",
+		/* version 3 lines in a version 2 record */
+		"relocfs-state 2\nroot /x\njob 1 files started % /d /dd 0 1 2 3\n"
+		"handoff recorded s vm 0\n",
+		"relocfs-state 2\nroot /x\nsealed a b c\n",
+	};
+	struct mount_state st;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int ret = parse_with_good_sum(bad[i], &st);
+
+		if (ret != -EBADMSG)
+			fail_msg("record accepted (%d):\n%s", ret, bad[i]);
+	}
+	assert_int_equal(parse_with_good_sum("relocfs-state 3\nroot /x\njob 1 files started % /d "
+					     "/dd 0 1 2 3\nfile 0 a\nhandoff recorded s vm 1\n"
+					     "sealed b unix:/y %\n", &st), 0);
+	assert_int_equal(st.jobs[0].handoff, MS_HANDOFF_RECORDED);
+	assert_true(st.jobs[0].handoff_remove_source);
+	assert_int_equal(st.nsealed, 1);
+	assert_string_equal(st.sealed[0].vm, "");
+	ms_free(&st);
+}
+
 static void test_record_opens_with_its_version_and_closes_with_a_sum(void **state)
 {
 	struct mount_state st;
@@ -298,7 +387,7 @@ static void test_record_opens_with_its_version_and_closes_with_a_sum(void **stat
 
 	full_state(&st);
 	text = ms_format(&st);
-	assert_true(strncmp(text, "relocfs-state 2\nroot /srv/images%20with%20space\n", 47) == 0);
+	assert_true(strncmp(text, "relocfs-state 3\nroot /srv/images%20with%20space\n", 47) == 0);
 	n = strlen(text);
 	assert_true(n > 22 && text[n - 1] == '\n');
 	assert_true(strncmp(text + n - 22, "\nsum ", 5) == 0);
@@ -454,7 +543,9 @@ static int parse_with_good_sum(const char *body, struct mount_state *st)
 static void test_parse_refuses_unknown_lines_and_bad_fields_even_with_a_good_sum(void **state)
 {
 	static const char *bad[] = {
-		"relocfs-state 3\nroot /x\n",
+		"relocfs-state 4\nroot /x\n",
+		"relocfs-state 0\nroot /x\n",
+		"relocfs-state 33\nroot /x\n",
 		"relocfs-state 1\n",				/* no root */
 		"relocfs-state 1\nroot /x\nfrobnicate 1\n",
 		"relocfs-state 1\nroot /x y\n",
@@ -518,7 +609,7 @@ static void test_a_version_1_record_is_one_started_unnamed_job(void **state)
 	assert_int_equal(st.budget, 0);
 	assert_int_equal(st.parallel, 0);
 	assert_int_equal(st.ncleanup, 1);
-	/* written again, it is a version 2 record of the same state */
+	/* written again, it is a version 3 record of the same state */
 	assert_round_trip(&st);
 	ms_free(&st);
 }
@@ -841,6 +932,8 @@ int main(void)
 		cmocka_unit_test(test_record_with_overrides_jobs_files_and_cleanup_round_trips),
 		cmocka_unit_test(test_record_with_a_job_and_no_files_round_trips),
 		cmocka_unit_test(test_record_without_jobs_round_trips),
+		cmocka_unit_test(test_a_started_job_carries_its_hand_off_after_its_files),
+		cmocka_unit_test(test_a_hand_off_belongs_to_a_started_job_and_a_version_3_record),
 		cmocka_unit_test(test_record_opens_with_its_version_and_closes_with_a_sum),
 		cmocka_unit_test(test_each_job_lists_its_own_files_from_zero),
 		cmocka_unit_test(test_find_and_drop_job_by_id),

@@ -1,4 +1,4 @@
-// modules: vmhooks/vmhook.c vmhooks/qmp.c vmhooks/qmp_hook.c vmhooks/qmp_rbd.c vmhooks/exec_hook.c vmhooks/libvirt_hook.c vmhooks/hook_util.c common/log.c
+// modules: vmhooks/vmhook.c vmhooks/qmp.c vmhooks/qmp_hook.c vmhooks/qmp_rbd.c vmhooks/qmp_migrate_hook.c vmhooks/exec_hook.c vmhooks/libvirt_hook.c vmhooks/hook_util.c common/log.c common/crashpoint.c
 /*
  * test_vmhook: the hooks against real peers.
  *
@@ -101,9 +101,34 @@ static void test_spec_unknown_kind_is_rejected_with_one_line(void **state)
 	assert_int_equal(vmhook_new("ssh:host", &h, err, sizeof(err)), -EINVAL);
 	assert_null(h);
 	assert_string_equal(err, "unknown hook 'ssh:host' (expected qmp:SOCKET, qmp-rbd:SOCKET, "
-			    "libvirt:DOMAIN[@URI], exec:PROGRAM, freeze or none)");
+			    "qmp-migrate:SOCKET@URI, libvirt:DOMAIN[@URI], exec:PROGRAM, freeze or none)");
 	assert_int_equal(vmhook_new("", &h, err, sizeof(err)), -EINVAL);
 	assert_int_equal(vmhook_new("qmp", &h, err, sizeof(err)), -EINVAL);
+}
+
+static void test_spec_qmp_migrate_needs_socket_at_uri(void **state)
+{
+	struct vmhook *h;
+	char err[256];
+
+	assert_int_equal(vmhook_new("qmp-migrate:/run/v@1.qmp@tcp:10.0.0.2:4444", &h, err,
+				    sizeof(err)), 0);
+	assert_true(vmhook_hands_off(h));
+	assert_false(vmhook_is_internal(h));
+	vmhook_free(h);
+	assert_int_equal(vmhook_new("qmp-migrate:/run/vm1.qmp@unix:/run/mig.sock", &h, err,
+				    sizeof(err)), 0);
+	vmhook_free(h);
+	assert_int_equal(vmhook_new("qmp-migrate:/run/vm1.qmp", &h, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "expected SOCKET@URI"));
+	assert_int_equal(vmhook_new("qmp-migrate:/run/vm1.qmp@ftp:x", &h, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vmhook_new("qmp-migrate:@tcp:h:1", &h, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vmhook_new("qmp-migrate:vm1.qmp@tcp:h:1", &h, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "qmp-migrate 'vm1.qmp@tcp:h:1': socket path must be absolute");
+	/* the other hooks do not hand off */
+	assert_int_equal(vmhook_new("qmp:/run/vm1.qmp", &h, err, sizeof(err)), 0);
+	assert_false(vmhook_hands_off(h));
+	vmhook_free(h);
 }
 
 static void test_spec_qmp_needs_an_absolute_socket_path(void **state)
@@ -1004,6 +1029,7 @@ int main(void)
 		cmocka_unit_test(test_spec_qmp_needs_an_absolute_socket_path),
 		cmocka_unit_test(test_spec_qmp_rbd_needs_an_absolute_socket_and_hands_over),
 		cmocka_unit_test(test_spec_only_qmp_rbd_hands_over_and_the_others_do_nothing),
+		cmocka_unit_test(test_spec_qmp_migrate_needs_socket_at_uri),
 		cmocka_unit_test(test_spec_exec_takes_absolute_path_or_name_in_path),
 		cmocka_unit_test(test_spec_libvirt_splits_domain_and_uri_at_first_at),
 		cmocka_unit_test(test_query_is_not_supported_by_exec_and_internal_hooks),

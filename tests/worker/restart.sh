@@ -38,6 +38,16 @@ echo "relocfs 0.2.0 (libfuse 3.14.0, state layout $layout)"
 EOS
 chmod +x "$TEST_DIR/record1"
 refused "$TEST_DIR/record1" 'an older record'
+# one that names the record version before this binary's: it reads every
+# older version, but not the record this one writes
+record=$("$RELOCFS" --version | sed -n 's/.*state record \([0-9]*\),.*/\1/p')
+[ -n "$record" ] || fail "relocfs --version names no state record: $("$RELOCFS" --version)"
+cat >"$TEST_DIR/record-before" <<EOS
+#!/bin/sh
+echo "relocfs 0.2.0 (libfuse 3.14.0, state record $((record - 1)), state layout $layout)"
+EOS
+chmod +x "$TEST_DIR/record-before"
+refused "$TEST_DIR/record-before" "a record before version $record"
 rc=0
 ctl restart --exec >/dev/null 2>&1 || rc=$?
 [ "$rc" != 0 ] || fail "restart --exec without a path succeeded"
