@@ -5,13 +5,13 @@
 #
 #   BENCH_DIR=/path    scratch location (default /var/tmp/relocfs-bench; not tmpfs)
 #   BENCH_PARTS="..."  which parts (default "mirror copier migration_iops flush cutover takeover
-#                      jobs rbd")
-#   see each part for its own knobs.  About 40 minutes with the defaults on an idle 2-core machine.
+#                      jobs rbd rbd_copy")
+#   see each part for its own knobs.  About 45 minutes with the defaults on an idle 2-core machine.
 set -eu
 BENCH_SRC=$(cd "$(dirname "$0")" && pwd)
 . "$BENCH_SRC/lib.sh"
 
-PARTS=${BENCH_PARTS:-mirror copier migration_iops flush cutover takeover jobs rbd}
+PARTS=${BENCH_PARTS:-mirror copier migration_iops flush cutover takeover jobs rbd rbd_copy}
 export BENCH_DATE BENCH_DIR RELOCFS_BUILD BENCH_RESULTS
 check_prereqs
 
