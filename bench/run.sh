@@ -5,15 +5,15 @@
 #
 #   BENCH_DIR=/path    scratch location (default /var/tmp/relocfs-bench; not tmpfs)
 #   BENCH_PARTS="..."  which parts (default "mirror copier migration_iops flush cutover takeover
-#                      jobs rbd hostmove")
-#   see each part for its own knobs.  About 40 minutes with the defaults on an idle 2-core machine,
+#                      jobs rbd rbd_copy hostmove")
+#   see each part for its own knobs.  About 45 minutes with the defaults on an idle 2-core machine,
 #   then hostmove (a TCG guest moved to another host twice, a 1 GiB disk copied four times): 6 to
 #   10 minutes on a loaded one.
 set -eu
 BENCH_SRC=$(cd "$(dirname "$0")" && pwd)
 . "$BENCH_SRC/lib.sh"
 
-PARTS=${BENCH_PARTS:-mirror copier migration_iops flush cutover takeover jobs rbd hostmove}
+PARTS=${BENCH_PARTS:-mirror copier migration_iops flush cutover takeover jobs rbd rbd_copy hostmove}
 export BENCH_DATE BENCH_DIR RELOCFS_BUILD BENCH_RESULTS
 check_prereqs
 
