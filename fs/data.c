@@ -115,7 +115,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct rnode *n = N(req, ino);
 	struct rhandle *h;
 	struct route r;
-	int fd, err, flags;
+	int fd = -1, err, flags;
 
 	if (!gate_enter(req, n))
 		return;
@@ -132,13 +132,15 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto out;
 	h = handle_new(fs, n, fd, fi->flags, false);
 	if (!h) {
-		close(fd);
 		err = -ENFILE;
 		goto out;
 	}
+	fd = -1;	/* the handle's */
 	fi->fh = handle_fh(h);
 	set_open_flags(fi);
 out:
+	if (fd != -1)
+		close(fd);
 	gate_leave(req, n);
 	if (err)
 		fuse_reply_err(req, -err);
