@@ -98,24 +98,6 @@ wait_gen() {	# wait_gen N SECS
 json() { "$B/relocctl" -m "$VMS" status --json | jq -r "$1"; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 
-# expected_image DEV G FILLBLK OUT: what disk DEV holds after generation G
-# (the formula of tests/vm/e2e_qmp.sh): regions A and B, the host's fill below
-# block FILLBLK where the guest never wrote, zeros above
-expected_image() {
-	awk -v d="$1" -v G="$2" -v n="$3" 'BEGIN {
-		for (i = 0; i < n; i++) {
-			dv = "hst"; g = 0
-			if (i < 64) {
-				dv = d; g = G
-			} else if (i < 64 + 64 * 16) {
-				w = int((i - 64) / 16)
-				if (w <= G - 1) { dv = d; g = G - ((G - 1 - w) % 64) }
-			}
-			printf "RELOCFS dev=%s blk=%08d gen=%08d%4054s\n", dv, i, g, ""
-		}
-	}' >"$4"
-	truncate -s "${SIZE_MB}M" "$4"
-}
 
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (it mounts a FUSE filesystem)" >&2; exit 1; }
 [ -x "$B/relocfs" ] && [ -x "$B/relocctl" ] || { echo "demo: build first (make)" >&2; exit 1; }

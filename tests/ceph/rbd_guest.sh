@@ -78,22 +78,6 @@ qemu_holds() {
 	return 1
 }
 
-# expected_image DEV G FILLBLK OUT: the image a disk holds after generation G
-expected_image() {
-	awk -v d="$1" -v G="$2" -v n="$3" 'BEGIN {
-		for (i = 0; i < n; i++) {
-			dv = "hst"; g = 0
-			if (i < 64) {
-				dv = d; g = G
-			} else if (i < 64 + 64 * 16) {
-				w = int((i - 64) / 16)
-				if (w <= G - 1) { dv = d; g = G - ((G - 1 - w) % 64) }
-			}
-			printf "RELOCFS dev=%s blk=%08d gen=%08d%4054s\n", dv, i, g, ""
-		}
-	}' >"$4"
-	truncate -s "${SIZE_MB}M" "$4"
-}
 
 step 'a kernel, an initramfs and the guest script; a one-node Ceph cluster'
 guest_prepare_or_skip

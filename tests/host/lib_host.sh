@@ -297,20 +297,3 @@ host_stop_guest() {
 	printf 'STOP' | dd of="$TEST_DIR/ctl.img" conv=notrunc,fsync status=none
 }
 
-# expected_image DEV G FILLBLK OUT: what the guest's disk DEV holds after
-# generation G (as in tests/vm/e2e_qmp.sh)
-expected_image() {
-	awk -v d="$1" -v G="$2" -v n="$3" 'BEGIN {
-		for (i = 0; i < n; i++) {
-			dv = "hst"; g = 0
-			if (i < 64) {
-				dv = d; g = G
-			} else if (i < 64 + 64 * 16) {
-				w = int((i - 64) / 16)
-				if (w <= G - 1) { dv = d; g = G - ((G - 1 - w) % 64) }
-			}
-			printf "RELOCFS dev=%s blk=%08d gen=%08d%4054s\n", dv, i, g, ""
-		}
-	}' >"$4"
-	truncate -s "${SIZE_MB}M" "$4"
-}

@@ -50,25 +50,6 @@ console_tail() {
 }
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 
-# expected_image DEV G FILLBLK OUT: what the guest's disk DEV holds after
-# generation G: its regions A and B, host fill in blocks below FILLBLK that the
-# guest never wrote, zeros from FILLBLK to the end of the image
-expected_image() {
-	awk -v d="$1" -v G="$2" -v n="$3" 'BEGIN {
-		for (i = 0; i < n; i++) {
-			dv = "hst"; g = 0
-			if (i < 64) {
-				dv = d; g = G
-			} else if (i < 64 + 64 * 16) {
-				w = int((i - 64) / 16)
-				if (w <= G - 1) { dv = d; g = G - ((G - 1 - w) % 64) }
-			}
-			printf "RELOCFS dev=%s blk=%08d gen=%08d%4054s\n", dv, i, g, ""
-		}
-	}' >"$4"
-	truncate -s "${SIZE_MB}M" "$4"
-}
-
 step 'a kernel, an initramfs and the guest script'
 t_start=$(date +%s.%N)
 guest_prepare_or_skip

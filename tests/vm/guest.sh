@@ -282,6 +282,28 @@ pattern_blocks() {
 		'BEGIN { for (i = f; i < f + n; i++) printf "RELOCFS dev=%s blk=%08d gen=%08d%4054s\n", d, i, g, "" }'
 }
 
+# expected_image DEV G FILLBLK OUT: what disk DEV of the tests' guest script
+# holds after generation G (tests/vm/e2e_qmp.sh, demo/demo_vm.sh,
+# tests/host/, tests/ceph/rbd_guest.sh): regions A (64 blocks, rewritten
+# each generation) and B (64 windows of 16 blocks, one per generation), the
+# host's fill below block FILLBLK where the guest never wrote, zeros above,
+# the file SIZE_MB MiB long
+expected_image() {
+	awk -v d="$1" -v G="$2" -v n="$3" 'BEGIN {
+		for (i = 0; i < n; i++) {
+			dv = "hst"; g = 0
+			if (i < 64) {
+				dv = d; g = G
+			} else if (i < 64 + 64 * 16) {
+				w = int((i - 64) / 16)
+				if (w <= G - 1) { dv = d; g = G - ((G - 1 - w) % 64) }
+			}
+			printf "RELOCFS dev=%s blk=%08d gen=%08d%4054s\n", dv, i, g, ""
+		}
+	}' >"$4"
+	truncate -s "${SIZE_MB}M" "$4"
+}
+
 # ---------------------------------------------------------------------------
 # run directly: boot a guest without disks and check its script ran
 
