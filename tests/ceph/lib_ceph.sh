@@ -54,19 +54,21 @@ ceph_start() {
 	at_cleanup ceph_stop
 	# Now and then (more often with other clusters on the machine) a new
 	# OSD's first command is refused by its monitor with "wrong fsid" and
-	# the OSD exits at its start, however often it is started again; a
-	# new cluster, with a new fsid on other ports, comes up
+	# the OSD exits at its start, however often it is started again, or
+	# the first command of the set-up is refused ("problem getting command
+	# descriptions from mon"); a new cluster, with a new fsid on other
+	# ports, comes up
 	for t in 1 2 3 4; do
-		[ "$t" -lt 4 ] || ceph_failed "the OSD of three new clusters exited at its start"
+		[ "$t" -lt 4 ] || ceph_failed "three new clusters did not come up"
 		ceph_start_once "$with_mds" $((t - 1)) && return 0
-		say "  the test's Ceph cluster: the OSD exited at its start; a new cluster"
+		say "  the test's Ceph cluster did not come up (its OSD exited, or its first command was refused); a new cluster"
 		ceph_stop
 		mv "$CEPH_DIR" "$CEPH_DIR.failed$t"
 	done
 }
 
 # ceph_start_once MDS TRY: 0 when the cluster is up, 1 if its OSD exited
-# at its start; fails the test otherwise
+# at its start or its first pool could not be made; fails the test otherwise
 ceph_start_once() {
 	local with_mds=$1 port fsid uuid t
 	port=$(ceph_free_ports $(($2 * 100)))
@@ -130,7 +132,7 @@ ceph_start_once() {
 	# its timeout
 	ceph_daemon ceph-osd -i 0
 	ceph_osd_up "${CEPH_PIDS[-1]}" || return 1
-	ceph_setup osd pool create rbd 8
+	ceph_ osd pool create rbd 8 >>"$CEPH_DIR/log/setup.log" 2>&1 || return 1
 	rbd_ pool init rbd 2>>"$CEPH_DIR/log/setup.log" || ceph_failed "rbd pool init failed"
 	if [ -n "$with_mds" ]; then
 		ceph_setup osd pool create cephfs_data 8
