@@ -30,17 +30,19 @@
  *     the thread that submitted the entry's command.  If that thread has
  *     exited, the copy is cancelled and the request fails with ECANCELED:
  *     an idle entry of a dead thread is a trap for the next request of its
- *     CPU.  The kernel retires a thread's idle entries when the thread
- *     exits only if the thread has a "tracked" io_uring request in flight,
- *     so each ring thread keeps one: a poll on another ring (the anchor)
- *     that never fires.  Then, at the thread's exit (kill -9 included),
- *     before the thread is marked exiting, the kernel cancels the poll and
- *     every idle entry of the thread, and runs the copies already queued
- *     to it, so a request either lands in an entry (and is recorded there
- *     for the next worker) or waits in the kernel's queue.  What is left is
- *     a request handed over in the few instructions between the kernel's
- *     cancel and its last run of the thread's task work (docs/performance.md
- *     "Worker death over io_uring").
+ *     CPU.  At a thread's exit (kill -9 included), before the thread is
+ *     marked exiting, the kernel cancels the thread's idle entries and runs
+ *     the task work queued to it, looping for as long as the thread has a
+ *     "tracked" io_uring request in flight.  Each ring thread keeps one
+ *     for its whole life, a poll on another ring (the anchor) that never
+ *     fires, so that the kernel does this at all; and each entry's command
+ *     is linked to a futex wait (a tracked request from its submission
+ *     that ends the moment the command completes), so that the kernel
+ *     loops until every command of the thread has completed: a request the
+ *     kernel was handing to an entry as the thread died lands in it (and
+ *     is recorded there for the next worker) instead of failing.  A request
+ *     either lands in an entry or waits in the kernel's queue
+ *     (docs/uring-takeover.md).
  *   - The copy into an entry runs in a thread that may be being killed,
  *     and then cannot fault a page in: a worker maps every page of the
  *     entries it arms, adopted ones included, before arming them.
@@ -98,6 +100,14 @@
 /* completion tags: an entry's slot number, or one of these */
 #define TAG_WAKE	(1ull << 32)
 #define TAG_ANCHOR	(2ull << 32)
+#define TAG_LINK	(3ull << 32)
+
+/* io_uring's futex wait (Linux 6.7+; liburing 2.3 and Debian 12's headers
+ * predate it), in the ABI of include/uapi/linux/io_uring.h and futex.h */
+#define OP_FUTEX_WAIT		51
+#define FUTEX2_SIZE_U32_	0x02
+#define FUTEX2_PRIVATE_		128
+#define FUTEX_MATCH_ANY_	0xffffffffu
 
 struct rthread;
 
@@ -117,6 +127,7 @@ struct rthread {
 	struct io_uring ring;
 	int wake_fd;
 	uint64_t wake_val;
+	uint32_t link_word;		/* 0 for ever: the linked waits end at once */
 	struct rent *ents[ENTS_PER_THREAD_MAX];
 	unsigned nents;
 };
@@ -232,20 +243,44 @@ static struct io_uring_sqe *get_sqe(struct rthread *t)
 	return sqe;
 }
 
+/*
+ * The futex wait linked to an entry's command (see the top): submitted with
+ * the command, it counts as in flight until the command completes, and then
+ * ends at once (the word never holds the value it waits for).  If the
+ * command fails, the kernel cancels it.  Its completion is ignored.
+ */
+static void prep_link(struct rthread *t)
+{
+	struct io_uring_sqe *sqe = get_sqe(t);
+
+	memset(sqe, 0, 128);
+	sqe->opcode = OP_FUTEX_WAIT;
+	sqe->fd = FUTEX2_SIZE_U32_ | FUTEX2_PRIVATE_;
+	sqe->addr = (uint64_t)(uintptr_t)&t->link_word;
+	sqe->addr2 = 1;			/* the value waited for */
+	sqe->addr3 = FUTEX_MATCH_ANY_;
+	io_uring_sqe_set_data64(sqe, TAG_LINK);
+}
+
 /* A REGISTER or COMMIT_AND_FETCH for e (liburing 2.3 has no helper for
  * URING_CMD, and get_sqe does not clear the 128 bytes). */
 static void prep_cmd(struct rthread *t, struct rent *e, int cmd)
 {
 	struct fs_region *r = t->u->fs->itab.r;
 	struct ring_slot *s = &r->ring[e->slot];
-	struct io_uring_sqe *sqe = get_sqe(t);
+	struct io_uring_sqe *sqe;
 	struct fuse_uring_cmd_req *req;
 
+	/* the command and its linked wait in one submission: a link does
+	 * not reach across two */
+	if (io_uring_sq_space_left(&t->ring) < 2)
+		io_uring_submit(&t->ring);
+	sqe = get_sqe(t);
 	/* the whole 128-byte SQE (the type covers the first 64) */
 	memset(sqe, 0, sizeof(*sqe));
 	memset(sqe->cmd, 0, 128 - offsetof(struct io_uring_sqe, cmd));
 	sqe->opcode = IORING_OP_URING_CMD;
-	sqe->flags = IOSQE_FIXED_FILE;
+	sqe->flags = IOSQE_FIXED_FILE | IOSQE_IO_LINK;
 	sqe->fd = 0;
 	sqe->cmd_op = (uint32_t)cmd;
 	req = (struct fuse_uring_cmd_req *)sqe->cmd;
@@ -266,6 +301,7 @@ static void prep_cmd(struct rthread *t, struct rent *e, int cmd)
 	 * adopt_slot); the kernel does not read it back */
 	__atomic_store_n(&ent_hdr(r, e->slot)->ring_ent_in_out.commit_id, 0, __ATOMIC_RELEASE);
 	io_uring_sqe_set_data64(sqe, e->slot);
+	prep_link(t);
 }
 
 static void prep_wake_read(struct rthread *t)
@@ -598,6 +634,8 @@ static void *ring_thread(void *arg)
 				prep_wake_read(t);
 			} else if (tag == TAG_ANCHOR) {
 				prep_anchor(t);
+			} else if (tag == TAG_LINK) {
+				/* see prep_link */
 			} else if (tag < FS_RING_MAX && u->ents[tag].t == t) {
 				io_uring_cq_advance(&t->ring, seen);
 				seen = 0;
