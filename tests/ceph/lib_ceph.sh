@@ -5,7 +5,7 @@
 #                      under $CEPH_DIR, with a pool "rbd" for images; with
 #                      "mds", also a CephFS (ceph-mds) for ceph_fuse_mount
 #   ceph_stop          stop every daemon it started (at_cleanup does it too)
-#   ceph_fuse_mount D  mount the CephFS at D with ceph-fuse (undone at cleanup)
+#   ceph_fuse_mount D [OPT...]  mount the CephFS at D with ceph-fuse (undone at cleanup)
 #   rbd_ ARGS          the rbd tool against the cluster
 #   ceph_ ARGS         the ceph tool against the cluster
 #
@@ -25,7 +25,7 @@
 CEPH_DIR=$TEST_DIR/ceph
 CEPH_CONF=$CEPH_DIR/ceph.conf
 CEPH_PIDS=()
-CEPH_FUSE_MNT=
+CEPH_FUSE_MNTS=()
 
 ceph_packages() {
 	# programs, not dpkg-query: that takes seconds on a loaded machine
@@ -215,10 +215,10 @@ ceph_daemon() {
 
 ceph_stop() {
 	local p i
-	if [ -n "$CEPH_FUSE_MNT" ]; then
-		fusermount3 -u "$CEPH_FUSE_MNT" 2>/dev/null || umount -l "$CEPH_FUSE_MNT" 2>/dev/null || true
-		CEPH_FUSE_MNT=
-	fi
+	for p in "${CEPH_FUSE_MNTS[@]}"; do
+		fusermount3 -u "$p" 2>/dev/null || umount -l "$p" 2>/dev/null || true
+	done
+	CEPH_FUSE_MNTS=()
 	[ ${#CEPH_PIDS[@]} -gt 0 ] || return 0
 	# the clients first (mds), then the OSD, the manager, the monitor; the
 	# data is thrown away, so a daemon slow to stop is killed after 1 s
@@ -240,13 +240,13 @@ ceph_stop() {
 	CEPH_PIDS=()
 }
 
-# ceph_fuse_mount DIR: the cluster's CephFS at DIR
+# ceph_fuse_mount DIR [OPTION...]: the cluster's CephFS at DIR
 ceph_fuse_mount() {
 	local i
 	mkdir -p "$1"
-	ceph-fuse -c "$CEPH_CONF" --client_mount_timeout=20 "$1" >>"$CEPH_DIR/log/ceph-fuse.out" 2>&1 ||
+	ceph-fuse -c "$CEPH_CONF" --client_mount_timeout=20 "${@:2}" "$1" >>"$CEPH_DIR/log/ceph-fuse.out" 2>&1 ||
 		fail "ceph-fuse could not mount the test's CephFS: $(tail -3 "$CEPH_DIR/log/ceph-fuse.out")"
-	CEPH_FUSE_MNT=$1
+	CEPH_FUSE_MNTS+=("$1")
 	for i in $(seq 100); do
 		mountpoint -q "$1" && return 0
 		sleep 0.1
