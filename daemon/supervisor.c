@@ -9,10 +9,11 @@
  * (daemon.h).  The old worker stops everything it runs, lets the standby go
  * and says so with SIGUSR2 just before it exits, without waiting for its
  * exit (the old process's teardown stays out of the time the connection
- * waits; it is reaped later).  For restart --exec the
- * supervisor waits for the old worker to exit (WORKER_HANDOVER) and then
- * re-executes itself as the new binary, keeping the region and every
- * descriptor the region names across the exec.  A worker that dies any
+ * waits; it is reaped later).  For restart --exec there is no standby:
+ * at the same signal the supervisor re-executes itself as the new binary,
+ * keeping the region and every descriptor the region names across the
+ * exec, and the new image reaps the old worker (if the signal is missed,
+ * it does so after the old worker's exit).  A worker that dies any
  * other way is replaced at once; the new one has the kernel resend what the
  * dead one had read.  A worker that cannot start is retried, at most once a
  * second, for as long as the mount exists.
@@ -252,6 +253,15 @@ int supervise(struct daemon *d)
 	}
 	d->dr->supervisor_pid = (uint64_t)getpid();
 	d->dr->handover = 0;
+	if (takeover && d->dr->worker_pid) {
+		/* the last image re-executed this one as soon as its worker had
+		 * stopped (restart --exec): that worker is ours to reap */
+		siginfo_t si = { 0 };
+
+		if (waitid(P_PID, (id_t)d->dr->worker_pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0)
+			old = (pid_t)d->dr->worker_pid;
+		d->dr->worker_pid = 0;
+	}
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGTERM);
@@ -296,9 +306,26 @@ int supervise(struct daemon *d)
 		}
 		if (si.si_signo == SIGUSR2) {
 			/* the worker stopped all it ran (and let the standby go) */
-			if (si.si_pid != pid || !d->dr->handover || d->dr->exec_path[0] || ending ||
-			    old)
+			if (si.si_pid != pid || !d->dr->handover || ending || old)
 				continue;
+			if (d->dr->exec_path[0]) {
+				/* restart --exec: nothing of the old worker touches
+				 * the mount's state or the descriptors any more, so
+				 * the new binary starts now, not after its exit; the
+				 * new image reaps it (worker_pid, above) */
+				reexec(d);
+				/* it could not run: a worker of this binary serves */
+				old = pid;
+				d->dr->worker_pid = 0;
+				d->dr->handover = 0;
+				pid = start_worker(d, true, false);
+				if (pid == -1) {
+					slog(LOG_ERR, "cannot start a worker: %s; the mount is not "
+					     "served", strerror(errno));
+					return 1;
+				}
+				continue;
+			}
 			old = pid;
 			d->dr->handover = 0;
 			if (next) {

@@ -8,9 +8,11 @@
  * the worker mounts and tells the waiting process the mount serves.
  * A later worker, in this order (each step needs the one before):
  *   1. adopt the FUSE layer's tables from the region (fs_new);
- *   2. close every descriptor that no table and no part of the supervisor
- *      names: what a dead worker leaked into the shared descriptor table
- *      (the job engine's files, sockets, the copier's...);
+ *   2. list every descriptor that no table and no part of the supervisor
+ *      names: what the last worker left in the shared descriptor table
+ *      (the job engine's files, sockets, the copier's, its io_uring
+ *      rings...); they are closed once this worker serves (close_swept),
+ *      since closing a ring costs up to a millisecond;
  *   3. the job engine recovers from the record, as after a restart of the
  *      daemon, but "warm": the guest saw nothing, so nothing it saw may go
  *      back (a cutover that switched is finished, not rolled back);
@@ -61,6 +63,10 @@ struct worker {
 	struct fuse_session *se;
 	uint64_t t0;		/* when this worker started (a standby: was let go) */
 	uint64_t t_tables, t_engine, t_conn;	/* when each part of a takeover was done */
+	int *drop;		/* descriptors the last worker left (sweep_fds) */
+	size_t ndrop;
+	pthread_t closer;	/* close_swept's thread */
+	bool closer_started;
 };
 
 static void say(struct worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -86,7 +92,7 @@ static int cmp_int(const void *a, const void *b)
 	return *(const int *)a - *(const int *)b;
 }
 
-/* Close every descriptor nobody names (step 2 above). */
+/* List every descriptor nobody names (step 2 above), for close_swept. */
 static void sweep_fds(struct worker *w)
 {
 	size_t max = 2 * 65536 + 64, n = 0;
@@ -124,12 +130,47 @@ static void sweep_fds(struct worker *w)
 	}
 	if (dir)
 		closedir(dir);
-	for (size_t i = 0; i < ndrop; i++)
-		close(drop[i]);
-	if (ndrop)
-		log_info("closed %zu descriptor(s) the last worker left open", ndrop);
-	free(drop);
 	free(keep);
+	w->drop = drop;
+	w->ndrop = ndrop;
+}
+
+/*
+ * Close what sweep_fds listed, on a thread of its own once this worker
+ * serves.  Safe beside the worker's own opens: a listed descriptor stays
+ * in use until it is closed here, so no open of this worker gets its
+ * number before, and each is closed once.
+ */
+static void *close_swept(void *arg)
+{
+	struct worker *w = arg;
+
+	for (size_t i = 0; i < w->ndrop; i++)
+		close(w->drop[i]);
+	if (w->ndrop)
+		log_info("closed %zu descriptor(s) the last worker left open", w->ndrop);
+	free(w->drop);
+	w->drop = NULL;
+	return NULL;
+}
+
+static void close_swept_later(struct worker *w)
+{
+	if (!w->ndrop)
+		return;
+	if (pthread_create(&w->closer, NULL, close_swept, w))
+		close_swept(w);
+	else
+		w->closer_started = true;
+}
+
+/* Before the next worker may start: it lists what it finds open, and a
+ * number this worker closed after that could be one of its own. */
+static void close_swept_wait(struct worker *w)
+{
+	if (w->closer_started)
+		pthread_join(w->closer, NULL);
+	w->closer_started = false;
 }
 
 /* ---- what the job engine asks of the process ------------------------------- */
@@ -445,6 +486,7 @@ static void *worker_thread(void *arg)
 				 (w->t0 - w->dr->ended_us) / 1000.0 : 0.0,
 			 (w->t_tables - w->t0) / 1000.0, (w->t_engine - w->t_tables) / 1000.0,
 			 (w->t_conn - w->t_engine) / 1000.0, (t - w->t_conn) / 1000.0);
+		close_swept_later(w);
 	} else {
 		report_ready(w);
 		/* the connection goes to the service manager's store, which
@@ -468,6 +510,7 @@ static void *worker_thread(void *arg)
 
 		ctl_server_quiesce();
 		engine_stop(w->eng);
+		close_swept_wait(w);
 		t_stop = now_us();
 		/* logged before the signal: the next worker closes the
 		 * descriptors this one leaves, syslog's among them, and the
