@@ -211,8 +211,15 @@ static void reexec(struct daemon *d)
 	argv = calloc((size_t)d->argc + 3, sizeof(*argv));
 	if (!argv)
 		return;
-	for (int i = 0; i < d->argc; i++)
+	for (int i = 0; i < d->argc; i++) {
+		/* the last re-execution's own option: one is added below */
+		if (i + 1 < d->argc && !strcmp(d->argv[i], "-o") &&
+		    !strncmp(d->argv[i + 1], "takeover=", 9)) {
+			i++;
+			continue;
+		}
 		argv[k++] = d->argv[i];
+	}
 	snprintf(arg, sizeof(arg), "takeover=%d", d->shm.fd);
 	argv[k++] = "-o";
 	argv[k++] = arg;
