@@ -218,6 +218,15 @@ ceph_stop() {
 	for p in "${CEPH_FUSE_MNTS[@]}"; do
 		fusermount3 -u "$p" 2>/dev/null || umount -l "$p" 2>/dev/null || true
 	done
+	# a ceph-fuse (it runs on in the background) ends once unmounted, but
+	# one that cannot reach the cluster any more would wait for it for ever
+	if [ ${#CEPH_FUSE_MNTS[@]} -gt 0 ]; then
+		for i in $(seq 20); do
+			pgrep -f "ceph-fuse -c $CEPH_CONF" >/dev/null || break
+			sleep 0.1
+		done
+		pkill -KILL -f "ceph-fuse -c $CEPH_CONF" 2>/dev/null || true
+	fi
 	CEPH_FUSE_MNTS=()
 	[ ${#CEPH_PIDS[@]} -gt 0 ] || return 0
 	# the clients first (mds), then the OSD, the manager, the monitor; the
