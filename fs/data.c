@@ -42,6 +42,15 @@ static int carried_handle(struct fs *fs, struct fuse_file_info *fi)
 	return 1;
 }
 
+/* An OPEN or CREATE with O_TRUNC that must clear setuid and setgid (the
+ * open_flags of fuse_open_in and fuse_create_in, both after their flags). */
+static bool kill_on_open(uint32_t opcode, size_t len)
+{
+	const uint32_t *raw = req_args(opcode, len);
+
+	return raw && (raw[1] & FUSE_OPEN_KILL_SUIDGID);
+}
+
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
@@ -91,6 +100,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		close(fd);
 		goto out;
 	}
+	if (kill_on_open(FUSE_CREATE, sizeof(struct fuse_create_in)) && (flags & O_TRUNC))
+		(void)node_kill_suidgid(fs, req, N(req, e.ino));	/* it exists: truncated */
 	h = handle_new(fs, N(req, e.ino), fd, fi->flags, false);
 	if (!h) {
 		close(fd);
@@ -128,6 +139,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	err = flags < 0 ? flags : backing_open_at(n->fd, flags, &fd);
 	if (!err && (fi->flags & O_TRUNC) && !(flags & O_TRUNC))
 		err = r.ops->truncate(&r, 0);	/* the route truncates itself */
+	if (!err && (fi->flags & O_TRUNC) && kill_on_open(FUSE_OPEN, sizeof(struct fuse_open_in)))
+		err = node_kill_suidgid(fs, req, n);
 	if (err)
 		goto out;
 	h = handle_new(fs, n, fd, fi->flags, false);
@@ -195,6 +208,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
 			 struct fuse_file_info *fi)
 {
+	const struct fuse_write_in *raw;
 	struct rnode *n = N(req, ino);
 	struct rhandle *h = H(fi);
 	size_t len = fuse_buf_size(in);
@@ -225,6 +239,12 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 			goto out;
 		len = (size_t)res;
 		data = buf;
+	}
+	raw = req_args(FUSE_WRITE, sizeof(*raw));
+	if (raw && (raw->write_flags & FUSE_WRITE_KILL_SUIDGID)) {
+		res = node_kill_suidgid(FS(req), req, n);
+		if (res < 0)
+			goto out;
 	}
 	r = route(FS(req), n, h);
 	res = r.ops->write(&r, data, len, off);

@@ -55,6 +55,7 @@ struct fs {
 	pthread_mutex_t rec_lock;	/* the records of replay threads */
 	uint64_t recs_busy;		/* bit i: record threads + i in use; rec_lock */
 	unsigned takeovers;		/* how this worker started: see fs_takeover */
+	uint32_t init_flags;		/* the INIT request's flags: what the kernel offers */
 	uint32_t init_flags2;		/* the INIT request's flags2: what the kernel offers */
 	atomic_int transport;		/* enum fs_transport serving; 0 until INIT */
 	unsigned dev_threads;		/* /dev/fuse threads (fs_loop) */
@@ -190,6 +191,10 @@ void io_buf_release(void);
 /* Open flags libfuse 3.14 cannot set, added to the open reply that the
  * calling thread sends next. */
 void reply_open_flags(uint32_t flags);
+/* The arguments of the request being served as the kernel sent them (after
+ * its fuse_in_header; libfuse 3.14 passes on no flag it does not know), if
+ * it is an opcode request of at least len bytes of them; else NULL. */
+const void *req_args(uint32_t opcode, size_t len);
 /* The first worker keeps the connection's INIT request; a new worker
  * replays it to set libfuse up (the kernel sends INIT only once), with the
  * reply swallowed.  replay_init: 0, or -ENOENT if none was kept. */
@@ -227,6 +232,11 @@ unsigned uring_queues(void);
 
 /* stat of the node, with what its route knows better overlaid */
 int node_stat(struct fs *fs, struct rnode *n, struct stat *st);
+/* FUSE_HANDLE_KILLPRIV_V2: the kernel asked (a write, truncate or open with
+ * O_TRUNC of a setuid or setgid file by a caller without CAP_FSETID) that
+ * setuid be cleared, and setgid as the kernel's own filesystems do; the
+ * kernel's cached attributes of n are dropped. */
+int node_kill_suidgid(struct fs *fs, fuse_req_t req, struct rnode *n);
 /* Look name up in parent; fills e and takes one kernel reference. */
 int do_lookup(struct fs *fs, struct rnode *parent, const char *name,
 	      struct fuse_entry_param *e);

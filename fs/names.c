@@ -297,9 +297,57 @@ static int set_attr(struct fs *fs, struct rnode *n, struct stat *attr, int valid
 	return 0;
 }
 
+/* Is the caller of req in group gid (its fsgid or a supplementary one)? */
+static bool caller_in_group(fuse_req_t req, gid_t gid)
+{
+	gid_t groups[64];
+	int n;
+
+	if (fuse_req_ctx(req)->gid == gid)
+		return true;
+	n = fuse_req_getgroups(req, 64, groups);
+	for (int i = 0; i < n && i < 64; i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
+}
+
+int node_kill_suidgid(struct fs *fs, fuse_req_t req, struct rnode *n)
+{
+	struct stat st;
+	char path[64];
+	mode_t m;
+
+	if (fstatat(n->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return 0;
+	/*
+	 * The kernel's rule: setuid goes; setgid goes if the group may
+	 * execute, or if the caller is not in the file's group.  The one flag
+	 * says that something goes: with setuid and a setgid the group may
+	 * not execute, only the caller's groups tell whether setgid goes too.
+	 */
+	m = st.st_mode & 07777 & ~(mode_t)S_ISUID;
+	if ((m & S_ISGID) && ((m & S_IXGRP) || !(st.st_mode & S_ISUID) ||
+			      !caller_in_group(req, st.st_gid)))
+		m &= ~(mode_t)S_ISGID;
+	if (m == (st.st_mode & 07777))
+		return 0;
+	fd_path(n->fd, path);
+	if (chmod(path, m) == -1)
+		return -errno;
+	/* the kernel keeps the mode it had until its attributes time out
+	 * (a write's reply carries none): attributes only, as fs_node_rekey */
+	if (fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, itab_nodeid(&fs->itab, n), -1, 0);
+	return 0;
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		       struct fuse_file_info *fi)
 {
+	const struct fuse_setattr_in *raw = req_args(FUSE_SETATTR, sizeof(*raw));
 	struct rnode *n = N(req, ino);
 	struct stat st;
 	int err;
@@ -307,6 +355,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	if (!gate_enter(req, n))
 		return;
 	err = set_attr(FS(req), n, attr, valid, fi ? H(fi) : NULL);
+	if (!err && raw && (raw->valid & FATTR_KILL_SUIDGID))
+		err = node_kill_suidgid(FS(req), req, n);
 	if (!err)
 		err = node_stat(FS(req), n, &st);
 	gate_leave(req, n);

@@ -61,12 +61,25 @@ void reply_open_flags(uint32_t flags)
 	extra_open_flags = flags;
 }
 
+const void *req_args(uint32_t opcode, size_t len)
+{
+	const struct fuse_in_header *in = cur_buf ? cur_buf->mem : NULL;
+
+	if (!in || in->opcode != opcode || in->len < sizeof(*in) + len)
+		return NULL;
+	return in + 1;
+}
+
 /*
- * The INIT reply: what libfuse 3.14 cannot ask for goes into flags2 (with
- * FUSE_INIT_EXT, without which the kernel ignores flags2), if the kernel
- * offered it: mmap of files opened with O_DIRECT (the kernel keeps shared
- * mappings coherent with direct I/O, flushing and invalidating the range of
- * each direct write), and FUSE over io_uring when that transport is wanted.
+ * The INIT reply: what libfuse 3.14 cannot ask for, if the kernel offered
+ * it: FUSE_HANDLE_KILLPRIV_V2 (relocfs clears setuid and setgid when the
+ * kernel says so, names.c node_kill_suidgid, and the kernel no longer asks
+ * for security.capability before every write: it marks a file that has
+ * none, SB_NOSEC); and in flags2 (with FUSE_INIT_EXT, without which the
+ * kernel ignores flags2) mmap of files opened with O_DIRECT (the kernel
+ * keeps shared mappings coherent with direct I/O, flushing and
+ * invalidating the range of each direct write), and FUSE over io_uring
+ * when that transport is wanted.
  * Returns the transport that will serve.
  */
 static enum fs_transport negotiate_init(struct fs *fs, struct iovec *iov, int count)
@@ -81,6 +94,7 @@ static enum fs_transport negotiate_init(struct fs *fs, struct iovec *iov, int co
 	io = iov[1].iov_base;
 	io->flags |= FUSE_INIT_EXT;
 	io->flags2 |= fs->init_flags2 & FUSE2_DIRECT_IO_ALLOW_MMAP;
+	io->flags |= fs->init_flags & FUSE_HANDLE_KILLPRIV_V2;
 	if (uring)
 		io->flags2 |= FUSE2_OVER_IO_URING;
 	else if (fs->cfg.transport == FS_TRANSPORT_URING)
@@ -192,8 +206,11 @@ void save_init(struct fs *fs, const void *req, size_t len)
 	const struct fuse_in_header *in = req;
 	const struct fuse_init_in *ii = (const void *)(in + 1);
 
-	if (len >= sizeof(*in) + sizeof(*ii) && (ii->flags & FUSE_INIT_EXT))
-		fs->init_flags2 = ii->flags2;
+	if (len >= sizeof(*in) + sizeof(*ii)) {
+		fs->init_flags = ii->flags;
+		if (ii->flags & FUSE_INIT_EXT)
+			fs->init_flags2 = ii->flags2;
+	}
 	serving_init = true;
 
 	if (r->init_len || len > FS_INIT_MAX)

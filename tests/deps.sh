@@ -11,7 +11,8 @@ PACKAGES="build-essential pkg-config libfuse3-dev fuse3 libxxhash-dev libcmocka-
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 	libsystemd-dev systemd man-db bash-completion dpkg-dev debhelper lintian
 	librbd-dev librados-dev ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common
-	qemu-block-extra openssh-server openssh-client sshfs iproute2"
+	qemu-block-extra openssh-server openssh-client sshfs iproute2 libcap2-bin"
+# libcap2-bin: setcap and getcap (file capabilities, tests/mirror/ownership);
 # libsystemd-dev: sd_notify; systemd: systemd-analyze verify of the unit;
 # man-db, bash-completion, dpkg-dev, debhelper, lintian: tests/pkg (man
 # pages, completion, the Debian package);

@@ -88,6 +88,25 @@ assert_eq "$(as_user touch "$TEST_REF/user-own"; untrapped as_user chown 0 "$TES
 as_user chmod 600 "$TEST_MNT/user-file"
 assert_eq 600:1234:1234 "$(stat -c %a:%u:%g "$TEST_SRC/user-file")" "backing after chmod by the owner"
 
+step 'a write, a truncate and an open with O_TRUNC by uid 1234 clear setuid and setgid as in a plain directory; root keeps them'
+for mode in 4777 6777 2777 2767 6757; do
+	in_both sh -c "touch sx; chmod $mode sx; echo x | setpriv --reuid 1234 --regid 1234 --clear-groups tee -a sx >/dev/null; stat -c %a sx"
+	in_both sh -c "chmod $mode sx; setpriv --reuid 1234 --regid 1234 --clear-groups truncate -s 3 sx; stat -c %a sx"
+	in_both sh -c "chmod $mode sx; setpriv --reuid 1234 --regid 1234 --clear-groups sh -c ': >sx'; stat -c %a sx"
+	in_both sh -c "chmod $mode sx; echo y >>sx; truncate -s 1 sx; stat -c %a sx"
+	assert_eq "$(stat -c %a "$TEST_REF/sx")" "$(stat -c %a "$TEST_SRC/sx")" "backing mode of sx after root's write and truncate ($mode)"
+done
+# a member of the file's group keeps a setgid its group may not execute
+in_both sh -c "chmod 6767 sx; echo x | setpriv --reuid 1234 --regid 1234 --groups 0 tee -a sx >/dev/null; stat -c %a sx"
+say "    modes after uid 1234's write: $(cd "$TEST_REF" && for m in 4777 6777 2777 2767 6757; do chmod $m sx; echo x | setpriv --reuid 1234 --regid 1234 --clear-groups tee -a sx >/dev/null; printf '%s->%s ' $m "$(stat -c %a sx)"; done)"
+rm -f "$TEST_MNT/sx" "$TEST_REF/sx"
+
+step 'a write drops the file capabilities, by uid 1234 and by root alike, as in a plain directory'
+require_cmd setcap
+in_both sh -c "cp /bin/true cap; chmod 777 cap; setcap cap_net_raw+ep cap; getcap cap"
+in_both sh -c "echo x | setpriv --reuid 1234 --regid 1234 --clear-groups tee -a cap >/dev/null; getcap cap"
+in_both sh -c "setcap cap_net_raw+ep cap; echo x >>cap; getcap cap; rm cap"
+
 step 'root can read everything uid 1234 made, and ls -la matches the backing directory'
 assert_eq "$(ls_la "$TEST_SRC")" "$(ls_la "$TEST_MNT")" "ls -la of the root"
 
