@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,13 +43,17 @@ static int carried_handle(struct fs *fs, struct fuse_file_info *fi)
 	return 1;
 }
 
-/* An OPEN or CREATE with O_TRUNC that must clear setuid and setgid (the
- * open_flags of fuse_open_in and fuse_create_in, both after their flags). */
-static bool kill_on_open(uint32_t opcode, size_t len)
+/* An OPEN or CREATE with O_TRUNC that must clear setuid and setgid: the
+ * open_flags of fuse_open_in or fuse_create_in, at off in the arguments. */
+static bool kill_on_open(uint32_t opcode, size_t len, size_t off)
 {
-	const uint32_t *raw = req_args(opcode, len);
+	const char *raw = req_args(opcode, len);
+	uint32_t open_flags;
 
-	return raw && (raw[1] & FUSE_OPEN_KILL_SUIDGID);
+	if (!raw)
+		return false;
+	memcpy(&open_flags, raw + off, sizeof(open_flags));
+	return open_flags & FUSE_OPEN_KILL_SUIDGID;
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -100,7 +105,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		close(fd);
 		goto out;
 	}
-	if (kill_on_open(FUSE_CREATE, sizeof(struct fuse_create_in)) && (flags & O_TRUNC))
+	if (kill_on_open(FUSE_CREATE, sizeof(struct fuse_create_in),
+			 offsetof(struct fuse_create_in, open_flags)) && (flags & O_TRUNC))
 		(void)node_kill_suidgid(fs, req, N(req, e.ino));	/* it exists: truncated */
 	h = handle_new(fs, N(req, e.ino), fd, fi->flags, false);
 	if (!h) {
@@ -139,7 +145,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	err = flags < 0 ? flags : backing_open_at(n->fd, flags, &fd);
 	if (!err && (fi->flags & O_TRUNC) && !(flags & O_TRUNC))
 		err = r.ops->truncate(&r, 0);	/* the route truncates itself */
-	if (!err && (fi->flags & O_TRUNC) && kill_on_open(FUSE_OPEN, sizeof(struct fuse_open_in)))
+	if (!err && (fi->flags & O_TRUNC) && kill_on_open(FUSE_OPEN, sizeof(struct fuse_open_in),
+						      offsetof(struct fuse_open_in, open_flags)))
 		err = node_kill_suidgid(fs, req, n);
 	if (err)
 		goto out;
