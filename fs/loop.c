@@ -39,6 +39,7 @@
 #include <linux/fuse.h>
 
 #include "common/clock.h"
+#include "common/crashpoint.h"
 #include "common/log.h"
 #include "fs/fs_i.h"
 #include "fs/once.h"
@@ -84,6 +85,7 @@ static void *worker(void *arg)
 			break;
 		if (in->opcode == FUSE_INIT)
 			save_init(fs, fb.mem, (size_t)res);
+		crashpoint("dev-request-read");	/* read, nothing done */
 		once_begin(fb.mem, (size_t)res);
 		cur_buf = &fb;
 		fuse_session_process_buf(fs->se, &fb);

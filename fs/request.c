@@ -14,6 +14,7 @@
 
 #include <linux/fuse.h>
 
+#include "common/crashpoint.h"
 #include "common/log.h"
 #include "fs/fs_i.h"
 #include "fs/fuse_uring_abi.h"
@@ -144,6 +145,7 @@ static ssize_t fs_writev(int fd, struct iovec *iov, int count, void *userdata)
 		}
 	}
 	n = writev(fd, iov, count);
+	crashpoint("dev-reply-written");	/* answered, its record not closed */
 	/* a reply the kernel refused is not resent either */
 	once_replied(((const struct fuse_out_header *)iov[0].iov_base)->unique);
 	if (init)

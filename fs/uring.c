@@ -80,6 +80,7 @@
 #include <liburing.h>
 
 #include "common/clock.h"
+#include "common/crashpoint.h"
 #include "common/log.h"
 #include "fs/fs_i.h"
 #include "fs/fuse_uring_abi.h"
@@ -357,6 +358,12 @@ static void serve(struct rthread *t, struct rent *e, bool fresh)
 				  kin->opcode, kin->len, psz);
 			return;
 		}
+		/* the record changes from the last request's to this one's:
+		 * WAIT first, so that a worker dying before it says HELD
+		 * leaves an entry that was handed a request (adopt_slot), not
+		 * this id beside the last request's reply */
+		__atomic_store_n(&s->state, RING_WAIT, __ATOMIC_RELEASE);
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
 		oplen = kin->len - sizeof(*kin) - psz;
 		start = payload - oplen - sizeof(*kin);
 		memcpy(start, kin, sizeof(*kin));
@@ -364,6 +371,7 @@ static void serve(struct rthread *t, struct rent *e, bool fresh)
 		if (psz <= SAVE_MAX)
 			memcpy(ent_base(r, e->slot) + ENT_SAVE, payload, psz);
 		s->unique = kin->unique;
+		crashpoint("ring-request-recording");
 		s->len = kin->len;
 		s->psz = psz;
 		__atomic_store_n(&s->state, RING_HELD, __ATOMIC_RELEASE);
@@ -454,6 +462,7 @@ ssize_t uring_reply(struct fs *fs, const struct iovec *iov, int count)
 		}
 		s->shadow_len = plen;
 		__atomic_store_n(&s->state, RING_REPLIED, __ATOMIC_RELEASE);
+		crashpoint("ring-reply-staged");
 		memcpy(ent_hdr(r, e->slot)->in_out, sh, sizeof(out));
 		memcpy(payload, sh + sizeof(out), plen);
 	} else {
@@ -463,6 +472,7 @@ ssize_t uring_reply(struct fs *fs, const struct iovec *iov, int count)
 			off += iov[i].iov_len;
 		}
 		memcpy(ent_hdr(r, e->slot)->in_out, &out, sizeof(out));
+		crashpoint("ring-reply-writing");
 		s->shadow_len = RING_NO_SHADOW;
 		__atomic_store_n(&s->state, RING_REPLIED, __ATOMIC_RELEASE);
 	}
@@ -497,7 +507,7 @@ static int adopt_slot(struct fs_region *r, unsigned slot)
 		return 1;
 	case RING_WAIT:
 		if (hc)
-			return 1;	/* handed over, never seen */
+			return 1;	/* handed over, never seen (or half recorded) */
 		s->state = RING_FREE;	/* retired when its thread ended */
 		return 0;
 	default:
@@ -512,8 +522,10 @@ static void commit_ready(struct rthread *t)
 	for (unsigned k = 0; k < t->nents; k++) {
 		struct rent *e = t->ents[k];
 
-		if (atomic_exchange(&e->need_commit, false))
+		if (atomic_exchange(&e->need_commit, false)) {
 			prep_cmd(t, e, FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
+			crashpoint("ring-commit-prepared");	/* not submitted */
+		}
 	}
 }
 
