@@ -51,6 +51,7 @@ cleanup() {
 	fi
 	for p in $SRC_PID $DST_PID; do kill "$p" 2>/dev/null; done
 	for p in $SRC_PID $DST_PID; do wait "$p" 2>/dev/null; done
+	for p in "${EV_PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	unmount_relocfs
 	grep -q " $W/dest fuse.sshfs" /proc/mounts && fusermount3 -u "$W/dest"
 	if [ -n "$SSHD_PID" ]; then
@@ -172,6 +173,41 @@ qmp_close() {
 	rm -f "$W/q-$1.in" "$W/q-$1.out" "$W/events-$1"
 }
 
+# QEMU's events with their timestamps, on a second QMP socket of each QEMU:
+# ev_watch NAME SOCKET (in the background, into $W/ev-NAME), then after the
+# move ev_times NAME prints "usec EVENT [status]" lines, and timeline SRC DST
+# the steps from the guest's stop at the source to its resume there
+EV_PIDS=()
+ev_watch() {
+	local i=0 fd
+	until [ -S "$2" ]; do i=$((i + 1)); [ $i -lt 300 ] || die "no QMP socket $2"; sleep 0.1; done
+	rm -f "$W/ev-$1.in"
+	mkfifo "$W/ev-$1.in"
+	socat -t 3600 - "UNIX-CONNECT:$2" <"$W/ev-$1.in" >"$W/ev-$1" 2>/dev/null &
+	EV_PIDS+=($!)
+	exec {fd}>"$W/ev-$1.in"
+	echo '{"execute":"qmp_capabilities"}' >&"$fd"
+	# fd stays open to the end: QEMU would drop a connection whose input ended
+}
+ev_times() {
+	grep '"event"' "$W/ev-$1" | jq -r '"\(.timestamp.seconds * 1000000 + .timestamp.microseconds) \(.event) \(.data.status // "")"'
+}
+# timeline SRC DST: stop, pre-switchover, completed (source), resume (destination), in ms
+# from the stop; "-" for a step not seen
+timeline() {
+	local stop pre done resume
+	stop=$(ev_times "$1" | awk '$2 == "STOP" { print $1; exit }')
+	pre=$(ev_times "$1" | awk '$3 == "pre-switchover" { print $1; exit }')
+	done=$(ev_times "$1" | awk '$3 == "completed" { print $1; exit }')
+	resume=$(ev_times "$2" | awk '$2 == "RESUME" { print $1; exit }')
+	[ -n "$stop" ] || { echo "- - -"; return; }
+	for t in "$pre" "$done" "$resume"; do
+		if [ -n "$t" ]; then awk -v a="$stop" -v b="$t" 'BEGIN { printf "%.1f ", (b - a) / 1000 }'
+		else printf -- '- '; fi
+	done
+	echo
+}
+
 # guest_point LOG: "uptime count" of the guest's last W line
 guest_point() {
 	grep -a '^W ' "$1" | tail -n 1 | awk '{print $2, $3}'
@@ -214,8 +250,9 @@ runs_on() {
 log "(a) relocfs: boot the guest on the mount"
 cp --sparse=always "$W/plain/disk.raw" "$W/src/disk.raw"
 mount_relocfs "$W/src" "$W/mnt"
-qemu_start "$W/a-src.log" "$W/a-src.qmp" "$W/mnt"
+qemu_start "$W/a-src.log" "$W/a-src.qmp" "$W/mnt" -qmp "unix:$W/a-src-ev.qmp,server=on,wait=off"
 SRC_PID=$QEMU_PID
+ev_watch a-src "$W/a-src-ev.qmp"
 wait_guest_writes "$W/a-src.log"
 A_IDLE=$(idle_iops "$W/a-src.log")
 log "(a) idle: $A_IDLE IOPS; migrate to the other host over sshfs"
@@ -229,8 +266,10 @@ A_COPY=$(iops "$p0" "$p1")
 A_COPY_S=$(elapsed "$t0" "$t_ready")
 log "(a) copy done in $A_COPY_S s, guest $A_COPY IOPS meanwhile; hand-off"
 PORT=$(mig_port 1)
-qemu_start "$W/a-dst.log" "$W/a-dst.qmp" "$W/other" -incoming "tcp:127.0.0.1:$PORT"
+qemu_start "$W/a-dst.log" "$W/a-dst.qmp" "$W/other" -incoming "tcp:127.0.0.1:$PORT" \
+	-qmp "unix:$W/a-dst-ev.qmp,server=on,wait=off"
 DST_PID=$QEMU_PID
+ev_watch a-dst "$W/a-dst-ev.qmp"
 i=0
 until echo '{"execute":"qmp_capabilities"}{"execute":"query-status"}' |
 	socat - "UNIX-CONNECT:$W/a-dst.qmp" 2>/dev/null | grep -q inmigrate; do
@@ -242,6 +281,8 @@ t_end=$(now)
 A_TOTAL=$(elapsed "$t0" "$t_end")
 A_DOWN=$(sed -n 's/.*qemu downtime \([0-9]*\) ms.*/\1/p' "$W/a-cut.out")
 A_HOLD=$(sed -n 's/.*relocfs held I\/O \([0-9.]*\) ms.*/\1/p' "$W/a-cut.out")
+read -r A_PRE A_DONE A_RESUME <<<"$(timeline a-src a-dst)"
+A_RELOCFS=$(sed -n "s/.*(from QEMU's switch-over point: \(.*after it was let go\)).*/\1/p" "$W/a-cut.out")
 log "(a) $(cat "$W/a-cut.out")"
 A_RUNS=$(runs_on "$W/a-dst.log" "$DST_PID")
 log "(a) the guest runs on at the destination: $A_RUNS"
@@ -254,14 +295,17 @@ unmount_relocfs
 # ======================= (b) NBD mirror + migrate (libvirt's way) ==========
 log "(b) NBD mirror: boot the same guest on a plain directory"
 truncate -s "${DISK_MIB}M" "$W/other-b/disk.raw"
-qemu_start "$W/b-src.log" "$W/b-src.qmp" "$W/plain"
+qemu_start "$W/b-src.log" "$W/b-src.qmp" "$W/plain" -qmp "unix:$W/b-src-ev.qmp,server=on,wait=off"
 SRC_PID=$QEMU_PID
+ev_watch b-src "$W/b-src-ev.qmp"
 wait_guest_writes "$W/b-src.log"
 B_IDLE=$(idle_iops "$W/b-src.log")
 PORT=$(mig_port 2)
 NBD_PORT=$(mig_port 3)
-qemu_start "$W/b-dst.log" "$W/b-dst.qmp" "$W/other-b" -incoming defer
+qemu_start "$W/b-dst.log" "$W/b-dst.qmp" "$W/other-b" -incoming defer \
+	-qmp "unix:$W/b-dst-ev.qmp,server=on,wait=off"
 DST_PID=$QEMU_PID
+ev_watch b-dst "$W/b-dst-ev.qmp"
 qmp_open dst "$W/b-dst.qmp"
 qmp_open src "$W/b-src.qmp"
 log "(b) idle: $B_IDLE IOPS; nbd-server-start on the destination, drive-mirror from the source"
@@ -372,6 +416,7 @@ J_FROM=$(( $(offset) >> 20 ))
 qmp src '{"execute":"block-job-cancel","arguments":{"device":"m1","force":true}}' >/dev/null
 qmp_close src
 qmp_close dst
+read -r B_PRE B_DONE B_RESUME <<<"$(timeline b-src b-dst)"
 printf 'STOP' | dd of="$W/ctl.img" conv=notrunc,fsync status=none
 for p in $SRC_PID $DST_PID; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 SRC_PID= DST_PID=
@@ -403,6 +448,11 @@ row() { printf '%-44s %12s %12s %9s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
 	row "copy until ready (s)" "$A_COPY_S" "$B_COPY_S"
 	row "guest downtime, query-migrate (ms)" "$A_DOWN" "$B_DOWN"
 	printf '%-44s %12s %12s %9s\n' "  of which relocfs held I/O (ms)" "$A_HOLD" "-" ""
+	echo "the pause, from QEMU's events (ms after the guest's STOP at the source):"
+	row "  pre-switchover (drained, flushed)" "$A_PRE" "$B_PRE"
+	row "  completed at the source" "$A_DONE" "$B_DONE"
+	row "  RESUME at the destination" "$A_RESUME" "$B_RESUME"
+	echo "  (a) relocfs, from the switch-over point: $A_RELOCFS"
 	printf '%-44s %12s %12s\n' "the guest runs on at the destination" "${A_RUNS%%:*}" "${B_RUNS%%:*}"
 	row "guest write IOPS idle, before the copy" "$A_IDLE" "$B_IDLE"
 	row "guest write IOPS during the copy" "$A_COPY" "$B_COPY"

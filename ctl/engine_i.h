@@ -573,6 +573,8 @@ struct cutover {
 					 * or why it failed */
 	bool handover_failed;
 	uint64_t t_hold, t_drained, t_merged, t_release, hold_us;
+	uint64_t t_switchover, t_copier;	/* a hand-off: at QEMU's switch-over point,
+					 * and once the copier stopped */
 	size_t parked;
 	bool merged_unsynced;		/* the hold merged blocks without durable records */
 	bool switched;

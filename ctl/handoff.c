@@ -241,6 +241,7 @@ static int finish_copies(struct cutover *c, char **out)
 	int r = 0;
 
 	job_copier_stop(e, j);
+	c->t_copier = now_us();
 	if (!c->nodes)
 		c->nodes = job_nodes(j);
 	c->t_hold = now_us();
@@ -451,9 +452,11 @@ static int finish(struct cutover *c, struct vmhook *h, const char *spec, const c
 	struct engine *e = c->e;
 	struct job *j = c->j;
 	char err[512], desc[256], how[512];
+	uint64_t t0;
 	int r;
 
 	phase(e, j, "recorded: QEMU hands the VM over");
+	t0 = now_us();
 	r = vmhook_resume(h, HANDOFF_FINISH_MS, err, sizeof(err));
 	if (r == -ECANCELED)
 		return revert(c, err, out);
@@ -461,8 +464,13 @@ static int finish(struct cutover *c, struct vmhook *h, const char *spec, const c
 		return unknown(c, spec, err, out);
 	vmhook_describe(h, desc, sizeof(desc));
 	if (hold_us)
-		snprintf(how, sizeof(how), "%s, relocfs held I/O %.1f ms at the switch-over", desc,
-			 (double)hold_us / 1000.0);
+		snprintf(how, sizeof(how), "%s, relocfs held I/O %.1f ms at the switch-over (from "
+			 "QEMU's switch-over point: %.1f ms stopping the copier, %.1f draining, %.1f "
+			 "merging and syncing the destination, %.1f recording; QEMU completed %.1f ms "
+			 "after it was let go)", desc, (double)hold_us / 1000.0,
+			 (c->t_copier - c->t_switchover) / 1000.0, (c->t_drained - c->t_hold) / 1000.0,
+			 (c->t_merged - c->t_drained) / 1000.0, (c->t_release - c->t_merged) / 1000.0,
+			 (now_us() - t0) / 1000.0);
 	else
 		snprintf(how, sizeof(how), "%s", desc);
 	return finalize(c, spec, vm, how, out);
@@ -535,6 +543,7 @@ int cmd_handoff(struct cutover *c, char **out)
 	note(e, j, "%s", "");
 	t0 = now_us();
 	r = pause_at_switchover(c, h, err, sizeof(err));
+	c->t_switchover = now_us();
 	if (r == -ECANCELED) {
 		*out = xasprintf("hand-off cancelled, nothing switched, the VM runs on at the source: "
 				 "%s", err);
@@ -573,8 +582,11 @@ int cmd_handoff(struct cutover *c, char **out)
 	c->t_release = now_us();
 	c->hold_us = c->t_release - c->t_hold;
 	fs_release(e->fs, j->tree, c->nodes, j->n);
-	log_info("hand-off: recorded; I/O held %.2f ms: %.2f draining, %.2f finishing the copies "
-		 "and syncing the destination, %.2f recording", c->hold_us / 1000.0,
+	log_info("hand-off: recorded %.2f ms after QEMU's switch-over point: %.2f stopping the "
+		 "copier, then I/O held %.2f ms: %.2f draining, %.2f finishing the copies and "
+		 "syncing the destination, %.2f recording",
+		 (c->t_release - c->t_switchover) / 1000.0,
+		 (c->t_copier - c->t_switchover) / 1000.0, c->hold_us / 1000.0,
 		 (c->t_drained - c->t_hold) / 1000.0, (c->t_merged - c->t_drained) / 1000.0,
 		 (c->t_release - c->t_merged) / 1000.0);
 	/* 7, 8 */

@@ -174,11 +174,11 @@ static char *qmp_read_line(struct qmp *q, int64_t deadline, const char *what, in
 }
 
 /*
- * Read JSON objects until one that is not an event: returns it (new
- * reference) or NULL with *rc set.  Blank lines are skipped.
+ * Read the next JSON object, an event or not: returns it (new reference) or
+ * NULL with *rc set.  Blank lines are skipped.
  */
-static json_t *qmp_read_message(struct qmp *q, int64_t deadline, const char *what, int *rc,
-				char *err, size_t errlen)
+static json_t *qmp_read_object(struct qmp *q, int64_t deadline, const char *what, int *rc,
+			       char *err, size_t errlen)
 {
 	for (;;) {
 		char *line = qmp_read_line(q, deadline, what, rc, err, errlen);
@@ -205,17 +205,38 @@ static json_t *qmp_read_message(struct qmp *q, int64_t deadline, const char *wha
 			return NULL;
 		}
 		free(line);
-		if (json_object_get(msg, "event")) {
-			const char *ev = json_string_value(json_object_get(msg, "event"));
-
-			q->events++;
-			log_debug("qmp '%s': event %s", q->name, ev ? ev : "?");
-			if (json_array_size(q->evq) >= QMP_EVENTS_MAX)
-				json_array_remove(q->evq, 0);
-			json_array_append_new(q->evq, msg);
-			continue;
-		}
 		return msg;
+	}
+}
+
+/* Keep event msg (taken) for qmp_next_event, if it is one: true if it was. */
+static bool qmp_keep_event(struct qmp *q, json_t *msg)
+{
+	const char *ev;
+
+	if (!json_object_get(msg, "event"))
+		return false;
+	ev = json_string_value(json_object_get(msg, "event"));
+	q->events++;
+	log_debug("qmp '%s': event %s", q->name, ev ? ev : "?");
+	if (json_array_size(q->evq) >= QMP_EVENTS_MAX)
+		json_array_remove(q->evq, 0);
+	json_array_append_new(q->evq, msg);
+	return true;
+}
+
+/*
+ * Read JSON objects until one that is not an event: returns it (new
+ * reference) or NULL with *rc set.  The events read meanwhile are kept.
+ */
+static json_t *qmp_read_message(struct qmp *q, int64_t deadline, const char *what, int *rc,
+				char *err, size_t errlen)
+{
+	for (;;) {
+		json_t *msg = qmp_read_object(q, deadline, what, rc, err, errlen);
+
+		if (!msg || !qmp_keep_event(q, msg))
+			return msg;
 	}
 }
 
@@ -338,9 +359,12 @@ int qmp_next_event(struct qmp *q, int timeout_ms, json_t **ev, char *err, size_t
 
 		if (hook_left_ms(deadline) <= 0)
 			return -ETIMEDOUT;
-		msg = qmp_read_message(q, deadline, "an event", &rc, err, errlen);
+		/* an event is returned the moment it is read */
+		msg = qmp_read_object(q, deadline, "an event", &rc, err, errlen);
 		if (!msg)
 			return rc;
+		if (qmp_keep_event(q, msg))
+			continue;
 		/* no command is in flight: a late reply to one that timed out */
 		log_debug("qmp '%s': skipping a reply while waiting for an event", q->name);
 		json_decref(msg);

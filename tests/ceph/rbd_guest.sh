@@ -84,56 +84,7 @@ guest_prepare_or_skip
 command -v qemu-img >/dev/null || fail "qemu-img is not installed (tests/deps.sh)"
 [ -n "$(find /usr/lib/x86_64-linux-gnu/qemu -name 'block-rbd.so' 2>/dev/null)" ] ||
 	skip "QEMU's rbd driver is not installed (qemu-block-extra, tests/deps.sh)"
-cat >"$TEST_DIR/script" <<'EOF'
-@PATTERN@
-fail() { echo "VERIFY FAIL: $*"; exit 1; }
-gen_of() { if [ $1 -le $(($2 - 1)) ]; then echo $(($2 - (($2 - 1 - $1) % 64))); else echo 0; fi; }
-write_gen() {
-	blocks $1 $2 0 64 >/tmp/a
-	dd if=/tmp/a of=/dev/$1 bs=4096 oflag=direct conv=fsync,notrunc 2>/tmp/dd.err || return 1
-	first=$((64 + (($2 - 1) % 64) * 16))
-	blocks $1 $2 $first 16 >/tmp/b
-	dd if=/tmp/b of=/dev/$1 bs=4096 seek=$first oflag=direct conv=fsync,notrunc 2>/tmp/dd.err
-}
-for d in vda vdb vdc vdd; do [ -b /dev/$d ] || fail "no /dev/$d"; done
-g=0
-while :; do
-	g=$((g + 1))
-	for d in vda vdb vdc; do
-		write_gen $d $g || fail "writing generation $g to $d: $(cat /tmp/dd.err)"
-	done
-	echo "GEN $g flushed"
-	dd if=/dev/vdd bs=512 count=1 iflag=direct 2>/dev/null | grep -q STOP && break
-	[ $g -lt 5000 ] || fail "never told to stop"
-done
-echo 3 >/proc/sys/vm/drop_caches
-for d in vda vdb vdc; do
-	blocks $d $g 0 64 >/tmp/exp
-	w=0
-	while [ $w -lt 64 ]; do
-		wg=$(gen_of $w $g)
-		if [ $wg = 0 ]; then blocks hst 0 $((64 + w * 16)) 16; else blocks $d $wg $((64 + w * 16)) 16; fi
-		w=$((w + 1))
-	done >>/tmp/exp
-	blocks hst 0 1088 64 >>/tmp/exp
-	dd if=/dev/$d bs=4096 count=1152 iflag=direct 2>/dev/null | cmp - /tmp/exp >/tmp/cmp.out 2>&1 ||
-		fail "$d after generation $g: $(cat /tmp/cmp.out)"
-done
-# the last 16 blocks: host fill on the raw disks, never written (zeros) on the qcow2 one
-blocks hst 0 $((@NBLK@ - 16)) 16 >/tmp/exp
-for d in vda vdc; do
-	dd if=/dev/$d bs=4096 skip=$((@NBLK@ - 16)) iflag=direct 2>/dev/null | cmp -s - /tmp/exp ||
-		fail "tail of $d"
-done
-[ "$(dd if=/dev/vdb bs=4096 skip=$((@NBLK@ - 16)) iflag=direct 2>/dev/null | tr -d '\000' | wc -c)" = 0 ] ||
-	fail "tail of vdb is not zeros"
-dmesg | grep -qi 'I/O error' && fail "the kernel logged: $(dmesg | grep -i 'I/O error' | head -n 1)"
-echo "VERIFY PASS gen=$g"
-EOF
-P=$GUEST_PATTERN_SH awk -v n="$NBLK" '{ gsub(/@NBLK@/, n) } $0 == "@PATTERN@" { print ENVIRON["P"]; next } { print }' \
-	"$TEST_DIR/script" >"$TEST_DIR/script.sh"
-GUEST_INITRD=$TEST_DIR/initrd.gz
-guest_initrd "$TEST_DIR/script.sh" "$GUEST_INITRD" || fail "cannot build the initramfs"
+guest_gens_initrd "$TEST_DIR" "$NBLK" "vda vdb vdc" vdb vdd || fail "cannot build the initramfs"
 ceph_start
 relocfs_mount
 

@@ -135,52 +135,7 @@ MIG_PORT=
 host_guest_prepare() {
 	guest_prepare_or_skip
 	command -v qemu-img >/dev/null || fail "qemu-img is not installed (tests/deps.sh)"
-	cat >"$TEST_DIR/script" <<'GUEST'
-@PATTERN@
-fail() { echo "VERIFY FAIL: $*"; exit 1; }
-gen_of() { if [ $1 -le $(($2 - 1)) ]; then echo $(($2 - (($2 - 1 - $1) % 64))); else echo 0; fi; }
-write_gen() {
-	blocks $1 $2 0 64 >/tmp/a
-	dd if=/tmp/a of=/dev/$1 bs=4096 oflag=direct conv=fsync,notrunc 2>/tmp/dd.err || return 1
-	first=$((64 + (($2 - 1) % 64) * 16))
-	blocks $1 $2 $first 16 >/tmp/b
-	dd if=/tmp/b of=/dev/$1 bs=4096 seek=$first oflag=direct conv=fsync,notrunc 2>/tmp/dd.err
-}
-for d in vda vdb vdc; do [ -b /dev/$d ] || fail "no /dev/$d"; done
-g=0
-while :; do
-	g=$((g + 1))
-	write_gen vda $g || fail "writing generation $g to vda: $(cat /tmp/dd.err)"
-	write_gen vdb $g || fail "writing generation $g to vdb: $(cat /tmp/dd.err)"
-	echo "GEN $g flushed"
-	dd if=/dev/vdc bs=512 count=1 iflag=direct 2>/dev/null | grep -q STOP && break
-	[ $g -lt 5000 ] || fail "never told to stop"
-done
-echo 3 >/proc/sys/vm/drop_caches
-for d in vda vdb; do
-	blocks $d $g 0 64 >/tmp/exp
-	w=0
-	while [ $w -lt 64 ]; do
-		wg=$(gen_of $w $g)
-		if [ $wg = 0 ]; then blocks hst 0 $((64 + w * 16)) 16; else blocks $d $wg $((64 + w * 16)) 16; fi
-		w=$((w + 1))
-	done >>/tmp/exp
-	blocks hst 0 1088 64 >>/tmp/exp
-	dd if=/dev/$d bs=4096 count=1152 iflag=direct 2>/dev/null | cmp - /tmp/exp >/tmp/cmp.out 2>&1 ||
-		fail "$d after generation $g: $(cat /tmp/cmp.out)"
-done
-blocks hst 0 $((@NBLK@ - 16)) 16 >/tmp/exp
-dd if=/dev/vda bs=4096 skip=$((@NBLK@ - 16)) iflag=direct 2>/dev/null | cmp -s - /tmp/exp ||
-	fail "tail of vda"
-[ "$(dd if=/dev/vdb bs=4096 skip=$((@NBLK@ - 16)) iflag=direct 2>/dev/null | tr -d '\000' | wc -c)" = 0 ] ||
-	fail "tail of vdb is not zeros"
-dmesg | grep -qi 'I/O error' && fail "the kernel logged: $(dmesg | grep -i 'I/O error' | head -n 1)"
-echo "VERIFY PASS gen=$g"
-GUEST
-	P=$GUEST_PATTERN_SH awk -v n="$NBLK" '{ gsub(/@NBLK@/, n) } $0 == "@PATTERN@" { print ENVIRON["P"]; next } { print }' \
-		"$TEST_DIR/script" >"$TEST_DIR/script.sh"
-	GUEST_INITRD=$TEST_DIR/initrd.gz
-	guest_initrd "$TEST_DIR/script.sh" "$GUEST_INITRD" || fail "cannot build the initramfs"
+	guest_gens_initrd "$TEST_DIR" "$NBLK" "vda vdb" vdb vdc || fail "cannot build the initramfs"
 	pattern_blocks hst 0 0 "$NBLK" >"$TEST_MNT/disk.raw"
 	pattern_blocks hst 0 0 $((NBLK / 2)) >"$TEST_DIR/fill.raw"
 	truncate -s "${SIZE_MB}M" "$TEST_DIR/fill.raw"

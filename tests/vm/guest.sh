@@ -18,6 +18,8 @@
 #   guest_prepare_or_skip         the same in a test (tests/lib.sh): the test is
 #                                 skipped when QEMU or the kernel cannot be had
 #   guest_initrd SCRIPT OUT       build an initramfs running SCRIPT (a file)
+#   guest_gens_initrd DIR NBLK DISKS ZEROED CTL  the same for the tests' guest
+#                                 script of generations (below)
 #   guest_start LOG QMP DRIVE...  boot in the background; console to LOG, QMP on
 #                                 the UNIX socket QMP ("" for none), each DRIVE a
 #                                 -drive value (more QEMU arguments in the
@@ -275,6 +277,77 @@ blocks() {
 	done
 }
 '
+
+# guest_gens_initrd DIR NBLK DISKS ZEROED CTL: the tests' guest script of
+# generations, in an initramfs at DIR/initrd.gz (GUEST_INITRD is set).
+# Generation g writes, to each disk of DISKS (in that order) and flushed,
+# region A (blocks 0-63) and window (g-1) % 64 of region B (64 windows of
+# 16 blocks from block 64), then "GEN g flushed"; until block 0 of disk CTL
+# reads "STOP".  Then it reads every disk back with O_DIRECT after dropping
+# its caches: regions A and B as the last generations wrote them, the host's
+# fill (pattern "hst", generation 0) in blocks 1088-1151 and in the last 16
+# of NBLK blocks, except on the disks of ZEROED, whose last 16 blocks must
+# be zeros (a qcow2 image filled only in its lower half), and no "I/O error"
+# in the kernel's log; it prints "VERIFY PASS gen=G" or "VERIFY FAIL: why".
+# expected_image gives a disk's bytes after generation G on the host.
+guest_gens_initrd() {
+	local dir=$1 nblk=$2 disks=$3 zeroed=$4 ctl=$5
+	{
+		printf '%s\n' "$GUEST_PATTERN_SH"
+		printf 'NBLK=%s\nDISKS="%s"\nZEROED="%s"\nCTL=%s\n' "$nblk" "$disks" "$zeroed" "$ctl"
+		cat <<'GUEST'
+fail() { echo "VERIFY FAIL: $*"; exit 1; }
+# gen_of W G: the last generation <= G that wrote window W of region B, 0 if none
+gen_of() { if [ $1 -le $(($2 - 1)) ]; then echo $(($2 - (($2 - 1 - $1) % 64))); else echo 0; fi; }
+write_gen() {
+	blocks $1 $2 0 64 >/tmp/a
+	dd if=/tmp/a of=/dev/$1 bs=4096 oflag=direct conv=fsync,notrunc 2>/tmp/dd.err || return 1
+	first=$((64 + (($2 - 1) % 64) * 16))
+	blocks $1 $2 $first 16 >/tmp/b
+	dd if=/tmp/b of=/dev/$1 bs=4096 seek=$first oflag=direct conv=fsync,notrunc 2>/tmp/dd.err
+}
+for d in $DISKS $CTL; do [ -b /dev/$d ] || fail "no /dev/$d"; done
+g=0
+while :; do
+	g=$((g + 1))
+	for d in $DISKS; do
+		write_gen $d $g || fail "writing generation $g to $d: $(cat /tmp/dd.err)"
+	done
+	echo "GEN $g flushed"
+	dd if=/dev/$CTL bs=512 count=1 iflag=direct 2>/dev/null | grep -q STOP && break
+	[ $g -lt 5000 ] || fail "never told to stop"
+done
+echo 3 >/proc/sys/vm/drop_caches
+for d in $DISKS; do
+	blocks $d $g 0 64 >/tmp/exp
+	w=0
+	while [ $w -lt 64 ]; do
+		wg=$(gen_of $w $g)
+		if [ $wg = 0 ]; then blocks hst 0 $((64 + w * 16)) 16; else blocks $d $wg $((64 + w * 16)) 16; fi
+		w=$((w + 1))
+	done >>/tmp/exp
+	blocks hst 0 1088 64 >>/tmp/exp
+	dd if=/dev/$d bs=4096 count=1152 iflag=direct 2>/dev/null | cmp - /tmp/exp >/tmp/cmp.out 2>&1 ||
+		fail "$d after generation $g: $(cat /tmp/cmp.out)"
+done
+blocks hst 0 $((NBLK - 16)) 16 >/tmp/exp
+for d in $DISKS; do
+	case " $ZEROED " in
+	*" $d "*)
+		[ "$(dd if=/dev/$d bs=4096 skip=$((NBLK - 16)) iflag=direct 2>/dev/null | tr -d '\000' | wc -c)" = 0 ] ||
+			fail "the last blocks of $d are not zeros" ;;
+	*)
+		dd if=/dev/$d bs=4096 skip=$((NBLK - 16)) iflag=direct 2>/dev/null | cmp -s - /tmp/exp ||
+			fail "the last blocks of $d" ;;
+	esac
+done
+dmesg | grep -qi 'I/O error' && fail "the kernel logged: $(dmesg | grep -i 'I/O error' | head -n 1)"
+echo "VERIFY PASS gen=$g: $DISKS read back (O_DIRECT) exactly as written, no I/O error logged"
+GUEST
+	} >"$dir/script.sh"
+	GUEST_INITRD=$dir/initrd.gz
+	guest_initrd "$dir/script.sh" "$GUEST_INITRD"
+}
 
 # pattern_blocks DEV GEN FIRST COUNT: the same bytes on the host
 pattern_blocks() {
