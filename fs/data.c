@@ -3,11 +3,15 @@
  * fallocate, lseek, copy_file_range, release.  Each enters the gate, takes
  * the route of its node (route.c) and calls through it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <linux/fuse.h>
@@ -190,6 +194,100 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, 0);
 }
 
+/*
+ * With the kernel's writeback cache the kernel, not relocfs, keeps a regular
+ * file's size: a buffered write past the end makes the file longer in the
+ * page cache, and the backing file only once that page is written back.
+ * Before a direct read the kernel writes back the pages of the read's range,
+ * not the page beyond it that made the file longer, so the backing file can
+ * end inside the size the caller sees, and a direct read of a hole there
+ * would stop early (end of file where zeros are due).  So a direct read that
+ * comes back short is completed up to the kernel's size: what the backing
+ * file lacks within the range is a hole (any page of it that was dirty has
+ * been written back, and would have made the backing file longer).
+ *
+ * The kernel's size is read without a request (kernel_size); where it
+ * cannot be (the caller's descriptor is not to be found: a pid namespace
+ * relocfs does not see, an io_uring fixed file whose descriptor was closed),
+ * the read is answered short, as before.
+ */
+
+/* The id of the mount at path (the last mounted there), or 0. */
+static uint64_t mount_id_of(const char *path)
+{
+	char line[8192], mp[PATH_MAX];
+	uint64_t found = 0;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long id;
+
+		/* mount points with escaped characters are not found: no match */
+		if (sscanf(line, "%llu %*u %*s %*s %4095s", &id, mp) == 2 && !strcmp(mp, path))
+			found = id;
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * The size the kernel has for node n, read without a request: through one
+ * of the calling thread's own descriptors of the file (/proc/TID/fd/N leads
+ * to the open file itself, no lookup), with statx taking the cached
+ * attributes.  -1 if it cannot be read so (no such descriptor, /proc of
+ * another pid namespace).
+ */
+static off_t kernel_size(struct fs *fs, fuse_req_t req, struct rnode *n)
+{
+	static uint64_t mnt_id;
+	char dir[64], path[64 + sizeof(((struct dirent *)0)->d_name)];
+	struct stat bst;
+	struct dirent *e;
+	off_t size = -1;
+	DIR *d;
+
+	if (!mnt_id)
+		mnt_id = mount_id_of(fs->cfg.mountpoint);
+	if (!mnt_id || fstat(n->fd, &bst) == -1)
+		return -1;
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)fuse_req_ctx(req)->pid);
+	d = opendir(dir);
+	if (!d)
+		return -1;
+	while (size < 0 && (e = readdir(d))) {
+		struct statx stx;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (statx(AT_FDCWD, path, AT_STATX_DONT_SYNC, STATX_SIZE | STATX_INO | STATX_MNT_ID,
+			  &stx) == 0 && (stx.stx_mask & STATX_MNT_ID) && stx.stx_mnt_id == mnt_id &&
+		    stx.stx_ino == bst.st_ino && (stx.stx_mask & STATX_SIZE))
+			size = (off_t)stx.stx_size;
+	}
+	closedir(d);
+	return size;
+}
+
+/* A direct read of size at off that gave res bytes, completed with zeros up
+ * to the kernel's size of n (see above); the bytes to answer with. */
+static ssize_t to_kernel_size(struct fs *fs, fuse_req_t req, struct rnode *n, char *buf,
+			      ssize_t res, size_t size, off_t off)
+{
+	off_t end = kernel_size(fs, req, n);
+	size_t due;
+
+	if (end <= off)
+		return res;
+	due = (uint64_t)(end - off) < size ? (size_t)(end - off) : size;
+	if (due <= (size_t)res)
+		return res;
+	memset(buf + res, 0, due - (size_t)res);
+	return (ssize_t)due;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -205,6 +303,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	buf = read_buf();
 	r = route(FS(req), n, H(fi));
 	res = !r.h ? -EBADF : buf ? r.ops->read(&r, buf, size, off) : -ENOMEM;
+	if (res >= 0 && (size_t)res < size && FS(req)->wb_cache && (fi->flags & O_DIRECT))
+		res = to_kernel_size(FS(req), req, n, buf, res, size, off);
 	gate_leave(req, n);
 	if (res < 0)
 		fuse_reply_err(req, (int)-res);

@@ -57,6 +57,7 @@ struct fs {
 	unsigned takeovers;		/* how this worker started: see fs_takeover */
 	uint32_t init_flags;		/* the INIT request's flags: what the kernel offers */
 	uint32_t init_flags2;		/* the INIT request's flags2: what the kernel offers */
+	bool wb_cache;			/* the kernel's writeback cache is on (INIT) */
 	atomic_int transport;		/* enum fs_transport serving; 0 until INIT */
 	unsigned dev_threads;		/* /dev/fuse threads (fs_loop) */
 	struct uring *uring;		/* io_uring transport, while it serves */
