@@ -4,7 +4,7 @@ test_description='O_DIRECT reads of files that cached buffered writes made longe
 require_tool dio_cached_end
 relocfs_mount
 
-step 'the writeback cache is on by default, with the mount'''s strict dirty limit lifted'
+step "the writeback cache is on by default, with the mount's strict dirty limit lifted"
 strict=/sys/class/bdi/$(mountpoint -d "$TEST_MNT")/strict_limit
 [ "$(cat "$strict")" = 0 ] || fail "the mount's strict dirty limit is still on ($strict)"
 
