@@ -396,6 +396,43 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 	fuse_reply_err(req, -err);
 }
 
+/* Whether the kernel may hold written pages of n that relocfs has not been
+ * sent: a handle open for writing without O_DIRECT (with the writeback
+ * cache; its close writes them back before the handle is released). */
+static bool cached_writes(struct rnode *n)
+{
+	bool any = false;
+
+	pthread_mutex_lock(&n->mu);
+	for (struct rhandle *h = n->handles; h && !any; h = h->next)
+		any = (h->flags & O_ACCMODE) != O_RDONLY && !(h->flags & O_DIRECT);
+	pthread_mutex_unlock(&n->mu);
+	return any;
+}
+
+/*
+ * SEEK_DATA and SEEK_HOLE are answered from the backing file, which lacks
+ * what the writeback cache still holds, and the kernel does not write it
+ * back before it asks (as it does before a direct read): a page written a
+ * moment ago would be reported a hole, and a copy that skips holes would
+ * lose it.  While the kernel may hold such pages, the whole file up to the
+ * kernel's size is reported as data: a filesystem may report a hole as
+ * data, never data as a hole.
+ */
+static off_t seek_cached(struct fs *fs, fuse_req_t req, struct rnode *n, off_t off, int whence)
+{
+	off_t end;
+
+	if (!fs->wb_cache || (whence != SEEK_DATA && whence != SEEK_HOLE) || !cached_writes(n))
+		return -EAGAIN;
+	end = kernel_size(fs, req, n);
+	if (end < 0)
+		return -EAGAIN;
+	if (off >= end)
+		return -ENXIO;
+	return whence == SEEK_DATA ? off : end;
+}
+
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		     struct fuse_file_info *fi)
 {
@@ -406,7 +443,9 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 	if (!gate_enter(req, n))
 		return;
 	r = route(FS(req), n, H(fi));
-	pos = r.h ? r.ops->lseek(&r, off, whence) : -EBADF;
+	pos = r.h ? seek_cached(FS(req), req, n, off, whence) : -EBADF;
+	if (pos == -EAGAIN)
+		pos = r.ops->lseek(&r, off, whence);
 	gate_leave(req, n);
 	if (pos < 0)
 		fuse_reply_err(req, (int)-pos);

@@ -1,5 +1,5 @@
 #!/bin/bash
-test_description='O_DIRECT reads of files that cached buffered writes made longer (the kernel writeback cache, the default): a hole below the cached end reads as zeros in full, not as end of file, from one thread and from 64 at once; the backing files end where the mount said once written back'
+test_description='the kernel writeback cache (the default) against the backing file: O_DIRECT reads of files that cached writes made longer read a hole below the cached end as zeros in full, not as end of file, from one thread and from 64 at once; SEEK_DATA and SEEK_HOLE do not call a cached page a hole; once written back the backing file ends where the mount said'
 . "$(dirname "$0")/../lib.sh"
 require_tool dio_cached_end
 relocfs_mount
@@ -8,7 +8,7 @@ step "the writeback cache is on by default, with the mount's strict dirty limit 
 strict=/sys/class/bdi/$(mountpoint -d "$TEST_MNT")/strict_limit
 [ "$(cat "$strict")" = 0 ] || fail "the mount's strict dirty limit is still on ($strict)"
 
-step 'reads below the cached end, one thread, then 8 and 64 threads on files of their own'
+step 'reads below the cached end (one thread, then 8 and 64 on files of their own), seeks over a cached page'
 for n in 8 64; do
 	"$TOOLS/dio_cached_end" "$TEST_MNT" "$n" 100 >"$TEST_DIR/out" 2>&1 ||
 		fail "dio_cached_end with $n threads: $(cat "$TEST_DIR/out")"

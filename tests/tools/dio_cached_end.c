@@ -13,7 +13,10 @@
  *   2. THREADS threads (default 8), each on its own file, ROUNDS times
  *      (default 200): a buffered write of one page 64 KiB past the end,
  *      then O_DIRECT reads of the hole before it (zeros, in full) and of
- *      the page (its bytes), with no fsync in between.
+ *      the page (its bytes), with no fsync in between;
+ *   3. a page written into a hole of a sparse file, the descriptor still
+ *      open and nothing flushed: SEEK_DATA and SEEK_HOLE must not call it a
+ *      hole (a copy that skips holes would lose it).
  * A mount that forgets the cached size answers such a read short (end of
  * file inside the file).
  */
@@ -103,6 +106,34 @@ static void step_one(void)
 	printf("%s: ok\n", step);
 }
 
+static void step_three(void)
+{
+	const char *step = "3. SEEK_DATA and SEEK_HOLE see cached pages";
+	char path[4096], page[PAGE];
+	off_t at = 8 * STRIDE, d, h;
+	int b;
+
+	snprintf(path, sizeof(path), "%s/dio_cached_end.seek", dir);
+	unlink(path);
+	b = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (b == -1 || ftruncate(b, 16 * STRIDE) == -1)
+		die(step, "cannot make a sparse file: %s", strerror(errno));
+	fill(page, PAGE, 3);
+	if (pwrite(b, page, PAGE, at) != PAGE)
+		die(step, "buffered write failed: %s", strerror(errno));
+	d = lseek(b, 0, SEEK_DATA);
+	if (d < 0 || d > at)
+		die(step, "SEEK_DATA from 0 gave %ld (%s): the page at %ld was called a hole",
+		    (long)d, d < 0 ? strerror(errno) : "past it", (long)at);
+	h = lseek(b, at, SEEK_HOLE);
+	if (h < 0 || h <= at)
+		die(step, "SEEK_HOLE from %ld gave %ld: the page there was called a hole",
+		    (long)at, (long)h);
+	close(b);
+	unlink(path);
+	printf("%s: ok\n", step);
+}
+
 static void *worker(void *arg)
 {
 	const char *step = "2. threads extending and reading back";
@@ -159,5 +190,6 @@ int main(int argc, char **argv)
 		pthread_join(t[i], NULL);
 	printf("2. threads extending and reading back: ok (%d threads, %d rounds each)\n",
 	       threads, rounds);
+	step_three();
 	return 0;
 }
