@@ -232,25 +232,48 @@ static uint64_t mount_id_of(const char *path)
 	return found;
 }
 
+#ifndef FILEID_INO64_GEN
+#define FILEID_INO64_GEN	0x81	/* FUSE's export handles: node id, generation */
+#endif
+
+/* Whether path (a /proc/PID/fd link) leads to node ino of the mount mnt_id:
+ * the file's export handle names its node id (the kernel builds it without
+ * a request). */
+static bool is_node(const char *path, uint64_t mnt_id, fuse_ino_t ino)
+{
+	union {
+		struct file_handle fh;
+		char bytes[sizeof(struct file_handle) + 32];
+	} h = { .fh.handle_bytes = 32 };
+	uint32_t raw[2];
+	int mid;
+
+	if (name_to_handle_at(AT_FDCWD, path, &h.fh, &mid, AT_SYMLINK_FOLLOW) == -1 ||
+	    (uint64_t)mid != mnt_id || h.fh.handle_type != FILEID_INO64_GEN ||
+	    h.fh.handle_bytes < sizeof(raw))
+		return false;
+	memcpy(raw, h.fh.f_handle, sizeof(raw));
+	return ((uint64_t)raw[0] << 32 | raw[1]) == ino;
+}
+
 /*
- * The size the kernel has for node n, read without a request: through one
+ * The size the kernel has for node ino, read without a request: through one
  * of the calling thread's own descriptors of the file (/proc/TID/fd/N leads
  * to the open file itself, no lookup), with statx taking the cached
  * attributes.  -1 if it cannot be read so (no such descriptor, /proc of
- * another pid namespace).
+ * another pid namespace or of a process relocfs may not look into).
  */
-static off_t kernel_size(struct fs *fs, fuse_req_t req, struct rnode *n)
+static off_t kernel_size(struct fs *fs, fuse_req_t req, fuse_ino_t ino)
 {
 	static uint64_t mnt_id;
 	char dir[64], path[64 + sizeof(((struct dirent *)0)->d_name)];
-	struct stat bst;
 	struct dirent *e;
 	off_t size = -1;
 	DIR *d;
 
 	if (!mnt_id)
 		mnt_id = mount_id_of(fs->cfg.mountpoint);
-	if (!mnt_id || fstat(n->fd, &bst) == -1)
+	if (!mnt_id)
 		return -1;
 	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)fuse_req_ctx(req)->pid);
 	d = opendir(dir);
@@ -262,9 +285,9 @@ static off_t kernel_size(struct fs *fs, fuse_req_t req, struct rnode *n)
 		if (e->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (statx(AT_FDCWD, path, AT_STATX_DONT_SYNC, STATX_SIZE | STATX_INO | STATX_MNT_ID,
-			  &stx) == 0 && (stx.stx_mask & STATX_MNT_ID) && stx.stx_mnt_id == mnt_id &&
-		    stx.stx_ino == bst.st_ino && (stx.stx_mask & STATX_SIZE))
+		if (is_node(path, mnt_id, ino) &&
+		    statx(AT_FDCWD, path, AT_STATX_DONT_SYNC, STATX_SIZE, &stx) == 0 &&
+		    (stx.stx_mask & STATX_SIZE))
 			size = (off_t)stx.stx_size;
 	}
 	closedir(d);
@@ -273,10 +296,10 @@ static off_t kernel_size(struct fs *fs, fuse_req_t req, struct rnode *n)
 
 /* A direct read of size at off that gave res bytes, completed with zeros up
  * to the kernel's size of n (see above); the bytes to answer with. */
-static ssize_t to_kernel_size(struct fs *fs, fuse_req_t req, struct rnode *n, char *buf,
+static ssize_t to_kernel_size(struct fs *fs, fuse_req_t req, fuse_ino_t ino, char *buf,
 			      ssize_t res, size_t size, off_t off)
 {
-	off_t end = kernel_size(fs, req, n);
+	off_t end = kernel_size(fs, req, ino);
 	size_t due;
 
 	if (end <= off)
@@ -304,7 +327,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	r = route(FS(req), n, H(fi));
 	res = !r.h ? -EBADF : buf ? r.ops->read(&r, buf, size, off) : -ENOMEM;
 	if (res >= 0 && (size_t)res < size && FS(req)->wb_cache && (fi->flags & O_DIRECT))
-		res = to_kernel_size(FS(req), req, n, buf, res, size, off);
+		res = to_kernel_size(FS(req), req, ino, buf, res, size, off);
 	gate_leave(req, n);
 	if (res < 0)
 		fuse_reply_err(req, (int)-res);
@@ -419,13 +442,14 @@ static bool cached_writes(struct rnode *n)
  * kernel's size is reported as data: a filesystem may report a hole as
  * data, never data as a hole.
  */
-static off_t seek_cached(struct fs *fs, fuse_req_t req, struct rnode *n, off_t off, int whence)
+static off_t seek_cached(struct fs *fs, fuse_req_t req, fuse_ino_t ino, struct rnode *n, off_t off,
+			 int whence)
 {
 	off_t end;
 
 	if (!fs->wb_cache || (whence != SEEK_DATA && whence != SEEK_HOLE) || !cached_writes(n))
 		return -EAGAIN;
-	end = kernel_size(fs, req, n);
+	end = kernel_size(fs, req, ino);
 	if (end < 0)
 		return -EAGAIN;
 	if (off >= end)
@@ -443,7 +467,7 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 	if (!gate_enter(req, n))
 		return;
 	r = route(FS(req), n, H(fi));
-	pos = r.h ? seek_cached(FS(req), req, n, off, whence) : -EBADF;
+	pos = r.h ? seek_cached(FS(req), req, ino, n, off, whence) : -EBADF;
 	if (pos == -EAGAIN)
 		pos = r.ops->lseek(&r, off, whence);
 	gate_leave(req, n);
