@@ -6,7 +6,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,26 +211,6 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
  * the read is answered short, as before.
  */
 
-/* The id of the mount at path (the last mounted there), or 0. */
-static uint64_t mount_id_of(const char *path)
-{
-	char line[8192], mp[PATH_MAX];
-	uint64_t found = 0;
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long id;
-
-		/* mount points with escaped characters are not found: no match */
-		if (sscanf(line, "%llu %*u %*s %*s %4095s", &id, mp) == 2 && !strcmp(mp, path))
-			found = id;
-	}
-	fclose(f);
-	return found;
-}
-
 #ifndef FILEID_INO64_GEN
 #define FILEID_INO64_GEN	0x81	/* FUSE's export handles: node id, generation */
 #endif
@@ -271,10 +250,12 @@ static off_t kernel_size(struct fs *fs, fuse_req_t req, fuse_ino_t ino)
 	off_t size = -1;
 	DIR *d;
 
-	if (!mnt_id)
-		mnt_id = mount_id_of(fs->cfg.mountpoint);
-	if (!mnt_id)
-		return -1;
+	if (!mnt_id) {
+		unsigned maj, min;
+
+		if (mount_info(fs->cfg.mountpoint, &mnt_id, &maj, &min))
+			return -1;
+	}
 	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)fuse_req_ctx(req)->pid);
 	d = opendir(dir);
 	if (!d)

@@ -103,6 +103,13 @@ struct rhandle *handle_get(struct fs *fs, uint64_t fh);
 bool gate_enter(fuse_req_t req, struct rnode *n);
 void gate_leave(fuse_req_t req, struct rnode *n);
 
+/* ---- takeover.c ---- */
+
+/* The mount on top at path (absolute, no symbolic links): its id and device
+ * numbers, from /proc/self/mountinfo.  0, -ENOENT if nothing is mounted
+ * there, or -errno. */
+int mount_info(const char *path, uint64_t *id, unsigned *maj, unsigned *min);
+
 /* ---- handle.c ---- */
 
 /* Open the file that the O_PATH descriptor path_fd names, for I/O with the

@@ -113,6 +113,33 @@ static void unescape(char *s)
 	*d = 0;
 }
 
+int mount_info(const char *path, uint64_t *id, unsigned *maj, unsigned *min)
+{
+	char line[8192], mp[PATH_MAX];
+	int found = -ENOENT;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f)
+		return -errno;
+	/* "ID PARENT MAJ:MIN ROOT MOUNTPOINT ...": the last one there is on top */
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long i;
+		unsigned a, b;
+
+		if (sscanf(line, "%llu %*u %u:%u %*s %4095s", &i, &a, &b, mp) != 4)
+			continue;
+		unescape(mp);
+		if (!strcmp(mp, path)) {
+			*id = i;
+			*maj = a;
+			*min = b;
+			found = 0;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
 /*
  * The kernel gives a FUSE mount's dirty pages a strict share of the dirty
  * threshold (1 %), beyond which a writer waits for writeback at the rate the
@@ -126,28 +153,12 @@ static void unescape(char *s)
  */
 static void lift_strict_limit(const char *real)
 {
-	char line[8192], path[PATH_MAX], knob[64];
-	unsigned maj = 0, min = 0, found = 0;
-	FILE *f;
+	char knob[64];
+	unsigned maj, min;
+	uint64_t id;
 	int fd;
 
-	if (!(f = fopen("/proc/self/mountinfo", "re")))
-		return;
-	/* "ID PARENT MAJ:MIN ROOT MOUNTPOINT ...": the last one there is ours */
-	while (fgets(line, sizeof(line), f)) {
-		unsigned a, b;
-
-		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &a, &b, path) != 3)
-			continue;
-		unescape(path);
-		if (!strcmp(path, real)) {
-			maj = a;
-			min = b;
-			found = 1;
-		}
-	}
-	fclose(f);
-	if (!found)
+	if (mount_info(real, &id, &maj, &min))
 		return;
 	snprintf(knob, sizeof(knob), "/sys/class/bdi/%u:%u/strict_limit", maj, min);
 	fd = open(knob, O_WRONLY | O_CLOEXEC);
