@@ -8,8 +8,10 @@
 #   MIRROR_SIZE_MIB  test file size (default 2048)
 #   MIRROR_RUNTIME   seconds per fio run (default 5)
 #   MIRROR_REPS      rounds per job, each in ABBA order over the targets (default 2)
-#   MIRROR_OPTS      extra relocfs -o options for both mounts (e.g. nowriteback)
-#   MIRROR_TRANSPORTS  which transports (default: "dev uring", uring only where offered)
+#   MIRROR_OPTS      extra relocfs -o options for every mount
+#   MIRROR_TRANSPORTS  which mounts (default: "dev uring uring-wb", uring only where offered):
+#                    a transport, and -wb for a mount of it with -o writeback
+#   MIRROR_JOBS      only the jobs whose name matches this extended regex (default: all)
 set -eu
 . "$(dirname "$0")/lib.sh"
 
@@ -18,9 +20,9 @@ RUNTIME=${MIRROR_RUNTIME:-5}
 REPS=${MIRROR_REPS:-2}
 check_prereqs
 
-TRANSPORTS=${MIRROR_TRANSPORTS:-dev uring}
+TRANSPORTS=${MIRROR_TRANSPORTS:-dev uring uring-wb}
 if [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" != Y ]; then
-	TRANSPORTS=$(echo "$TRANSPORTS" | sed 's/uring//')
+	TRANSPORTS=$(echo "$TRANSPORTS" | tr ' ' '\n' | grep -v '^uring' | tr '\n' ' ')
 fi
 
 W=$BENCH_DIR/mirror
@@ -48,8 +50,9 @@ worker_of() {
 for t in $TRANSPORTS; do
 	mkdir -p "$W/src-$t" "$W/mnt-$t" "$W/run-$t"
 	ln "$W/src/img" "$W/src-$t/img"
+	case $t in *-wb) wb="-o writeback" ;; *) wb= ;; esac
 	# shellcheck disable=SC2086
-	RELOCFS_RUNDIR=$W/run-$t "$RELOCFS" -o transport=$t $opts "$W/src-$t" "$W/mnt-$t" \
+	RELOCFS_RUNDIR=$W/run-$t "$RELOCFS" -o transport=${t%-wb} $opts $wb "$W/src-$t" "$W/mnt-$t" \
 		2>"$W/run-$t/relocfs.log" || die "relocfs ($t) failed to start: $(cat "$W/run-$t/relocfs.log")"
 	MOUNTS="$MOUNTS $t"
 	# the transport is known once the kernel's INIT is answered
@@ -59,7 +62,7 @@ for t in $TRANSPORTS; do
 		sleep 0.05
 		i=$((i + 1))
 	done
-	[ "$got" = "$t" ] || die "the $t mount is served over '$got'"
+	[ "$got" = "${t%-wb}" ] || die "the $t mount is served over '$got'"
 	log "relocfs worker $(worker_of "$t") serves $W/mnt-$t over $t"
 done
 TARGETS="native$(for t in $TRANSPORTS; do printf ' %s' "$t"; done)"
@@ -105,7 +108,8 @@ abba() { echo "$TARGETS"; echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' '; }
 	echo "fio:         --time_based --runtime=$RUNTIME --numjobs=1; $REPS rounds per job, each"
 	echo "             over the targets in ABBA order ($(abba | tr '\n' ' ')); caches dropped before"
 	echo "             each run; means below"
-	echo "relocfs:     $RELOCFS, one mount per transport: $TRANSPORTS ${opts:+($opts)}"
+	echo "relocfs:     $RELOCFS, one mount each: $TRANSPORTS ${opts:+($opts)}"
+	echo "             (-wb: the same transport with -o writeback)"
 	echo
 	printf '%-26s %9s' job "nat MiB/s"
 	for t in $TRANSPORTS; do printf ' | %9s %6s %7s' "$t MiB/s" ratio cpu_us; done
@@ -116,6 +120,7 @@ abba() { echo "$TARGETS"; echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' '; }
 hz=$(getconf CLK_TCK)
 echo "$JOBS" | while read -r name rw bs eng qd direct; do
 	[ -n "$name" ] || continue
+	echo "$name" | grep -Eq "${MIRROR_JOBS:-.}" || continue
 	log "mirror: $name"
 	for tg in $TARGETS; do : >"$RAW/$name.$tg"; echo 0 >"$RAW/$name.$tg.cpu"; done
 	k=1
@@ -172,6 +177,7 @@ get() { awk -v n="$1" -v t="$2" '$1 == n && $2 == t {print $3}' "$RAW/ratios"; }
 			    "randwrite-4k-buffered 0.5" "randread-4k-buffered 0.8"; do
 			set -- $spec
 			r=$(get "$1" "$t")
+			[ -n "$r" ] || continue	# not run (MIRROR_JOBS)
 			printf '  %-5s %-36s >= %-4s %7s  %s\n' "$t" "$1" "$2" "$r" "$(verdict "$r" '>=' "$2")"
 		done
 		printf '  %-5s %-36s    %-4s %7s  %s\n' "$t" "worker VmHWM < 64 MiB" "" "${hwm}MiB" \

@@ -285,6 +285,17 @@ written:
 		return -errno;
 	apply_durable(d);	/* so that no queued range sets these again */
 	dd_forget(d, b0, b1 - b0 + 1);
+	{
+		/* blocks leaving D \ M leave the merger's count with it: a
+		 * finish that found it above zero would call them unmergeable */
+		uint64_t gone = 0;
+
+		for (uint64_t b = b0; b <= b1; b++)
+			gone += bitmap_test(&d->D, b) && !bitmap_test(&d->M, b);
+		pthread_mutex_lock(&d->mu);
+		d->dirty -= gone < d->dirty ? gone : d->dirty;
+		pthread_mutex_unlock(&d->mu);
+	}
 	bitmap_clear_range(&d->D, b0, b1 - b0 + 1);
 	bitmap_clear_range(&d->M, b0, b1 - b0 + 1);
 	bitmap_clear_range(&d->DD, b0, b1 - b0 + 1);

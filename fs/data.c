@@ -3,11 +3,14 @@
  * fallocate, lseek, copy_file_range, release.  Each enters the gate, takes
  * the route of its node (route.c) and calls through it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <linux/fuse.h>
@@ -190,6 +193,105 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, 0);
 }
 
+/*
+ * With the kernel's writeback cache the kernel, not relocfs, keeps a regular
+ * file's size: a buffered write past the end makes the file longer in the
+ * page cache, and the backing file only once that page is written back.
+ * Before a direct read the kernel writes back the pages of the read's range,
+ * not the page beyond it that made the file longer, so the backing file can
+ * end inside the size the caller sees, and a direct read of a hole there
+ * would stop early (end of file where zeros are due).  So a direct read that
+ * comes back short is completed up to the kernel's size: what the backing
+ * file lacks within the range is a hole (any page of it that was dirty has
+ * been written back, and would have made the backing file longer).
+ *
+ * The kernel's size is read without a request (kernel_size); where it
+ * cannot be (the caller's descriptor is not to be found: a pid namespace
+ * relocfs does not see, an io_uring fixed file whose descriptor was closed),
+ * the read is answered short, as before.
+ */
+
+#ifndef FILEID_INO64_GEN
+#define FILEID_INO64_GEN	0x81	/* FUSE's export handles: node id, generation */
+#endif
+
+/* Whether path (a /proc/PID/fd link) leads to node ino of the mount mnt_id:
+ * the file's export handle names its node id (the kernel builds it without
+ * a request). */
+static bool is_node(const char *path, uint64_t mnt_id, fuse_ino_t ino)
+{
+	union {
+		struct file_handle fh;
+		char bytes[sizeof(struct file_handle) + 32];
+	} h = { .fh.handle_bytes = 32 };
+	uint32_t raw[2];
+	int mid;
+
+	if (name_to_handle_at(AT_FDCWD, path, &h.fh, &mid, AT_SYMLINK_FOLLOW) == -1 ||
+	    (uint64_t)mid != mnt_id || h.fh.handle_type != FILEID_INO64_GEN ||
+	    h.fh.handle_bytes < sizeof(raw))
+		return false;
+	memcpy(raw, h.fh.f_handle, sizeof(raw));
+	return ((uint64_t)raw[0] << 32 | raw[1]) == ino;
+}
+
+/*
+ * The size the kernel has for node ino, read without a request: through one
+ * of the calling thread's own descriptors of the file (/proc/TID/fd/N leads
+ * to the open file itself, no lookup), with statx taking the cached
+ * attributes.  -1 if it cannot be read so (no such descriptor, /proc of
+ * another pid namespace or of a process relocfs may not look into).
+ */
+static off_t kernel_size(struct fs *fs, fuse_req_t req, fuse_ino_t ino)
+{
+	static uint64_t mnt_id;
+	char dir[64], path[64 + sizeof(((struct dirent *)0)->d_name)];
+	struct dirent *e;
+	off_t size = -1;
+	DIR *d;
+
+	if (!mnt_id) {
+		unsigned maj, min;
+
+		if (mount_info(fs->cfg.mountpoint, &mnt_id, &maj, &min))
+			return -1;
+	}
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)fuse_req_ctx(req)->pid);
+	d = opendir(dir);
+	if (!d)
+		return -1;
+	while (size < 0 && (e = readdir(d))) {
+		struct statx stx;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (is_node(path, mnt_id, ino) &&
+		    statx(AT_FDCWD, path, AT_STATX_DONT_SYNC, STATX_SIZE, &stx) == 0 &&
+		    (stx.stx_mask & STATX_SIZE))
+			size = (off_t)stx.stx_size;
+	}
+	closedir(d);
+	return size;
+}
+
+/* A direct read of size at off that gave res bytes, completed with zeros up
+ * to the kernel's size of n (see above); the bytes to answer with. */
+static ssize_t to_kernel_size(struct fs *fs, fuse_req_t req, fuse_ino_t ino, char *buf,
+			      ssize_t res, size_t size, off_t off)
+{
+	off_t end = kernel_size(fs, req, ino);
+	size_t due;
+
+	if (end <= off)
+		return res;
+	due = (uint64_t)(end - off) < size ? (size_t)(end - off) : size;
+	if (due <= (size_t)res)
+		return res;
+	memset(buf + res, 0, due - (size_t)res);
+	return (ssize_t)due;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -205,6 +307,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	buf = read_buf();
 	r = route(FS(req), n, H(fi));
 	res = !r.h ? -EBADF : buf ? r.ops->read(&r, buf, size, off) : -ENOMEM;
+	if (res >= 0 && (size_t)res < size && FS(req)->wb_cache && (fi->flags & O_DIRECT))
+		res = to_kernel_size(FS(req), req, ino, buf, res, size, off);
 	gate_leave(req, n);
 	if (res < 0)
 		fuse_reply_err(req, (int)-res);
@@ -296,6 +400,44 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 	fuse_reply_err(req, -err);
 }
 
+/* Whether the kernel may hold written pages of n that relocfs has not been
+ * sent: a handle open for writing without O_DIRECT (with the writeback
+ * cache; its close writes them back before the handle is released). */
+static bool cached_writes(struct rnode *n)
+{
+	bool any = false;
+
+	pthread_mutex_lock(&n->mu);
+	for (struct rhandle *h = n->handles; h && !any; h = h->next)
+		any = (h->flags & O_ACCMODE) != O_RDONLY && !(h->flags & O_DIRECT);
+	pthread_mutex_unlock(&n->mu);
+	return any;
+}
+
+/*
+ * SEEK_DATA and SEEK_HOLE are answered from the backing file, which lacks
+ * what the writeback cache still holds, and the kernel does not write it
+ * back before it asks (as it does before a direct read): a page written a
+ * moment ago would be reported a hole, and a copy that skips holes would
+ * lose it.  While the kernel may hold such pages, the whole file up to the
+ * kernel's size is reported as data: a filesystem may report a hole as
+ * data, never data as a hole.
+ */
+static off_t seek_cached(struct fs *fs, fuse_req_t req, fuse_ino_t ino, struct rnode *n, off_t off,
+			 int whence)
+{
+	off_t end;
+
+	if (!fs->wb_cache || (whence != SEEK_DATA && whence != SEEK_HOLE) || !cached_writes(n))
+		return -EAGAIN;
+	end = kernel_size(fs, req, ino);
+	if (end < 0)
+		return -EAGAIN;
+	if (off >= end)
+		return -ENXIO;
+	return whence == SEEK_DATA ? off : end;
+}
+
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		     struct fuse_file_info *fi)
 {
@@ -306,7 +448,9 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 	if (!gate_enter(req, n))
 		return;
 	r = route(FS(req), n, H(fi));
-	pos = r.h ? r.ops->lseek(&r, off, whence) : -EBADF;
+	pos = r.h ? seek_cached(FS(req), req, ino, n, off, whence) : -EBADF;
+	if (pos == -EAGAIN)
+		pos = r.ops->lseek(&r, off, whence);
 	gate_leave(req, n);
 	if (pos < 0)
 		fuse_reply_err(req, (int)-pos);

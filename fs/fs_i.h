@@ -57,6 +57,7 @@ struct fs {
 	unsigned takeovers;		/* how this worker started: see fs_takeover */
 	uint32_t init_flags;		/* the INIT request's flags: what the kernel offers */
 	uint32_t init_flags2;		/* the INIT request's flags2: what the kernel offers */
+	bool wb_cache;			/* the kernel's writeback cache is on (INIT) */
 	atomic_int transport;		/* enum fs_transport serving; 0 until INIT */
 	unsigned dev_threads;		/* /dev/fuse threads (fs_loop) */
 	struct uring *uring;		/* io_uring transport, while it serves */
@@ -101,6 +102,13 @@ struct rhandle *handle_get(struct fs *fs, uint64_t fh);
  * ESTALE); the caller returns at once, without a reply. */
 bool gate_enter(fuse_req_t req, struct rnode *n);
 void gate_leave(fuse_req_t req, struct rnode *n);
+
+/* ---- takeover.c ---- */
+
+/* The mount on top at path (absolute, no symbolic links): its id and device
+ * numbers, from /proc/self/mountinfo.  0, -ENOENT if nothing is mounted
+ * there, or -errno. */
+int mount_info(const char *path, uint64_t *id, unsigned *maj, unsigned *min);
 
 /* ---- handle.c ---- */
 

@@ -23,6 +23,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 	else
 		conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	fs->wb_cache = conn->want & FUSE_CAP_WRITEBACK_CACHE;
 	/* the kernel applies the caller's umask before it sends a mode */
 	conn->want &= ~FUSE_CAP_DONT_MASK;
 	conn->want |= FUSE_CAP_ASYNC_DIO | FUSE_CAP_PARALLEL_DIROPS;

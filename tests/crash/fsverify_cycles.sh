@@ -59,7 +59,7 @@ stop_loop() {
 }
 
 step "fsverify's $NFILES files exist before any migration (a whole-tree job pins names)"
-relocfs_mount
+relocfs_mount ${RELOC_MOUNT_OPTS:-}
 mkdir "$TEST_MNT/v"
 for i in $(seq 0 $((NFILES - 1))); do
 	: >"$TEST_MNT/v/fsverify.$i"
