@@ -42,7 +42,7 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 COMMON_SRC := common/log.c common/crashpoint.c common/util.c common/shm.c
 DELTA_SRC  := delta/bitmap.c delta/journal.c delta/wal.c delta/store.c delta/view.c delta/merge.c
 FS_SRC     := fs/session.c fs/table.c fs/once.c fs/takeover.c fs/inode.c fs/gate.c fs/handle.c fs/route.c fs/data.c fs/names.c \
-              fs/dirs.c fs/xattrs.c fs/request.c fs/loop.c fs/uring.c
+              fs/dirs.c fs/xattrs.c fs/request.c fs/loop.c fs/uring.c fs/bounce.c
 TARGET_SRC := target/target.c target/rbd.c target/rbdlib.c
 COPIER_SRC := copier/copier.c copier/budget.c copier/ratelimit.c
 HOOK_SRC   := vmhooks/vmhook.c vmhooks/hook_util.c vmhooks/qmp.c vmhooks/qmp_hook.c \

@@ -292,6 +292,138 @@ static ssize_t to_kernel_size(struct fs *fs, fuse_req_t req, fuse_ino_t ino, cha
 	return (ssize_t)due;
 }
 
+/* Larger direct requests are served by a thread that waits for them,
+ * through a buffer on a huge page where the device needs it (bounce.c):
+ * io_uring tries a direct request without blocking first, and one the
+ * block layer must split goes to a kernel worker thread. */
+#define AIO_MAX		(256u << 10)
+
+/*
+ * The descriptor a request on route r may use without the thread waiting
+ * (fs_i.h, io_async), or -1: the passthrough route; direct reads and writes
+ * of at most AIO_MAX bytes in a range O_DIRECT takes as it is; buffered
+ * reads (io_uring waits for the page cache without a thread), but not
+ * buffered writes (on ext4 io_uring hands them to a kernel worker thread).
+ */
+static int aio_fd(const struct route *r, bool write, const void *buf, size_t len, off_t off)
+{
+	int fd = r->h ? r->ops->direct_fd(r) : -1;
+
+	if (fd < 0)
+		return -1;
+	if (!(r->h->flags & O_DIRECT))
+		return write ? -1 : fd;
+	if (len > AIO_MAX || (((uintptr_t)buf | len | (size_t)off) & 511))
+		return -1;
+	return fd;
+}
+
+bool data_inline(struct fs *fs, const struct fuse_in_header *in)
+{
+	size_t alen = in->len - sizeof(*in);
+	const void *arg = in + 1;
+	struct rhandle *h;
+	struct rnode *n;
+	struct route r;
+	uint64_t fh, size = 0;
+
+	switch (in->opcode) {
+	case FUSE_READ: {
+		const struct fuse_read_in *a = arg;
+
+		if (alen < sizeof(*a))
+			return false;
+		fh = a->fh, size = a->size;
+		break;
+	}
+	case FUSE_WRITE: {
+		const struct fuse_write_in *a = arg;
+
+		if (alen < sizeof(*a) || (a->write_flags & FUSE_WRITE_KILL_SUIDGID))
+			return false;
+		fh = a->fh, size = a->size;
+		break;
+	}
+	case FUSE_FSYNC: {
+		const struct fuse_fsync_in *a = arg;
+
+		if (alen < sizeof(*a))
+			return false;
+		fh = a->fh;
+		break;
+	}
+	default:
+		return false;
+	}
+	n = itab_node(&fs->itab, in->nodeid);
+	h = n ? handle_get(fs, fh) : NULL;
+	if (!h)
+		return false;
+	r = route(fs, n, h);
+	if (r.ops->direct_fd(&r) < 0)
+		return false;
+	if (in->opcode == FUSE_WRITE && (h->flags & (O_SYNC | O_DSYNC)))
+		return false;	/* the flush barrier may wait for a commit */
+	/* the rest of the passthrough's requests wait for the disk at most,
+	 * and a buffered write or a small unaligned direct one is quicker
+	 * served than handed on; a large direct one goes to a helper, so
+	 * that the thread's other entries go on meanwhile */
+	return !(h->flags & O_DIRECT) || size <= AIO_MAX;
+}
+
+/* Before a request is served synchronously on route r: a ring thread's
+ * I/O completes first unless the route waits for nothing but a disk. */
+static void sync_ahead(const struct route *r)
+{
+	if (!r->h || r->ops->direct_fd(r) < 0)
+		io_drain();
+}
+
+/* The end of a READ that gave res: a short direct read completed (see
+ * above), the gate left, the reply. */
+static void read_reply(fuse_req_t req, struct rnode *n, fuse_ino_t ino, int flags, char *buf,
+		       size_t size, off_t off, ssize_t res)
+{
+	if (res >= 0 && (size_t)res < size && FS(req)->wb_cache && (flags & O_DIRECT))
+		res = to_kernel_size(FS(req), req, ino, buf, res, size, off);
+	gate_leave(req, n);
+	if (res < 0)
+		fuse_reply_err(req, (int)-res);
+	else
+		fuse_reply_buf(req, buf, (size_t)res);
+}
+
+/*
+ * A queued read or write that gave res: if it was refused (EINVAL: an
+ * alignment the backing file wants larger) or came back short (the end of
+ * the file, or a transfer io_uring cut), the rest by the route's own call,
+ * which knows the ways around and says where the end is.  The bytes done,
+ * or -errno if none.
+ */
+static ssize_t aio_rest(struct aio *a, int res)
+{
+	size_t done = res < 0 ? 0 : (size_t)res;
+	struct route r;
+	ssize_t more;
+
+	if (done == a->len)
+		return res;
+	r = route(FS(a->req), a->n, a->h);
+	io_drain();
+	if (a->op == AIO_READ)
+		more = r.ops->read(&r, a->buf + done, a->len - done, a->off + (off_t)done);
+	else
+		more = r.ops->write(&r, a->buf + done, a->len - done, a->off + (off_t)done);
+	if (more < 0)
+		return done ? (ssize_t)done : more;
+	return (ssize_t)(done + (size_t)more);
+}
+
+static void read_done(struct aio *a, int res)
+{
+	read_reply(a->req, a->n, a->ino, a->flags, a->buf, a->len, a->off, aio_rest(a, res));
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -299,6 +431,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct route r;
 	char *buf;
 	ssize_t res;
+	int fd;
 
 	if (!gate_enter(req, n))
 		return;
@@ -306,14 +439,28 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		size = MAX_IO;
 	buf = read_buf();
 	r = route(FS(req), n, H(fi));
+	if (buf && (fd = aio_fd(&r, false, buf, size, off)) >= 0) {
+		struct aio a = { .done = read_done, .req = req, .n = n, .h = r.h, .ino = ino,
+				 .op = AIO_READ, .fd = fd, .flags = fi->flags, .buf = buf,
+				 .len = size, .off = off };
+
+		if (io_async(&a))
+			return;
+	}
+	sync_ahead(&r);
 	res = !r.h ? -EBADF : buf ? r.ops->read(&r, buf, size, off) : -ENOMEM;
-	if (res >= 0 && (size_t)res < size && FS(req)->wb_cache && (fi->flags & O_DIRECT))
-		res = to_kernel_size(FS(req), req, ino, buf, res, size, off);
-	gate_leave(req, n);
-	if (res < 0)
-		fuse_reply_err(req, (int)-res);
+	read_reply(req, n, ino, fi->flags, buf, size, off, res);
+}
+
+static void write_done(struct aio *a, int res)
+{
+	ssize_t put = aio_rest(a, res);
+
+	gate_leave(a->req, a->n);
+	if (put < 0)
+		fuse_reply_err(a->req, (int)-put);
 	else
-		fuse_reply_buf(req, buf, (size_t)res);
+		fuse_reply_write(a->req, (size_t)put);
 }
 
 static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
@@ -323,9 +470,11 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	struct rnode *n = N(req, ino);
 	struct rhandle *h = H(fi);
 	size_t len = fuse_buf_size(in);
+	bool in_entry = false, kill;
 	const char *data;
 	struct route r;
 	ssize_t res;
+	int fd;
 
 	if (!gate_enter(req, n))
 		return;
@@ -335,6 +484,7 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	}
 	if (in->count == 1 && !(in->buf[0].flags & FUSE_BUF_IS_FD)) {
 		data = in->buf[0].mem;
+		in_entry = true;	/* the request's own buffer */
 	} else {
 		/* not how relocfs receives requests (no splice), but handled */
 		struct fuse_bufvec dst = FUSE_BUFVEC_INIT(len);
@@ -352,12 +502,26 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 		data = buf;
 	}
 	raw = req_args(FUSE_WRITE, sizeof(*raw));
-	if (raw && (raw->write_flags & FUSE_WRITE_KILL_SUIDGID)) {
+	kill = raw && (raw->write_flags & FUSE_WRITE_KILL_SUIDGID);
+	r = route(FS(req), n, h);
+	if (in_entry && !kill && !(h->flags & (O_SYNC | O_DSYNC)) &&
+	    (fd = aio_fd(&r, true, data, len, off)) >= 0) {
+		struct aio a = { .done = write_done, .req = req, .n = n, .h = h, .ino = ino,
+				 .op = AIO_WRITE, .fd = fd, .flags = fi->flags,
+				 .buf = (char *)data, .len = len, .off = off };
+
+		if (io_async(&a))
+			return;
+	}
+	if (kill || (h->flags & (O_SYNC | O_DSYNC)))
+		io_drain();	/* the flush barrier may wait for a commit */
+	else
+		sync_ahead(&r);
+	if (kill) {
 		res = node_kill_suidgid(FS(req), req, n);
 		if (res < 0)
 			goto out;
 	}
-	r = route(FS(req), n, h);
 	res = r.ops->write(&r, data, len, off);
 	if (res >= 0 && (h->flags & (O_SYNC | O_DSYNC)) && flush_barrier(FS(req)))
 		res = -EIO;
@@ -369,15 +533,33 @@ out:
 		fuse_reply_write(req, (size_t)res);
 }
 
+static void fsync_done(struct aio *a, int res)
+{
+	gate_leave(a->req, a->n);
+	io_drain();	/* the barrier may wait for a commit */
+	if (flush_barrier(FS(a->req)) && !res)
+		res = -EIO;
+	fuse_reply_err(a->req, -res);
+}
+
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	struct rnode *n = N(req, ino);
 	struct route r;
-	int err;
+	int err, fd;
 
 	if (!gate_enter(req, n))
 		return;
 	r = route(FS(req), n, H(fi));
+	if (r.h && (fd = r.ops->direct_fd(&r)) >= 0) {
+		struct aio a = { .done = fsync_done, .req = req, .n = n, .h = r.h, .ino = ino,
+				 .op = AIO_FSYNC, .fd = fd, .flags = fi->flags,
+				 .datasync = datasync != 0 };
+
+		if (io_async(&a))
+			return;
+	}
+	io_drain();	/* the flush barrier may wait for a commit */
 	err = r.h ? r.ops->fsync(&r, datasync) : -EBADF;
 	gate_leave(req, n);
 	if (flush_barrier(FS(req)) && !err)

@@ -42,6 +42,21 @@ struct gate {
 	atomic_int replays;		/* threads replaying parked requests */
 };
 
+#define BOUNCE_MAX	4
+#define BOUNCE_DEVS	8
+
+/* bounce.c's buffers, and the devices' limits it has read */
+struct bounce {
+	pthread_mutex_t mu;
+	char *made[BOUNCE_MAX], *free[BOUNCE_MAX];
+	unsigned nmade, nfree;
+	struct {
+		dev_t dev;
+		unsigned segments;
+	} devs[BOUNCE_DEVS];
+	unsigned ndevs;
+};
+
 struct fs {
 	struct fs_config cfg;
 	struct fs_policy policy;	/* set before the loop runs; read-only after */
@@ -61,6 +76,7 @@ struct fs {
 	atomic_int transport;		/* enum fs_transport serving; 0 until INIT */
 	unsigned dev_threads;		/* /dev/fuse threads (fs_loop) */
 	struct uring *uring;		/* io_uring transport, while it serves */
+	struct bounce bounce;
 };
 
 /* An open file or directory (fi->fh); the worker's view of a handle slot. */
@@ -213,6 +229,17 @@ int replay_init(struct fs *fs);
  * queues if t is FS_TRANSPORT_URING (adopt: a later worker's takeover). */
 void transport_serves(struct fs *fs, enum fs_transport t, bool adopt);
 
+/* ---- bounce.c ---- */
+
+/* A buffer on a huge page for a direct request of len bytes on fd, if the
+ * request has more pages than fd's block device takes in one request and a
+ * buffer is free; else NULL (use the caller's).  Give it back with
+ * bounce_put.  Any thread; never blocks but on a short lock. */
+char *bounce_get(struct fs *fs, int fd, size_t len);
+void bounce_put(struct fs *fs, char *buf);
+/* All given back: free them (fs_free). */
+void bounce_fini(struct fs *fs);
+
 /* ---- uring.c: FUSE over io_uring ---- */
 
 struct uring;
@@ -235,6 +262,57 @@ void uring_stop(struct fs *fs);
 ssize_t uring_reply(struct fs *fs, const struct iovec *iov, int count);
 /* Queues (possible CPUs) the kernel makes, for sizing. */
 unsigned uring_queues(void);
+
+/*
+ * Backing I/O without waiting for it, on a ring thread (uring.c).  A ring
+ * thread serves several entries; a READ, WRITE or FSYNC that goes straight
+ * to a backing file (the passthrough route) is queued on the thread's own
+ * io_uring and the thread serves its other entries meanwhile; the reads of
+ * requests that arrived together go to the disk in one submission.
+ *
+ * The request stays in the gate (gate_enter without gate_leave) and without
+ * a reply until done() runs, on the same thread, with the result (bytes or
+ * -errno as pread/pwrite/fsync would give it); done() leaves the gate and
+ * replies.  While a thread has I/O queued it waits for nothing but a disk:
+ * what could wait for more (a lock of the job engine, a flush barrier)
+ * goes to the helpers (uring.c), or, if it reaches a ring thread after all
+ * (a route that changed since data_inline looked), runs after io_drain()
+ * has completed the thread's queued I/O: a hold that waits for a request
+ * in the gate never waits for a thread that waits for the hold.  A
+ * worker's death with I/O queued: the thread's exit waits for it (it is
+ * linked to a tracked request), and the next worker serves the request
+ * again from the entry.
+ */
+enum aio_op { AIO_READ, AIO_WRITE, AIO_FSYNC };
+
+struct aio {
+	void (*done)(struct aio *a, int res);
+	fuse_req_t req;
+	struct rnode *n;
+	struct rhandle *h;
+	fuse_ino_t ino;
+	enum aio_op op;
+	int fd;
+	int flags;		/* the open flags of the request's file */
+	bool datasync;
+	char *buf;		/* in the entry's buffers */
+	size_t len;
+	off_t off;
+};
+
+/* Queue a (copied) for the request this thread serves: true, or false if
+ * it cannot be (not a ring thread, a replayed request), and the caller
+ * serves it synchronously, after io_drain(). */
+bool io_async(const struct aio *a);
+/* Complete the calling thread's queued I/O (replies included); nothing on
+ * a thread that is not a ring thread.  Blocks on the disk only. */
+void io_drain(void);
+/* Whether request in (as the kernel sent it, contiguous) is one a ring
+ * thread serves itself (data.c): a READ, WRITE or FSYNC that will go
+ * through io_async as things stand.  The rest go to the helpers (uring.c).
+ * A guess: a request that then cannot go through io_async is served
+ * synchronously, after io_drain. */
+bool data_inline(struct fs *fs, const struct fuse_in_header *in);
 
 /* ---- names.c ---- */
 

@@ -26,6 +26,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -43,29 +44,44 @@ static bool unaligned(const void *buf, size_t len, off_t off)
 static ssize_t pass_read(const struct route *r, char *buf, size_t len, off_t off)
 {
 	struct rhandle *h = r->h;
-	int fd = h->fd;
+	int fd = h->fd, err;
+	char *b = NULL;
 	ssize_t n;
 
 	if ((h->flags & O_DIRECT) && unaligned(buf, len, off))
 		fd = buffered_fd(r->fs, h);
-	n = pread(fd, buf, len, off);
+	else if (h->flags & O_DIRECT)
+		b = bounce_get(r->fs, fd, len);
+	n = pread(fd, b ? b : buf, len, off);
 	if (n == -1 && errno == EINVAL && fd == h->fd && (h->flags & O_DIRECT))
-		n = pread(buffered_fd(r->fs, h), buf, len, off);
-	return n == -1 ? -errno : n;
+		n = pread(buffered_fd(r->fs, h), b ? b : buf, len, off);
+	err = n == -1 ? -errno : 0;
+	if (b) {
+		if (n > 0)
+			memcpy(buf, b, (size_t)n);
+		bounce_put(r->fs, b);
+	}
+	return err ? err : n;
 }
 
 static ssize_t pass_write(const struct route *r, const char *buf, size_t len, off_t off)
 {
 	struct rhandle *h = r->h;
-	int fd = h->fd;
+	int fd = h->fd, err;
+	char *b = NULL;
 	ssize_t n;
 
 	if ((h->flags & O_DIRECT) && unaligned(buf, len, off))
 		fd = buffered_fd(r->fs, h);
+	else if ((h->flags & O_DIRECT) && (b = bounce_get(r->fs, fd, len)))
+		buf = memcpy(b, buf, len);
 	n = pwrite(fd, buf, len, off);
 	if (n == -1 && errno == EINVAL && fd == h->fd && (h->flags & O_DIRECT))
 		n = pwrite(buffered_fd(r->fs, h), buf, len, off);
-	return n == -1 ? -errno : n;
+	err = n == -1 ? -errno : 0;
+	if (b)
+		bounce_put(r->fs, b);
+	return err ? err : n;
 }
 
 static int pass_fsync(const struct route *r, bool datasync)

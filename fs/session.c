@@ -109,6 +109,7 @@ int fs_new(struct fs **out, const struct fs_config *cfg, void *region, bool adop
 	fs->adopted = adopt;
 	pthread_mutex_init(&fs->gate.lock, NULL);
 	pthread_mutex_init(&fs->rec_lock, NULL);
+	pthread_mutex_init(&fs->bounce.mu, NULL);
 	fs->gate.tail = &fs->gate.head;
 	fs->handles = calloc(FS_HANDLES_MAX, sizeof(*fs->handles));
 	if (!fs->handles) {
@@ -147,6 +148,7 @@ void fs_free(struct fs *fs)
 		free(fs->handles[i]);	/* the views only: the slots stay */
 	free(fs->handles);
 	itab_fini(&fs->itab);
+	bounce_fini(fs);
 	free(fs);
 }
 

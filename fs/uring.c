@@ -3,10 +3,25 @@
  * processing, the way loop.c serves /dev/fuse.
  *
  * The kernel makes one queue per possible CPU and puts a request on the
- * queue of the CPU that issued it.  Each queue is served by ring threads
- * (as many as -o threads, within a memory budget); each thread has an
- * io_uring of its own and one entry
- * (a header buffer and a 1 MiB payload buffer) registered with the kernel.
+ * queue of the CPU that issued it.  Each queue is served by a ring thread
+ * with an io_uring of its own and entries (a header buffer and a 1 MiB
+ * payload buffer each) registered with the kernel: as many as -o threads,
+ * within a memory budget, at most ENTS_OWN a thread.
+ *
+ * The ring thread serves the passthrough's READ, WRITE and FSYNC itself,
+ * and queues their backing I/O on its own ring (fs_i.h, io_async): the
+ * requests that arrive together go to the disk in one submission, their
+ * completions come back together, and the replies go out with the commands
+ * that fetch the next requests, in one system call.  Everything else (a
+ * lookup, a request through the delta store, a large direct read) could
+ * keep the thread, and every entry of its CPU with it, waiting, so it goes
+ * to the helpers: threads, one per entry, that serve a request from its
+ * entry and reply into it, and the ring thread commits.  At queue depth 16
+ * from one CPU, one thread of 16 entries served 4 KiB direct reads at 1.5x
+ * the rate of four threads of 4 and 2x that of sixteen threads of one
+ * (each of those waited in pread for its own request), which is what this
+ * shape is for (docs/performance.md).
+ *
  * A request arrives as a completion; the thread makes it contiguous again
  * (the kernel splits it into fuse_in_header, the opcode's header and the
  * payload; the first two are copied into the page before the payload, so
@@ -57,9 +72,9 @@
  * only for requests whose payload is small enough to be saved first.
  *
  * Threads: uring_start and uring_stop from the loop's threads; uring_reply
- * from any thread that replies (a parked request's reply comes from the
- * gate's replay thread: the entry's own thread is woken to commit it, so
- * that every command of an entry comes from the thread that retires it).
+ * from any thread that replies (a helper, or the gate's replay thread for a
+ * parked request: the entry's own thread is woken to commit it, so that
+ * every command of an entry comes from the thread that retires it).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -95,15 +110,18 @@
 #define ENT_HEADROOM	4096
 #define ENT_PAYLOAD	8192
 
-#define THREADS_PER_QUEUE_MAX	16
+#define ENTS_PER_QUEUE_MAX	16
 #define RING_ENTS_BUDGET	32	/* entries of all queues, where CPUs are few */
-#define ENTS_PER_THREAD_MAX	8	/* one of its own, and entries adopted */
+#define ENTS_OWN		16	/* a thread's own entries (see the top) */
+#define ENTS_PER_THREAD_MAX	32	/* its own, and entries adopted */
+#define BACKLOG_MAX		(ENTS_PER_THREAD_MAX + 4)
 #define RING_STACK		(8u << 20)
 
 /* completion tags: an entry's slot number, or one of these */
 #define TAG_WAKE	(1ull << 32)
 #define TAG_ANCHOR	(2ull << 32)
 #define TAG_LINK	(3ull << 32)
+#define TAG_IO		(4ull << 32)	/* | the slot of the entry whose I/O it is */
 
 /* io_uring's futex wait (Linux 6.7+; liburing 2.3 and Debian 12's headers
  * predate it), in the ABI of include/uapi/linux/io_uring.h and futex.h */
@@ -120,6 +138,8 @@ struct rent {
 	atomic_bool need_commit;	/* the reply is in: commit it */
 	bool adopted;			/* left by the last worker: finish first */
 	bool dead;			/* the kernel ended the entry */
+	bool io_busy;			/* io holds the request's queued I/O */
+	struct aio io;
 };
 
 struct rthread {
@@ -133,6 +153,13 @@ struct rthread {
 	uint32_t link_word;		/* 0 for ever: the linked waits end at once */
 	struct rent *ents[ENTS_PER_THREAD_MAX];
 	unsigned nents;
+	unsigned nio;			/* entries with I/O queued */
+	atomic_uint noff;		/* entries whose request a helper serves */
+	/* completions io_drain took off the ring that are not I/O: the
+	 * thread's loop handles them next (one command per entry, the wake
+	 * and the anchor at most) */
+	struct { uint64_t tag; int res; } backlog[BACKLOG_MAX];
+	unsigned back_head, back_len;
 };
 
 struct uring {
@@ -140,16 +167,27 @@ struct uring {
 	int fuse_fd;
 	int anchor_fd;			/* a ring the threads poll (see the top) */
 	struct io_uring anchor;
-	unsigned nq, per_q, nthreads;
+	unsigned nq, per_q, nthreads;	/* per_q: threads of a queue */
+	unsigned ents_q;		/* entries of a queue, at most */
 	struct rthread *threads;
 	struct rent ents[FS_RING_MAX];	/* by slot */
 	atomic_bool quiesce;		/* leave new requests for the next worker */
 	atomic_bool ending;		/* threads end */
 	atomic_uint registered;		/* threads whose entries are in the kernel */
+	/* the helpers and their queue (see the top) */
+	pthread_t *helpers;
+	unsigned nhelpers, helpers_started;
+	atomic_uint helpers_up;
+	pthread_mutex_t hmu;
+	pthread_cond_t hcv;
+	struct rent *hq[FS_RING_MAX];
+	unsigned hq_head, hq_len;
+	bool hstop;
 	void *stacks;			/* the threads' stacks (see uring_start) */
 };
 
 static __thread struct rent *cur_ent;	/* the entry whose request this thread serves */
+static __thread struct rthread *cur_t;	/* the ring thread this is */
 
 static char *ent_base(struct fs_region *r, unsigned slot)
 {
@@ -333,6 +371,91 @@ static void wake(struct rthread *t)
 
 /* ---- requests ---------------------------------------------------------------- */
 
+/* Hand the request entry e holds (contiguous, recorded) to libfuse, from a
+ * ring thread or a helper. */
+static void run(struct fs *fs, struct rent *e)
+{
+	struct fs_region *r = fs->itab.r;
+	struct ring_slot *s = &r->ring[e->slot];
+	char *payload = ent_payload(r, e->slot);
+	char *start = payload - (s->len - s->psz);
+	struct fuse_buf fb = { .mem = start, .size = s->len };
+
+	cur_ent = e;
+	cur_buf = &fb;
+	rx_buf = &fb;
+	rx_payload = payload;
+	once_begin(start, s->len);
+	fuse_session_process_buf(fs->se, &fb);
+	cur_buf = NULL;
+	rx_buf = NULL;
+	cur_ent = NULL;
+}
+
+/*
+ * The requests a ring thread serves itself while it has no I/O queued
+ * (nothing of its own can then be waited for): the frequent ones that
+ * take an attribute or a name, for which a helper's two hand-overs
+ * nearly doubled the time (an uncached stat through the mount: 134 us
+ * through a helper, 87 us served so, 70 us with a ring thread for every
+ * entry).
+ */
+static bool quick(uint32_t opcode)
+{
+	return opcode == FUSE_GETATTR || opcode == FUSE_LOOKUP || opcode == FUSE_STATFS ||
+	       opcode == FUSE_FLUSH || opcode == FUSE_ACCESS;
+}
+
+/* A request a ring thread does not serve itself (see the top): to the
+ * helpers' queue. */
+static void hand_to_helper(struct rthread *t, struct rent *e)
+{
+	struct uring *u = t->u;
+
+	atomic_fetch_add(&t->noff, 1);
+	pthread_mutex_lock(&u->hmu);
+	u->hq[(u->hq_head + u->hq_len++) % FS_RING_MAX] = e;
+	pthread_cond_signal(&u->hcv);
+	pthread_mutex_unlock(&u->hmu);
+}
+
+static void *helper_thread(void *arg)
+{
+	struct uring *u = arg;
+	struct fs *fs = u->fs;
+	unsigned idx = atomic_fetch_add(&u->helpers_up, 1);
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_setname_np(pthread_self(), "uring-help");
+	once_bind(fs->itab.r, (int)(FS_RING_REC0 + u->nthreads + idx));
+	for (;;) {
+		struct rent *e;
+		struct rthread *t;
+
+		pthread_mutex_lock(&u->hmu);
+		while (!u->hq_len && !u->hstop)
+			pthread_cond_wait(&u->hcv, &u->hmu);
+		if (!u->hq_len) {
+			pthread_mutex_unlock(&u->hmu);
+			break;
+		}
+		e = u->hq[u->hq_head];
+		u->hq_head = (u->hq_head + 1) % FS_RING_MAX;
+		u->hq_len--;
+		pthread_mutex_unlock(&u->hmu);
+		t = e->t;
+		run(fs, e);
+		/* the thread waits for this at its end (ring_thread) */
+		if (atomic_fetch_sub(&t->noff, 1) == 1 && atomic_load(&u->ending))
+			wake(t);
+	}
+	once_bind(fs->itab.r, -1);
+	io_buf_release();
+	return NULL;
+}
+
 /* Serve the request e holds.  fresh: just handed over by the kernel (made
  * contiguous and recorded here); else one the last worker held (its record
  * is intact), served as a resend. */
@@ -343,7 +466,6 @@ static void serve(struct rthread *t, struct rent *e, bool fresh)
 	struct ring_slot *s = &r->ring[e->slot];
 	char *payload = ent_payload(r, e->slot);
 	struct fuse_in_header *in;
-	struct fuse_buf fb;
 	char *start;
 
 	if (fresh) {
@@ -383,16 +505,11 @@ static void serve(struct rthread *t, struct rent *e, bool fresh)
 	in = (struct fuse_in_header *)start;
 	/* a request the last worker held is a resend to once.c */
 	in->unique = fresh ? s->unique : s->unique | FUSE_UNIQUE_RESEND;
-	fb = (struct fuse_buf){ .mem = start, .size = s->len };
-	cur_ent = e;
-	cur_buf = &fb;
-	rx_buf = &fb;
-	rx_payload = payload;
-	once_begin(start, s->len);
-	fuse_session_process_buf(fs->se, &fb);
-	cur_buf = NULL;
-	rx_buf = NULL;
-	cur_ent = NULL;
+	if (!data_inline(fs, in) && !(quick(in->opcode) && !t->nio)) {
+		hand_to_helper(t, e);
+		return;
+	}
+	run(fs, e);
 }
 
 /* The entry holding request unique, of this worker. */
@@ -478,9 +595,113 @@ ssize_t uring_reply(struct fs *fs, const struct iovec *iov, int count)
 	}
 	ent_hdr(r, e->slot)->ring_ent_in_out.payload_sz = (uint32_t)plen;
 	atomic_store(&e->need_commit, true);
-	if (e != cur_ent)
+	if (cur_t != e->t)
 		wake(e->t);	/* a reply from another thread: the entry's thread commits */
 	return (ssize_t)total;
+}
+
+/* ---- backing I/O queued on the thread's ring (fs_i.h) --------------------------- */
+
+bool io_async(const struct aio *a)
+{
+	struct rthread *t = cur_t;
+	struct rent *e = cur_ent;
+	struct io_uring_sqe *sqe;
+
+	if (!t || !e || e->t != t || e->io_busy || cur_buf != rx_buf)
+		return false;
+	e->io = *a;
+	e->io_busy = true;
+	t->nio++;
+	/* the I/O and its linked wait in one submission (see prep_cmd) */
+	if (io_uring_sq_space_left(&t->ring) < 2)
+		io_uring_submit(&t->ring);
+	sqe = get_sqe(t);
+	switch (a->op) {
+	case AIO_READ:
+		io_uring_prep_read(sqe, a->fd, a->buf, (unsigned)a->len, (uint64_t)a->off);
+		break;
+	case AIO_WRITE:
+		io_uring_prep_write(sqe, a->fd, a->buf, (unsigned)a->len, (uint64_t)a->off);
+		break;
+	case AIO_FSYNC:
+		io_uring_prep_fsync(sqe, a->fd, a->datasync ? IORING_FSYNC_DATASYNC : 0);
+		break;
+	}
+	/* linked to a tracked request: a thread that dies with it queued
+	 * does not finish dying before it completes, so that it cannot land
+	 * after the next worker served the request again (and a write after
+	 * that one) */
+	sqe->flags |= IOSQE_IO_LINK;
+	io_uring_sqe_set_data64(sqe, TAG_IO | e->slot);
+	prep_link(t);
+	return true;
+}
+
+/* The I/O of e completed with res: its request's end, as the entry's. */
+static void io_complete(struct rthread *t, struct rent *e, int res)
+{
+	const struct fuse_buf *saved_buf = cur_buf, *saved_rx = rx_buf;
+	struct rent *saved_ent = cur_ent;
+	char *saved_payload = rx_payload;
+	struct aio a = e->io;
+
+	e->io_busy = false;
+	t->nio--;
+	cur_ent = e;
+	cur_buf = rx_buf = NULL;
+	rx_payload = NULL;
+	a.done(&a, res);
+	cur_ent = saved_ent;
+	cur_buf = saved_buf;
+	rx_buf = saved_rx;
+	rx_payload = saved_payload;
+}
+
+/* An I/O completion (tag TAG_IO | slot) of thread t: 1 if it was one. */
+static int io_cqe(struct rthread *t, uint64_t tag, int res)
+{
+	uint64_t slot = tag & 0xffffffffull;
+	struct rent *e;
+
+	if ((tag & ~0xffffffffull) != TAG_IO)
+		return 0;
+	e = slot < FS_RING_MAX ? &t->u->ents[slot] : NULL;
+	if (e && e->t == t && e->io_busy)
+		io_complete(t, e, res);
+	return 1;
+}
+
+void io_drain(void)
+{
+	struct rthread *t = cur_t;
+
+	while (t && t->nio) {
+		struct io_uring_cqe *cqe;
+		int ret = io_uring_submit_and_wait(&t->ring, 1);
+
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+			log_warnx("io_uring: queue %u: %s", t->qid, strerror(-ret));
+			return;
+		}
+		/* one at a time, each off the ring before it is handled: a
+		 * completion's reply may drain again */
+		while (io_uring_peek_cqe(&t->ring, &cqe) == 0) {
+			uint64_t tag = io_uring_cqe_get_data64(cqe);
+			int res = cqe->res;
+
+			io_uring_cqe_seen(&t->ring, cqe);
+			if (tag == TAG_LINK || io_cqe(t, tag, res))
+				continue;
+			if (t->back_len == BACKLOG_MAX) {
+				log_warnx("io_uring: queue %u: a completion lost (tag %llx)", t->qid,
+					  (unsigned long long)tag);
+				continue;
+			}
+			t->backlog[(t->back_head + t->back_len++) % BACKLOG_MAX].tag = tag;
+			t->backlog[(t->back_head + t->back_len - 1) % BACKLOG_MAX].res = res;
+		}
+	}
 }
 
 /* ---- adopting what the last worker's entries held ------------------------------ */
@@ -596,6 +817,24 @@ static bool all_dead(struct rthread *t)
 	return true;
 }
 
+static void on_cqe(struct rthread *t, uint64_t tag, int res)
+{
+	struct uring *u = t->u;
+
+	if (tag == TAG_WAKE) {
+		prep_wake_read(t);
+	} else if (tag == TAG_ANCHOR) {
+		prep_anchor(t);
+	} else if (tag == TAG_LINK) {
+		/* see prep_link */
+	} else if (io_cqe(t, tag, res)) {
+		/* replied */
+	} else if (tag < FS_RING_MAX && u->ents[tag].t == t) {
+		on_entry(t, &u->ents[tag], res);
+	}
+	commit_ready(t);
+}
+
 static void *ring_thread(void *arg)
 {
 	struct rthread *t = arg;
@@ -614,6 +853,7 @@ static void *ring_thread(void *arg)
 	snprintf(name, sizeof(name), "uring-q%u", t->qid);
 	pthread_setname_np(pthread_self(), name);
 	once_bind(fs->itab.r, (int)(FS_RING_REC0 + t->idx));
+	cur_t = t;
 
 	/* the anchor first: no entry of this thread may outlive it (the top) */
 	prep_anchor(t);
@@ -630,35 +870,35 @@ static void *ring_thread(void *arg)
 		}
 	}
 
-	while (!atomic_load(&u->ending) && !all_dead(t)) {
+	/* until the end, and the I/O queued then is complete and the
+	 * helpers are done with this thread's requests */
+	while (t->nio || atomic_load(&t->noff) || (!atomic_load(&u->ending) && !all_dead(t))) {
 		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
 		int ret;
 
+		if (t->back_len) {
+			uint64_t tag = t->backlog[t->back_head].tag;
+			int res = t->backlog[t->back_head].res;
+
+			t->back_head = (t->back_head + 1) % BACKLOG_MAX;
+			t->back_len--;
+			on_cqe(t, tag, res);
+			continue;
+		}
 		ret = io_uring_submit_and_wait(&t->ring, 1);
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
 			log_warnx("io_uring: queue %u: %s", t->qid, strerror(-ret));
 			break;
 		}
-		io_uring_for_each_cqe(&t->ring, head, cqe) {
+		/* one at a time, each off the ring before it is handled (a
+		 * request's service may drain the ring: io_drain) */
+		while (!t->back_len && io_uring_peek_cqe(&t->ring, &cqe) == 0) {
 			uint64_t tag = io_uring_cqe_get_data64(cqe);
 			int res = cqe->res;
 
-			seen++;
-			if (tag == TAG_WAKE) {
-				prep_wake_read(t);
-			} else if (tag == TAG_ANCHOR) {
-				prep_anchor(t);
-			} else if (tag == TAG_LINK) {
-				/* see prep_link */
-			} else if (tag < FS_RING_MAX && u->ents[tag].t == t) {
-				io_uring_cq_advance(&t->ring, seen);
-				seen = 0;
-				on_entry(t, &u->ents[tag], res);
-			}
-			commit_ready(t);
+			io_uring_cqe_seen(&t->ring, cqe);
+			on_cqe(t, tag, res);
 		}
-		io_uring_cq_advance(&t->ring, seen);
 		commit_ready(t);
 	}
 	io_uring_submit(&t->ring);	/* commits prepared last */
@@ -796,22 +1036,31 @@ int uring_start(struct fs *fs, bool adopt)
 	u->fuse_fd = (int)r->fuse_fd;
 	u->nq = uring_queues();
 	/* as many requests of one CPU in service at once as -o threads, with
-	 * at most RING_ENTS_BUDGET entries (a MiB each) for all queues */
-	u->per_q = RING_ENTS_BUDGET / u->nq;
-	if (u->per_q > fs->cfg.threads)
-		u->per_q = fs->cfg.threads;
-	if (u->per_q > THREADS_PER_QUEUE_MAX)
-		u->per_q = THREADS_PER_QUEUE_MAX;
-	if (u->per_q < 1)
-		u->per_q = 1;
-	while (u->nq * u->per_q > FS_RING_MAX && u->per_q > 1)
-		u->per_q--;
+	 * at most RING_ENTS_BUDGET entries (a MiB each) for all queues, and
+	 * ENTS_OWN entries a thread */
+	u->ents_q = RING_ENTS_BUDGET / u->nq;
+	if (u->ents_q > fs->cfg.threads)
+		u->ents_q = fs->cfg.threads;
+	if (u->ents_q > ENTS_PER_QUEUE_MAX)
+		u->ents_q = ENTS_PER_QUEUE_MAX;
+	if (u->ents_q < 1)
+		u->ents_q = 1;
+	while (u->nq * u->ents_q > FS_RING_MAX && u->ents_q > 1)
+		u->ents_q--;
+	u->per_q = (u->ents_q + ENTS_OWN - 1) / ENTS_OWN;
 	u->nthreads = u->nq * u->per_q;
-	if (u->nthreads > FS_RING_MAX) {
+	/* a helper for every entry: a request never waits for one */
+	u->nhelpers = u->nq * u->ents_q;
+	if (u->nthreads + u->nhelpers > FS_RING_MAX)
+		u->nhelpers = u->nthreads < FS_RING_MAX ? FS_RING_MAX - u->nthreads : 0;
+	if (u->nthreads > FS_RING_MAX || !u->nhelpers) {
 		free(u);
 		return -E2BIG;
 	}
-	u->threads = calloc(u->nthreads, sizeof(*u->threads));
+	pthread_mutex_init(&u->hmu, NULL);
+	pthread_cond_init(&u->hcv, NULL);
+	u->helpers = calloc(u->nhelpers, sizeof(*u->helpers));
+	u->threads = u->helpers ? calloc(u->nthreads, sizeof(*u->threads)) : NULL;
 	err = u->threads ? io_uring_queue_init(2, &u->anchor, 0) : -ENOMEM;
 	if (err)
 		goto fail;
@@ -826,25 +1075,30 @@ int uring_start(struct fs *fs, bool adopt)
 		adopted = adopt_all(u, ents_of);
 	else
 		memset(r->ring, 0, sizeof(r->ring));
-	/* an entry of its own for each thread that adopted none */
+	/* entries of its own for each thread, up to its share of its queue's
+	 * (a thread that adopted entries has those) */
 	for (unsigned i = 0; i < u->nthreads; i++) {
 		struct rthread *t = &u->threads[i];
-		struct rent *e;
+		unsigned k = i % u->per_q;
+		unsigned share = u->ents_q / u->per_q + (k < u->ents_q % u->per_q);
 
-		if (t->nents)
-			continue;
-		while (next < FS_RING_MAX && (ents_of[next] || r->ring[next].state != RING_FREE))
+		while (t->nents < share) {
+			struct rent *e;
+
+			while (next < FS_RING_MAX &&
+			       (ents_of[next] || r->ring[next].state != RING_FREE))
+				next++;
+			if (next == FS_RING_MAX) {
+				err = -ENOSPC;
+				goto fail;
+			}
+			e = &u->ents[next];
+			e->slot = next;
+			e->t = t;
+			ents_of[next] = 1;
+			t->ents[t->nents++] = e;
 			next++;
-		if (next == FS_RING_MAX) {
-			err = -ENOSPC;
-			goto fail;
 		}
-		e = &u->ents[next];
-		e->slot = next;
-		e->t = t;
-		ents_of[next] = 1;
-		t->ents[t->nents++] = e;
-		next++;
 	}
 	for (unsigned i = 0; i < u->nthreads; i++)
 		for (unsigned k = 0; k < u->threads[i].nents; k++)
@@ -861,11 +1115,14 @@ int uring_start(struct fs *fs, bool adopt)
 	 * ring threads all end at a hand-over, while the connection waits:
 	 * 3.5 to 6 ms for their ends with glibc's stacks, 0.1 to 1.7 with
 	 * these (they go with the process) */
-	u->stacks = mmap(NULL, (size_t)u->nthreads * RING_STACK, PROT_READ | PROT_WRITE,
+	u->stacks = mmap(NULL, (size_t)(u->nhelpers + u->nthreads) * RING_STACK,
+			 PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
 	if (u->stacks == MAP_FAILED)
 		u->stacks = NULL;
-	for (unsigned i = 0; i < u->nthreads; i++) {
+	/* the helpers first: a ring thread may hand them what it adopted */
+	for (unsigned i = 0; i < u->nhelpers + u->nthreads; i++) {
+		bool helper = i < u->nhelpers;
 		pthread_attr_t attr;
 		int e;
 
@@ -876,14 +1133,21 @@ int uring_start(struct fs *fs, bool adopt)
 			mprotect(st, 4096, PROT_NONE);	/* a guard page below */
 			pthread_attr_setstack(&attr, st, RING_STACK);
 		}
-		e = pthread_create(&u->threads[i].tid, &attr, ring_thread, &u->threads[i]);
+		if (helper)
+			e = pthread_create(&u->helpers[i], &attr, helper_thread, u);
+		else
+			e = pthread_create(&u->threads[i - u->nhelpers].tid, &attr, ring_thread,
+					   &u->threads[i - u->nhelpers]);
 		pthread_attr_destroy(&attr);
 		if (e) {
 			err = -EAGAIN;
 			uring_stop(fs);
 			return err;
 		}
-		u->threads[i].started = true;
+		if (helper)
+			u->helpers_started++;
+		else
+			u->threads[i - u->nhelpers].started = true;
 	}
 	if (adopt) {
 		while (atomic_load(&u->registered) < u->nthreads)
@@ -903,6 +1167,7 @@ fail:
 	if (u->anchor_fd)
 		io_uring_queue_exit(&u->anchor);
 	free(u->threads);
+	free(u->helpers);
 	free(u);
 	return err;
 }
@@ -930,6 +1195,13 @@ void uring_stop(struct fs *fs)
 	for (unsigned i = 0; i < u->nthreads; i++)
 		if (u->threads[i].started)
 			pthread_join(u->threads[i].tid, NULL);
+	/* the ring threads waited for what the helpers served for them */
+	pthread_mutex_lock(&u->hmu);
+	u->hstop = true;
+	pthread_cond_broadcast(&u->hcv);
+	pthread_mutex_unlock(&u->hmu);
+	for (unsigned i = 0; i < u->helpers_started; i++)
+		pthread_join(u->helpers[i], NULL);
 	/* from here no thread replies into an entry */
 	fs->uring = NULL;
 	/* A hand-over: this process ends at once, and the next worker closes
@@ -945,8 +1217,9 @@ void uring_stop(struct fs *fs)
 		}
 		io_uring_queue_exit(&u->anchor);
 		if (u->stacks)
-			munmap(u->stacks, (size_t)u->nthreads * RING_STACK);
+			munmap(u->stacks, (size_t)(u->nhelpers + u->nthreads) * RING_STACK);
 	}
 	free(u->threads);
+	free(u->helpers);
 	free(u);
 }

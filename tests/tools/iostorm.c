@@ -2,9 +2,9 @@
  * iostorm: small requests from every CPU, as many as the mount serves,
  * each one checked.
  *
- *   iostorm DIR SECONDS
+ *   iostorm DIR SECONDS [PER_CPU]
  *
- * Two threads per CPU, each pinned to its CPU, each with a file of its own
+ * PER_CPU threads per CPU (default 2), each pinned to its CPU, each with a file of its own
  * in DIR: in turn an O_DIRECT 4 KiB write of a new value, an O_DIRECT read
  * of it back, and a stat of the file.  Every call must succeed and every
  * read must return what the thread wrote last.  The point is the kernel's
@@ -106,16 +106,18 @@ static void *run(void *arg)
 
 int main(int argc, char **argv)
 {
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN), nthreads;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN), nthreads, per_cpu = 2;
 	pthread_t *tids;
 	char *end;
 
-	if (argc != 3 || !(seconds = strtod(argv[2], &end)) || *end || seconds < 0) {
-		fprintf(stderr, "usage: iostorm DIR SECONDS\n");
+	if ((argc != 3 && argc != 4) || !(seconds = strtod(argv[2], &end)) || *end ||
+	    seconds < 0 ||
+	    (argc == 4 && ((per_cpu = strtol(argv[3], &end, 10)) < 1 || per_cpu > 64 || *end))) {
+		fprintf(stderr, "usage: iostorm DIR SECONDS [PER_CPU (1 to 64)]\n");
 		return 2;
 	}
 	dir = argv[1];
-	nthreads = 2 * (ncpu > 0 ? ncpu : 1);
+	nthreads = per_cpu * (ncpu > 0 ? ncpu : 1);
 	tids = calloc((size_t)nthreads, sizeof(*tids));
 	if (!tids)
 		return 2;

@@ -1,5 +1,5 @@
 #!/bin/bash
-test_description='the worker is killed 200 times while small requests stream from every CPU (O_DIRECT writes, reads and stats, each checked): requests on their way to the dying worker are served by the next one, and none fails'
+test_description='the worker is killed 200 times while small requests stream from every CPU (O_DIRECT writes, reads and stats, each checked, 8 threads a CPU so that a ring thread has several backing I/Os queued when it dies): requests on their way to the dying worker are served by the next one, and none fails'
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib.sh"
 . "$HERE/../reloc/lib_reloc.sh"
@@ -10,7 +10,7 @@ KILLS_WANTED=${RELOCFS_WORKER_KILLS:-200}
 
 relocfs_mount
 step "small requests from every CPU, and the worker killed $KILLS_WANTED times, 10 to 60 ms after each new one serves"
-"$TOOLS/iostorm" "$TEST_MNT" 3600 >"$TEST_DIR/storm.log" 2>&1 &
+"$TOOLS/iostorm" "$TEST_MNT" 3600 8 >"$TEST_DIR/storm.log" 2>&1 &
 STORM_PID=$!
 kill_loop_start "$KILLS_WANTED" 10 60
 kill_loop_wait
