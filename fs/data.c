@@ -364,11 +364,16 @@ bool data_inline(struct fs *fs, const struct fuse_in_header *in)
 		return false;
 	if (in->opcode == FUSE_WRITE && (h->flags & (O_SYNC | O_DSYNC)))
 		return false;	/* the flush barrier may wait for a commit */
-	/* the rest of the passthrough's requests wait for the disk at most,
-	 * and a buffered write or a small unaligned direct one is quicker
-	 * served than handed on; a large direct one goes to a helper, so
-	 * that the thread's other entries go on meanwhile */
-	return !(h->flags & O_DIRECT) || size <= AIO_MAX;
+	/* the rest of the passthrough's requests wait for the disk at most:
+	 * a buffered read is queued whatever its size, and a small buffered
+	 * write or unaligned direct request is quicker served than handed
+	 * on; a large one (the writeback cache's writes come in runs of up
+	 * to 1 MiB, and the kernel may make their writer wait for its dirty
+	 * limits) goes to a helper, so that the thread's other entries go on
+	 * meanwhile */
+	if (in->opcode == FUSE_READ && !(h->flags & O_DIRECT))
+		return true;
+	return size <= AIO_MAX;
 }
 
 /* Before a request is served synchronously on route r: a ring thread's
