@@ -414,7 +414,7 @@ static ssize_t aio_rest(struct aio *a, int res)
 	if (done == a->len)
 		return res;
 	r = route(FS(a->req), a->n, a->h);
-	io_drain();
+	sync_ahead(&r);
 	if (a->op == AIO_READ)
 		more = r.ops->read(&r, a->buf + done, a->len - done, a->off + (off_t)done);
 	else

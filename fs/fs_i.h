@@ -308,10 +308,12 @@ bool io_async(const struct aio *a);
  * a thread that is not a ring thread.  Blocks on the disk only. */
 void io_drain(void);
 /* Whether request in (as the kernel sent it, contiguous) is one a ring
- * thread serves itself (data.c): a READ, WRITE or FSYNC that will go
- * through io_async as things stand.  The rest go to the helpers (uring.c).
- * A guess: a request that then cannot go through io_async is served
- * synchronously, after io_drain. */
+ * thread serves itself (data.c): a READ, WRITE or FSYNC of the passthrough
+ * that waits for nothing but a disk, through io_async where it can, else
+ * synchronously when that is quicker than a hand-over (a small buffered
+ * write, an unaligned direct request).  The rest go to the helpers
+ * (uring.c).  A guess as things stand: a request whose route changed
+ * meanwhile is served synchronously, after io_drain. */
 bool data_inline(struct fs *fs, const struct fuse_in_header *in);
 
 /* ---- names.c ---- */
