@@ -319,7 +319,11 @@ cleanup() {
 	for ((p = ${#CLEANUP_HOOKS[@]} - 1; p >= 0; p--)); do
 		eval "${CLEANUP_HOOKS[p]}"
 	done
-	rm -rf --one-file-system "$TEST_DIR"
+	if [ $rc != 0 ] && [ $rc != 77 ] && [ -n "${RELOCFS_TEST_KEEP:-}" ]; then
+		say "  kept for a look: $TEST_DIR"
+	else
+		rm -rf --one-file-system "$TEST_DIR"
+	fi
 	exit $rc
 }
 trap cleanup EXIT
