@@ -651,6 +651,12 @@ static int wal_apply(void *arg, uint64_t seq, const struct wr *r, const char *pa
 				return err;
 		}
 		err = journal_add(&d->j, JR_SIZE, r->size, r->limit);
+		/* the journal's last size from now on, as after delta_truncate:
+		 * a checkpoint must record a size that later records change
+		 * back to what the journal said before (warm, nothing else
+		 * records it) */
+		d->journal_size = r->size;
+		d->journal_limit = r->limit;
 		break;
 	case WR_CLEAR_D:
 		err = bitmaps_fit(d, b0 + n);

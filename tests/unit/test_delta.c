@@ -396,6 +396,59 @@ static void test_reopen_after_the_process_died_gives_the_live_view_exactly(void 
 	delta_tun = saved;
 }
 
+/* write and truncate at chosen places, the model kept as op_write and
+ * op_truncate keep it */
+static void write_at(struct env *e, const unsigned char *buf, size_t len, uint64_t off)
+{
+	assert_int_equal(delta_write(e->d, (const char *)buf, len, (off_t)off), (ssize_t)len);
+	if (off > e->now_size)
+		memset(e->now + e->now_size, 0, off - e->now_size);
+	memcpy(e->now + off, buf, len);
+	if (off + len > e->now_size)
+		e->now_size = off + len;
+}
+
+static void truncate_to(struct env *e, uint64_t size)
+{
+	assert_int_equal(delta_truncate(e->d, (off_t)size), 0);
+	if (size > e->now_size)
+		memset(e->now + e->now_size, 0, size - e->now_size);
+	else
+		memset(e->now + size, 0, MAX_SIZE - size);
+	e->now_size = size;
+}
+
+/*
+ * The size cut by a truncate and brought back to exactly what the journal
+ * last said by a write, both in the log only; a worker takes over (the log
+ * replayed warm), checkpoints, and another takes over.  The checkpoint must
+ * record the size the write brought back: the journal's last size record
+ * is the truncate's, queued by the replay, and the log before the
+ * checkpoint is not read again.
+ */
+static void test_a_size_cut_and_written_back_survives_takeovers(void **state)
+{
+	unsigned char buf[3 * BLK];
+	uint64_t end = 6 * BLK;
+	struct env e;
+
+	env_start(&e, 700);
+	memset(buf, 0xa5, sizeof(buf));
+	truncate_to(&e, BLK);		/* the base limit below every size after */
+	truncate_to(&e, end);
+	assert_int_equal(store_checkpoint(e.d), 0);	/* the journal: size end */
+	truncate_to(&e, 2 * BLK + 100);
+	write_at(&e, buf, sizeof(buf), end - sizeof(buf));
+	reopen_as(&e, true);
+	check_view(&e);
+	assert_int_equal(store_checkpoint(e.d), 0);
+	reopen_as(&e, true);
+	check_view(&e);
+	reopen_as(&e, false);
+	check_view(&e);
+	env_stop(&e);
+}
+
 static unsigned char *read_file(int dirfd, const char *name, uint64_t *len)
 {
 	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
@@ -672,6 +725,7 @@ int main(void)
 		cmocka_unit_test(test_replay_without_a_flush_loses_only_unflushed_blocks),
 		cmocka_unit_test(test_reopen_after_the_process_died_gives_the_live_view_exactly),
 		cmocka_unit_test(test_reopen_after_a_host_crash_keeps_every_flushed_write),
+		cmocka_unit_test(test_a_size_cut_and_written_back_survives_takeovers),
 		cmocka_unit_test(test_merged_destination_equals_the_live_view_at_the_switch),
 		cmocka_unit_test(test_verify_names_the_first_difference),
 		cmocka_unit_test(test_abort_writes_the_live_view_back_to_the_source),
