@@ -418,6 +418,19 @@ static void do_pwrite(struct wfile *f, int fd, const uint8_t *buf, uint64_t len,
 	/* the model first: a write that fails may still have landed */
 	memcpy(f->shadow + off, buf, len);
 	if (off + len > f->size) {
+		/*
+		 * The kernel may send a write as several requests, split at
+		 * page boundaries (a buffered write whose first page is partly
+		 * written and not cached goes as that page, then the rest).
+		 * Until a flush covers it, a write may survive in part: cut
+		 * short when the daemon died between its requests, or whole
+		 * from here yet rolled back in part, when a cutover switched
+		 * between them and a restart undid the switch.  The file may
+		 * then end at any page boundary it crossed past the old end.
+		 */
+		for (uint64_t p = (off / BLK + 1) * BLK; p < off + len; p += BLK)
+			if (p > old_size)
+				add_ver(f, UINT64_MAX, p);
 		add_ver(f, UINT64_MAX, off + len);
 		f->size = off + len;
 	}
@@ -425,18 +438,8 @@ static void do_pwrite(struct wfile *f, int fd, const uint8_t *buf, uint64_t len,
 	do
 		n = pwrite(fd, buf, len, (off_t)off);
 	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)len) {
-		/*
-		 * The kernel may send a write as several requests, split at
-		 * page boundaries, and a write cut short (the daemon died
-		 * between them) may have landed in part: the file may end at
-		 * any page boundary the write crossed past the old end.
-		 */
-		for (uint64_t p = (off / BLK + 1) * BLK; p < off + len; p += BLK)
-			if (p > old_size)
-				add_ver(f, UINT64_MAX, p);
+	if (n != (ssize_t)len)
 		op_failed(f, what, off, len, n < 0 ? errno : 0);
-	}
 }
 
 static void op_write(struct wfile *f, bool aligned)
