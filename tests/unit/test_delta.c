@@ -143,6 +143,27 @@ static void env_stop(struct env *e)
 
 /* ---- operations on the store and the model ---- */
 
+/* a write and a truncate at chosen places, the model kept with them */
+static void write_at(struct env *e, const unsigned char *buf, size_t len, uint64_t off)
+{
+	assert_int_equal(delta_write(e->d, (const char *)buf, len, (off_t)off), (ssize_t)len);
+	if (off > e->now_size)
+		memset(e->now + e->now_size, 0, off - e->now_size);
+	memcpy(e->now + off, buf, len);
+	if (off + len > e->now_size)
+		e->now_size = off + len;
+}
+
+static void truncate_to(struct env *e, uint64_t size)
+{
+	assert_int_equal(delta_truncate(e->d, (off_t)size), 0);
+	if (size > e->now_size)
+		memset(e->now + e->now_size, 0, size - e->now_size);
+	else
+		memset(e->now + size, 0, MAX_SIZE - size);
+	e->now_size = size;
+}
+
 static void op_write(struct env *e)
 {
 	uint64_t off = rnd(e, MAX_SIZE - 1);
@@ -162,12 +183,7 @@ static void op_write(struct env *e)
 	buf = malloc(len);
 	assert_non_null(buf);
 	fill(e, buf, len);
-	assert_int_equal(delta_write(e->d, (char *)buf, len, (off_t)off), (ssize_t)len);
-	if (off > e->now_size)
-		memset(e->now + e->now_size, 0, off - e->now_size);
-	memcpy(e->now + off, buf, len);
-	if (off + len > e->now_size)
-		e->now_size = off + len;
+	write_at(e, buf, len, off);
 	free(buf);
 }
 
@@ -177,12 +193,7 @@ static void op_truncate(struct env *e)
 
 	if (rnd(e, 2))
 		size -= size % BLK;
-	assert_int_equal(delta_truncate(e->d, (off_t)size), 0);
-	if (size > e->now_size)
-		memset(e->now + e->now_size, 0, size - e->now_size);
-	else
-		memset(e->now + size, 0, MAX_SIZE - size);
-	e->now_size = size;
+	truncate_to(e, size);
 }
 
 static void op_zero(struct env *e)
@@ -394,28 +405,6 @@ static void test_reopen_after_the_process_died_gives_the_live_view_exactly(void 
 		      (unsigned long long)ckpts, (unsigned long long)waits);
 	assert_true(ckpts > 0 && waits > 0);
 	delta_tun = saved;
-}
-
-/* write and truncate at chosen places, the model kept as op_write and
- * op_truncate keep it */
-static void write_at(struct env *e, const unsigned char *buf, size_t len, uint64_t off)
-{
-	assert_int_equal(delta_write(e->d, (const char *)buf, len, (off_t)off), (ssize_t)len);
-	if (off > e->now_size)
-		memset(e->now + e->now_size, 0, off - e->now_size);
-	memcpy(e->now + off, buf, len);
-	if (off + len > e->now_size)
-		e->now_size = off + len;
-}
-
-static void truncate_to(struct env *e, uint64_t size)
-{
-	assert_int_equal(delta_truncate(e->d, (off_t)size), 0);
-	if (size > e->now_size)
-		memset(e->now + e->now_size, 0, size - e->now_size);
-	else
-		memset(e->now + size, 0, MAX_SIZE - size);
-	e->now_size = size;
 }
 
 /*
