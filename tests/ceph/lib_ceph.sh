@@ -149,11 +149,37 @@ ceph_start_once() {
 		[ $SECONDS -lt $t ] || ceph_failed "no HEALTH_OK with every PG active+clean within 240 s"
 		sleep 0.2
 	done
+	# HEALTH_OK may come before the new file system's MDS is active
+	until [ -z "$with_mds" ] || ceph_mds_active; do
+		[ $SECONDS -lt $t ] || ceph_failed "no active MDS within 240 s"
+		sleep 0.2
+	done
 }
 
-# ceph_setup ARGS: a ceph command of the set-up; fails the test with what it said
+# ceph_setup ARGS: a ceph command of the set-up; fails the test with what it
+# said.  A new monitor now and then refuses a command before it is sent
+# ("problem getting command descriptions from mon"), not only the first:
+# that one is tried again.
 ceph_setup() {
-	ceph_ "$@" >>"$CEPH_DIR/log/setup.log" 2>&1 || ceph_failed "'ceph $*' failed"
+	local i out
+	for i in 1 2 3 4 5; do
+		if out=$(ceph_ "$@" 2>&1); then
+			printf '%s\n' "$out" >>"$CEPH_DIR/log/setup.log"
+			return 0
+		fi
+		printf '%s\n' "$out" >>"$CEPH_DIR/log/setup.log"
+		case $out in
+		*"problem getting command descriptions"*) sleep 1 ;;
+		*) break ;;
+		esac
+	done
+	ceph_failed "'ceph $*' failed"
+}
+
+# ceph_mds_active: 0 once the CephFS has an active MDS (a client mounting
+# before that gives up: "probably no MDS server is up?")
+ceph_mds_active() {
+	ceph_ mds stat 2>/dev/null | grep -q 'up:active'
 }
 
 # ceph_osd_up PID: 0 once the OSD is up, 1 if it exited first; fails the
