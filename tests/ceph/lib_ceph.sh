@@ -161,13 +161,12 @@ ceph_start_once() {
 # ("problem getting command descriptions from mon"), not only the first:
 # that one is tried again.
 ceph_setup() {
-	local i out
+	local i out rc
 	for i in 1 2 3 4 5; do
-		if out=$(ceph_ "$@" 2>&1); then
-			printf '%s\n' "$out" >>"$CEPH_DIR/log/setup.log"
-			return 0
-		fi
+		rc=0
+		out=$(ceph_ "$@" 2>&1) || rc=$?
 		printf '%s\n' "$out" >>"$CEPH_DIR/log/setup.log"
+		[ $rc != 0 ] || return 0
 		case $out in
 		*"problem getting command descriptions"*) sleep 1 ;;
 		*) break ;;
