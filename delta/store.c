@@ -651,10 +651,9 @@ static int wal_apply(void *arg, uint64_t seq, const struct wr *r, const char *pa
 				return err;
 		}
 		err = journal_add(&d->j, JR_SIZE, r->size, r->limit);
-		/* the journal's last size from now on, as after delta_truncate:
-		 * a checkpoint must record a size that later records change
-		 * back to what the journal said before (warm, nothing else
-		 * records it) */
+		/* the journal's last size from here on, as delta_truncate
+		 * notes it: else, after a warm replay, a checkpoint would not
+		 * record a size later records brought back to the old one */
 		d->journal_size = r->size;
 		d->journal_limit = r->limit;
 		break;
