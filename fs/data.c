@@ -15,6 +15,7 @@
 
 #include <linux/fuse.h>
 
+#include "common/crashpoint.h"
 #include "fs/fs_i.h"
 #include "fs/once.h"
 
@@ -59,6 +60,41 @@ static bool kill_on_open(uint32_t opcode, size_t len, size_t off)
 	return open_flags & FUSE_OPEN_KILL_SUIDGID;
 }
 
+/*
+ * A CREATE opens its file by name, without O_TRUNC, after name_check found
+ * the name in no job; a job may have started on the file since, or a
+ * cutover moved it.  Entered in n (a job's hold waits for it), refuse if n
+ * is held, in a job, in an image or handed off, or if the file opened is no
+ * longer n's; otherwise n is served by its backing file, and fd, opened on
+ * it, is truncated as the caller would have with O_TRUNC.
+ */
+static int create_settle(fuse_req_t req, struct rnode *n, int fd, bool trunc)
+{
+	struct stat a, b;
+	bool creds;
+	int err = 0;
+
+	if (!gate_try_enter(req, n))
+		return -EBUSY;
+	if (__atomic_load_n(&n->delta, __ATOMIC_ACQUIRE) ||
+	    __atomic_load_n(&n->target, __ATOMIC_ACQUIRE))
+		err = -EBUSY;
+	else if (__atomic_load_n(&n->sealed, __ATOMIC_ACQUIRE))
+		err = -EROFS;
+	else if (fstat(fd, &a) == -1 || fstatat(n->fd, "", &b, AT_EMPTY_PATH) == -1)
+		err = -errno;
+	else if (a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+		err = -EBUSY;	/* the name is served from another backend now */
+	else if (trunc && S_ISREG(a.st_mode)) {
+		creds = creds_enter(req);
+		if (ftruncate(fd, 0) == -1)
+			err = -errno;
+		creds_leave(creds);
+	}
+	gate_leave(req, n);
+	return err;
+}
+
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
@@ -69,7 +105,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct rhandle *h;
 	bool creds;
 	int fd, err;
-	int flags = (fi->flags | O_CREAT) & ~(O_NOFOLLOW | O_APPEND);
+	int flags = (fi->flags | O_CREAT) & ~(O_NOFOLLOW | O_APPEND | O_TRUNC);
+	bool trunc = fi->flags & O_TRUNC;
 
 	if (!gate_enter(req, p))
 		return;
@@ -93,9 +130,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		if (c && c->state == REC_INTENT && !existed)
 			flags &= ~O_EXCL;	/* a worker may have created it */
 	}
-	creds = creds_enter(req);
-	if ((flags & O_ACCMODE) == O_WRONLY)	/* see backing_open_at */
+	/* O_RDWR for O_WRONLY: see backing_open_at; for O_RDONLY|O_TRUNC, to
+	 * truncate (open(2) asks write permission for O_TRUNC too) */
+	if ((flags & O_ACCMODE) == O_WRONLY || (trunc && (flags & O_ACCMODE) == O_RDONLY))
 		flags = (flags & ~O_ACCMODE) | O_RDWR;
+	delaypoint("create-open");	/* tests: a job may start meanwhile */
+	creds = creds_enter(req);
 	fd = openat(p->fd, name, flags | O_CLOEXEC, mode);
 	if (fd == -1 && errno == EINVAL && (flags & O_DIRECT))
 		fd = openat(p->fd, name, (flags & ~O_DIRECT) | O_CLOEXEC, mode);
@@ -108,8 +148,14 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		close(fd);
 		goto out;
 	}
+	err = create_settle(req, N(req, e.ino), fd, trunc);
+	if (err) {
+		close(fd);
+		itab_forget(&fs->itab, N(req, e.ino), 1);
+		goto out;
+	}
 	if (kill_on_open(FUSE_CREATE, sizeof(struct fuse_create_in),
-			 offsetof(struct fuse_create_in, open_flags)) && (flags & O_TRUNC))
+			 offsetof(struct fuse_create_in, open_flags)) && trunc)
 		(void)node_kill_suidgid(fs, req, N(req, e.ino));	/* it exists: truncated */
 	h = handle_new(fs, N(req, e.ino), fd, fi->flags, false);
 	if (!h) {

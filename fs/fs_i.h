@@ -117,6 +117,10 @@ struct rhandle *handle_get(struct fs *fs, uint64_t fh);
  * parked, or n is NULL (a node id this worker does not know: answered
  * ESTALE); the caller returns at once, without a reply. */
 bool gate_enter(fuse_req_t req, struct rnode *n);
+/* Enter node n as well, for a request that is inside another node's gate
+ * already and has done part of its work: never parks.  false (nothing
+ * entered) if n is held; the caller answers without touching n. */
+bool gate_try_enter(fuse_req_t req, struct rnode *n);
 void gate_leave(fuse_req_t req, struct rnode *n);
 
 /* ---- takeover.c ---- */

@@ -65,25 +65,31 @@ static bool park(fuse_req_t req, struct gate *g, const struct rnode *n)
  * sets the flags before it reads the counts, so a request either sees the
  * hold or is waited for (both sequentially consistent).
  */
-bool gate_enter(fuse_req_t req, struct rnode *n)
+bool gate_try_enter(fuse_req_t req, struct rnode *n)
 {
 	struct gate *g = &FS(req)->gate;
 
+	atomic_fetch_add(&g->inflight_all, 1);
+	__atomic_fetch_add(&n->inflight, 1, __ATOMIC_SEQ_CST);
+	if (!is_held(g, n))
+		return true;
+	__atomic_fetch_sub(&n->inflight, 1, __ATOMIC_SEQ_CST);
+	atomic_fetch_sub(&g->inflight_all, 1);
+	return false;
+}
+
+bool gate_enter(fuse_req_t req, struct rnode *n)
+{
 	if (!n) {
 		fuse_reply_err(req, ESTALE);
 		return false;
 	}
-	for (;;) {
-		atomic_fetch_add(&g->inflight_all, 1);
-		__atomic_fetch_add(&n->inflight, 1, __ATOMIC_SEQ_CST);
-		if (!is_held(g, n))
-			return true;
-		__atomic_fetch_sub(&n->inflight, 1, __ATOMIC_SEQ_CST);
-		atomic_fetch_sub(&g->inflight_all, 1);
-		if (park(req, g, n))
+	while (!gate_try_enter(req, n)) {
+		if (park(req, &FS(req)->gate, n))
 			return false;
 		/* released while we were about to park: enter again */
 	}
+	return true;
 }
 
 void gate_leave(fuse_req_t req, struct rnode *n)

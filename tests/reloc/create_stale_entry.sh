@@ -1,5 +1,5 @@
 #!/bin/bash
-test_description='a CREATE that reaches relocfs for a name the kernel still caches as absent (made behind the mount): on a plain file it opens and truncates as open(2) does; on a file a job is moving it is refused with EBUSY and the frozen base is left whole, so the cutover delivers every byte'
+test_description='a CREATE that reaches relocfs for a name the kernel still caches as absent (made behind the mount): on a plain file it opens and truncates as open(2) does; on a file a job is moving it is refused with EBUSY and the frozen base is left whole, so the cutover delivers every byte; and a job that starts while such a CREATE is between its name check and its open (a delay point holds it there) is not cut into either'
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/lib_reloc.sh"
 # negative entries cached for a minute: the kernel sends CREATE, not OPEN
@@ -24,6 +24,15 @@ absent() {
 	fi
 }
 
+# hidden_image NAME: a 4 MiB image made behind the mount's cached absent
+# entry for NAME; its sha256 in $want
+hidden_image() {
+	head -c 4M /dev/urandom >"$TEST_SRC/.new"
+	want=$(sha256sum <"$TEST_SRC/.new")
+	absent "$1"
+	mv "$TEST_SRC/.new" "$TEST_SRC/$1"
+}
+
 step 'a plain file made behind a cached absent entry: created over, truncated'
 absent plain
 printf 'the old contents\n' >"$TEST_SRC/plain"
@@ -37,10 +46,7 @@ assert_eq new "$(cat "$TEST_SRC/plain")" "the backing file"
 step 'O_CREAT|O_TRUNC through the stale entry of a moving image is refused; its base is whole'
 for try in $(seq 10); do
 	name=vm$try.img
-	head -c 4M /dev/urandom >"$TEST_SRC/.new"
-	want=$(sha256sum <"$TEST_SRC/.new")
-	absent "$name"
-	mv "$TEST_SRC/.new" "$TEST_SRC/$name"
+	hidden_image "$name"
 	ctl migrate --to "$TEST_DST" --job "c$try" "$name" >/dev/null
 	got=$(open_creat "$TEST_MNT/$name")
 	assert_eq "$want" "$(sha256sum <"$TEST_SRC/$name")" "the frozen base of $name"
@@ -56,4 +62,33 @@ ctl wait --job "c$try" --timeout 120 >/dev/null
 ctl cutover --job "c$try" --timeout 60 >/dev/null
 assert_eq "$want" "$(sha256sum <"$TEST_MNT/$name")" "the mount after the cutover"
 assert_eq "$want" "$(sha256sum <"$TEST_DST/$name")" "the destination"
+
+# creates_delayed: how many CREATEs have reached the delay point
+creates_delayed() {
+	grep -c "delay point 'create-open' reached" "$TEST_DIR/relocfs.log" || true
+}
+
+step 'a job starts while the CREATE waits between its name check and its open: refused, the base is whole'
+relocfs_umount
+RELOCFS_DELAYPOINT=create-open:1500000 relocfs_mount -o timeout=60
+for try in $(seq 10); do
+	name=race$try.img
+	hidden_image "$name"
+	before=$(creates_delayed)
+	open_creat "$TEST_MNT/$name" >"$TEST_DIR/race.out" &
+	wait_until 10 eval '[ "$(creates_delayed)" -gt "$before" ]' || true
+	ctl migrate --to "$TEST_DST" --job "r$try" "$name" >/dev/null
+	wait $!
+	got=$(cat "$TEST_DIR/race.out")
+	[ "$(creates_delayed)" -gt "$before" ] && break
+	# OPEN, not CREATE: it truncated the file before the job began
+	say "the kernel opened $name by OPEN (its absent entry was dropped): again"
+	ctl abort --job "r$try" >/dev/null
+done
+assert_eq "$want" "$(sha256sum <"$TEST_SRC/$name")" "the frozen base of $name"
+assert_eq "Device or resource busy" "$got" "O_CREAT|O_TRUNC open racing the job's start"
+ctl wait --job "r$try" --timeout 120 >/dev/null
+ctl cutover --job "r$try" --timeout 60 >/dev/null
+assert_eq "$want" "$(sha256sum <"$TEST_DST/$name")" "the destination after the cutover"
+relocfs_umount
 test_done
