@@ -12,6 +12,8 @@
 #   MIRROR_TRANSPORTS  which mounts (default: "dev uring uring-wb", uring only where offered):
 #                    a transport, and -wb for a mount of it with -o writeback
 #   MIRROR_JOBS      only the jobs whose name matches this extended regex (default: all)
+#   MIRROR_RTT       1 (default): where a 4 KiB direct read at QD1 spends its time, from the
+#                    same job natively and through each transport over a tmpfs source (0: skip)
 set -eu
 . "$(dirname "$0")/lib.sh"
 
@@ -33,6 +35,13 @@ cleanup() {
 	for t in $MOUNTS; do
 		fusermount3 -u "$W/mnt-$t" 2>/dev/null || fusermount3 -uz "$W/mnt-$t" 2>/dev/null || true
 	done
+	if [ -d "$W/tmpfs" ]; then
+		for m in "$W"/tmpfs/mnt-*; do
+			[ -d "$m" ] && { fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || true; }
+		done
+		# lazily: the daemons may still hold their source dirs open a moment
+		umount "$W/tmpfs" 2>/dev/null || umount -l "$W/tmpfs" 2>/dev/null || true
+	fi
 	[ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$W"
 }
 trap cleanup EXIT
@@ -159,6 +168,72 @@ echo "$JOBS" | while read -r name rw bs eng qd direct; do
 		echo
 	} >>"$OUT.tmp"
 done
+
+# lat_us FILE...: the mean read latency (lat_ns.mean) over fio's JSON files, in us
+lat_us() { jq -s '[.[].jobs[0].read.lat_ns.mean] | add / length / 1000' "$@"; }
+# fio_cpu_us FILE...: fio's own user+sys CPU per I/O over its JSON files, in us
+fio_cpu_us() {
+	jq -s '[.[].jobs[0] | (.usr_cpu + .sys_cpu) / 100 * .job_runtime * 1000 / .read.total_ios] |
+	       add / length' "$@"
+}
+
+# Where a 4 KiB direct read at QD1 spends its time.  The same job over a tmpfs
+# source, where the storage costs next to nothing: what a mount adds there is
+# its transport's round trip (the wake-ups of the relocfs thread and of the
+# reader, and the copies).  Beside it, what each mount added over the disk in
+# the runs above, and the relocfs worker's CPU per request.
+QD1=randread-4k-direct-qd1
+if [ "${MIRROR_RTT:-1}" = 1 ] && echo "$QD1" | grep -Eq "${MIRROR_JOBS:-.}"; then
+	log "mirror: $QD1 over a tmpfs source, for the transports' round trip"
+	RTT_MIB=256
+	RTT_T=$(for t in $TRANSPORTS; do echo "${t%-wb}"; done | awk '!seen[$0]++' | tr '\n' ' ')
+	mkdir -p "$W/tmpfs"
+	mount -t tmpfs -o size=$((RTT_MIB * 2))m relocfs-bench "$W/tmpfs"
+	mkdir -p "$W/tmpfs/src"
+	make_image "$W/tmpfs/src/img" "$RTT_MIB" 0
+	for t in $RTT_T; do
+		mkdir -p "$W/tmpfs/src-$t" "$W/tmpfs/mnt-$t" "$W/tmpfs/run-$t"
+		ln "$W/tmpfs/src/img" "$W/tmpfs/src-$t/img"
+		# shellcheck disable=SC2086
+		RELOCFS_RUNDIR=$W/tmpfs/run-$t "$RELOCFS" -o transport=$t $opts "$W/tmpfs/src-$t" \
+			"$W/tmpfs/mnt-$t" 2>"$W/tmpfs/run-$t/relocfs.log" ||
+			die "relocfs ($t, tmpfs) failed to start: $(cat "$W/tmpfs/run-$t/relocfs.log")"
+	done
+	RTT_TARGETS="native $RTT_T"
+	k=1
+	while [ $k -le "$REPS" ]; do
+		for tg in $RTT_TARGETS $(echo "$RTT_TARGETS" | tr ' ' '\n' | tac); do
+			if [ "$tg" = native ]; then f=$W/tmpfs/src/img; else f=$W/tmpfs/mnt-$tg/img; fi
+			fio --name=rtt --filename="$f" --size="${RTT_MIB}M" --rw=randread --bs=4k \
+			    --ioengine=libaio --iodepth=1 --direct=1 --numjobs=1 --time_based \
+			    --runtime="$RUNTIME" --randrepeat=0 --norandommap --output-format=json \
+			    --output="$RAW/rtt-$tg-$k-$(date +%s%N).json" >/dev/null || die "fio rtt on $tg failed"
+		done
+		k=$((k + 1))
+	done
+	dnat=$(lat_us "$RAW/$QD1"-native[0-9]*.json)
+	tnat=$(lat_us "$RAW"/rtt-native-*.json)
+	{
+		echo
+		echo "where a 4 KiB direct read at QD1 spends its time (mean latency, us, same run):"
+		printf '  %-8s %9s %9s %14s %14s %12s %9s\n' target disk tmpfs "added on disk" "added on tmpfs" \
+			"relocfs CPU" "fio CPU"
+		printf '  %-8s %9.1f %9.1f %14s %14s %12s %9.1f\n' native "$dnat" "$tnat" "" "" "" \
+			"$(fio_cpu_us "$RAW/$QD1"-native[0-9]*.json)"
+		for t in $RTT_T; do
+			d=$(lat_us "$RAW/$QD1-$t"[0-9]*.json)
+			m=$(lat_us "$RAW/rtt-$t"-*.json)
+			cpu=$(awk -v n="$QD1" -v t="$t" '$1 == n && $2 == t {print $4}' "$RAW/ratios")
+			printf '  %-8s %9.1f %9.1f %14.1f %14.1f %12s %9.1f\n' "$t" "$d" "$m" \
+				"$(echo "$d - $dnat" | bc -l)" "$(echo "$m - $tnat" | bc -l)" "$cpu" \
+				"$(fio_cpu_us "$RAW/$QD1-$t"[0-9]*.json)"
+		done
+		echo "  (added on tmpfs: the transport's round trip, storage aside; relocfs CPU: the"
+		echo "  worker's user+sys us per request on the disk; fio CPU: fio's own per read on the"
+		echo "  disk, which natively includes the disk's submission; tmpfs file ${RTT_MIB} MiB,"
+		echo "  $REPS ABBA rounds)"
+	} >>"$OUT.tmp"
+fi
 
 get() { awk -v n="$1" -v t="$2" '$1 == n && $2 == t {print $3}' "$RAW/ratios"; }
 {
