@@ -92,16 +92,19 @@ seqread-1m-buffered      read      1m psync  1  0
 seqwrite-1m-buffered     write     1m psync  1  0
 "
 
-# run_fio NAME TAG FILE rw bs engine depth direct -> "bw_kib ios"
+# run_fio NAME TAG FILE rw bs engine depth direct -> "bw_kib ios"; fio's JSON in
+# $RAW/NAME-TAG.json, or NAME-TAGb.json for the second run of a round (ABBA)
 run_fio() {
+	json=$RAW/$1-$2.json
+	[ ! -e "$json" ] || json=$RAW/$1-$2b.json
 	drop_caches
 	fio --name="$1" --filename="$3" --size="${SIZE}M" --rw="$4" --bs="$5" \
 	    --ioengine="$6" --iodepth="$7" --direct="$8" --numjobs=1 \
 	    --time_based --runtime="$RUNTIME" --randrepeat=0 --norandommap \
-	    --output-format=json --output="$RAW/$1-$2.json" >/dev/null ||
+	    --output-format=json --output="$json" >/dev/null ||
 		die "fio $1 on $2 failed"
 	case $4 in *read) dir=read ;; *) dir=write ;; esac
-	jq -r --arg d "$dir" '.jobs[0][$d] | "\(.bw) \(.total_ios)"' "$RAW/$1-$2.json"
+	jq -r --arg d "$dir" '.jobs[0][$d] | "\(.bw) \(.total_ios)"' "$json"
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -185,12 +188,11 @@ fio_cpu_us() {
 QD1=randread-4k-direct-qd1
 if [ "${MIRROR_RTT:-1}" = 1 ] && echo "$QD1" | grep -Eq "${MIRROR_JOBS:-.}"; then
 	log "mirror: $QD1 over a tmpfs source, for the transports' round trip"
-	RTT_MIB=256
 	RTT_T=$(for t in $TRANSPORTS; do echo "${t%-wb}"; done | awk '!seen[$0]++' | tr '\n' ' ')
 	mkdir -p "$W/tmpfs"
-	mount -t tmpfs -o size=$((RTT_MIB * 2))m relocfs-bench "$W/tmpfs"
+	mount -t tmpfs -o size=$((SIZE + 64))m relocfs-bench "$W/tmpfs"
 	mkdir -p "$W/tmpfs/src"
-	make_image "$W/tmpfs/src/img" "$RTT_MIB" 0
+	make_image "$W/tmpfs/src/img" "$SIZE" 0
 	for t in $RTT_T; do
 		mkdir -p "$W/tmpfs/src-$t" "$W/tmpfs/mnt-$t" "$W/tmpfs/run-$t"
 		ln "$W/tmpfs/src/img" "$W/tmpfs/src-$t/img"
@@ -204,15 +206,12 @@ if [ "${MIRROR_RTT:-1}" = 1 ] && echo "$QD1" | grep -Eq "${MIRROR_JOBS:-.}"; the
 	while [ $k -le "$REPS" ]; do
 		for tg in $RTT_TARGETS $(echo "$RTT_TARGETS" | tr ' ' '\n' | tac); do
 			if [ "$tg" = native ]; then f=$W/tmpfs/src/img; else f=$W/tmpfs/mnt-$tg/img; fi
-			fio --name=rtt --filename="$f" --size="${RTT_MIB}M" --rw=randread --bs=4k \
-			    --ioengine=libaio --iodepth=1 --direct=1 --numjobs=1 --time_based \
-			    --runtime="$RUNTIME" --randrepeat=0 --norandommap --output-format=json \
-			    --output="$RAW/rtt-$tg-$k-$(date +%s%N).json" >/dev/null || die "fio rtt on $tg failed"
+			run_fio rtt "$tg$k" "$f" randread 4k libaio 1 1 >/dev/null
 		done
 		k=$((k + 1))
 	done
 	dnat=$(lat_us "$RAW/$QD1"-native[0-9]*.json)
-	tnat=$(lat_us "$RAW"/rtt-native-*.json)
+	tnat=$(lat_us "$RAW"/rtt-native[0-9]*.json)
 	{
 		echo
 		echo "where a 4 KiB direct read at QD1 spends its time (mean latency, us, same run):"
@@ -222,7 +221,7 @@ if [ "${MIRROR_RTT:-1}" = 1 ] && echo "$QD1" | grep -Eq "${MIRROR_JOBS:-.}"; the
 			"$(fio_cpu_us "$RAW/$QD1"-native[0-9]*.json)"
 		for t in $RTT_T; do
 			d=$(lat_us "$RAW/$QD1-$t"[0-9]*.json)
-			m=$(lat_us "$RAW/rtt-$t"-*.json)
+			m=$(lat_us "$RAW/rtt-$t"[0-9]*.json)
 			cpu=$(awk -v n="$QD1" -v t="$t" '$1 == n && $2 == t {print $4}' "$RAW/ratios")
 			printf '  %-8s %9.1f %9.1f %14.1f %14.1f %12s %9.1f\n' "$t" "$d" "$m" \
 				"$(echo "$d - $dnat" | bc -l)" "$(echo "$m - $tnat" | bc -l)" "$cpu" \
@@ -230,8 +229,8 @@ if [ "${MIRROR_RTT:-1}" = 1 ] && echo "$QD1" | grep -Eq "${MIRROR_JOBS:-.}"; the
 		done
 		echo "  (added on tmpfs: the transport's round trip, storage aside; relocfs CPU: the"
 		echo "  worker's user+sys us per request on the disk; fio CPU: fio's own per read on the"
-		echo "  disk, which natively includes the disk's submission; tmpfs file ${RTT_MIB} MiB,"
-		echo "  $REPS ABBA rounds)"
+		echo "  disk, which natively includes the disk's submission; the same file size on"
+		echo "  tmpfs, $REPS ABBA rounds)"
 	} >>"$OUT.tmp"
 fi
 
