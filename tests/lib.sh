@@ -206,6 +206,36 @@ wait_until() {
 	done
 }
 
+# free_ports FIRST LAST N [OFFSET]: the first of N consecutive TCP ports in
+# FIRST..LAST-1 that nothing on this machine listens on, searched from a
+# start derived from our pid (plus OFFSET), so that tests running side by
+# side start apart.  Each kind of server the tests start has a range of its
+# own, all below the kernel's ephemeral ports (32768 and up on Debian), which
+# outgoing connections take and a listener then cannot bind:
+#   20000-23999 sshd (tests/host)      24000-27999 QEMU -incoming
+#   28000-32759 Ceph (blocks of ten)
+# A listener can still lose a port to another test between the pick and its
+# bind: the callers retry on a bind failure.
+free_ports() {
+	local first=$1 last=$2 n=$3 span slots slot tries used p ok
+	span=$((last - first))
+	slots=$((span / n))
+	slot=$((($$ + ${4:-0}) % slots))
+	used=" $(ss -Htanl 2>/dev/null | awk '{ k = split($4, a, ":"); printf "%s ", a[k] }')"
+	for ((tries = 0; tries < slots; tries++)); do
+		ok=1
+		for ((p = first + slot * n; p < first + slot * n + n; p++)); do
+			case $used in *" $p "*) ok=0; break ;; esac
+		done
+		if [ $ok = 1 ]; then
+			echo $((first + slot * n))
+			return 0
+		fi
+		slot=$(((slot + 1) % slots))
+	done
+	return 1
+}
+
 # relocfs_mount [OPTION...]: serve $TEST_SRC at $TEST_MNT, in the foreground
 # (-f) in the background so that the test knows the daemon's pid
 relocfs_mount() {
@@ -295,13 +325,14 @@ leftover_daemons() {
 }
 
 cleanup() {
-	local rc=$? m p
+	# inside a trap, BASH_COMMAND is still the command the trap came from
+	local rc=$? m p last=$BASH_COMMAND
 	trap - ERR EXIT INT TERM
 	set +e
 	if [ $rc != 0 ] && [ $rc != 77 ] && [ -z "$REPORTED" ]; then
 		# set -e ended the test inside a function or subshell
 		say "FAIL: $TEST_NAME: step $STEPS: $CURRENT_STEP"
-		say "  a command failed (exit $rc)"
+		say "  a command failed (exit $rc): $last"
 		show_daemon_log
 	fi
 	cd /

@@ -212,21 +212,11 @@ ceph_failed() {
 	fail "the test's Ceph cluster: $1: $(ceph_ health detail 2>&1 | head -5)"
 }
 
-# ceph_free_ports [OFFSET]: the first of ten ports on 127.0.0.1 that nothing listens
-# on, from a start derived from our pid (a cluster reached through a port
+# ceph_free_ports [OFFSET]: the first of ten ports on 127.0.0.1 that nothing
+# listens on (free_ports in tests/lib.sh; a cluster reached through a port
 # another one left behind answers with the wrong fsid)
 ceph_free_ports() {
-	local port=$((20000 + (($$ + ${1:-0}) % 4000) * 10)) tries used
-	used=$(ss -Htanl 2>/dev/null | awk '{ n = split($4, a, ":"); print a[n] }')
-	for tries in $(seq 4000); do
-		if ! grep -qxE "$(seq -s '|' "$port" $((port + 9)))" <<<"$used"; then
-			echo "$port"
-			return
-		fi
-		port=$((port + 10))
-		[ "$port" -lt 60000 ] || port=20000
-	done
-	fail "no free ports for the test's Ceph cluster"
+	free_ports 28000 32760 10 "${1:-0}" || fail "no free ports for the test's Ceph cluster"
 }
 
 # ceph_daemon PROG ARGS: start a daemon in the foreground of a background

@@ -6,7 +6,7 @@
 # virtualisation host would reach another host's disk.
 #
 #   host_sshd_start       make keys, start sshd on 127.0.0.1:$SSHD_PORT
-#                         (a free port from 20000 up); skip without sshd
+#                         (a free port in 20000-23999); skip without sshd
 #   host_sshfs_mount      mount $OTHER at $DEST with sshfs (-o options as
 #                         an operator should give them: ServerAliveInterval
 #                         so that a dead link becomes an error)
@@ -49,7 +49,7 @@ host_sshd_start() {
 	chmod 600 "$SSHD_DIR/authorized_keys"
 	mkdir -p /run/sshd	# the privilege separation directory sshd insists on
 	for try in 1 2 3 4 5 6 7 8; do
-		port=$((20000 + (RANDOM * 7 + $$ + try * 131) % 20000))
+		port=$(free_ports 20000 24000 1 $((try * 131))) || fail "no free port for sshd"
 		cat >"$SSHD_DIR/sshd_config" <<-EOF
 		Port $port
 		ListenAddress 127.0.0.1
@@ -65,16 +65,24 @@ host_sshd_start() {
 		EOF
 		/usr/sbin/sshd -D -e -f "$SSHD_DIR/sshd_config" >"$SSHD_DIR/sshd.log" 2>&1 &
 		SSHD_PID=$!
-		if wait_until 10 grep -qs "Server listening" "$SSHD_DIR/sshd.log"; then
+		wait_until 10 host_sshd_settled
+		if grep -qs "Server listening" "$SSHD_DIR/sshd.log"; then
 			SSHD_PORT=$port
 			at_cleanup host_sshd_stop
 			return 0
 		fi
-		kill "$SSHD_PID" 2>/dev/null
-		wait "$SSHD_PID" 2>/dev/null
+		# it exited (another test took the port first) or hangs
+		kill "$SSHD_PID" 2>/dev/null || true
+		wait "$SSHD_PID" 2>/dev/null || true
 		SSHD_PID=
+		cp "$SSHD_DIR/sshd.log" "$SSHD_DIR/sshd.log.$try"
 	done
 	fail "sshd did not start: $(tail -n 3 "$SSHD_DIR/sshd.log")"
+}
+
+# host_sshd_settled: sshd listens, or has exited
+host_sshd_settled() {
+	grep -qs "Server listening" "$SSHD_DIR/sshd.log" || ! kill -0 "$SSHD_PID" 2>/dev/null
 }
 
 host_sshfs_umount() {
@@ -162,19 +170,13 @@ host_src_start() {
 	GUEST_PID=
 }
 
-# host_free_port: a TCP port on 127.0.0.1 nobody listens on now
-host_free_port() {
-	local p try
-	for try in 1 2 3 4 5 6 7 8 9 10; do
-		p=$((40000 + (RANDOM * 3 + $$ + try * 977) % 20000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
-	done
-	return 1
-}
-
+HOST_PORT_TRY=0
 host_dst_start() {
 	local d=()
-	MIG_PORT=$(host_free_port) || fail "no free port for the migration"
+	# a new port each time: the last one may linger in TIME_WAIT
+	HOST_PORT_TRY=$((HOST_PORT_TRY + 1))
+	MIG_PORT=$(free_ports 24000 28000 1 $((HOST_PORT_TRY * 977))) ||
+		fail "no free port for the migration"
 	mapfile -t d < <(host_drives "$OTHER")
 	GUEST_QEMU_ARGS=(-name vm1 -incoming "tcp:127.0.0.1:$MIG_PORT")
 	: >"$DST_LOG"
