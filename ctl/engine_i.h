@@ -92,6 +92,8 @@ struct job_file {
 };
 
 enum job_state {
+	JOB_NEW,	/* being set up by the command that made it: in no list,
+			 * not recorded (a failed start frees it) */
 	JOB_QUEUED,	/* recorded; waits for a slot; nothing of it exists yet */
 	JOB_RUNNING,	/* its files go through their delta stores */
 	JOB_FAILED,	/* could not start (error says why); listed until abort */
@@ -372,6 +374,16 @@ int job_copier_start(struct engine *e, struct job *j);
 bool job_dest_ok(struct job *j);
 /* The job's nodes as an array for the gate (malloc'd), or NULL. */
 struct rnode **job_nodes(struct job *j);
+/* What a job's start holds (malloc'd; *cnt of them), or NULL: its nodes,
+ * then, for a files job, the directories from the root down to each file's,
+ * whose requests (unlink, rename, link, create) could move or remove a
+ * file's name.  Free with job_start_nodes_free (it drops the directories'
+ * references). */
+struct rnode **job_start_nodes(struct engine *e, struct job *j, size_t *cnt);
+void job_start_nodes_free(struct engine *e, struct job *j, struct rnode **nodes, size_t cnt);
+/* The file's name still leads, through the directories job_file_resolve
+ * found, to the file its node serves (0), or -ESTALE. */
+int job_file_same(struct engine *e, struct job_file *f);
 /* Does a file of the job still copy its base? */
 bool job_copying(struct job *j);
 /* "queued", "copying", "merging", "ready", "cutover", "aborting", "failed" */

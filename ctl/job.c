@@ -551,6 +551,56 @@ struct rnode **job_nodes(struct job *j)
 	return nodes;
 }
 
+/* Add n to the set unless it is there: 1 if added, 0 if there, -ENOMEM. */
+static int set_add(struct rnode ***set, size_t *cnt, struct rnode *n)
+{
+	struct rnode **ns;
+
+	for (size_t i = 0; i < *cnt; i++)
+		if ((*set)[i] == n)
+			return 0;
+	ns = realloc(*set, (*cnt + 1) * sizeof(*ns));
+	if (!ns)
+		return -ENOMEM;
+	*set = ns;
+	(*set)[(*cnt)++] = n;
+	return 1;
+}
+
+struct rnode **job_start_nodes(struct engine *e, struct job *j, size_t *cnt)
+{
+	struct rnode **set = job_nodes(j);
+
+	*cnt = j->n;
+	for (size_t i = 0; set && !j->tree && i < j->n; i++) {
+		const char *rel = j->files[i].relpath, *slash = NULL;
+
+		/* ".", then each directory down to the file's own */
+		do {
+			char *dir = slash ? strndup(rel, (size_t)(slash - rel)) : strdup(".");
+			struct rnode *n = dir ? node_for(e, dir) : NULL;
+			int r = n ? set_add(&set, cnt, n) : -ENOMEM;
+
+			free(dir);
+			if (r <= 0 && n)
+				fs_node_put(e->fs, n);
+			if (r < 0) {
+				job_start_nodes_free(e, j, set, *cnt);
+				return NULL;
+			}
+			slash = strchr(slash ? slash + 1 : rel, '/');
+		} while (slash);
+	}
+	return set;
+}
+
+void job_start_nodes_free(struct engine *e, struct job *j, struct rnode **nodes, size_t cnt)
+{
+	for (size_t i = j->n; nodes && i < cnt; i++)
+		fs_node_put(e->fs, nodes[i]);
+	free(nodes);
+}
+
 bool job_copying(struct job *j)
 {
 	if (j->state != JOB_RUNNING)

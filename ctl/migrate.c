@@ -566,22 +566,33 @@ static int job_record(struct engine *e, struct job *j, char **out)
 }
 
 /* Route the files through their delta stores: hold them so that the writes
- * in flight land in the base before it is frozen.  On failure nothing is
- * routed. */
+ * in flight land in the base before it is frozen.  A files job holds their
+ * directories too: a name request whose check passed before job_pin and
+ * that runs on has finished when the hold is taken, and one that comes
+ * later is checked against the running job.  So under the hold each name
+ * must still lead to the file set up, or the start fails.  On failure
+ * nothing is routed. */
 static int job_begin(struct engine *e, struct job *j, char **out)
 {
-	struct rnode **nodes = job_nodes(j);
+	size_t cnt = 0;
+	struct rnode **nodes = job_start_nodes(e, j, &cnt);
+	const char *moved = NULL;
 	int r = 0;
 
 	if (!nodes) {
-		*out = xasprintf("out of memory");
+		*out = xasprintf("cannot look up the files' directories");
 		return CTL_EFAIL;
 	}
-	if (fs_hold(e->fs, j->tree, nodes, j->n, HOLD_DRAIN_US)) {
-		free(nodes);
+	if (fs_hold(e->fs, j->tree, nodes, cnt, HOLD_DRAIN_US)) {
+		job_start_nodes_free(e, j, nodes, cnt);
 		*out = xasprintf("requests in flight did not finish within %u s; nothing started",
 				 HOLD_DRAIN_US / 1000000);
 		return CTL_EFAIL;
+	}
+	for (size_t i = 0; !j->tree && i < j->n && !r; i++) {
+		r = job_file_same(e, &j->files[i]);
+		if (r == -ESTALE)
+			moved = j->files[i].relpath;
 	}
 	for (size_t i = 0; i < j->n && !r; i++) {
 		r = delta_rebase(j->files[i].d);
@@ -597,13 +608,14 @@ static int job_begin(struct engine *e, struct job *j, char **out)
 		for (size_t i = 0; i < j->n; i++)
 			fs_node_route(nodes[i], NULL);
 	}
-	fs_release(e->fs, j->tree, nodes, j->n);
-	free(nodes);
-	if (r) {
+	fs_release(e->fs, j->tree, nodes, cnt);
+	job_start_nodes_free(e, j, nodes, cnt);
+	if (moved)
+		*out = xasprintf("'%s' was renamed or removed as the job started; nothing started",
+				 moved);
+	else if (r)
 		*out = xasprintf("cannot start: %s", strerror(-r));
-		return CTL_EFAIL;
-	}
-	return CTL_OK;
+	return r ? CTL_EFAIL : CTL_OK;
 }
 
 /* Undo a start that failed: the job is what it was before (queued, or

@@ -92,6 +92,33 @@ static int resolve_dirs(const char *relpath, int root_fd, size_t *n, dev_t **dev
 	return err;
 }
 
+int job_file_same(struct engine *e, struct job_file *f)
+{
+	size_t n = 0;
+	dev_t *dev = NULL, ndev;
+	ino_t *ino = NULL, nino;
+	struct stat st;
+	int err = resolve_dirs(f->relpath, e->root_fd, &n, &dev, &ino), fd;
+
+	if (!err && (n != f->ndirs || memcmp(dev, f->ddev, n * sizeof(*dev)) ||
+		     memcmp(ino, f->dino, n * sizeof(*ino))))
+		err = -ESTALE;	/* a directory on the way was renamed */
+	free(dev);
+	free(ino);
+	if (err)
+		return err == -ENOMEM ? err : -ESTALE;
+	fd = open_source_file(e, f->relpath, O_PATH);
+	if (fd < 0)
+		return fd == -ENOMEM ? fd : -ESTALE;
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH) == -1)
+		err = -errno;
+	close(fd);
+	fs_node_key(f->node, &ndev, &nino);
+	if (!err && (st.st_dev != ndev || st.st_ino != nino))
+		err = -ESTALE;	/* the name leads to another file now */
+	return err;
+}
+
 /* Resolve relpath's directories from the served root; caller holds e->lock. */
 int override_resolve(struct override *o, int root_fd)
 {

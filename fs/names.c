@@ -21,6 +21,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "common/crashpoint.h"
 #include "common/util.h"
 #include "fs/fs_i.h"
 #include "fs/once.h"
@@ -453,11 +454,17 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	char path[64];
 	int err;
 
-	if (!gate_enter(req, p))
-		return;
 	if (!n) {
-		err = -ESTALE;
-		goto out;
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	/* the file's gate too: a job's start, which holds the file, waits for
+	 * a link in flight, and a later one sees the job */
+	if (!gate_enter(req, n))
+		return;
+	if (!gate_enter(req, p)) {
+		gate_leave(req, n);	/* parked: the first gate's count is not ours */
+		return;
 	}
 	if (carried_entry(fs, &e, &err))
 		goto out;
@@ -476,6 +483,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 		err = do_lookup(fs, p, newname, &e);
 out:
 	gate_leave(req, p);
+	gate_leave(req, n);
 	reply_entry_or_err(req, err, &e);
 }
 
@@ -518,6 +526,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
 		goto out;
 	}
 	err = hidden_name(fs, p, name) ? -ENOENT : name_check(fs, p, name, false);
+	delaypoint("remove-checked");	/* tests: a job's start comes meanwhile */
 	if (err == -EXDEV && !flags) {
 		intent(fs, p, name);
 		err = remove_redirected(fs, p, name);
@@ -570,6 +579,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		err = name_check(fs, p, name, false);
 	if (!err)
 		err = name_check(fs, np, newname, false);
+	delaypoint("rename-checked");	/* tests: a job's start comes meanwhile */
 	if (!err) {
 		intent(fs, p, name);
 		if (renameat2(p->fd, name, np->fd, newname, flags) == -1)
