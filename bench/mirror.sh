@@ -108,6 +108,27 @@ run_fio() {
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# iowq_waits PID: how often the io_uring worker threads (iou-wrk-*) of PID
+# have slept, summed: each backing I/O io_uring cannot issue without
+# blocking is handed to one of them, and its completion wakes the ring
+# thread, a hop the inline ones do not make
+iowq_waits() {
+	local t c n s=0
+	for t in /proc/$1/task/*; do
+		{ read -r c <"$t/comm"; } 2>/dev/null || continue
+		case $c in iou-wrk-*) ;; *) continue ;; esac
+		n=$(awk '/^voluntary_ctxt_switches/ { print $2 }' "$t/status" 2>/dev/null) || n=0
+		s=$((s + ${n:-0}))
+	done
+	echo "$s"
+}
+# per_request FILE BEFORE AFTER IOS: append (AFTER - BEFORE) / IOS, one run's
+# figure per request, to FILE
+per_request() {
+	awk -v a="$2" -v b="$3" -v n="$4" 'BEGIN { d = b - a; if (d < 0) d = 0; print d / (n > 0 ? n : 1) }' >>"$1"
+}
+# mean FILE: the mean of the figures in FILE (a target runs twice a round)
+mean() { awk '{ s += $1; n++ } END { printf "%.6f\n", n ? s / n : 0 }' "$1"; }
 file_of() { if [ "$1" = native ]; then echo "$W/src/img"; else echo "$W/mnt-$1/img"; fi; }
 # the targets in order, then reversed: A B C C B A
 abba() { echo "$TARGETS"; echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' '; }
@@ -134,7 +155,11 @@ echo "$JOBS" | while read -r name rw bs eng qd direct; do
 	[ -n "$name" ] || continue
 	echo "$name" | grep -Eq "${MIRROR_JOBS:-.}" || continue
 	log "mirror: $name"
-	for tg in $TARGETS; do : >"$RAW/$name.$tg"; echo 0 >"$RAW/$name.$tg.cpu"; done
+	for tg in $TARGETS; do
+		: >"$RAW/$name.$tg"
+		: >"$RAW/$name.$tg.cpu"
+		: >"$RAW/$name.$tg.iowq"
+	done
 	k=1
 	while [ $k -le "$REPS" ]; do
 		for tg in $(abba); do
@@ -145,12 +170,13 @@ echo "$JOBS" | while read -r name rw bs eng qd direct; do
 			fi
 			pid=$(worker_of "$tg")
 			t0=$(cpu_ticks "$pid")
+			w0=$(iowq_waits "$pid")
 			res=$(run_fio "$name" "$tg$k" "$(file_of "$tg")" "$rw" "$bs" "$eng" "$qd" "$direct")
 			t1=$(cpu_ticks "$pid")
+			w1=$(iowq_waits "$pid")
 			echo "$res" >>"$RAW/$name.$tg"
-			echo "$(cat "$RAW/$name.$tg.cpu") $((t1 - t0)) ${res#* }" |
-				awk '{ print $1 + $2 / ($3 > 0 ? $3 : 1) }' >"$RAW/$name.$tg.cpu.new"
-			mv "$RAW/$name.$tg.cpu.new" "$RAW/$name.$tg.cpu"
+			per_request "$RAW/$name.$tg.cpu" "$t0" "$t1" "${res#* }"
+			per_request "$RAW/$name.$tg.iowq" "$w0" "$w1" "${res#* }"
 		done
 		k=$((k + 1))
 	done
@@ -158,8 +184,8 @@ echo "$JOBS" | while read -r name rw bs eng qd direct; do
 	line=$(printf '%-26s %9.1f' "$name" "$(echo "$nbw / 1024" | bc -l)")
 	for t in $TRANSPORTS; do
 		mbw=$(awk '{ s += $1; n++ } END { printf "%.3f\n", s / n }' "$RAW/$name.$t")
-		# ticks per request summed over the rounds -> microseconds per request
-		cpu=$(awk -v hz="$hz" -v reps="$REPS" '{ printf "%.1f", $1 / reps / hz * 1e6 }' "$RAW/$name.$t.cpu")
+		# ticks per request, the mean of the runs -> microseconds per request
+		cpu=$(mean "$RAW/$name.$t.cpu" | awk -v hz="$hz" '{ printf "%.1f", $1 / hz * 1e6 }')
 		line="$line$(printf ' | %9.1f %6s %7s' "$(echo "$mbw / 1024" | bc -l)" "$(ratio "$mbw" "$nbw")" "$cpu")"
 		echo "$name $t $(ratio "$mbw" "$nbw") $cpu" >>"$RAW/ratios"
 	done
@@ -202,11 +228,19 @@ if [ "${MIRROR_RTT:-1}" = 1 ] && echo "$QD1" | grep -Eq "${MIRROR_JOBS:-.}"; the
 			die "relocfs ($t, tmpfs) failed to start: $(cat "$W/tmpfs/run-$t/relocfs.log")"
 	done
 	RTT_TARGETS="native $RTT_T"
+	for t in $RTT_T; do : >"$RAW/rtt.$t.iowq"; done
 	k=1
 	while [ $k -le "$REPS" ]; do
 		for tg in $RTT_TARGETS $(echo "$RTT_TARGETS" | tr ' ' '\n' | tac); do
-			if [ "$tg" = native ]; then f=$W/tmpfs/src/img; else f=$W/tmpfs/mnt-$tg/img; fi
-			run_fio rtt "$tg$k" "$f" randread 4k libaio 1 1 >/dev/null
+			if [ "$tg" = native ]; then
+				run_fio rtt "$tg$k" "$W/tmpfs/src/img" randread 4k libaio 1 1 >/dev/null
+				continue
+			fi
+			pid=$(RELOCFS_RUNDIR=$W/tmpfs/run-$tg "$RELOCCTL" -m "$W/tmpfs/mnt-$tg" status --json |
+			      jq -r .worker_pid)
+			w0=$(iowq_waits "$pid")
+			res=$(run_fio rtt "$tg$k" "$W/tmpfs/mnt-$tg/img" randread 4k libaio 1 1)
+			per_request "$RAW/rtt.$tg.iowq" "$w0" "$(iowq_waits "$pid")" "${res#* }"
 		done
 		k=$((k + 1))
 	done
@@ -215,22 +249,25 @@ if [ "${MIRROR_RTT:-1}" = 1 ] && echo "$QD1" | grep -Eq "${MIRROR_JOBS:-.}"; the
 	{
 		echo
 		echo "where a 4 KiB direct read at QD1 spends its time (mean latency, us, same run):"
-		printf '  %-8s %9s %9s %14s %14s %12s %9s\n' target disk tmpfs "added on disk" "added on tmpfs" \
-			"relocfs CPU" "fio CPU"
+		printf '  %-8s %9s %9s %14s %14s %12s %9s %15s\n' target disk tmpfs "added on disk" \
+			"added on tmpfs" "relocfs CPU" "fio CPU" "io-wq disk/tmpfs"
 		printf '  %-8s %9.1f %9.1f %14s %14s %12s %9.1f\n' native "$dnat" "$tnat" "" "" "" \
 			"$(fio_cpu_us "$RAW/$QD1"-native[0-9]*.json)"
 		for t in $RTT_T; do
 			d=$(lat_us "$RAW/$QD1-$t"[0-9]*.json)
 			m=$(lat_us "$RAW/rtt-$t"[0-9]*.json)
 			cpu=$(awk -v n="$QD1" -v t="$t" '$1 == n && $2 == t {print $4}' "$RAW/ratios")
-			printf '  %-8s %9.1f %9.1f %14.1f %14.1f %12s %9.1f\n' "$t" "$d" "$m" \
+			hops=$(printf '%.2f/%.2f' "$(mean "$RAW/$QD1.$t.iowq")" "$(mean "$RAW/rtt.$t.iowq")")
+			printf '  %-8s %9.1f %9.1f %14.1f %14.1f %12s %9.1f %15s\n' "$t" "$d" "$m" \
 				"$(echo "$d - $dnat" | bc -l)" "$(echo "$m - $tnat" | bc -l)" "$cpu" \
-				"$(fio_cpu_us "$RAW/$QD1-$t"[0-9]*.json)"
+				"$(fio_cpu_us "$RAW/$QD1-$t"[0-9]*.json)" "$hops"
 		done
 		echo "  (added on tmpfs: the transport's round trip, storage aside; relocfs CPU: the"
 		echo "  worker's user+sys us per request on the disk; fio CPU: fio's own per read on the"
-		echo "  disk, which natively includes the disk's submission; the same file size on"
-		echo "  tmpfs, $REPS ABBA rounds)"
+		echo "  disk, which natively includes the disk's submission; io-wq: sleeps of io_uring's"
+		echo "  worker threads per request, on the disk and on tmpfs: a backing read io_uring"
+		echo "  cannot issue without blocking goes through one of them, a hop of its own; the same"
+		echo "  file size on tmpfs, $REPS ABBA rounds)"
 	} >>"$OUT.tmp"
 fi
 
