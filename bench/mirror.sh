@@ -122,6 +122,13 @@ iowq_waits() {
 	done
 	echo "$s"
 }
+# cpu_stat: "busy total" jiffies of the whole machine (/proc/stat, user to
+# steal: guest time is in user already; idle and iowait are not busy)
+cpu_stat() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
+# busy_pct FILE "B0 T0" "B1 T1": append the machine's busy share between the two, in %
+busy_pct() {
+	echo "$2 $3" | awk '{ t = $4 - $2; print (t > 0 ? 100 * ($3 - $1) / t : 0) }' >>"$1"
+}
 # per_request FILE BEFORE AFTER IOS: append (AFTER - BEFORE) / IOS, one run's
 # figure per request, to FILE
 per_request() {
@@ -147,7 +154,9 @@ abba() { echo "$TARGETS"; echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' '; }
 	printf '%-26s %9s' job "nat MiB/s"
 	for t in $TRANSPORTS; do printf ' | %9s %6s %7s' "$t MiB/s" ratio cpu_us; done
 	echo
-	echo "(ratio: mount / native bandwidth; cpu_us: relocfs worker user+sys CPU microseconds per request)"
+	echo "(ratio: mount / native bandwidth; cpu_us: relocfs worker user+sys CPU microseconds per request;"
+	echo " machine CPU busy: all CPUs' time not idle or waiting for I/O during the runs, fio's and the"
+	echo " disk's interrupts included: near 100 % the job is bound by CPU, not by the disk)"
 } >"$OUT.tmp"
 
 hz=$(getconf CLK_TCK)
@@ -159,19 +168,24 @@ echo "$JOBS" | while read -r name rw bs eng qd direct; do
 		: >"$RAW/$name.$tg"
 		: >"$RAW/$name.$tg.cpu"
 		: >"$RAW/$name.$tg.iowq"
+		: >"$RAW/$name.$tg.busy"
 	done
 	k=1
 	while [ $k -le "$REPS" ]; do
 		for tg in $(abba); do
 			if [ "$tg" = native ]; then
+				s0=$(cpu_stat)
 				run_fio "$name" "native$k" "$(file_of native)" "$rw" "$bs" "$eng" "$qd" "$direct" \
 					>>"$RAW/$name.native"
+				busy_pct "$RAW/$name.native.busy" "$s0" "$(cpu_stat)"
 				continue
 			fi
 			pid=$(worker_of "$tg")
 			t0=$(cpu_ticks "$pid")
 			w0=$(iowq_waits "$pid")
+			s0=$(cpu_stat)
 			res=$(run_fio "$name" "$tg$k" "$(file_of "$tg")" "$rw" "$bs" "$eng" "$qd" "$direct")
+			busy_pct "$RAW/$name.$tg.busy" "$s0" "$(cpu_stat)"
 			t1=$(cpu_ticks "$pid")
 			w1=$(iowq_waits "$pid")
 			echo "$res" >>"$RAW/$name.$tg"
@@ -194,6 +208,9 @@ echo "$JOBS" | while read -r name rw bs eng qd direct; do
 		printf '  runs, MiB/s: native'
 		awk '{ printf " %.1f", $1 / 1024 }' "$RAW/$name.native"
 		for t in $TRANSPORTS; do printf ' / %s' "$t"; awk '{ printf " %.1f", $1 / 1024 }' "$RAW/$name.$t"; done
+		echo
+		printf '  machine CPU busy, %% of %s CPUs:' "$(nproc)"
+		for tg in $TARGETS; do printf ' %s %.0f' "$tg" "$(mean "$RAW/$name.$tg.busy")"; done
 		echo
 	} >>"$OUT.tmp"
 done
