@@ -23,6 +23,7 @@ REPS=${MIRROR_REPS:-2}
 check_prereqs
 
 TRANSPORTS=${MIRROR_TRANSPORTS:-dev uring uring-wb}
+uring_was=$(sh "$(dirname "$0")/../tests/uring_param.sh" on)
 if [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" != Y ]; then
 	TRANSPORTS=$(echo "$TRANSPORTS" | tr ' ' '\n' | grep -v '^uring' | tr '\n' ' ')
 fi
@@ -43,6 +44,7 @@ cleanup() {
 		umount "$W/tmpfs" 2>/dev/null || umount -l "$W/tmpfs" 2>/dev/null || true
 	fi
 	[ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$W"
+	sh "$(dirname "$0")/../tests/uring_param.sh" put "$uring_was"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -49,6 +49,12 @@ fi
 # (RELOCFS_SECOND_SUITES; docs/testing.md says why the rest run once).
 # Patterns given select within both.  RELOCFS_TRANSPORT=uring or dev runs
 # everything on that transport only.
+# FUSE over io_uring is off by default in the kernel: the run turns it on
+# where it may and puts it back at the end (tests/uring_param.sh)
+uring_was=
+[ "${RELOCFS_TRANSPORT:-}" = dev ] || uring_was=$(sh tests/uring_param.sh on)
+trap 'sh tests/uring_param.sh put "$uring_was"' EXIT
+trap 'exit 130' INT TERM
 if [ -n "${RELOCFS_TRANSPORT:-}" ]; then
 	first=$RELOCFS_TRANSPORT second=
 elif [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" = Y ]; then
