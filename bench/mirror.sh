@@ -131,6 +131,22 @@ cpu_stat() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t
 busy_pct() {
 	echo "$2 $3" | awk '{ t = $4 - $2; print (t > 0 ? 100 * ($3 - $1) / t : 0) }' >>"$1"
 }
+# The block device under the backing file, as /proc/diskstats names it, if
+# it is one.  disk_stat: "requests ms_in_requests ms_weighted now_ms" of it
+# (reads and writes; ms_weighted: the time requests were in flight, summed
+# over them); disk_use FILE "BEFORE" "AFTER": append "in_flight us_each"
+# between the two: the disk's mean queue depth and time per request
+DISK=$(findmnt -n -o SOURCE -T "$W/src" 2>/dev/null | sed 's/\[.*//; s#.*/##')
+awk -v d="$DISK" '$3 == d { f = 1 } END { exit !f }' /proc/diskstats 2>/dev/null || DISK=
+disk_stat() {
+	awk -v d="$DISK" -v now="$(date +%s%3N)" \
+		'$3 == d { print $4 + $8, $7 + $11, $14, now; f = 1 } END { if (!f) print 0, 0, 0, now }' \
+		/proc/diskstats
+}
+disk_use() {
+	echo "$2 $3" | awk '{ n = $5 - $1; t = $8 - $4
+		print (t > 0 ? ($7 - $3) / t : 0), (n > 0 ? ($6 - $2) * 1000 / n : 0) }' >>"$1"
+}
 # per_request FILE BEFORE AFTER IOS: append (AFTER - BEFORE) / IOS, one run's
 # figure per request, to FILE
 per_request() {
@@ -158,7 +174,9 @@ abba() { echo "$TARGETS"; echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' '; }
 	echo
 	echo "(ratio: mount / native bandwidth; cpu_us: relocfs worker user+sys CPU microseconds per request;"
 	echo " machine CPU busy: all CPUs' time not idle or waiting for I/O during the runs, fio's and the"
-	echo " disk's interrupts included: near 100 % the job is bound by CPU, not by the disk)"
+	echo " disk's interrupts included: near 100 % the job is bound by CPU, not by the disk;"
+	echo " backing disk: its mean queue depth and time per request from /proc/diskstats, what"
+	echo " the storage saw of each target's requests)"
 } >"$OUT.tmp"
 
 hz=$(getconf CLK_TCK)
@@ -171,14 +189,17 @@ echo "$JOBS" | while read -r name rw bs eng qd direct; do
 		: >"$RAW/$name.$tg.cpu"
 		: >"$RAW/$name.$tg.iowq"
 		: >"$RAW/$name.$tg.busy"
+		: >"$RAW/$name.$tg.disk"
 	done
 	k=1
 	while [ $k -le "$REPS" ]; do
 		for tg in $(abba); do
 			if [ "$tg" = native ]; then
 				s0=$(cpu_stat)
+				d0=$(disk_stat)
 				run_fio "$name" "native$k" "$(file_of native)" "$rw" "$bs" "$eng" "$qd" "$direct" \
 					>>"$RAW/$name.native"
+				disk_use "$RAW/$name.native.disk" "$d0" "$(disk_stat)"
 				busy_pct "$RAW/$name.native.busy" "$s0" "$(cpu_stat)"
 				continue
 			fi
@@ -186,7 +207,9 @@ echo "$JOBS" | while read -r name rw bs eng qd direct; do
 			t0=$(cpu_ticks "$pid")
 			w0=$(iowq_waits "$pid")
 			s0=$(cpu_stat)
+			d0=$(disk_stat)
 			res=$(run_fio "$name" "$tg$k" "$(file_of "$tg")" "$rw" "$bs" "$eng" "$qd" "$direct")
+			disk_use "$RAW/$name.$tg.disk" "$d0" "$(disk_stat)"
 			busy_pct "$RAW/$name.$tg.busy" "$s0" "$(cpu_stat)"
 			t1=$(cpu_ticks "$pid")
 			w1=$(iowq_waits "$pid")
@@ -214,6 +237,14 @@ echo "$JOBS" | while read -r name rw bs eng qd direct; do
 		printf '  machine CPU busy, %% of %s CPUs:' "$(nproc)"
 		for tg in $TARGETS; do printf ' %s %.0f' "$tg" "$(mean "$RAW/$name.$tg.busy")"; done
 		echo
+		if [ -n "$DISK" ]; then
+			printf '  backing disk %s, requests in flight / us each:' "$DISK"
+			for tg in $TARGETS; do
+				awk -v tg="$tg" '{ q += $1; l += $2; n++ }
+					END { printf " %s %.1f / %.0f", tg, q / n, l / n }' "$RAW/$name.$tg.disk"
+			done
+			echo
+		fi
 	} >>"$OUT.tmp"
 done
 
