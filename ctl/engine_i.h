@@ -382,7 +382,8 @@ struct rnode **job_nodes(struct job *j);
 struct rnode **job_start_nodes(struct engine *e, struct job *j, size_t *cnt);
 void job_start_nodes_free(struct engine *e, struct job *j, struct rnode **nodes, size_t cnt);
 /* The file's name still leads, through the directories job_file_resolve
- * found, to the file its node serves (0), or -ESTALE. */
+ * found, to the file its node serves, and is its only name (0); -ESTALE,
+ * or -EMLINK if the file has other names. */
 int job_file_same(struct engine *e, struct job_file *f);
 /* Does a file of the job still copy its base? */
 bool job_copying(struct job *j);

@@ -382,8 +382,8 @@ static struct job *file_owner(struct engine *e, struct job *self, const char *re
 	return NULL;
 }
 
-/* A file the job asks for: a regular file of the tree, not relocated on
- * its own before, in no other job, not named twice (a hard link counts).
+/* A file the job asks for: a regular file of the tree with one name, not
+ * relocated on its own before, in no other job, not named twice.
  * Its stat in *st.  Nothing is made. */
 static int check_file(struct engine *e, struct job *j, size_t idx, struct stat *st, dev_t *devs,
 		      ino_t *inos, char **out)
@@ -407,9 +407,17 @@ static int check_file(struct engine *e, struct job *j, size_t idx, struct stat *
 		*out = xasprintf("'%s' is not a regular file", rel);
 		return CTL_EUSAGE;
 	}
+	if (st->st_nlink > 1) {
+		*out = xasprintf("'%s' has %ju names (hard links): a files job moves one name and the "
+				 "others would keep the old copy; relocate the whole tree or remove "
+				 "the other names", rel, (uintmax_t)st->st_nlink);
+		return CTL_EFAIL;
+	}
+	/* one file under two names of the job: the rule above refuses it,
+	 * and a link made between the two checks too; the job's invariant */
 	for (size_t k = 0; k < idx; k++) {
 		if (devs[k] == st->st_dev && inos[k] == st->st_ino) {
-			*out = xasprintf("'%s' and '%s' are the same file (hard links)", j->want[k], rel);
+			*out = xasprintf("'%s' and '%s' are the same file", j->want[k], rel);
 			return CTL_EUSAGE;
 		}
 	}
@@ -591,7 +599,7 @@ static int job_begin(struct engine *e, struct job *j, char **out)
 	}
 	for (size_t i = 0; !j->tree && i < j->n && !r; i++) {
 		r = job_file_same(e, &j->files[i]);
-		if (r == -ESTALE)
+		if (r == -ESTALE || r == -EMLINK)
 			moved = j->files[i].relpath;
 	}
 	for (size_t i = 0; i < j->n && !r; i++) {
@@ -610,7 +618,10 @@ static int job_begin(struct engine *e, struct job *j, char **out)
 	}
 	fs_release(e->fs, j->tree, nodes, cnt);
 	job_start_nodes_free(e, j, nodes, cnt);
-	if (moved)
+	if (moved && r == -EMLINK)
+		*out = xasprintf("'%s' was given another name (a hard link) before the job started; "
+				 "nothing started", moved);
+	else if (moved)
 		*out = xasprintf("'%s' was renamed or removed as the job started; nothing started",
 				 moved);
 	else if (r)

@@ -116,6 +116,8 @@ int job_file_same(struct engine *e, struct job_file *f)
 	fs_node_key(f->node, &ndev, &nino);
 	if (!err && (st.st_dev != ndev || st.st_ino != nino))
 		err = -ESTALE;	/* the name leads to another file now */
+	else if (!err && st.st_nlink > 1)
+		err = -EMLINK;	/* linked since it was checked (a queued job) */
 	return err;
 }
 

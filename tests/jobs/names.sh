@@ -1,5 +1,5 @@
 #!/bin/bash
-test_description='what jobs may and may not do to each other: names are unique, a file (or a hard link of it) moves with one job at a time, a whole-tree job runs alone, a command without --job means the only job or says which there are, unknown jobs are named in the error, a queued job is dequeued by abort and cannot be cut over, status and wait take --job, and the unnamed job of old scripts works beside named ones'
+test_description='what jobs may and may not do to each other: names are unique, a file moves with one job at a time and by its only name (a file with hard links is refused), a whole-tree job runs alone, a command without --job means the only job or says which there are, unknown jobs are named in the error, a queued job is dequeued by abort and cannot be cut over, and fails at its start if its file gained a second name meanwhile, status and wait take --job, and the unnamed job of old scripts works beside named ones'
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib.sh"
 . "$HERE/../reloc/lib_reloc.sh"
@@ -16,12 +16,11 @@ refused() {
 	kill -0 "$RELOCFS_PID" || fail "$what: the daemon died"
 }
 
-step 'three VMs, one with a hard link to its image; a writer on vm1'
-for vm in vm1 vm2 vm3; do
+step 'four VMs, one with a hard link to its image; a writer on vm1'
+for vm in vm1 vm2 vm3 vm4; do
 	make_vm "$vm" 8
 	mkdir -p "$TEST_DIR/dst-$vm"
 done
-ln "$TEST_SRC/vm2/disk0.img" "$TEST_SRC/vm3/link.img"
 ln "$TEST_SRC/vm3/disk0.img" "$TEST_SRC/vm3/twin.img"
 relocfs_mount
 vm_writer_start vm1 1101 --direct --flush-every 8 --delay-us 3000
@@ -35,14 +34,22 @@ case $ERR in *"job 'vm1' exists already"*) ;; *) fail "the refusal does not say 
 refused 1 "a second unnamed job" ctl migrate --to "$TEST_DIR/dst-vm3" vm3/disk0.img
 case $ERR in *"already in progress"*) ;; *) fail "the refusal does not say why: $ERR" ;; esac
 
-step 'a file moves with one job at a time, whatever its name'
+step 'a file moves with one job at a time, and only a file of one name'
 refused 1 "a file of another job" ctl migrate --job again --to "$TEST_DIR/dst-vm3" vm1/disk0.img
 case $ERR in *"'vm1/disk0.img' is in job 'vm1'"*) ;; *) fail "the refusal does not name the job: $ERR" ;; esac
-refused 1 "a hard link of a file of another job" ctl migrate --job link --to "$TEST_DIR/dst-vm3" vm3/link.img
-case $ERR in *"in the migration"*) ;; *) fail "the refusal does not name the unnamed job: $ERR" ;; esac
-refused 2 "one file named twice through two links" \
+# a files job moves one name; another would keep the old copy after the cutover
+refused 1 "a file with two names" ctl migrate --job twice --to "$TEST_DIR/dst-vm3" vm3/twin.img
+case $ERR in *"'vm3/twin.img' has 2 names (hard links)"*) ;; *) fail "the refusal does not say why: $ERR" ;; esac
+refused 1 "both names of one file" \
 	ctl migrate --job twice --to "$TEST_DIR/dst-vm3" vm3/disk0.img vm3/twin.img
-case $ERR in *"are the same file"*) ;; *) fail "the refusal does not say why: $ERR" ;; esac
+case $ERR in *"has 2 names"*) ;; *) fail "the refusal does not say why: $ERR" ;; esac
+# a name made beside the mount for a file of a running job
+ln "$TEST_SRC/vm2/disk0.img" "$TEST_SRC/vm3/link.img"
+refused 1 "another name of a file of another job" ctl migrate --job link --to "$TEST_DIR/dst-vm3" vm3/link.img
+case $ERR in *"has 2 names"*) ;; *) fail "the refusal does not say why: $ERR" ;; esac
+rm "$TEST_SRC/vm3/link.img" "$TEST_SRC/vm3/twin.img"
+refused 2 "one file named twice" ctl migrate --job twice --to "$TEST_DIR/dst-vm3" vm3/disk0.img vm3/disk0.img
+case $ERR in *"is named twice"*) ;; *) fail "the refusal does not say why: $ERR" ;; esac
 [ -z "$(ls -A "$TEST_DIR/dst-vm3")" ] || fail "refused jobs left files in dst-vm3"
 
 step 'a whole-tree job runs alone'
@@ -97,5 +104,19 @@ vm_writer_stop vm1
 vm_check final "$TEST_MNT" vm1
 vm_check final "$TEST_DIR/dst-vm1" vm1
 cmp -s "$TEST_SRC/vm2/disk0.img" "$TEST_DIR/dst-vm2/vm2/disk0.img" || fail "dst-vm2 differs"
+
+step 'a queued job whose file gained a second name before it could start fails then'
+ctl limit 64K >/dev/null
+ctl limit --parallel 1 >/dev/null
+ctl migrate --job vm4 --to "$TEST_DIR/dst-vm4" vm4/disk0.img >/dev/null
+out=$(ctl migrate --job vm3b --to "$TEST_DIR/dst-vm3" vm3/disk0.img)
+case $out in "queued: job 'vm3b'"*) ;; *) fail "vm3b was not queued: $out" ;; esac
+ln "$TEST_SRC/vm3/disk0.img" "$TEST_SRC/vm3/late.img"
+ctl limit --parallel 0 >/dev/null
+wait_job_state 30 vm3b failed
+case $(job_field vm3b error) in *"has 2 names"*) ;;
+*) fail "vm3b failed for another reason: $(job_field vm3b error)" ;; esac
+[ -z "$(ls -A "$TEST_DIR/dst-vm3")" ] || fail "the failed start left files in dst-vm3"
+ctl abort --job vm4 >/dev/null
 relocfs_umount
 test_done
