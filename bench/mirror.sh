@@ -43,8 +43,8 @@ cleanup() {
 		# lazily: the daemons may still hold their source dirs open a moment
 		umount "$W/tmpfs" 2>/dev/null || umount -l "$W/tmpfs" 2>/dev/null || true
 	fi
-	[ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$W"
 	sh "$(dirname "$0")/../tests/uring_param.sh" put "$uring_was"
+	[ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$W" || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -100,11 +100,13 @@ run_fio() {
 	json=$RAW/$1-$2.json
 	[ ! -e "$json" ] || json=$RAW/$1-$2b.json
 	drop_caches
+	d0=$(disk_stat)
 	fio --name="$1" --filename="$3" --size="${SIZE}M" --rw="$4" --bs="$5" \
 	    --ioengine="$6" --iodepth="$7" --direct="$8" --numjobs=1 \
 	    --time_based --runtime="$RUNTIME" --randrepeat=0 --norandommap \
 	    --output-format=json --output="$json" >/dev/null ||
 		die "fio $1 on $2 failed"
+	[ -z "${DISK_OUT:-}" ] || disk_use "$DISK_OUT" "$d0" "$(disk_stat)"
 	case $4 in *read) dir=read ;; *) dir=write ;; esac
 	jq -r --arg d "$dir" '.jobs[0][$d] | "\(.bw) \(.total_ios)"' "$json"
 }
@@ -196,10 +198,9 @@ echo "$JOBS" | while read -r name rw bs eng qd direct; do
 		for tg in $(abba); do
 			if [ "$tg" = native ]; then
 				s0=$(cpu_stat)
-				d0=$(disk_stat)
+				DISK_OUT=$RAW/$name.native.disk
 				run_fio "$name" "native$k" "$(file_of native)" "$rw" "$bs" "$eng" "$qd" "$direct" \
 					>>"$RAW/$name.native"
-				disk_use "$RAW/$name.native.disk" "$d0" "$(disk_stat)"
 				busy_pct "$RAW/$name.native.busy" "$s0" "$(cpu_stat)"
 				continue
 			fi
@@ -207,9 +208,8 @@ echo "$JOBS" | while read -r name rw bs eng qd direct; do
 			t0=$(cpu_ticks "$pid")
 			w0=$(iowq_waits "$pid")
 			s0=$(cpu_stat)
-			d0=$(disk_stat)
+			DISK_OUT=$RAW/$name.$tg.disk
 			res=$(run_fio "$name" "$tg$k" "$(file_of "$tg")" "$rw" "$bs" "$eng" "$qd" "$direct")
-			disk_use "$RAW/$name.$tg.disk" "$d0" "$(disk_stat)"
 			busy_pct "$RAW/$name.$tg.busy" "$s0" "$(cpu_stat)"
 			t1=$(cpu_ticks "$pid")
 			w1=$(iowq_waits "$pid")
@@ -262,6 +262,7 @@ fio_cpu_us() {
 # reader, and the copies).  Beside it, what each mount added over the disk in
 # the runs above, and the relocfs worker's CPU per request.
 QD1=randread-4k-direct-qd1
+DISK_OUT=	# tmpfs: no disk to count
 if [ "${MIRROR_RTT:-1}" = 1 ] && echo "$QD1" | grep -Eq "${MIRROR_JOBS:-.}"; then
 	log "mirror: $QD1 over a tmpfs source, for the transports' round trip"
 	RTT_T=$(for t in $TRANSPORTS; do echo "${t%-wb}"; done | awk '!seen[$0]++' | tr '\n' ' ')

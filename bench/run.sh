@@ -16,6 +16,12 @@ BENCH_SRC=$(cd "$(dirname "$0")" && pwd)
 PARTS=${BENCH_PARTS:-mirror copier migration_iops flush cutover takeover jobs rbd rbd_copy hostmove}
 export BENCH_DATE BENCH_DIR RELOCFS_BUILD BENCH_RESULTS
 check_prereqs
+# every part over the transport relocfs picks by default: FUSE over io_uring
+# where the kernel has it, turned on for the run (tests/uring_param.sh)
+uring_was=
+trap 'sh "$BENCH_SRC/../tests/uring_param.sh" put "$uring_was"' EXIT
+trap 'exit 130' INT TERM
+uring_was=$(sh "$BENCH_SRC/../tests/uring_param.sh" on)
 
 SUMMARY=$(result_file summary)
 failed=

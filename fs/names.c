@@ -472,6 +472,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	if (!err && __atomic_load_n(&n->delta, __ATOMIC_ACQUIRE))
 		err = -EBUSY;	/* a migrating file keeps one name */
 	if (!err) {
+		delaypoint("link-checked");	/* tests: a job's start comes meanwhile */
 		intent(fs, p, newname);
 		fd_path(n->fd, path);
 		if (linkat(AT_FDCWD, path, p->fd, newname, AT_SYMLINK_FOLLOW) == -1)

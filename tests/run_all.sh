@@ -52,16 +52,16 @@ fi
 # FUSE over io_uring is off by default in the kernel: the run turns it on
 # where it may and puts it back at the end (tests/uring_param.sh)
 uring_was=
-[ "${RELOCFS_TRANSPORT:-}" = dev ] || uring_was=$(sh tests/uring_param.sh on)
 trap 'sh tests/uring_param.sh put "$uring_was"' EXIT
 trap 'exit 130' INT TERM
+[ "${RELOCFS_TRANSPORT:-}" = dev ] || uring_was=$(sh tests/uring_param.sh on)
 if [ -n "${RELOCFS_TRANSPORT:-}" ]; then
 	first=$RELOCFS_TRANSPORT second=
 elif [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" = Y ]; then
 	first=uring second=dev
 else
 	first=dev second=
-	echo "note: this kernel does not offer FUSE over io_uring: the tests run over /dev/fuse only"
+	echo "note: FUSE over io_uring is not on here (a kernel without it, or enable_uring off and not root): the tests run over /dev/fuse only"
 fi
 RELOCFS_TRANSPORT=$first bash tests/run_integration.sh "$@"
 if [ -n "$second" ]; then
