@@ -271,8 +271,8 @@ unsigned uring_queues(void);
  * Backing I/O without waiting for it, on a ring thread (uring.c).  A ring
  * thread serves several entries; a READ, WRITE or FSYNC that goes straight
  * to a backing file (the passthrough route) is queued on the thread's own
- * io_uring and the thread serves its other entries meanwhile; the reads of
- * requests that arrived together go to the disk in one submission.
+ * io_uring, to the disk at once, and the thread serves its other entries
+ * meanwhile.
  *
  * The request stays in the gate (gate_enter without gate_leave) and without
  * a reply until done() runs, on the same thread, with the result (bytes or
