@@ -76,6 +76,9 @@ struct entry {
 	dev_t dev;
 	ino_t ino;
 	char *relpath;		/* "" for the root */
+	bool reg;		/* a regular file */
+	nlink_t nlink;		/* its link count when first seen */
+	unsigned names;		/* the names it was seen under */
 };
 
 /* One file of a running job. */

@@ -144,15 +144,21 @@ int job_add_entry(struct job *j, const struct stat *st, const char *rel)
 {
 	struct entry *en;
 
-	for (size_t i = 0; i < j->nentries; i++)
-		if (j->entries[i].dev == st->st_dev && j->entries[i].ino == st->st_ino)
+	for (size_t i = 0; i < j->nentries; i++) {
+		if (j->entries[i].dev == st->st_dev && j->entries[i].ino == st->st_ino) {
+			j->entries[i].names++;
 			return 1;	/* a hard link seen before */
+		}
+	}
 	en = realloc(j->entries, (j->nentries + 1) * sizeof(*en));
 	if (!en)
 		return -ENOMEM;
 	j->entries = en;
 	en[j->nentries].dev = st->st_dev;
 	en[j->nentries].ino = st->st_ino;
+	en[j->nentries].reg = S_ISREG(st->st_mode);
+	en[j->nentries].nlink = st->st_nlink;
+	en[j->nentries].names = 1;
 	en[j->nentries].relpath = strdup(rel);
 	if (!en[j->nentries].relpath)
 		return -ENOMEM;

@@ -335,6 +335,17 @@ static int plan_tree(struct engine *e, struct job *j, struct walk *w, char **out
 				 w->err[0] ? w->err : strerror(-r));
 		return CTL_EFAIL;
 	}
+	/* a name outside the tree would keep leading to the old copy */
+	for (size_t i = 0; i < j->nentries; i++) {
+		const struct entry *en = &j->entries[i];
+
+		if (en->reg && en->names < en->nlink) {
+			*out = xasprintf("'%s' has %ju names and %u of them in the tree: the others "
+					 "would keep the old copy; remove them first", en->relpath,
+					 (uintmax_t)en->nlink, en->names);
+			return CTL_EFAIL;
+		}
+	}
 	return CTL_OK;
 }
 

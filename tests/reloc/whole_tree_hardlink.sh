@@ -1,5 +1,5 @@
 #!/bin/bash
-test_description='migrate a whole tree that holds hard links: each stays one file with several names, in DEST and through the mount, before and after the cutover'
+test_description='migrate a whole tree that holds hard links: each stays one file with several names, in DEST and through the mount, before and after the cutover; a file with a name outside the tree is refused first, with one line, leaving DEST empty'
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/lib_reloc.sh"
 
@@ -22,6 +22,14 @@ same_file() {
 			"inode and link count of '$n' in '$dir' (same as '$first')"
 	done
 }
+
+step 'a file with a name outside the tree: the migration is refused, DEST stays empty'
+ln "$TEST_SRC/d/plain" "$TEST_DIR/outside"
+expect_fail ctl migrate --to "$TEST_DST"
+assert_eq "relocctl: 'd/plain' has 2 names and 1 of them in the tree: the others would keep the old copy; remove them first" \
+	"$ERR_OUT" "the refusal"
+assert_eq "" "$(ls -A "$TEST_DST")" "DEST after the refusal"
+rm "$TEST_DIR/outside"
 
 step 'migrate the whole tree'
 ctl migrate --to "$TEST_DST" >/dev/null
