@@ -117,7 +117,7 @@ int job_file_same(struct engine *e, struct job_file *f)
 	if (!err && (st.st_dev != ndev || st.st_ino != nino))
 		err = -ESTALE;	/* the name leads to another file now */
 	else if (!err && st.st_nlink > 1)
-		err = -EMLINK;	/* linked since it was checked (a queued job) */
+		err = -EMLINK;	/* linked since check_file looked */
 	return err;
 }
 
