@@ -424,8 +424,8 @@ static int check_file(struct engine *e, struct job *j, size_t idx, struct stat *
 				 "the other names", rel, (uintmax_t)st->st_nlink);
 		return CTL_EFAIL;
 	}
-	/* one file under two names of the job: the rule above refuses it,
-	 * and a link made between the two checks too; the job's invariant */
+	/* one file under two names of the job: after the rule above, only a
+	 * name that moved between the two checks (a rename onto the second) */
 	for (size_t k = 0; k < idx; k++) {
 		if (devs[k] == st->st_dev && inos[k] == st->st_ino) {
 			*out = xasprintf("'%s' and '%s' are the same file", j->want[k], rel);
