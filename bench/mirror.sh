@@ -14,6 +14,9 @@
 #   MIRROR_JOBS      only the jobs whose name matches this extended regex (default: all)
 #   MIRROR_RTT       1 (default): where a 4 KiB direct read at QD1 spends its time, from the
 #                    same job natively and through each transport over a tmpfs source (0: skip)
+#   MIRROR_FAST      1 (default): 4 KiB direct random I/O at QD1 and QD16 natively and through
+#                    each transport on ext4 over a loop device on tmpfs, storage that is not
+#                    the limit: what each transport serves when its own CPU is (0: skip)
 set -eu
 . "$(dirname "$0")/lib.sh"
 
@@ -43,6 +46,14 @@ cleanup() {
 		# lazily: the daemons may still hold their source dirs open a moment
 		umount "$W/tmpfs" 2>/dev/null || umount -l "$W/tmpfs" 2>/dev/null || true
 	fi
+	if [ -d "$W/fast" ]; then
+		for m in "$W"/fast/fs/mnt-*; do
+			[ -d "$m" ] && { fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || true; }
+		done
+		umount "$W/fast/fs" 2>/dev/null || umount -l "$W/fast/fs" 2>/dev/null || true
+		[ -z "${FAST_LOOP:-}" ] || losetup -d "$FAST_LOOP" 2>/dev/null || true
+		umount "$W/fast" 2>/dev/null || umount -l "$W/fast" 2>/dev/null || true
+	fi
 	sh "$(dirname "$0")/../tests/uring_param.sh" put "$uring_was"
 	[ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$W" || true
 }
@@ -50,6 +61,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 rm -rf "$W"
 mkdir -p "$W/src" "$RAW"
+: >"$RAW/ratios"
 log "mirror: writing a ${SIZE} MiB test file"
 make_image "$W/src/img" "$SIZE" 0
 
@@ -320,6 +332,85 @@ if [ "${MIRROR_RTT:-1}" = 1 ] && echo "$QD1" | grep -Eq "${MIRROR_JOBS:-.}"; the
 		echo "  cannot issue without blocking goes through one of them, a hop of its own; the same"
 		echo "  file size on tmpfs, $REPS ABBA rounds)"
 	} >>"$OUT.tmp"
+fi
+
+# What each transport serves when the storage is not the limit: 4 KiB direct
+# random I/O on ext4 over a loop device on tmpfs (which, unlike tmpfs itself,
+# io_uring reads and writes without its worker threads, as it does the
+# disk).  Natively such a device serves several times what the mounts do, so
+# the ratios here are the transports' own cost per request, CPU and
+# wake-ups, with no host disk to vary between runs.
+FAST_JOBS="
+fast-randread-4k-qd1   randread  1
+fast-randread-4k-qd16  randread  16
+fast-randwrite-4k-qd16 randwrite 16
+"
+if [ "${MIRROR_FAST:-1}" = 1 ] && echo "$FAST_JOBS" | grep -Eq "${MIRROR_JOBS:-.}"; then
+	log "mirror: 4 KiB direct I/O on ext4 over a loop device on tmpfs"
+	FAST_T=$(for t in $TRANSPORTS; do echo "${t%-wb}"; done | awk '!seen[$0]++' | tr '\n' ' ')
+	mkdir -p "$W/fast"
+	mount -t tmpfs -o size=$((SIZE + 256))m relocfs-bench-fast "$W/fast"
+	truncate -s $((SIZE + 192))M "$W/fast/dev.img"
+	FAST_LOOP=$(losetup -f --show "$W/fast/dev.img") || die "no loop device for the fast part"
+	mkfs.ext4 -q -F "$FAST_LOOP" || die "mkfs.ext4 on $FAST_LOOP failed"
+	mkdir -p "$W/fast/fs"
+	mount "$FAST_LOOP" "$W/fast/fs"
+	F=$W/fast/fs
+	mkdir -p "$F/src"
+	make_image "$F/src/img" "$SIZE" 0
+	for t in $FAST_T; do
+		mkdir -p "$F/src-$t" "$F/mnt-$t" "$F/run-$t"
+		ln "$F/src/img" "$F/src-$t/img"
+		# shellcheck disable=SC2086
+		RELOCFS_RUNDIR=$F/run-$t "$RELOCFS" -o transport=$t $opts "$F/src-$t" "$F/mnt-$t" \
+			2>"$F/run-$t/relocfs.log" ||
+			die "relocfs ($t, fast) failed to start: $(cat "$F/run-$t/relocfs.log")"
+	done
+	FAST_TARGETS="native $FAST_T"
+	{
+		echo
+		echo "4 KiB direct random I/O on ext4 over a loop device on tmpfs (IOPS, same run;"
+		echo "storage that is not the limit: the ratio is each transport's own cost):"
+		printf '  %-24s %9s' job native
+		for t in $FAST_T; do printf ' | %9s %6s %7s' "$t" ratio cpu_us; done
+		echo
+	} >>"$OUT.tmp"
+	DISK_OUT=
+	echo "$FAST_JOBS" | while read -r name rw qd; do
+		[ -n "$name" ] || continue
+		echo "$name" | grep -Eq "${MIRROR_JOBS:-.}" || continue
+		for tg in $FAST_TARGETS; do : >"$RAW/$name.$tg"; : >"$RAW/$name.$tg.cpu"; done
+		k=1
+		while [ $k -le "$REPS" ]; do
+			for tg in $FAST_TARGETS $(echo "$FAST_TARGETS" | tr ' ' '\n' | tac); do
+				if [ "$tg" = native ]; then
+					run_fio "$name" "native$k" "$F/src/img" "$rw" 4k libaio "$qd" 1 \
+						>>"$RAW/$name.native"
+					continue
+				fi
+				pid=$(RELOCFS_RUNDIR=$F/run-$tg "$RELOCCTL" -m "$F/mnt-$tg" status --json |
+				      jq -r .worker_pid)
+				t0=$(cpu_ticks "$pid")
+				res=$(run_fio "$name" "$tg$k" "$F/mnt-$tg/img" "$rw" 4k libaio "$qd" 1)
+				echo "$res" >>"$RAW/$name.$tg"
+				per_request "$RAW/$name.$tg.cpu" "$t0" "$(cpu_ticks "$pid")" "${res#* }"
+			done
+			k=$((k + 1))
+		done
+		# bandwidth in KiB/s of 4 KiB requests -> IOPS
+		nbw=$(awk '{ s += $1; n++ } END { printf "%.3f\n", s / n }' "$RAW/$name.native")
+		line=$(printf '  %-24s %9.0f' "$name" "$(echo "$nbw / 4" | bc -l)")
+		runs=$(printf '    runs, IOPS: native'; awk '{ printf " %.0f", $1 / 4 }' "$RAW/$name.native")
+		for t in $FAST_T; do
+			mbw=$(awk '{ s += $1; n++ } END { printf "%.3f\n", s / n }' "$RAW/$name.$t")
+			cpu=$(mean "$RAW/$name.$t.cpu" | awk -v hz="$hz" '{ printf "%.1f", $1 / hz * 1e6 }')
+			line="$line$(printf ' | %9.0f %6s %7s' "$(echo "$mbw / 4" | bc -l)" "$(ratio "$mbw" "$nbw")" "$cpu")"
+			runs="$runs$(printf ' / %s' "$t"; awk '{ printf " %.0f", $1 / 4 }' "$RAW/$name.$t")"
+		done
+		echo "$line" >>"$OUT.tmp"
+		echo "$runs" >>"$OUT.tmp"
+	done
+	echo "  ($REPS ABBA rounds; cpu_us: the relocfs worker's user+sys us per request)" >>"$OUT.tmp"
 fi
 
 get() { awk -v n="$1" -v t="$2" '$1 == n && $2 == t {print $3}' "$RAW/ratios"; }
