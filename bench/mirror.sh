@@ -9,8 +9,9 @@
 #   MIRROR_RUNTIME   seconds per fio run (default 5)
 #   MIRROR_REPS      rounds per job, each in ABBA order over the targets (default 2)
 #   MIRROR_OPTS      extra relocfs -o options for every mount
-#   MIRROR_TRANSPORTS  which mounts (default: "dev uring uring-wb", uring only where offered):
-#                    a transport, and -wb for a mount of it with -o writeback
+#   MIRROR_TRANSPORTS  which mounts (default: "dev uring uring-wb uring-poll", uring only where
+#                    offered): a transport, -wb for a mount of it with -o writeback, -poll for
+#                    one with -o poll=MIRROR_POLL_US (default 100)
 #   MIRROR_JOBS      only the jobs whose name matches this extended regex (default: all)
 #   MIRROR_RTT       1 (default): where a 4 KiB direct read at QD1 spends its time, from the
 #                    same job natively and through each transport over a tmpfs source (0: skip)
@@ -25,7 +26,14 @@ RUNTIME=${MIRROR_RUNTIME:-5}
 REPS=${MIRROR_REPS:-2}
 check_prereqs
 
-TRANSPORTS=${MIRROR_TRANSPORTS:-dev uring uring-wb}
+TRANSPORTS=${MIRROR_TRANSPORTS:-dev uring uring-wb uring-poll}
+POLL_US=${MIRROR_POLL_US:-100}
+# base_of T: the transport of mount T; opts_of T: its relocfs options
+base_of() { t=${1%-wb}; echo "${t%-poll}"; }
+opts_of() {
+	printf '%s\n' -o "transport=$(base_of "$1")"
+	case $1 in *-wb) printf '%s\n' -o writeback ;; *-poll) printf '%s\n' -o "poll=$POLL_US" ;; esac
+}
 uring_was=$(sh "$(dirname "$0")/../tests/uring_param.sh" on)
 if [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" != Y ]; then
 	TRANSPORTS=$(echo "$TRANSPORTS" | tr ' ' '\n' | grep -v '^uring' | tr '\n' ' ')
@@ -73,9 +81,8 @@ worker_of() {
 for t in $TRANSPORTS; do
 	mkdir -p "$W/src-$t" "$W/mnt-$t" "$W/run-$t"
 	ln "$W/src/img" "$W/src-$t/img"
-	case $t in *-wb) wb="-o writeback" ;; *) wb= ;; esac
 	# shellcheck disable=SC2086
-	RELOCFS_RUNDIR=$W/run-$t "$RELOCFS" -o transport=${t%-wb} $opts $wb "$W/src-$t" "$W/mnt-$t" \
+	RELOCFS_RUNDIR=$W/run-$t "$RELOCFS" $(opts_of "$t") $opts "$W/src-$t" "$W/mnt-$t" \
 		2>"$W/run-$t/relocfs.log" || die "relocfs ($t) failed to start: $(cat "$W/run-$t/relocfs.log")"
 	MOUNTS="$MOUNTS $t"
 	# the transport is known once the kernel's INIT is answered
@@ -85,7 +92,7 @@ for t in $TRANSPORTS; do
 		sleep 0.05
 		i=$((i + 1))
 	done
-	[ "$got" = "${t%-wb}" ] || die "the $t mount is served over '$got'"
+	[ "$got" = "$(base_of "$t")" ] || die "the $t mount is served over '$got'"
 	log "relocfs worker $(worker_of "$t") serves $W/mnt-$t over $t"
 done
 TARGETS="native$(for t in $TRANSPORTS; do printf ' %s' "$t"; done)"
@@ -181,7 +188,7 @@ abba() { echo "$TARGETS"; echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' '; }
 	echo "             over the targets in ABBA order ($(abba | tr '\n' ' ')); caches dropped before"
 	echo "             each run; means below"
 	echo "relocfs:     $RELOCFS, one mount each: $TRANSPORTS ${opts:+($opts)}"
-	echo "             (-wb: the same transport with -o writeback)"
+	echo "             (-wb: the same transport with -o writeback; -poll: with -o poll=$POLL_US)"
 	echo
 	printf '%-26s %9s' job "nat MiB/s"
 	for t in $TRANSPORTS; do printf ' | %9s %6s %7s' "$t MiB/s" ratio cpu_us; done
@@ -286,7 +293,7 @@ if [ "${MIRROR_RTT:-1}" = 1 ] && echo "$QD1" | grep -Eq "${MIRROR_JOBS:-.}"; the
 		mkdir -p "$W/tmpfs/src-$t" "$W/tmpfs/mnt-$t" "$W/tmpfs/run-$t"
 		ln "$W/tmpfs/src/img" "$W/tmpfs/src-$t/img"
 		# shellcheck disable=SC2086
-		RELOCFS_RUNDIR=$W/tmpfs/run-$t "$RELOCFS" -o transport=$t $opts "$W/tmpfs/src-$t" \
+		RELOCFS_RUNDIR=$W/tmpfs/run-$t "$RELOCFS" $(opts_of "$t") $opts "$W/tmpfs/src-$t" \
 			"$W/tmpfs/mnt-$t" 2>"$W/tmpfs/run-$t/relocfs.log" ||
 			die "relocfs ($t, tmpfs) failed to start: $(cat "$W/tmpfs/run-$t/relocfs.log")"
 	done
@@ -362,7 +369,7 @@ if [ "${MIRROR_FAST:-1}" = 1 ] && echo "$FAST_JOBS" | grep -Eq "${MIRROR_JOBS:-.
 		mkdir -p "$F/src-$t" "$F/mnt-$t" "$F/run-$t"
 		ln "$F/src/img" "$F/src-$t/img"
 		# shellcheck disable=SC2086
-		RELOCFS_RUNDIR=$F/run-$t "$RELOCFS" -o transport=$t $opts "$F/src-$t" "$F/mnt-$t" \
+		RELOCFS_RUNDIR=$F/run-$t "$RELOCFS" $(opts_of "$t") $opts "$F/src-$t" "$F/mnt-$t" \
 			2>"$F/run-$t/relocfs.log" ||
 			die "relocfs ($t, fast) failed to start: $(cat "$F/run-$t/relocfs.log")"
 	done

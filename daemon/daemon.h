@@ -96,6 +96,7 @@ struct daemon {
 		unsigned threads;
 		double timeout;
 		int writeback;
+		unsigned poll_us;	/* -o poll=: io_uring busy polling */
 		int max_jobs;		/* -1: not given (the record's, or no limit) */
 		char *transport;	/* -o transport= as given */
 		int transport_bare;	/* -o transport without a value */

@@ -52,6 +52,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("max_jobs=%d", max_jobs, 0),
 	OPT("nowriteback", writeback, 0),
 	OPT("transport=%s", transport, 0),
+	OPT("poll=%u", poll_us, 0),
 	OPT("transport", transport_bare, 1),
 	OPT("takeover=%d", takeover_fd, 0),
 	FUSE_OPT_END
@@ -112,11 +113,15 @@ static void usage(FILE *f)
 "                     relocfs(8))\n"
 "  -o transport=T     how requests reach relocfs: auto (default: io_uring where\n"
 "                     the kernel offers it, else /dev/fuse), uring, dev\n"
+"  -o poll=US         io_uring: a queue's thread checks for work for US\n"
+"                     microseconds (at most %u) before it sleeps: faster\n"
+"                     requests for a CPU while they come (default 0: sleep)\n"
 "  -o max_jobs=N      at most N relocation jobs copy at once, the others wait\n"
 "                     (0: no limit; relocctl limit --parallel changes it)\n"
 "  -o allow_other     let other users (e.g. the hypervisor's) use the mount\n"
 "  other -o options are passed to FUSE; default_permissions is always on;\n"
-"  mount(8) options such as defaults, nofail, _netdev, x-* are ignored\n");
+"  mount(8) options such as defaults, nofail, _netdev, x-* are ignored\n",
+		FS_POLL_US_MAX);
 }
 
 /* true if path is already the mountpoint of a relocfs */
@@ -163,6 +168,15 @@ static int check_transport(struct daemon *d)
 			d->transport = (int)i;
 	if (d->transport < 0) {
 		fprintf(stderr, "relocfs: unknown transport '%s' (auto, uring or dev)\n", t);
+		return 2;
+	}
+	if (d->o.poll_us > FS_POLL_US_MAX) {
+		fprintf(stderr, "relocfs: poll=%u is out of range (0 to %u microseconds)\n",
+			d->o.poll_us, FS_POLL_US_MAX);
+		return 2;
+	}
+	if (d->o.poll_us && d->transport == FS_TRANSPORT_DEV) {
+		fprintf(stderr, "relocfs: -o poll is for FUSE over io_uring, not transport=dev\n");
 		return 2;
 	}
 	if (d->transport == FS_TRANSPORT_URING && d->o.takeover_fd < 0 &&

@@ -189,6 +189,7 @@ static void proc_status(void *arg, json_t *root)
 	json_object_set_new(root, "nodes", json_integer((json_int_t)nodes));
 	json_object_set_new(root, "open_handles", json_integer((json_int_t)handles));
 	json_object_set_new(root, "transport", json_string(fs_transport_name(w->fs)));
+	json_object_set_new(root, "poll_us", json_integer((json_int_t)w->d->o.poll_us));
 }
 
 /* Does path run, as a relocfs of the same state layout?  0, or -errno with
@@ -322,6 +323,7 @@ static int start_first(struct worker *w)
 		.timeout = d->o.timeout,
 		.writeback = d->o.writeback,
 		.transport = (enum fs_transport)d->transport,
+		.poll_us = d->o.poll_us,
 		.mountpoint = d->mnt,
 		.hidden = ".relocfs",
 	};
@@ -356,6 +358,7 @@ static int start_takeover(struct worker *w)
 		.timeout = d->o.timeout,
 		.writeback = d->o.writeback,
 		.transport = (enum fs_transport)d->transport,
+		.poll_us = d->o.poll_us,
 		.mountpoint = d->mnt,
 		.hidden = ".relocfs",
 	};

@@ -51,6 +51,9 @@ enum fs_transport {
 	FS_TRANSPORT_DEV,	/* read(2) and write(2) on /dev/fuse */
 };
 
+/* -o poll: how long a ring thread looks for work before it sleeps, at most */
+#define FS_POLL_US_MAX	1000
+
 struct fs_config {
 	const char *source;	/* the source directory as given, for messages */
 	int root_fd;		/* O_PATH on the directory served at start */
@@ -58,6 +61,7 @@ struct fs_config {
 	double timeout;		/* attribute and entry timeout, seconds */
 	bool writeback;		/* kernel writeback cache */
 	enum fs_transport transport;	/* as asked for */
+	unsigned poll_us;	/* io_uring: busy polling, at most FS_POLL_US_MAX */
 	const char *mountpoint;	/* for requests the layer sends itself (uring.c) */
 	const char *hidden;	/* a name at the root that the mount does not show */
 };

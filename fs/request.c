@@ -163,9 +163,14 @@ void transport_serves(struct fs *fs, enum fs_transport t, bool adopt)
 			log_warnx("cannot start the io_uring queues: %s; requests wait", strerror(-err));
 	}
 	atomic_store(&fs->transport, (int)t);
-	if (!adopt)
+	if (!adopt && t == FS_TRANSPORT_URING && fs->cfg.poll_us)
+		log_info("transport: FUSE over io_uring (one queue per CPU), polling %u us",
+			 fs->cfg.poll_us);
+	else if (!adopt)
 		log_info("transport: %s", t == FS_TRANSPORT_URING
 			 ? "FUSE over io_uring (one queue per CPU)" : "/dev/fuse");
+	if (!adopt && t != FS_TRANSPORT_URING && fs->cfg.poll_us)
+		log_warnx("-o poll=%u does nothing over /dev/fuse", fs->cfg.poll_us);
 }
 
 static ssize_t fs_read(int fd, void *buf, size_t len, void *userdata)

@@ -9,9 +9,11 @@
 #   $RELOCFS_RUNDIR  control sockets ($TEST_DIR/run), exported
 #   $RELOCFS, $RELOCCTL, $TOOLS  the binaries under test (RELOCFS_BUILD selects
 #               the build directory, default build/; RELOCFS_BIN overrides relocfs)
-#   RELOCFS_TRANSPORT=uring|dev  every relocfs this test starts serves over
-#               that transport (-o transport=...); unset: relocfs's default.
-#               relocfs_mount checks that the mount is served so.
+#   RELOCFS_TRANSPORT=uring|dev|uring-poll  every relocfs this test starts
+#               serves over that transport (-o transport=...; uring-poll: over
+#               io_uring with -o poll=RELOCFS_POLL_US, default 100); unset:
+#               relocfs's default.  relocfs_mount checks that the mount is
+#               served so.
 #
 # A test reads like git's t/ files:
 #   test_description='what behaviour this file covers'
@@ -261,7 +263,8 @@ transport_opt() {
 	case ${RELOCFS_TRANSPORT:-} in
 	'') ;;
 	uring|dev) printf '%s\n' -o "transport=$RELOCFS_TRANSPORT" ;;
-	*) fail "RELOCFS_TRANSPORT=$RELOCFS_TRANSPORT is not uring or dev" ;;
+	uring-poll) printf '%s\n' -o transport=uring -o "poll=${RELOCFS_POLL_US:-100}" ;;
+	*) fail "RELOCFS_TRANSPORT=$RELOCFS_TRANSPORT is not uring, dev or uring-poll" ;;
 	esac
 }
 
@@ -269,14 +272,16 @@ transport_opt() {
 # served over it (status --json), so that a suite run for one transport
 # cannot pass on the other
 check_transport() {
-	local got i
-	[ -n "${RELOCFS_TRANSPORT:-}" ] || return 0
+	local got i want=${RELOCFS_TRANSPORT:-} poll=0
+	[ -n "$want" ] || return 0
+	[ "$want" != uring-poll ] || want=uring poll=${RELOCFS_POLL_US:-100}
 	for i in $(seq 100); do
-		got=$("$RELOCCTL" -m "$1" status --json 2>/dev/null | jq -r '.transport // empty' 2>/dev/null) || true
-		[ -z "$got" ] || break
+		got=$("$RELOCCTL" -m "$1" status --json 2>/dev/null |
+		      jq -r '(.transport // empty) + " " + (.poll_us | tostring)' 2>/dev/null) || true
+		[ "${got% *}" = "" ] || break
 		sleep 0.05
 	done
-	assert_eq "$RELOCFS_TRANSPORT" "$got" "transport serving '$1' (status --json)"
+	assert_eq "$want $poll" "$got" "transport and polling serving '$1' (status --json)"
 }
 
 mount_or_died() {

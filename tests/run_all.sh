@@ -3,8 +3,10 @@
 # "N passed, N failed, N skipped" over both, and the exit status is non-zero
 # if anything failed.  make check runs this after building everything.
 #   RELOCFS_TEST_JOBS      integration tests side by side (3)
-#   RELOCFS_TRANSPORT      uring or dev: the integration tests on that one only
+#   RELOCFS_TRANSPORT      uring, dev or uring-poll: the integration tests on
+#                          that one only
 #   RELOCFS_SECOND_SUITES  what runs on the second transport (see below)
+#   RELOCFS_POLL_SUITES    what runs over io_uring with -o poll (see below)
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${RELOCFS_BUILD:-build}
 mkdir -p "$BUILD/test-logs"
@@ -47,7 +49,10 @@ fi
 # relocation tests (requests parked at a hold and replayed from another
 # thread), worker death and hand-over, and the daemon's crash points
 # (RELOCFS_SECOND_SUITES; docs/testing.md says why the rest run once).
-# Patterns given select within both.  RELOCFS_TRANSPORT=uring or dev runs
+# Then the mirror, worker-death and crash-point suites over io_uring with
+# -o poll (RELOCFS_POLL_SUITES): ring threads that look for work instead of
+# sleeping take requests and completions on another path.  Patterns given
+# select within all three.  RELOCFS_TRANSPORT=uring, dev or uring-poll runs
 # everything on that transport only.
 # FUSE over io_uring is off by default in the kernel: the run turns it on
 # where it may and puts it back at the end (tests/uring_param.sh)
@@ -55,14 +60,16 @@ uring_was=
 trap 'sh tests/uring_param.sh put "$uring_was"' EXIT
 trap 'exit 130' INT TERM
 [ "${RELOCFS_TRANSPORT:-}" = dev ] || uring_was=$(sh tests/uring_param.sh on)
+third=
 if [ -n "${RELOCFS_TRANSPORT:-}" ]; then
 	first=$RELOCFS_TRANSPORT second=
 elif [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" = Y ]; then
-	first=uring second=dev
+	first=uring second=dev third=uring-poll
 else
 	first=dev second=
 	echo "note: FUSE over io_uring is not on here (a kernel without it, or enable_uring off and not root): the tests run over /dev/fuse only"
 fi
+patterns=$*
 RELOCFS_TRANSPORT=$first bash tests/run_integration.sh "$@"
 if [ -n "$second" ]; then
 	if [ $# = 0 ]; then
@@ -70,6 +77,13 @@ if [ -n "$second" ]; then
 		set -- ${RELOCFS_SECOND_SUITES:-mirror/ reloc/ worker/ crash/crash_points}
 	fi
 	RELOCFS_TRANSPORT=$second bash tests/run_integration.sh "$@"
+fi
+if [ -n "$third" ]; then
+	if [ -z "$patterns" ]; then
+		# shellcheck disable=SC2086
+		set -- ${RELOCFS_POLL_SUITES:-mirror/ worker/ crash/crash_points}
+	fi
+	RELOCFS_TRANSPORT=$third bash tests/run_integration.sh "$@"
 fi
 
 # make asan/tsan: every sanitizer report of every process (daemons killed on

@@ -14,7 +14,7 @@
 # starts a Ceph cluster of its own, which two at once on two CPUs could not
 # bring up in time).  With TALLY_FILE set (run_all.sh), results are
 # appended there and the summary line is left to the caller.
-# With RELOCFS_TRANSPORT set (uring or dev), every mount serves over that
+# With RELOCFS_TRANSPORT set (uring, dev or uring-poll), every mount serves over that
 # transport (tests/lib.sh), logs go to test-logs/$RELOCFS_TRANSPORT/, and
 # results are named TRANSPORT/dir/name, so that two runs for the two
 # transports can go side by side (run_all.sh).

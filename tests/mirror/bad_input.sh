@@ -43,6 +43,9 @@ rejects 'three positional arguments' "$TEST_SRC" "$TEST_MNT" "$TEST_DIR/src2"
 rejects 'unknown transport' -o transport=carrier-pigeon "$TEST_SRC" "$TEST_MNT"
 rejects 'empty transport' -o transport= "$TEST_SRC" "$TEST_MNT"
 rejects 'transport without a value' -o transport "$TEST_SRC" "$TEST_MNT"
+rejects 'poll beyond its range' -o poll=1001 "$TEST_SRC" "$TEST_MNT"
+rejects 'poll that is not a number' -o poll=soon "$TEST_SRC" "$TEST_MNT"
+rejects 'poll over /dev/fuse' -o transport=dev,poll=50 "$TEST_SRC" "$TEST_MNT"
 if [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" != Y ]; then
 	rejects 'transport=uring on a kernel that does not offer it' -o transport=uring "$TEST_SRC" "$TEST_MNT"
 fi

@@ -30,7 +30,7 @@ deaths() {
 deaths_reach() { [ "$(deaths)" -ge "$1" ]; }
 
 want=dev points=$dev_points
-if [ "${RELOCFS_TRANSPORT:-}" = uring ] ||
+if [ "${RELOCFS_TRANSPORT:-}" = uring ] || [ "${RELOCFS_TRANSPORT:-}" = uring-poll ] ||
    { [ -z "${RELOCFS_TRANSPORT:-}" ] && [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" = Y ]; }; then
 	want=uring points=$ring_points
 fi
