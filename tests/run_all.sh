@@ -47,8 +47,9 @@ fi
 # it), then the suites whose outcome depends on how requests reach relocfs
 # on the other one: the mirror (every operation's request and reply), the
 # relocation tests (requests parked at a hold and replayed from another
-# thread), worker death and hand-over, and the daemon's crash points
-# (RELOCFS_SECOND_SUITES; docs/testing.md says why the rest run once).
+# thread), worker death and hand-over, the daemon killed and recovered,
+# and real guests (RELOCFS_SECOND_SUITES; docs/testing.md says why the
+# rest run once).
 # Then the mirror, worker-death and crash-point suites over io_uring with
 # -o poll (RELOCFS_POLL_SUITES): ring threads that look for work instead of
 # sleeping take requests and completions on another path.  Patterns given
@@ -74,7 +75,7 @@ RELOCFS_TRANSPORT=$first bash tests/run_integration.sh "$@"
 if [ -n "$second" ]; then
 	if [ $# = 0 ]; then
 		# shellcheck disable=SC2086
-		set -- ${RELOCFS_SECOND_SUITES:-mirror/ reloc/ worker/ crash/crash_points}
+		set -- ${RELOCFS_SECOND_SUITES:-mirror/ reloc/ worker/ crash/ vm/}
 	fi
 	RELOCFS_TRANSPORT=$second bash tests/run_integration.sh "$@"
 fi
