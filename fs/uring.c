@@ -856,8 +856,9 @@ static void on_cqe(struct rthread *t, uint64_t tag, int res)
  * (COOP_TASKRUN, thread_setup); the kernel flags it (TASKRUN_FLAG) and
  * io_uring_get_events runs it without sleeping.  A thread that does not
  * sleep is not woken: at 4 KiB QD1 reads on fast storage that took the
- * mount from 0.5 to 0.8 to 1.0 of native, for a CPU kept busy while
- * requests come (docs/performance.md).
+ * mount from about 0.5 of native to 0.7 to 1.0, for a CPU kept busy while
+ * requests come (docs/performance.md).  The clock bounds every pass, so
+ * that work that posts nothing cannot keep the thread here.
  */
 static void poll_ring(struct rthread *t)
 {
@@ -866,12 +867,11 @@ static void poll_ring(struct rthread *t)
 	io_uring_submit(&t->ring);
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	while (!io_uring_cq_ready(&t->ring)) {
-		if (IO_URING_READ_ONCE(*t->ring.sq.kflags) & IORING_SQ_TASKRUN) {
-			io_uring_get_events(&t->ring);
-			continue;
-		}
+		if (IO_URING_READ_ONCE(*t->ring.sq.kflags) & IORING_SQ_TASKRUN)
+			(void)io_uring_get_events(&t->ring);
 #if defined(__x86_64__) || defined(__i386__)
-		__builtin_ia32_pause();
+		else
+			__builtin_ia32_pause();
 #endif
 		clock_gettime(CLOCK_MONOTONIC, &b);
 		if ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec) > t->u->poll_ns)
@@ -957,8 +957,8 @@ static void *ring_thread(void *arg)
 
 /*
  * COOP_TASKRUN: a request or a completion for a ring thread that is running
- * waits for the thread's next io_uring_enter (it makes one a request)
- * instead of an interrupt to its CPU; the interrupts were an eighth of the
+ * waits for the thread's next io_uring_enter (it makes one for every
+ * request) instead of an interrupt to its CPU; the interrupts were an eighth of the
  * machine's time at queue depth 16, and without them the mount served
  * 1.4 to 1.7x the reads (docs/performance.md).  A sleeping thread is woken
  * as before, and the thread's exit runs its task work as before.
