@@ -6,8 +6,6 @@ require_root
 [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" = Y ] ||
 	skip "FUSE over io_uring is not on here: -o poll is for it"
 [ "${RELOCFS_TRANSPORT:-}" != dev ] || skip "this run is over /dev/fuse: -o poll is for io_uring"
-# each mount below says its own transport and polling
-RELOCFS_TRANSPORT=
 
 # ring_stat: "sleeps cpu_ticks" of the worker's ring threads (uring-q*), summed
 ring_stat() {
@@ -35,17 +33,16 @@ reads() {
 dd if=/dev/urandom of="$TEST_SRC/img" bs=1M count=16 status=none
 
 step 'without -o poll: a ring thread sleeps for about every request'
-relocfs_mount -o transport=uring
-assert_eq "uring 0" "$("$RELOCCTL" -m "$TEST_MNT" status --json | jq -r '.transport + " " + (.poll_us | tostring)')" \
-	"transport and polling (status --json)"
+# relocfs_mount checks the transport and polling it asks for (status --json)
+RELOCFS_TRANSPORT=uring
+relocfs_mount
 plain=$(reads 4000)
 say "    sleeps per read: $plain"
 relocfs_umount
 
 step 'with -o poll=1000: it does not sleep between requests that come'
-relocfs_mount -o transport=uring -o poll=1000
-assert_eq "uring 1000" "$("$RELOCCTL" -m "$TEST_MNT" status --json | jq -r '.transport + " " + (.poll_us | tostring)')" \
-	"transport and polling (status --json)"
+RELOCFS_TRANSPORT=uring-poll RELOCFS_POLL_US=1000
+relocfs_mount
 grep -q 'polling 1000 us' "$TEST_DIR/relocfs.log" || fail "the log does not say that the mount polls"
 polled=$(reads 4000)
 say "    sleeps per read: $polled"
