@@ -15,7 +15,7 @@
 #   MIRROR_JOBS      only the jobs whose name matches this extended regex (default: all)
 #   MIRROR_RTT       1 (default): where a 4 KiB direct read at QD1 spends its time, from the
 #                    same job natively and through each transport over a tmpfs source (0: skip)
-#   MIRROR_FAST      1 (default): 4 KiB direct random I/O at QD1 and QD16 natively and through
+#   MIRROR_FAST      1 (default): 4 KiB random I/O (direct at QD1 and QD16, buffered reads) natively and through
 #                    each transport on ext4 over a loop device on tmpfs, storage that is not
 #                    the limit: what each transport serves when its own CPU is (0: skip)
 set -eu
@@ -341,19 +341,22 @@ if [ "${MIRROR_RTT:-1}" = 1 ] && echo "$QD1" | grep -Eq "${MIRROR_JOBS:-.}"; the
 	} >>"$OUT.tmp"
 fi
 
-# What each transport serves when the storage is not the limit: 4 KiB direct
-# random I/O on ext4 over a loop device on tmpfs (which, unlike tmpfs itself,
+# What each transport serves when the storage is not the limit: 4 KiB random
+# I/O on ext4 over a loop device on tmpfs (which, unlike tmpfs itself,
 # io_uring reads and writes without its worker threads, as it does the
 # disk).  Natively such a device serves several times what the mounts do, so
 # the ratios here are the transports' own cost per request, CPU and
 # wake-ups, with no host disk to vary between runs.
+# name rw ioengine iodepth direct
 FAST_JOBS="
-fast-randread-4k-qd1   randread  1
-fast-randread-4k-qd16  randread  16
-fast-randwrite-4k-qd16 randwrite 16
+fast-randread-4k-qd1      randread  libaio 1  1
+fast-randread-4k-qd16     randread  libaio 16 1
+fast-randwrite-4k-qd1     randwrite libaio 1  1
+fast-randwrite-4k-qd16    randwrite libaio 16 1
+fast-randread-4k-buffered randread  psync  1  0
 "
 if [ "${MIRROR_FAST:-1}" = 1 ] && echo "$FAST_JOBS" | grep -Eq "${MIRROR_JOBS:-.}"; then
-	log "mirror: 4 KiB direct I/O on ext4 over a loop device on tmpfs"
+	log "mirror: 4 KiB random I/O on ext4 over a loop device on tmpfs"
 	FAST_T=$(for t in $TRANSPORTS; do echo "${t%-wb}"; done | awk '!seen[$0]++' | tr '\n' ' ')
 	mkdir -p "$W/fast"
 	mount -t tmpfs -o size=$((SIZE + 256))m relocfs-bench-fast "$W/fast"
@@ -376,14 +379,14 @@ if [ "${MIRROR_FAST:-1}" = 1 ] && echo "$FAST_JOBS" | grep -Eq "${MIRROR_JOBS:-.
 	FAST_TARGETS="native $FAST_T"
 	{
 		echo
-		echo "4 KiB direct random I/O on ext4 over a loop device on tmpfs (IOPS, same run;"
+		echo "4 KiB random I/O on ext4 over a loop device on tmpfs (IOPS, same run;"
 		echo "storage that is not the limit: the ratio is each transport's own cost):"
 		printf '  %-24s %9s' job native
 		for t in $FAST_T; do printf ' | %9s %6s %7s' "$t" ratio cpu_us; done
 		echo
 	} >>"$OUT.tmp"
 	DISK_OUT=
-	echo "$FAST_JOBS" | while read -r name rw qd; do
+	echo "$FAST_JOBS" | while read -r name rw eng qd direct; do
 		[ -n "$name" ] || continue
 		echo "$name" | grep -Eq "${MIRROR_JOBS:-.}" || continue
 		for tg in $FAST_TARGETS; do : >"$RAW/$name.$tg"; : >"$RAW/$name.$tg.cpu"; done
@@ -391,14 +394,14 @@ if [ "${MIRROR_FAST:-1}" = 1 ] && echo "$FAST_JOBS" | grep -Eq "${MIRROR_JOBS:-.
 		while [ $k -le "$REPS" ]; do
 			for tg in $FAST_TARGETS $(echo "$FAST_TARGETS" | tr ' ' '\n' | tac); do
 				if [ "$tg" = native ]; then
-					run_fio "$name" "native$k" "$F/src/img" "$rw" 4k libaio "$qd" 1 \
+					run_fio "$name" "native$k" "$F/src/img" "$rw" 4k "$eng" "$qd" "$direct" \
 						>>"$RAW/$name.native"
 					continue
 				fi
 				pid=$(RELOCFS_RUNDIR=$F/run-$tg "$RELOCCTL" -m "$F/mnt-$tg" status --json |
 				      jq -r .worker_pid)
 				t0=$(cpu_ticks "$pid")
-				res=$(run_fio "$name" "$tg$k" "$F/mnt-$tg/img" "$rw" 4k libaio "$qd" 1)
+				res=$(run_fio "$name" "$tg$k" "$F/mnt-$tg/img" "$rw" 4k "$eng" "$qd" "$direct")
 				echo "$res" >>"$RAW/$name.$tg"
 				per_request "$RAW/$name.$tg.cpu" "$t0" "$(cpu_ticks "$pid")" "${res#* }"
 			done
