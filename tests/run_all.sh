@@ -73,7 +73,7 @@ fi
 patterns=$*
 RELOCFS_TRANSPORT=$first bash tests/run_integration.sh "$@"
 if [ -n "$second" ]; then
-	if [ $# = 0 ]; then
+	if [ -z "$patterns" ]; then
 		# shellcheck disable=SC2086
 		set -- ${RELOCFS_SECOND_SUITES:-mirror/ reloc/ worker/ crash/ vm/}
 	fi
