@@ -355,10 +355,14 @@ fast-randwrite-4k-qd1     randwrite libaio 1  1
 fast-randwrite-4k-qd16    randwrite libaio 16 1
 fast-randread-4k-buffered randread  psync  1  0
 "
-if [ "${MIRROR_FAST:-1}" = 1 ] && echo "$FAST_JOBS" | grep -Eq "${MIRROR_JOBS:-.}" &&
-   ! losetup -f >/dev/null 2>&1; then
-	echo "(no free loop device here: the part on storage that is not the limit is skipped)" >>"$OUT.tmp"
-elif [ "${MIRROR_FAST:-1}" = 1 ] && echo "$FAST_JOBS" | grep -Eq "${MIRROR_JOBS:-.}"; then
+fast=0
+if [ "${MIRROR_FAST:-1}" = 1 ] && echo "$FAST_JOBS" | grep -Eq "${MIRROR_JOBS:-.}"; then
+	fast=1
+	losetup -f >/dev/null 2>&1 || fast=0
+	[ $fast = 1 ] ||
+		echo "(no free loop device here: the part on storage that is not the limit is skipped)" >>"$OUT.tmp"
+fi
+if [ $fast = 1 ]; then
 	log "mirror: 4 KiB random I/O on ext4 over a loop device on tmpfs"
 	FAST_T=$(for t in $TRANSPORTS; do echo "${t%-wb}"; done | awk '!seen[$0]++' | tr '\n' ' ')
 	mkdir -p "$W/fast"
