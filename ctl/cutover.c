@@ -337,6 +337,7 @@ int step_hold(struct cutover *c, char **out)
 		}
 		r = j->rbd ? rbd_dest_meta(f)
 			   : copy_meta(delta_source_fd(f->d), delta_dest_fd(f->d),
+				       fs_node_mtime(c->e->fs, f->node, &mtime) ||
 				       delta_mtime(f->d, &mtime) ? &mtime : NULL);
 		if (r)
 			log_warnx("'%s': cannot copy metadata: %s", f->relpath, strerror(-r));
@@ -413,7 +414,7 @@ void step_switch(struct cutover *c)
 		delta_set_phase(j->files[i].d, DELTA_DONE);
 		fs_node_route(j->files[i].node, NULL);
 		if (c->handoff)
-			fs_node_seal(j->files[i].node, true);
+			fs_node_seal(e->fs, j->files[i].node, true);
 	}
 	c->t_release = now_us();
 	c->parked = fs_release(e->fs, j->tree, c->nodes, j->n);

@@ -164,11 +164,11 @@ static int save_handoff(struct engine *e, struct job *j, enum ms_handoff st, con
 	return r;
 }
 
-static void seal_job(struct job *j, bool on)
+static void seal_job(struct engine *e, struct job *j, bool on)
 {
 	for (size_t i = 0; i < j->n; i++)
 		if (j->files[i].node)
-			fs_node_seal(j->files[i].node, on);
+			fs_node_seal(e->fs, j->files[i].node, on);
 }
 
 /* 2: the VM's disks on this mount are exactly the job's files */
@@ -265,6 +265,7 @@ static int finish_copies(struct cutover *c, char **out)
 			break;
 		}
 		r = copy_meta(delta_source_fd(f->d), delta_dest_fd(f->d),
+			      fs_node_mtime(e->fs, f->node, &mtime) ||
 			      delta_mtime(f->d, &mtime) ? &mtime : NULL);
 		if (r)
 			log_warnx("'%s': cannot copy metadata: %s", f->relpath, strerror(-r));
@@ -295,7 +296,7 @@ static int revert(struct cutover *c, const char *why, char **out)
 	struct job *j = c->j;
 	int r;
 
-	seal_job(j, false);
+	seal_job(e, j, false);
 	r = save_handoff(e, j, MS_HANDOFF_NONE, NULL, NULL, false);
 	job_copier_start(e, j);
 	phase(e, j, "%s", "");
@@ -315,7 +316,7 @@ static int unknown(struct cutover *c, const char *spec, const char *why, char **
 	struct engine *e = c->e;
 	struct job *j = c->j;
 
-	seal_job(j, true);
+	seal_job(e, j, true);
 	pthread_mutex_lock(&e->lock);
 	j->handoff.unknown = true;
 	pthread_mutex_unlock(&e->lock);
@@ -361,7 +362,7 @@ static int finalize(struct cutover *c, const char *spec, const char *vm, const c
 				  j->files[i].relpath, (unsigned long long)st.dirty_bytes);
 	}
 	job_copier_stop(e, j);
-	seal_job(j, true);
+	seal_job(e, j, true);
 	c->handoff = true;
 	c->remove_source = j->handoff.remove_source;
 	if (!c->nodes)
@@ -698,7 +699,7 @@ int handoff_abort_check(struct engine *e, struct job *j, bool force, char **out)
 	}
 	log_warnx("abort of the recorded hand-off to '%s' forced by the operator: the VM does not "
 		  "run there; the destination is left as it is", spec_uri(spec));
-	seal_job(j, false);
+	seal_job(e, j, false);
 	j->keep_dest = true;
 	phase(e, j, "%s", "");
 	if (save_handoff(e, j, MS_HANDOFF_NONE, NULL, NULL, false)) {
@@ -832,7 +833,7 @@ void handoff_attach(struct engine *e)
 		if (!s->node)
 			s->node = node_for(e, s->relpath);
 		if (s->node)
-			fs_node_seal(s->node, true);
+			fs_node_seal(e->fs, s->node, true);
 		else
 			log_warnx("'%s', handed off to '%s', is gone from this mount", s->relpath,
 				  s->to);
@@ -841,7 +842,7 @@ void handoff_attach(struct engine *e)
 	for (size_t k = 0; k < e->njobs; k++)
 		if (e->jobs[k]->state == JOB_RUNNING &&
 		    e->jobs[k]->handoff.state == MS_HANDOFF_RECORDED)
-			seal_job(e->jobs[k], true);
+			seal_job(e, e->jobs[k], true);
 }
 
 struct resolve {

@@ -214,5 +214,8 @@ struct target *delta_dest(const struct delta *d);
 int delta_dest_fd(const struct delta *d);
 /* The live view's last write time, if the guest wrote since the start. */
 bool delta_mtime(struct delta *d, struct timespec *ts);
+/* Set the live view's mtime (the kernel's, with its writeback cache); the
+ * next write moves it on. */
+void delta_set_mtime(struct delta *d, const struct timespec *ts);
 
 #endif

@@ -1036,6 +1036,14 @@ int delta_dest_fd(const struct delta *d)
 	return d->dst ? target_fd(d->dst) : -1;
 }
 
+void delta_set_mtime(struct delta *d, const struct timespec *ts)
+{
+	pthread_mutex_lock(&d->mu);
+	d->mtime = *ts;
+	d->mtime_set = true;
+	pthread_mutex_unlock(&d->mu);
+}
+
 bool delta_mtime(struct delta *d, struct timespec *ts)
 {
 	bool set;

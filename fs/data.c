@@ -90,6 +90,7 @@ static int create_settle(fuse_req_t req, struct rnode *n, int fd, bool trunc)
 		if (ftruncate(fd, 0) == -1)
 			err = -errno;
 		creds_leave(creds);
+		node_written(FS(req), n);
 	}
 	gate_leave(req, n);
 	return err;
@@ -194,6 +195,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	err = flags < 0 ? flags : backing_open_at(n->fd, flags, &fd);
 	if (!err && (fi->flags & O_TRUNC) && !(flags & O_TRUNC))
 		err = r.ops->truncate(&r, 0);	/* the route truncates itself */
+	if (!err && (fi->flags & O_TRUNC))
+		node_written(fs, n);
 	if (!err && (fi->flags & O_TRUNC) && kill_on_open(FUSE_OPEN, sizeof(struct fuse_open_in),
 						      offsetof(struct fuse_open_in, open_flags)))
 		err = node_kill_suidgid(fs, req, n);
@@ -225,6 +228,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	if (!gate_enter(req, n))
 		return;
+	node_times_settle(FS(req), n);
 	gate_leave(req, n);
 	/* a resend of a release a dead worker did finds the handle gone */
 	h = H(fi);
@@ -235,7 +239,17 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	/* close() is not a durability point; POSIX locks are the kernel's */
+	struct rnode *n = N(req, ino);
+
+	/* close() is not a durability point; POSIX locks are the kernel's.
+	 * The kernel wrote the file's pages and inode back before it: the
+	 * backing file takes the kernel's mtime again. */
+	if (FS(req)->wb_cache) {
+		if (!gate_enter(req, n))
+			return;
+		node_times_settle(FS(req), n);
+		gate_leave(req, n);
+	}
 	fuse_reply_err(req, 0);
 }
 
@@ -507,6 +521,7 @@ static void write_done(struct aio *a, int res)
 {
 	ssize_t put = aio_rest(a, res);
 
+	node_written(FS(a->req), a->n);
 	gate_leave(a->req, a->n);
 	if (put < 0)
 		fuse_reply_err(a->req, (int)-put);
@@ -574,6 +589,7 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 			goto out;
 	}
 	res = r.ops->write(&r, data, len, off);
+	node_written(FS(req), n);
 	if (res >= 0 && (h->flags & (O_SYNC | O_DSYNC)) && flush_barrier(FS(req)))
 		res = -EIO;
 out:
@@ -601,6 +617,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 
 	if (!gate_enter(req, n))
 		return;
+	node_times_settle(FS(req), n);	/* synced with the data */
 	r = route(FS(req), n, H(fi));
 	if (r.h && (fd = r.ops->direct_fd(&r)) >= 0) {
 		struct aio a = { .done = fsync_done, .req = req, .n = n, .h = r.h, .ino = ino,
@@ -629,6 +646,7 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 		return;
 	r = route(FS(req), n, H(fi));
 	err = r.h ? r.ops->fallocate(&r, mode, off, len) : -EBADF;
+	node_written(FS(req), n);
 	gate_leave(req, n);
 	fuse_reply_err(req, -err);
 }
@@ -726,6 +744,7 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		if (res > 0)
 			res = ro.ops->write(&ro, buf, (size_t)res, off_out);
 	}
+	node_written(FS(req), no);
 out:
 	gate_leave(req, no);
 	gate_leave(req, ni);

@@ -189,8 +189,14 @@ void fs_node_target(struct rnode *n, struct target *t);
 /* Serve the node's file read-only from now on (false: read-write again):
  * opens for writing, writes, truncates and fallocate fail with EROFS, on
  * handles already open too (a file handed off to another host).  The seal
- * lives as long as this worker's node; the caller keeps a reference. */
-void fs_node_seal(struct rnode *n, bool sealed);
+ * lives as long as this worker's node; the caller keeps a reference.
+ * Sealing drops the kernel's cached attributes of the node (a notification,
+ * which waits for no request). */
+void fs_node_seal(struct fs *fs, struct rnode *n, bool sealed);
+/* The mtime the kernel has for n with its writeback cache, where relocfs
+ * knows it (a worker that took n over learns it at the kernel's next
+ * SETATTR); false without the cache.  Takes n's lock briefly. */
+bool fs_node_mtime(struct fs *fs, struct rnode *n, struct timespec *ts);
 
 /* Call fn on every node, each with a daemon reference held, no lock held. */
 void fs_foreach_node(struct fs *fs, void (*fn)(struct rnode *n, void *arg), void *arg);

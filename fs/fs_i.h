@@ -184,6 +184,8 @@ struct data_ops {
 	/* the open flags to open the backing file with for open(2)'s flags,
 	 * or -errno if the route refuses such an open */
 	int (*open_flags)(const struct route *r, int flags);
+	/* give the file the mtime ts (the kernel's, with the writeback cache) */
+	int (*set_mtime)(const struct route *r, const struct timespec *ts);
 };
 
 /* The one place that decides where node n's data goes. */
@@ -329,6 +331,15 @@ int node_stat(struct fs *fs, struct rnode *n, struct stat *st);
  * setuid be cleared, and setgid as the kernel's own filesystems do; the
  * kernel's cached attributes of n are dropped. */
 int node_kill_suidgid(struct fs *fs, fuse_req_t req, struct rnode *n);
+/*
+ * With the kernel's writeback cache the kernel keeps a regular file's mtime
+ * (names.c): node_written after relocfs wrote to n's file (its backing
+ * file's time moved), node_times_settle where the backing file must agree
+ * with the kernel again (a flush, fsync, release, forget).  Both take n->mu
+ * and do nothing without the cache.
+ */
+void node_written(struct fs *fs, struct rnode *n);
+void node_times_settle(struct fs *fs, struct rnode *n);
 /* Look name up in parent; fills e and takes one kernel reference. */
 int do_lookup(struct fs *fs, struct rnode *parent, const char *name,
 	      struct fuse_entry_param *e);

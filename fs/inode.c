@@ -205,6 +205,9 @@ struct rnode *itab_lookup(struct itab *t, int fd, const struct stat *st)
 		return NULL;
 	}
 	tx_commit(r);
+	/* the kernel's inode is made from this file's attributes */
+	n->kmtime = st->st_mtim;
+	n->kmtime_known = true;
 	hash_insert(t, n);
 	__atomic_store_n(&t->by_slot[slot], n, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&t->lock);

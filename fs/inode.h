@@ -54,6 +54,9 @@ struct rnode {
 					 * (an RBD image); a reference; atomic */
 	bool sealed;			/* handed off: served read-only; atomic */
 	struct rhandle *handles;	/* open handles, for backend swaps */
+	struct timespec kmtime;		/* writeback cache: the kernel's mtime (names.c) */
+	bool kmtime_known;		/* false in a worker that took the node over */
+	bool kmtime_stale;		/* written since the backing file was given it */
 };
 
 struct itab {

@@ -86,10 +86,17 @@ int node_stat(struct fs *fs, struct rnode *n, struct stat *st)
 	return 0;
 }
 
+/* How long the kernel may keep n's attributes: a sealed node's not at all,
+ * so that a write on a handle opened before the seal asks (op_getattr). */
+static double attr_timeout(struct fs *fs, struct rnode *n)
+{
+	return __atomic_load_n(&n->sealed, __ATOMIC_ACQUIRE) ? 0 : fs->cfg.timeout;
+}
+
 static void fill_entry(struct fs *fs, struct rnode *n, struct fuse_entry_param *e)
 {
 	e->ino = itab_nodeid(&fs->itab, n);
-	e->attr_timeout = fs->cfg.timeout;
+	e->attr_timeout = attr_timeout(fs, n);
 	e->entry_timeout = fs->cfg.timeout;
 }
 
@@ -236,12 +243,23 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	if (!gate_enter(req, n))
 		return;
-	err = node_stat(FS(req), n, &st);
+	/*
+	 * With the writeback cache a write(2) lands in the page cache, and
+	 * asks for the file's attributes first, with its handle, when they
+	 * have timed out (a sealed node's always have): refusing a writable
+	 * handle of a sealed node here fails that write at once, as without
+	 * the cache, rather than at its write-back.
+	 */
+	if (fi && H(fi) && (H(fi)->flags & O_ACCMODE) != O_RDONLY &&
+	    __atomic_load_n(&n->sealed, __ATOMIC_ACQUIRE))
+		err = -EROFS;
+	else
+		err = node_stat(FS(req), n, &st);
 	gate_leave(req, n);
 	if (err)
 		fuse_reply_err(req, -err);
 	else
-		fuse_reply_attr(req, &st, FS(req)->cfg.timeout);
+		fuse_reply_attr(req, &st, attr_timeout(FS(req), n));
 }
 
 static int set_times(struct rnode *n, struct rhandle *h, const struct stat *attr, int valid)
@@ -264,6 +282,76 @@ static int set_times(struct rnode *n, struct rhandle *h, const struct stat *attr
 		return futimens(h->fd, tv) == -1 ? -errno : 0;
 	/* works on symlinks too: the O_PATH descriptor names the link itself */
 	return utimensat(n->fd, "", tv, AT_EMPTY_PATH) == -1 ? -errno : 0;
+}
+
+/*
+ * With the kernel's writeback cache the kernel keeps a regular file's mtime:
+ * it stamps it at write(2), keeps it over the one relocfs replies with while
+ * it holds the inode, and sends it in a SETATTR when it writes the inode
+ * back (an fsync, a close, the periodic writeback).  relocfs's own writes to
+ * the backing file stamp that file too, later, and one served after the
+ * kernel's SETATTR (a written-back page and the inode go out side by side)
+ * would leave the backing file ahead of the kernel: once the kernel dropped
+ * the inode, the mount would show another mtime with no write in between.
+ * So a node keeps the kernel's mtime (the backing file's when the kernel's
+ * inode was made from it, then each SETATTR's), a write marks it stale, and
+ * the route gives it to the file again where the kernel has sent what it
+ * stamped: a SETATTR, FLUSH, FSYNC or RELEASE (each follows the inode's
+ * write-back).  A worker that took the node over learns it at the next
+ * SETATTR.
+ */
+void node_written(struct fs *fs, struct rnode *n)
+{
+	if (fs->wb_cache)
+		__atomic_store_n(&n->kmtime_stale, true, __ATOMIC_RELEASE);
+}
+
+void node_times_settle(struct fs *fs, struct rnode *n)
+{
+	struct route r;
+
+	if (!fs->wb_cache || n->type != S_IFREG ||
+	    !__atomic_load_n(&n->kmtime_stale, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&n->mu);
+	/* cleared first: a write that lands after this marks it again */
+	if (n->kmtime_known && __atomic_exchange_n(&n->kmtime_stale, false, __ATOMIC_ACQ_REL)) {
+		r = route(fs, n, NULL);
+		if (r.ops->set_mtime(&r, &n->kmtime))
+			__atomic_store_n(&n->kmtime_stale, true, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&n->mu);
+}
+
+/* A SETATTR that changed the size or the times of n: with the writeback
+ * cache, an mtime it carries is the kernel's (explicit for a regular file:
+ * the kernel trusts its own clock there) */
+static void setattr_times(struct fs *fs, struct rnode *n, const struct stat *attr, int valid)
+{
+	if (!fs->wb_cache || n->type != S_IFREG)
+		return;
+	pthread_mutex_lock(&n->mu);
+	if ((valid & FUSE_SET_ATTR_MTIME) && !(valid & FUSE_SET_ATTR_MTIME_NOW)) {
+		n->kmtime = attr->st_mtim;
+		n->kmtime_known = true;
+	}
+	pthread_mutex_unlock(&n->mu);
+	node_written(fs, n);
+	node_times_settle(fs, n);
+}
+
+bool fs_node_mtime(struct fs *fs, struct rnode *n, struct timespec *ts)
+{
+	bool known;
+
+	if (!fs->wb_cache)
+		return false;
+	pthread_mutex_lock(&n->mu);
+	known = n->kmtime_known;
+	if (known)
+		*ts = n->kmtime;
+	pthread_mutex_unlock(&n->mu);
+	return known;
 }
 
 static int set_attr(struct fs *fs, struct rnode *n, struct stat *attr, int valid,
@@ -356,6 +444,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	if (!gate_enter(req, n))
 		return;
 	err = set_attr(FS(req), n, attr, valid, fi ? H(fi) : NULL);
+	if (!err && (valid & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME)))
+		setattr_times(FS(req), n, attr, valid);
 	if (!err && raw && (raw->valid & FATTR_KILL_SUIDGID))
 		err = node_kill_suidgid(FS(req), req, n);
 	if (!err)
@@ -364,7 +454,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	if (err)
 		fuse_reply_err(req, -err);
 	else
-		fuse_reply_attr(req, &st, FS(req)->cfg.timeout);
+		fuse_reply_attr(req, &st, attr_timeout(FS(req), n));
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)

@@ -131,6 +131,13 @@ static int pass_open_flags(const struct route *r, int flags)
 	return flags;
 }
 
+static int pass_set_mtime(const struct route *r, const struct timespec *ts)
+{
+	struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, *ts };
+
+	return utimensat(r->n->fd, "", tv, AT_EMPTY_PATH) == -1 ? -errno : 0;
+}
+
 static const struct data_ops pass_ops = {
 	.read = pass_read,
 	.write = pass_write,
@@ -141,6 +148,7 @@ static const struct data_ops pass_ops = {
 	.getattr = pass_getattr,
 	.direct_fd = pass_direct_fd,
 	.open_flags = pass_open_flags,
+	.set_mtime = pass_set_mtime,
 };
 
 /* ---- the live view of a migrating file ------------------------------------ */
@@ -199,6 +207,12 @@ static int live_open_flags(const struct route *r, int flags)
 	return flags & ~O_TRUNC;
 }
 
+static int live_set_mtime(const struct route *r, const struct timespec *ts)
+{
+	delta_set_mtime(r->d, ts);	/* what getattr overlays, and the switch copies */
+	return 0;
+}
+
 static const struct data_ops live_ops = {
 	.read = live_read,
 	.write = live_write,
@@ -209,6 +223,7 @@ static const struct data_ops live_ops = {
 	.getattr = live_getattr,
 	.direct_fd = live_direct_fd,
 	.open_flags = live_open_flags,
+	.set_mtime = live_set_mtime,
 };
 
 /* ---- a file whose data lives in a target (an RBD image) --------------------- */
@@ -281,6 +296,11 @@ static int tgt_open_flags(const struct route *r, int flags)
 	return flags & ~O_TRUNC;
 }
 
+static int tgt_set_mtime(const struct route *r, const struct timespec *ts)
+{
+	return 0;	/* the image's metadata keeps the time of its last write */
+}
+
 static const struct data_ops target_ops = {
 	.read = tgt_read,
 	.write = tgt_write,
@@ -291,6 +311,7 @@ static const struct data_ops target_ops = {
 	.getattr = tgt_getattr,
 	.direct_fd = tgt_direct_fd,
 	.open_flags = tgt_open_flags,
+	.set_mtime = tgt_set_mtime,
 };
 
 /* ---- a sealed file: read-only over the route that holds its data ---------- */
@@ -342,6 +363,11 @@ static int sealed_open_flags(const struct route *r, int flags)
 	return r->inner->open_flags(r, flags);
 }
 
+static int sealed_set_mtime(const struct route *r, const struct timespec *ts)
+{
+	return 0;	/* another host writes it now */
+}
+
 static const struct data_ops sealed_ops = {
 	.read = sealed_read,
 	.write = sealed_write,
@@ -352,6 +378,7 @@ static const struct data_ops sealed_ops = {
 	.getattr = sealed_getattr,
 	.direct_fd = sealed_direct_fd,
 	.open_flags = sealed_open_flags,
+	.set_mtime = sealed_set_mtime,
 };
 
 /* ---- the decision ------------------------------------------------------------ */
@@ -378,9 +405,13 @@ void fs_node_target(struct rnode *n, struct target *t)
 	target_put(old);
 }
 
-void fs_node_seal(struct rnode *n, bool sealed)
+void fs_node_seal(struct fs *fs, struct rnode *n, bool sealed)
 {
 	__atomic_store_n(&n->sealed, sealed, __ATOMIC_RELEASE);
+	/* with the writeback cache, the next write(2) on a handle opened
+	 * before asks for them, and is refused there (names.c) */
+	if (sealed && fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, itab_nodeid(&fs->itab, n), -1, 0);
 }
 
 void fs_node_route(struct rnode *n, struct delta *d)
