@@ -9,9 +9,10 @@
 #   MIRROR_RUNTIME   seconds per fio run (default 5)
 #   MIRROR_REPS      rounds per job, each in ABBA order over the targets (default 2)
 #   MIRROR_OPTS      extra relocfs -o options for every mount
-#   MIRROR_TRANSPORTS  which mounts (default: "dev uring uring-wb uring-poll", uring only where
-#                    offered): a transport, -wb for a mount of it with -o writeback, -poll for
-#                    one with -o poll=MIRROR_POLL_US (default 100)
+#   MIRROR_TRANSPORTS  which mounts (default: "dev uring uring-nowb uring-poll", uring only where
+#                    offered): a transport with relocfs's defaults (the writeback cache on),
+#                    -nowb for a mount of it with -o nowriteback, -poll for one with
+#                    -o poll=MIRROR_POLL_US (default 100)
 #   MIRROR_JOBS      only the jobs whose name matches this extended regex (default: all)
 #   MIRROR_RTT       1 (default): where a 4 KiB direct read at QD1 spends its time, from the
 #                    same job natively and through each transport over a tmpfs source (0: skip)
@@ -26,13 +27,13 @@ RUNTIME=${MIRROR_RUNTIME:-5}
 REPS=${MIRROR_REPS:-2}
 check_prereqs
 
-TRANSPORTS=${MIRROR_TRANSPORTS:-dev uring uring-wb uring-poll}
+TRANSPORTS=${MIRROR_TRANSPORTS:-dev uring uring-nowb uring-poll}
 POLL_US=${MIRROR_POLL_US:-100}
 # base_of T: the transport of mount T; opts_of T: its relocfs options
-base_of() { t=${1%-wb}; echo "${t%-poll}"; }
+base_of() { t=${1%-nowb}; echo "${t%-poll}"; }
 opts_of() {
 	printf '%s\n' -o "transport=$(base_of "$1")"
-	case $1 in *-wb) printf '%s\n' -o writeback ;; *-poll) printf '%s\n' -o "poll=$POLL_US" ;; esac
+	case $1 in *-nowb) printf '%s\n' -o nowriteback ;; *-poll) printf '%s\n' -o "poll=$POLL_US" ;; esac
 }
 uring_was=$(sh "$(dirname "$0")/../tests/uring_param.sh" on)
 if [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" != Y ]; then
@@ -188,7 +189,8 @@ abba() { echo "$TARGETS"; echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' '; }
 	echo "             over the targets in ABBA order ($(abba | tr '\n' ' ')); caches dropped before"
 	echo "             each run; means below"
 	echo "relocfs:     $RELOCFS, one mount each: $TRANSPORTS ${opts:+($opts)}"
-	echo "             (-wb: the same transport with -o writeback; -poll: with -o poll=$POLL_US)"
+	echo "             (the writeback cache on by default; -nowb: the same transport with"
+	echo "             -o nowriteback; -poll: with -o poll=$POLL_US)"
 	echo
 	printf '%-26s %9s' job "nat MiB/s"
 	for t in $TRANSPORTS; do printf ' | %9s %6s %7s' "$t MiB/s" ratio cpu_us; done
@@ -284,7 +286,7 @@ QD1=randread-4k-direct-qd1
 DISK_OUT=	# tmpfs: no disk to count
 if [ "${MIRROR_RTT:-1}" = 1 ] && echo "$QD1" | grep -Eq "${MIRROR_JOBS:-.}"; then
 	log "mirror: $QD1 over a tmpfs source, for the transports' round trip"
-	RTT_T=$(for t in $TRANSPORTS; do echo "${t%-wb}"; done | awk '!seen[$0]++' | tr '\n' ' ')
+	RTT_T=$(for t in $TRANSPORTS; do echo "${t%-nowb}"; done | awk '!seen[$0]++' | tr '\n' ' ')
 	mkdir -p "$W/tmpfs"
 	mount -t tmpfs -o size=$((SIZE + 64))m relocfs-bench "$W/tmpfs"
 	mkdir -p "$W/tmpfs/src"
@@ -364,7 +366,7 @@ if [ "${MIRROR_FAST:-1}" = 1 ] && echo "$FAST_JOBS" | grep -Eq "${MIRROR_JOBS:-.
 fi
 if [ $fast = 1 ]; then
 	log "mirror: 4 KiB random I/O on ext4 over a loop device on tmpfs"
-	FAST_T=$(for t in $TRANSPORTS; do echo "${t%-wb}"; done | awk '!seen[$0]++' | tr '\n' ' ')
+	FAST_T=$(for t in $TRANSPORTS; do echo "${t%-nowb}"; done | awk '!seen[$0]++' | tr '\n' ' ')
 	mkdir -p "$W/fast"
 	mount -t tmpfs -o size=$((SIZE + 256))m relocfs-bench-fast "$W/fast"
 	truncate -s $((SIZE + 192))M "$W/fast/dev.img"

@@ -108,9 +108,9 @@ static void usage(FILE *f)
 "  -d, -o debug       FUSE debug output (implies -f)\n"
 "  -o threads=N       worker threads (default 16)\n"
 "  -o timeout=S       attribute and entry cache timeout in seconds (default 1)\n"
-"  -o writeback       kernel writeback cache: buffered writes are cached until\n"
-"                     written back, an fsync or a close (off by default: see\n"
-"                     relocfs(8))\n"
+"  -o nowriteback     no kernel writeback cache: every buffered write is a\n"
+"                     request (by default they are cached until written back,\n"
+"                     an fsync or a close; see relocfs(8))\n"
 "  -o transport=T     how requests reach relocfs: auto (default: io_uring where\n"
 "                     the kernel offers it, else /dev/fuse), uring, dev\n"
 "  -o poll=US         io_uring: a queue's thread checks for work for US\n"
@@ -298,7 +298,8 @@ static void background(struct daemon *d)
 int main(int argc, char *argv[])
 {
 	struct daemon d = {
-		.o = { .threads = 16, .timeout = 1.0, .takeover_fd = -1, .max_jobs = -1 },
+		.o = { .threads = 16, .timeout = 1.0, .writeback = -1, .takeover_fd = -1,
+		       .max_jobs = -1 },
 		.argc = argc,
 		.argv = argv,
 		.args = FUSE_ARGS_INIT(argc, argv),

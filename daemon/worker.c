@@ -190,6 +190,7 @@ static void proc_status(void *arg, json_t *root)
 	json_object_set_new(root, "open_handles", json_integer((json_int_t)handles));
 	json_object_set_new(root, "transport", json_string(fs_transport_name(w->fs)));
 	json_object_set_new(root, "poll_us", json_integer((json_int_t)w->d->o.poll_us));
+	json_object_set_new(root, "writeback", json_boolean(fs_writeback(w->fs)));
 }
 
 /* Does path run, as a relocfs of the same state layout?  0, or -errno with

@@ -59,7 +59,8 @@ struct fs_config {
 	int root_fd;		/* O_PATH on the directory served at start */
 	unsigned threads;	/* worker threads */
 	double timeout;		/* attribute and entry timeout, seconds */
-	bool writeback;		/* kernel writeback cache */
+	int writeback;		/* kernel writeback cache: 1 on, 0 off, -1 not
+				 * given: on (see fs_writeback) */
 	enum fs_transport transport;	/* as asked for */
 	unsigned poll_us;	/* io_uring: busy polling, at most FS_POLL_US_MAX */
 	const char *mountpoint;	/* for requests the layer sends itself (uring.c) */
@@ -151,6 +152,9 @@ int fs_transport_check(enum fs_transport t, char *why, size_t len);
 /* Which transport serves the mount: "uring", "dev", or "" before the
  * connection's INIT was answered. */
 const char *fs_transport_name(struct fs *fs);
+/* Whether the kernel's writeback cache is on for the connection, as its INIT
+ * negotiated it (false before). */
+bool fs_writeback(struct fs *fs);
 
 /* Nodes and open handles in the tables, for status. */
 void fs_counts(struct fs *fs, uint64_t *nodes, uint64_t *handles);

@@ -220,7 +220,7 @@ void save_init(struct fs *fs, const void *req, size_t len)
 	}
 	serving_init = true;
 
-	if (r->init_len || len > FS_INIT_MAX)
+	if (r->init_len || len > FS_INIT_NEG_OFF)
 		return;
 	memcpy(r->init, req, len);
 	__atomic_store_n(&r->init_len, len, __ATOMIC_RELEASE);

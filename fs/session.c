@@ -13,13 +13,43 @@
 #include "common/log.h"
 #include "fs/fs_i.h"
 
+/*
+ * Whether the connection has the kernel's writeback cache.  A new mount
+ * asks for it unless told not to, and records what it asked for in the
+ * region; a worker that takes the connection over (its INIT replayed) must
+ * serve as the kernel was answered then, whatever its own options say (an
+ * upgrade may change the default): the record tells, and a connection an
+ * older relocfs answered has the cache only if asked for by name (it was
+ * off by default).
+ */
+static bool writeback(struct fs *fs, const struct fuse_conn_info *conn)
+{
+	uint8_t *rec = fs->itab.r->init + FS_INIT_NEG_OFF;
+	uint64_t neg;
+	bool wb;
+
+	memcpy(&neg, rec, sizeof(neg));
+	if (fs->adopted)
+		return (neg & ~FS_INIT_WB) == FS_INIT_NEGOTIATED ? (neg & FS_INIT_WB) != 0
+								  : fs->cfg.writeback > 0;
+	wb = fs->cfg.writeback != 0 && (conn->capable & FUSE_CAP_WRITEBACK_CACHE);
+	neg = FS_INIT_NEGOTIATED | (wb ? FS_INIT_WB : 0);
+	memcpy(rec, &neg, sizeof(neg));
+	return wb;
+}
+
+bool fs_writeback(struct fs *fs)
+{
+	return fs->wb_cache;
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct fs *fs = userdata;
 
 	if (conn->capable & FUSE_CAP_EXPORT_SUPPORT)
 		conn->want |= FUSE_CAP_EXPORT_SUPPORT;
-	if (fs->cfg.writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+	if (writeback(fs, conn))
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 	else
 		conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;

@@ -50,6 +50,13 @@
 #define FS_CARRY_MAX	64		/* records of a dead worker, for resends */
 #define FS_UNDO_MAX	16
 #define FS_INIT_MAX	1024
+/* The last word of fs_region.init records what the connection's INIT
+ * negotiated beyond what the request says (the request takes about 100
+ * bytes): FS_INIT_NEGOTIATED, or'd with FS_INIT_WB if the kernel's writeback
+ * cache is on.  A region set up by an older relocfs has 0 there. */
+#define FS_INIT_NEG_OFF		(FS_INIT_MAX - 8)
+#define FS_INIT_NEGOTIATED	0x4e45474f00000000ull	/* "NEGO" */
+#define FS_INIT_WB		1ull
 /* a worker thread's receive buffer: a request of up to 1 MiB placed so that
  * a WRITE's payload starts on a page (loop.c) */
 #define FS_RX_BYTES	((2u << 20) + 8192u)

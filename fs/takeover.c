@@ -179,7 +179,7 @@ int fs_mount(struct fs *fs, const char *mountpoint)
 	known = realpath(mountpoint, real) != NULL;
 	if (fuse_session_mount(fs->se, mountpoint))
 		return -EIO;
-	if (fs->cfg.writeback && known)
+	if (fs->cfg.writeback != 0 && known)
 		lift_strict_limit(real);
 	fd = fuse_session_fd(fs->se);
 	__atomic_store_n(&fs->itab.r->fuse_fd, (uint64_t)fd, __ATOMIC_RELEASE);
