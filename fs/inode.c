@@ -166,6 +166,8 @@ struct rnode *itab_lookup(struct itab *t, int fd, const struct stat *st)
 			break;
 	if (n) {
 		s = &r->nodes[n->slot];
+		if (!s->nlookup)	/* held by the daemon alone until now */
+			__atomic_store_n(&n->kmtime_fresh, true, __ATOMIC_RELEASE);
 		tx_begin(r);
 		tx_set(r, &s->nlookup, s->nlookup + 1);
 		once_tx_done(r, (uint64_t)n->slot + 1, 0, 0);
@@ -205,9 +207,7 @@ struct rnode *itab_lookup(struct itab *t, int fd, const struct stat *st)
 		return NULL;
 	}
 	tx_commit(r);
-	/* the kernel's inode is made from this file's attributes */
-	n->kmtime = st->st_mtim;
-	n->kmtime_known = true;
+	n->kmtime_fresh = true;
 	hash_insert(t, n);
 	__atomic_store_n(&t->by_slot[slot], n, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&t->lock);

@@ -56,7 +56,9 @@ struct rnode {
 	struct rhandle *handles;	/* open handles, for backend swaps */
 	struct timespec kmtime;		/* writeback cache: the kernel's mtime (names.c) */
 	bool kmtime_known;		/* false in a worker that took the node over */
-	bool kmtime_stale;		/* written since the backing file was given it */
+	bool kmtime_stale;		/* written since the backing file was given it; atomic */
+	bool kmtime_fresh;		/* the kernel had no reference: its next entry
+					 * reply makes the kernel's inode; atomic */
 };
 
 struct itab {

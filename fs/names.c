@@ -93,8 +93,16 @@ static double attr_timeout(struct fs *fs, struct rnode *n)
 	return __atomic_load_n(&n->sealed, __ATOMIC_ACQUIRE) ? 0 : fs->cfg.timeout;
 }
 
+/* e (its attributes filled) is the entry reply about node n */
 static void fill_entry(struct fs *fs, struct rnode *n, struct fuse_entry_param *e)
 {
+	if (__atomic_exchange_n(&n->kmtime_fresh, false, __ATOMIC_ACQ_REL)) {
+		/* the kernel's inode will be made from this reply */
+		pthread_mutex_lock(&n->mu);
+		n->kmtime = e->attr.st_mtim;
+		n->kmtime_known = true;
+		pthread_mutex_unlock(&n->mu);
+	}
 	e->ino = itab_nodeid(&fs->itab, n);
 	e->attr_timeout = attr_timeout(fs, n);
 	e->entry_timeout = fs->cfg.timeout;
@@ -293,8 +301,9 @@ static int set_times(struct rnode *n, struct rhandle *h, const struct stat *attr
  * kernel's SETATTR (a written-back page and the inode go out side by side)
  * would leave the backing file ahead of the kernel: once the kernel dropped
  * the inode, the mount would show another mtime with no write in between.
- * So a node keeps the kernel's mtime (the backing file's when the kernel's
- * inode was made from it, then each SETATTR's), a write marks it stale, and
+ * So a node keeps the kernel's mtime (the one in the entry reply the
+ * kernel's inode was made from, then each SETATTR's), a write marks it
+ * stale (so does a change of route: an abort writes the delta back), and
  * the route gives it to the file again where the kernel has sent what it
  * stamped: a SETATTR, FLUSH, FSYNC or RELEASE (each follows the inode's
  * write-back).  A worker that took the node over learns it at the next
@@ -331,7 +340,9 @@ static void setattr_times(struct fs *fs, struct rnode *n, const struct stat *att
 	if (!fs->wb_cache || n->type != S_IFREG)
 		return;
 	pthread_mutex_lock(&n->mu);
-	if ((valid & FUSE_SET_ATTR_MTIME) && !(valid & FUSE_SET_ATTR_MTIME_NOW)) {
+	if (valid & FUSE_SET_ATTR_MTIME_NOW)
+		n->kmtime_known = false;	/* the backing file's clock, not the kernel's */
+	else if (valid & FUSE_SET_ATTR_MTIME) {
 		n->kmtime = attr->st_mtim;
 		n->kmtime_known = true;
 	}

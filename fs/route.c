@@ -417,6 +417,8 @@ void fs_node_seal(struct fs *fs, struct rnode *n, bool sealed)
 void fs_node_route(struct rnode *n, struct delta *d)
 {
 	__atomic_store_n(&n->delta, d, __ATOMIC_RELEASE);
+	/* the file's mtime is the new route's now (names.c, node_written) */
+	__atomic_store_n(&n->kmtime_stale, true, __ATOMIC_RELEASE);
 }
 
 int flush_barrier(struct fs *fs)
