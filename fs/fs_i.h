@@ -334,9 +334,10 @@ int node_kill_suidgid(struct fs *fs, fuse_req_t req, struct rnode *n);
 /*
  * With the kernel's writeback cache the kernel keeps a regular file's mtime
  * (names.c): node_written after relocfs wrote to n's file (its backing
- * file's time moved), node_times_settle where the backing file must agree
- * with the kernel again (a flush, fsync, release, forget).  Both take n->mu
- * and do nothing without the cache.
+ * file's time moved; an atomic store), node_times_settle where the backing
+ * file must agree with the kernel again (a SETATTR, flush, fsync or
+ * release; takes n->mu, and n must be entered in the gate, so that its
+ * descriptor stays).  Both do nothing without the cache.
  */
 void node_written(struct fs *fs, struct rnode *n);
 void node_times_settle(struct fs *fs, struct rnode *n);
