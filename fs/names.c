@@ -246,6 +246,8 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct rnode *n = N(req, ino);
+	struct rhandle *h = fi ? H(fi) : NULL;
+	struct route r;
 	struct stat st;
 	int err;
 
@@ -254,14 +256,14 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	/*
 	 * With the writeback cache a write(2) lands in the page cache, and
 	 * asks for the file's attributes first, with its handle, when they
-	 * have timed out (a sealed node's always have): refusing a writable
-	 * handle of a sealed node here fails that write at once, as without
-	 * the cache, rather than at its write-back.
+	 * have timed out (a sealed node's always have): a handle the route
+	 * would not open now (a writable one of a sealed node) is refused
+	 * here, which fails that write at once, as without the cache, rather
+	 * than at its write-back.
 	 */
-	if (fi && H(fi) && (H(fi)->flags & O_ACCMODE) != O_RDONLY &&
-	    __atomic_load_n(&n->sealed, __ATOMIC_ACQUIRE))
-		err = -EROFS;
-	else
+	r = route(FS(req), n, h);
+	err = h ? r.ops->open_flags(&r, h->flags) : 0;
+	if (err >= 0)
 		err = node_stat(FS(req), n, &st);
 	gate_leave(req, n);
 	if (err)
