@@ -5,17 +5,21 @@ require_cmd qemu-img qemu-io
 relocfs_mount
 
 holder_start() {	# holder_start IMAGE FORMAT: an interactive qemu-io keeps IMAGE open
-	rm -f "$TEST_DIR/holder.in"
+	# a stale holder.out would say "wrote" before this holder has the image
+	rm -f "$TEST_DIR/holder.in" "$TEST_DIR/holder.out"
 	mkfifo "$TEST_DIR/holder.in"
 	qemu-io -f "$2" "$1" <"$TEST_DIR/holder.in" >"$TEST_DIR/holder.out" 2>&1 &
 	HOLDER=$!
 	exec 7>"$TEST_DIR/holder.in"
-	echo 'write -P 0x11 0 4k' >&7
+	# a holder that could not open the image has gone: say why, not SIGPIPE
+	(trap '' PIPE; echo 'write -P 0x11 0 4k' >&7) 2>/dev/null ||
+		fail "the holder exited before its first command: $(cat "$TEST_DIR/holder.out")"
 	wait_until 30 grep -q 'wrote 4096/4096' "$TEST_DIR/holder.out" ||
 		fail "the holder did not open '$1': $(cat "$TEST_DIR/holder.out")"
 }
 holder_stop() {
-	echo quit >&7
+	(trap '' PIPE; echo quit >&7) 2>/dev/null ||
+		fail "the holder exited before it was told to: $(cat "$TEST_DIR/holder.out")"
 	exec 7>&-
 	wait "$HOLDER" || fail "the holder qemu-io exited with an error: $(cat "$TEST_DIR/holder.out")"
 }
