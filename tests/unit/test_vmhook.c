@@ -312,9 +312,13 @@ static void test_exec_hook_pause_timeout_kills_group_and_resumes(void **state)
 	h = logging_exec_hook(body, logpath, sizeof(logpath));
 	assert_int_equal(vmhook_pause(h, "/mnt", files, 1, 300, err, sizeof(err)), -ETIMEDOUT);
 	assert_non_null(strstr(err, "pause timed out after 300 ms, killed"));
-	/* the script's own child went with it */
+	/* the script's own child went with it: SIGKILL reaches a process the
+	 * next time it runs, so give a loaded host time to run it (the child
+	 * would otherwise sleep for 60 s) */
 	int pid = atoi(slurp(pidpath));
 	assert_true(pid > 0);
+	for (int i = 0; i < 1000 && !pid_gone(pid); i++)
+		usleep(10000);
 	assert_true(pid_gone(pid));
 	/* and resume ran once to undo a partial pause */
 	assert_non_null(strstr(slurp(logpath), "action=resume"));
