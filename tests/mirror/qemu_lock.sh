@@ -4,6 +4,8 @@ test_description='QEMU image locking through the mount: while one qemu-io holds 
 require_cmd qemu-img qemu-io
 relocfs_mount
 
+# These run inside $(scenario ...): their failures are said on stderr, which
+# the command substitution does not take.
 holder_start() {	# holder_start IMAGE FORMAT: an interactive qemu-io keeps IMAGE open
 	# a stale holder.out would say "wrote" before this holder has the image
 	rm -f "$TEST_DIR/holder.in" "$TEST_DIR/holder.out"
@@ -13,15 +15,15 @@ holder_start() {	# holder_start IMAGE FORMAT: an interactive qemu-io keeps IMAGE
 	exec 7>"$TEST_DIR/holder.in"
 	# a holder that could not open the image has gone: say why, not SIGPIPE
 	(trap '' PIPE; echo 'write -P 0x11 0 4k' >&7) 2>/dev/null ||
-		fail "the holder exited before its first command: $(cat "$TEST_DIR/holder.out")"
+		fail "the holder exited before its first command: $(cat "$TEST_DIR/holder.out")" >&2
 	wait_until 30 grep -q 'wrote 4096/4096' "$TEST_DIR/holder.out" ||
-		fail "the holder did not open '$1': $(cat "$TEST_DIR/holder.out")"
+		fail "the holder did not open '$1': $(cat "$TEST_DIR/holder.out")" >&2
 }
 holder_stop() {
 	(trap '' PIPE; echo quit >&7) 2>/dev/null ||
-		fail "the holder exited before it was told to: $(cat "$TEST_DIR/holder.out")"
+		fail "the holder exited before it was told to: $(cat "$TEST_DIR/holder.out")" >&2
 	exec 7>&-
-	wait "$HOLDER" || fail "the holder qemu-io exited with an error: $(cat "$TEST_DIR/holder.out")"
+	wait "$HOLDER" || fail "the holder qemu-io exited with an error: $(cat "$TEST_DIR/holder.out")" >&2
 }
 # outcome CMD...: "ok" or "refused: <first line of the error>"
 outcome() {
