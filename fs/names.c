@@ -259,10 +259,11 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	 * have timed out (a sealed node's always have): a handle the route
 	 * would not open now (a writable one of a sealed node) is refused
 	 * here, which fails that write at once, as without the cache, rather
-	 * than at its write-back.
+	 * than at its write-back.  The handle's O_TRUNC was its open's, done
+	 * then: a read-only handle opened with it is still one.
 	 */
 	r = route(FS(req), n, h);
-	err = h ? r.ops->open_flags(&r, h->flags) : 0;
+	err = h ? r.ops->open_flags(&r, h->flags & ~O_TRUNC) : 0;
 	if (err >= 0)
 		err = node_stat(FS(req), n, &st);
 	gate_leave(req, n);
