@@ -425,12 +425,18 @@ static void do_pwrite(struct wfile *f, int fd, const uint8_t *buf, uint64_t len,
 		 * Until a flush covers it, a write may survive in part: cut
 		 * short when the daemon died between its requests, or whole
 		 * from here yet rolled back in part, when a cutover switched
-		 * between them and a restart undid the switch.  The file may
-		 * then end at any page boundary it crossed past the old end.
+		 * between them and a restart undid the switch.  With the
+		 * writeback cache the kernel also writes back a dirty page
+		 * whole while the file it knows is longer: the page that held
+		 * the old end, or one written later in the hole this write
+		 * leaves, may reach the daemon before this write does, and
+		 * the file then ends at that page's end, zero-filled, as a
+		 * local filesystem's may after a power loss.  So the file
+		 * may end at any page boundary past the old end and before
+		 * the new one.
 		 */
-		for (uint64_t p = (off / BLK + 1) * BLK; p < off + len; p += BLK)
-			if (p > old_size)
-				add_ver(f, UINT64_MAX, p);
+		for (uint64_t p = (old_size / BLK + 1) * BLK; p < off + len; p += BLK)
+			add_ver(f, UINT64_MAX, p);
 		add_ver(f, UINT64_MAX, off + len);
 		f->size = off + len;
 	}
