@@ -310,7 +310,7 @@ int switch_prepare(struct job *j, struct preopen_ctx *pre, struct preopen *sw, c
 		if (!r && (dst.st_dev != sw[i].st.st_dev || dst.st_ino != sw[i].st.st_ino))
 			r = -ESTALE;	/* the name no longer leads to the copy */
 		if (!r)
-			r = fs_prepare_reopen(f->node, sw[i].fd);
+			r = fs_prepare_reopen(pre->e->fs, f->node, sw[i].fd);
 		if (r == -ESTALE) {
 			snprintf(err, errlen, "'%s' on the destination is no longer the copy",
 				 f->relpath);

@@ -360,10 +360,11 @@ static ssize_t to_kernel_size(struct fs *fs, fuse_req_t req, fuse_ino_t ino, cha
 
 /*
  * The descriptor a request on route r may use without the thread waiting
- * (fs_i.h, io_async), or -1: the passthrough route; direct reads and writes
- * of at most AIO_MAX bytes in a range O_DIRECT takes as it is; buffered
- * reads (io_uring waits for the page cache without a thread), but not
- * buffered writes (on ext4 io_uring hands them to a kernel worker thread).
+ * (fs_i.h, io_async), or -1: the passthrough route; on an O_DIRECT backing
+ * descriptor reads and writes of at most AIO_MAX bytes in a range O_DIRECT
+ * takes as it is; on a buffered one reads (io_uring waits for the page
+ * cache without a thread), but not writes (on ext4 io_uring hands them to
+ * a kernel worker thread).
  */
 static int aio_fd(const struct route *r, bool write, const void *buf, size_t len, off_t off)
 {
@@ -371,7 +372,7 @@ static int aio_fd(const struct route *r, bool write, const void *buf, size_t len
 
 	if (fd < 0)
 		return -1;
-	if (!(r->h->flags & O_DIRECT))
+	if (!r->h->fd_direct)
 		return write ? -1 : fd;
 	if (len > AIO_MAX || (((uintptr_t)buf | len | (size_t)off) & 511))
 		return -1;
@@ -429,9 +430,10 @@ bool data_inline(struct fs *fs, const struct fuse_in_header *in)
 	 * write or unaligned direct request is quicker served than handed
 	 * on; a large one (the writeback cache's writes come in runs of up
 	 * to 1 MiB, and the kernel may make their writer wait for its dirty
-	 * limits) goes to a helper, so that the thread's other entries go on
+	 * limits; a read on an O_DIRECT backing descriptor waits for the
+	 * disk) goes to a helper, so that the thread's other entries go on
 	 * meanwhile */
-	if (in->opcode == FUSE_READ && !(h->flags & O_DIRECT))
+	if (in->opcode == FUSE_READ && !h->fd_direct)
 		return true;
 	return size <= AIO_MAX;
 }
@@ -734,6 +736,11 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	fdo = ro.ops->direct_fd(&ro);
 	if (fdi >= 0 && fdo >= 0) {
 		res = copy_file_range(fdi, &off_in, fdo, &off_out, len, (unsigned)flags);
+		if (res == -1 && errno == EINVAL && (ri.h->fd_direct || ro.h->fd_direct))
+			/* O_DIRECT refuses an unaligned range */
+			res = copy_file_range(buffered_fd(FS(req), ri.h), &off_in,
+					      buffered_fd(FS(req), ro.h), &off_out, len,
+					      (unsigned)flags);
 		res = res == -1 ? -errno : res;
 	} else {
 		/* one side migrates: copy one buffer through the routes */

@@ -240,7 +240,7 @@ int fs_reopen_handles(struct fs *fs, struct rnode *n);
  * prepared); fs_commit_reopen() swaps the new descriptors in and cannot
  * fail; fs_cancel_reopen() closes what was prepared.
  */
-int fs_prepare_reopen(struct rnode *n, int path_fd);
+int fs_prepare_reopen(struct fs *fs, struct rnode *n, int path_fd);
 void fs_commit_reopen(struct fs *fs, struct rnode *n);
 void fs_cancel_reopen(struct rnode *n);
 

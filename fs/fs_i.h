@@ -87,6 +87,7 @@ struct rhandle {
 	struct rnode *node;
 	int fd;				/* on the current backend; swapped while held */
 	int fd_buffered;		/* same file without O_DIRECT, opened on demand; -1 */
+	bool fd_direct;			/* fd is O_DIRECT (handle.c: backing_uncache) */
 	int next_fd;			/* prepared for a switch (fs_prepare_reopen); -1 */
 	int flags;			/* open flags as the kernel gave them */
 	bool is_dir;
@@ -136,11 +137,13 @@ int mount_info(const char *path, uint64_t *id, unsigned *maj, unsigned *min);
  * kernel's open flags (O_CREAT, O_EXCL, O_APPEND dropped). */
 int backing_open_at(int path_fd, int flags, int *fdp);
 /* A new handle of n on fd (taken over), in the shared table; the request's
- * record says so in the same transaction.  NULL if the table is full. */
+ * record says so in the same transaction.  NULL if the table is full.  A
+ * file's fd may be made O_DIRECT here (backing_uncache). */
 struct rhandle *handle_new(struct fs *fs, struct rnode *n, int fd, int flags, bool dir);
 void handle_free(struct fs *fs, struct rhandle *h);
 uint64_t handle_fh(const struct rhandle *h);
-/* The handle's file without O_DIRECT, for requests O_DIRECT refuses. */
+/* The handle's file without O_DIRECT, for requests O_DIRECT refuses (h->fd
+ * itself where that is not O_DIRECT). */
 int buffered_fd(struct fs *fs, struct rhandle *h);
 /* Remember where the next readdir starts, for a worker after this one. */
 void handle_seen_dir_off(struct fs *fs, struct rhandle *h);

@@ -9,16 +9,32 @@
  * list of a node's handles).  A handle keeps the kernel's open flags, so that
  * a switch or a new worker opens the backend the same way (O_DIRECT stays
  * direct).  The kernel computes append offsets itself, so backing files are
- * opened without O_APPEND.  An O_DIRECT handle opens a second descriptor
- * without O_DIRECT on demand, for requests the backing file refuses for
- * alignment; the kernel keeps the two coherent.
+ * opened without O_APPEND.  A handle whose descriptor is O_DIRECT opens a
+ * second one without it on demand, for requests the backing file refuses
+ * for alignment; the kernel keeps the two coherent.
+ *
+ * With the writeback cache, a file opened without O_DIRECT is cached by the
+ * kernel on the mount, its reads and its writes, and the backing file's page
+ * cache would hold each of its pages a second time (512 MiB read through
+ * the mount took 1 GiB of page cache).  So such a handle's descriptor is
+ * made O_DIRECT where the backing file is on a local disk's filesystem
+ * (ext4, XFS): backing_uncache.  The kernel's reads and write-backs are of
+ * whole pages into page-aligned buffers; the last, partial page of a file
+ * goes through the buffered descriptor.  Elsewhere the backing file stays
+ * buffered: on NFS and CephFS each direct write waits for the server,
+ * where their page cache gathers the commits for the next flush.  Without
+ * the writeback cache each buffered write(2) waits for relocfs, and would
+ * wait for the disk too.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <unistd.h>
+
+#include <linux/magic.h>
 
 #include "common/util.h"
 #include "fs/fs_i.h"
@@ -54,6 +70,29 @@ int backing_open_at(int path_fd, int flags, int *fdp)
 		return -errno;
 	*fdp = fd;
 	return 0;
+}
+
+/* Make fd, a file the kernel opened with flags, O_DIRECT where the mount's
+ * page cache is the one that caches it (see the top).  Left as it is where
+ * that cannot be. */
+static void backing_uncache(struct fs *fs, int fd, int flags)
+{
+	struct statfs sf;
+	int fl;
+
+	if (!fs->wb_cache || (flags & O_DIRECT) || fstatfs(fd, &sf) == -1 ||
+	    (sf.f_type != EXT4_SUPER_MAGIC && sf.f_type != XFS_SUPER_MAGIC))
+		return;
+	fl = fcntl(fd, F_GETFL);
+	if (fl != -1)
+		(void)fcntl(fd, F_SETFL, fl | O_DIRECT);
+}
+
+static bool is_direct(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl != -1 && (fl & O_DIRECT);
 }
 
 static uint64_t fh_of(const struct rhandle *h)
@@ -93,6 +132,7 @@ static struct rhandle *handle_view(struct fs *fs, uint32_t slot)
 	h->gen = s->gen;
 	h->node = itab_node(&fs->itab, s->node + 1);
 	h->fd = (int)s->fd;
+	h->fd_direct = s->dir == 0 && is_direct(h->fd);
 	h->fd_buffered = s->fd_buffered == NO_FD ? -1 : (int)s->fd_buffered;
 	h->next_fd = -1;
 	h->flags = (int)s->flags;
@@ -123,6 +163,8 @@ struct rhandle *handle_new(struct fs *fs, struct rnode *n, int fd, int flags, bo
 	struct rhandle *h;
 	int64_t slot;
 
+	if (!dir)
+		backing_uncache(fs, fd, flags);
 	pthread_mutex_lock(&fs->itab.lock);
 	slot = free_handle_slot(fs);
 	if (slot < 0) {
@@ -218,7 +260,7 @@ int buffered_fd(struct fs *fs, struct rhandle *h)
 {
 	int fd;
 
-	if (!(h->flags & O_DIRECT))
+	if (!h->fd_direct)
 		return h->fd;
 	pthread_mutex_lock(&h->node->mu);
 	if (h->fd_buffered == -1 &&
@@ -255,10 +297,12 @@ int fs_reopen_handles(struct fs *fs, struct rnode *n)
 			ret = err;
 			continue;
 		}
+		backing_uncache(fs, fd, h->flags);
 		handle_set_fds(fs, h, fd, -1);
 		old = h->fd;
 		oldb = h->fd_buffered;
 		h->fd = fd;
+		h->fd_direct = is_direct(fd);
 		h->fd_buffered = -1;
 		close(old);
 		if (oldb != -1)
@@ -279,14 +323,18 @@ void fs_cancel_reopen(struct rnode *n)
 	pthread_mutex_unlock(&n->mu);
 }
 
-int fs_prepare_reopen(struct rnode *n, int path_fd)
+int fs_prepare_reopen(struct fs *fs, struct rnode *n, int path_fd)
 {
 	int err = 0;
 
 	pthread_mutex_lock(&n->mu);
-	for (struct rhandle *h = n->handles; h && !err; h = h->next)
-		if (!h->is_dir && h->next_fd == -1)
-			err = backing_open_at(path_fd, h->flags & ~O_TRUNC, &h->next_fd);
+	for (struct rhandle *h = n->handles; h && !err; h = h->next) {
+		if (h->is_dir || h->next_fd != -1)
+			continue;
+		err = backing_open_at(path_fd, h->flags & ~O_TRUNC, &h->next_fd);
+		if (!err)
+			backing_uncache(fs, h->next_fd, h->flags);
+	}
 	pthread_mutex_unlock(&n->mu);
 	if (err)
 		fs_cancel_reopen(n);
@@ -305,6 +353,7 @@ void fs_commit_reopen(struct fs *fs, struct rnode *n)
 		old = h->fd;
 		oldb = h->fd_buffered;
 		h->fd = h->next_fd;
+		h->fd_direct = is_direct(h->fd);
 		h->next_fd = -1;
 		h->fd_buffered = -1;
 		close(old);

@@ -14,9 +14,10 @@
  * ZERO_RANGE zeroing writes that discard whole objects; O_DIRECT needs no
  * alignment there.
  *
- * The passthrough side also hides O_DIRECT's alignment rules: a request the
- * backing file refuses for alignment (EINVAL) is retried on a descriptor
- * without O_DIRECT (handle.c).
+ * The passthrough side also hides O_DIRECT's alignment rules: where the
+ * handle's backing descriptor is O_DIRECT (the kernel's open asked for it, or
+ * the kernel caches the file itself: handle.c), a request the backing file
+ * refuses for alignment (EINVAL) is retried on a descriptor without it.
  *
  * A sealed node (fs_node_seal: a file handed off to another host, which
  * writes it now) is served read-only over whichever of the two routes holds
@@ -48,12 +49,12 @@ static ssize_t pass_read(const struct route *r, char *buf, size_t len, off_t off
 	char *b = NULL;
 	ssize_t n;
 
-	if ((h->flags & O_DIRECT) && unaligned(buf, len, off))
+	if (h->fd_direct && unaligned(buf, len, off))
 		fd = buffered_fd(r->fs, h);
-	else if (h->flags & O_DIRECT)
+	else if (h->fd_direct)
 		b = bounce_get(r->fs, fd, len);
 	n = pread(fd, b ? b : buf, len, off);
-	if (n == -1 && errno == EINVAL && fd == h->fd && (h->flags & O_DIRECT))
+	if (n == -1 && errno == EINVAL && fd == h->fd && h->fd_direct)
 		n = pread(buffered_fd(r->fs, h), b ? b : buf, len, off);
 	err = n == -1 ? -errno : 0;
 	if (b) {
@@ -71,12 +72,12 @@ static ssize_t pass_write(const struct route *r, const char *buf, size_t len, of
 	char *b = NULL;
 	ssize_t n;
 
-	if ((h->flags & O_DIRECT) && unaligned(buf, len, off))
+	if (h->fd_direct && unaligned(buf, len, off))
 		fd = buffered_fd(r->fs, h);
-	else if ((h->flags & O_DIRECT) && (b = bounce_get(r->fs, fd, len)))
+	else if (h->fd_direct && (b = bounce_get(r->fs, fd, len)))
 		buf = memcpy(b, buf, len);
 	n = pwrite(fd, buf, len, off);
-	if (n == -1 && errno == EINVAL && fd == h->fd && (h->flags & O_DIRECT))
+	if (n == -1 && errno == EINVAL && fd == h->fd && h->fd_direct)
 		n = pwrite(buffered_fd(r->fs, h), buf, len, off);
 	err = n == -1 ? -errno : 0;
 	if (b)

@@ -68,7 +68,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	 * read by another thread caches the old bytes (tests/mirror/readback) */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	conn->max_write = MAX_IO;
-	conn->max_readahead = MAX_IO;
+	/* a ceiling only: the mount reads ahead as far as its bdi says, which
+	 * fs_mount set before this reply (takeover.c, match_readahead) */
+	conn->max_readahead = 64u << 20;
 	/* the kernel's default of 12 background requests caps async direct
 	 * I/O (QEMU aio=native/io_uring, fio libaio) well below a disk's
 	 * queue; allow as many as there are workers to serve them */
