@@ -98,7 +98,7 @@ for t in $TRANSPORTS; do
 done
 TARGETS="native$(for t in $TRANSPORTS; do printf ' %s' "$t"; done)"
 
-# job table: name rw bs ioengine iodepth direct
+# job table: name rw bs ioengine iodepth direct [fdatasync every N writes]
 JOBS="
 randread-4k-direct-qd1   randread  4k libaio 1  1
 randread-4k-direct-qd16  randread  4k libaio 16 1
@@ -112,21 +112,34 @@ randread-4k-buffered     randread  4k psync  1  0
 randwrite-4k-buffered    randwrite 4k psync  1  0
 seqread-1m-buffered      read      1m psync  1  0
 seqwrite-1m-buffered     write     1m psync  1  0
+randwrite-4k-buf-sync32  randwrite 4k psync  1  0 32
+seqwrite-1m-buf-sync64   write     1m psync  1  0 64
 "
 
-# run_fio NAME TAG FILE rw bs engine depth direct -> "bw_kib ios"; fio's JSON in
-# $RAW/NAME-TAG.json, or NAME-TAGb.json for the second run of a round (ABBA)
+# cached_kib: the page cache's size (Cached in /proc/meminfo), KiB
+cached_kib() { awk '/^Cached:/ { print $2 }' /proc/meminfo; }
+
+# run_fio NAME TAG FILE rw bs engine depth direct [sync] -> "bw_kib ios"; fio's JSON in
+# $RAW/NAME-TAG.json, or NAME-TAGb.json for the second run of a round (ABBA).  sync: an
+# fdatasync every that many writes.  With CACHE_OUT set, what the page cache grew by during
+# the run (KiB) per MiB the job moved is appended to it.
 run_fio() {
 	json=$RAW/$1-$2.json
 	[ ! -e "$json" ] || json=$RAW/$1-$2b.json
 	drop_caches
 	d0=$(disk_stat)
+	c0=$(cached_kib)
 	fio --name="$1" --filename="$3" --size="${SIZE}M" --rw="$4" --bs="$5" \
-	    --ioengine="$6" --iodepth="$7" --direct="$8" --numjobs=1 \
+	    --ioengine="$6" --iodepth="$7" --direct="$8" --numjobs=1 ${9:+--fdatasync=$9} \
 	    --time_based --runtime="$RUNTIME" --randrepeat=0 --norandommap \
 	    --output-format=json --output="$json" >/dev/null ||
 		die "fio $1 on $2 failed"
 	[ -z "${DISK_OUT:-}" ] || disk_use "$DISK_OUT" "$d0" "$(disk_stat)"
+	case $4 in *read) d=read ;; *) d=write ;; esac
+	[ -z "${CACHE_OUT:-}" ] ||
+		jq -r --arg d "$d" --argjson c "$(($(cached_kib) - c0))" \
+			'.jobs[0][$d].io_bytes / 1048576 | if . > 0 then $c / 1024 / . else 0 end' \
+			"$json" >>"$CACHE_OUT"
 	case $4 in *read) dir=read ;; *) dir=write ;; esac
 	jq -r --arg d "$dir" '.jobs[0][$d] | "\(.bw) \(.total_ios)"' "$json"
 }
@@ -203,11 +216,12 @@ abba() { echo "$TARGETS"; echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' '; }
 } >"$OUT.tmp"
 
 hz=$(getconf CLK_TCK)
-echo "$JOBS" | while read -r name rw bs eng qd direct; do
+echo "$JOBS" | while read -r name rw bs eng qd direct sync; do
 	[ -n "$name" ] || continue
 	echo "$name" | grep -Eq "${MIRROR_JOBS:-.}" || continue
 	log "mirror: $name"
 	for tg in $TARGETS; do
+		: >"$RAW/$name.$tg.cache"
 		: >"$RAW/$name.$tg"
 		: >"$RAW/$name.$tg.cpu"
 		: >"$RAW/$name.$tg.iowq"
@@ -219,9 +233,9 @@ echo "$JOBS" | while read -r name rw bs eng qd direct; do
 		for tg in $(abba); do
 			if [ "$tg" = native ]; then
 				s0=$(cpu_stat)
-				DISK_OUT=$RAW/$name.native.disk
+				DISK_OUT=$RAW/$name.native.disk CACHE_OUT=$RAW/$name.native.cache
 				run_fio "$name" "native$k" "$(file_of native)" "$rw" "$bs" "$eng" "$qd" "$direct" \
-					>>"$RAW/$name.native"
+					$sync >>"$RAW/$name.native"
 				busy_pct "$RAW/$name.native.busy" "$s0" "$(cpu_stat)"
 				continue
 			fi
@@ -229,8 +243,8 @@ echo "$JOBS" | while read -r name rw bs eng qd direct; do
 			t0=$(cpu_ticks "$pid")
 			w0=$(iowq_waits "$pid")
 			s0=$(cpu_stat)
-			DISK_OUT=$RAW/$name.$tg.disk
-			res=$(run_fio "$name" "$tg$k" "$(file_of "$tg")" "$rw" "$bs" "$eng" "$qd" "$direct")
+			DISK_OUT=$RAW/$name.$tg.disk CACHE_OUT=$RAW/$name.$tg.cache
+			res=$(run_fio "$name" "$tg$k" "$(file_of "$tg")" "$rw" "$bs" "$eng" "$qd" "$direct" $sync)
 			busy_pct "$RAW/$name.$tg.busy" "$s0" "$(cpu_stat)"
 			t1=$(cpu_ticks "$pid")
 			w1=$(iowq_waits "$pid")
@@ -258,6 +272,11 @@ echo "$JOBS" | while read -r name rw bs eng qd direct; do
 		printf '  machine CPU busy, %% of %s CPUs:' "$(nproc)"
 		for tg in $TARGETS; do printf ' %s %.0f' "$tg" "$(mean "$RAW/$name.$tg.busy")"; done
 		echo
+		if [ "$direct" = 0 ]; then
+			printf '  page cache grown, MiB per MiB moved:'
+			for tg in $TARGETS; do printf ' %s %.2f' "$tg" "$(mean "$RAW/$name.$tg.cache")"; done
+			echo
+		fi
 		if [ -n "$DISK" ]; then
 			printf '  backing disk %s, requests in flight / us each:' "$DISK"
 			for tg in $TARGETS; do
