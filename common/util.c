@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -125,4 +126,36 @@ void empty_dir(int dirfd, const char *keep)
 		closedir(d);
 	else if (fd != -1)
 		close(fd);
+}
+
+long sysfs_num(const char *path)
+{
+	char buf[32];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd == -1)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	return strtol(buf, NULL, 10);
+}
+
+long block_queue_attr(dev_t dev, const char *attr)
+{
+	static const char *const fmt[] = { "/sys/dev/block/%u:%u/queue/%s",
+					   "/sys/dev/block/%u:%u/../queue/%s" };
+	char path[128];
+	long v = -1;
+
+	if (!major(dev))
+		return -1;	/* an anonymous device */
+	for (unsigned i = 0; i < 2 && v < 0; i++) {
+		snprintf(path, sizeof(path), fmt[i], major(dev), minor(dev), attr);
+		v = sysfs_num(path);
+	}
+	return v;
 }

@@ -1,6 +1,7 @@
 /*
  * util: small helpers every layer uses: formatted strings, path joining,
- * whole-buffer I/O and removing a tree.  No state, thread-safe.
+ * whole-buffer I/O, removing a tree and numbers from sysfs.  No state,
+ * thread-safe.
  */
 #ifndef RELOCFS_UTIL_H
 #define RELOCFS_UTIL_H
@@ -33,5 +34,13 @@ int rm_rf_at(int dirfd, const char *name);
 /* Remove every entry of the directory dirfd but the one named keep (NULL:
  * none).  Best effort. */
 void empty_dir(int dirfd, const char *keep);
+
+/* The number a sysfs file holds, or -1 if it cannot be read. */
+long sysfs_num(const char *path);
+
+/* An attribute of block device dev's request queue (a partition's is its
+ * disk's), e.g. "max_segments"; -1 where dev is no block device (NFS,
+ * tmpfs, btrfs) or the attribute cannot be read. */
+long block_queue_attr(dev_t dev, const char *attr);
 
 #endif

@@ -23,49 +23,27 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "fs/fs_i.h"
 
 #define BOUNCE_BYTES	(2u << 20)
-
-/* The queue's max_segments of the block device dev, or 0 (none known). */
-static unsigned dev_segments(dev_t dev)
-{
-	static const char *const fmt[] = { "/sys/dev/block/%u:%u/queue/max_segments",
-					   "/sys/dev/block/%u:%u/../queue/max_segments" };
-	char path[96];
-	unsigned v = 0;
-
-	if (!major(dev))
-		return 0;	/* an anonymous device: NFS, tmpfs, FUSE, btrfs */
-	for (unsigned i = 0; i < 2 && !v; i++) {
-		FILE *f;
-
-		snprintf(path, sizeof(path), fmt[i], major(dev), minor(dev));
-		f = fopen(path, "re");
-		if (!f)
-			continue;
-		if (fscanf(f, "%u", &v) != 1)
-			v = 0;
-		fclose(f);
-	}
-	return v;
-}
 
 /* The max_segments of fd's device, cached; 0 if unknown.  b->mu held. */
 static unsigned segments_of(struct bounce *b, int fd)
 {
 	struct stat st;
 	unsigned v;
+	long segs;
 
 	if (fstat(fd, &st) == -1)
 		return 0;
 	for (unsigned i = 0; i < b->ndevs; i++)
 		if (b->devs[i].dev == st.st_dev)
 			return b->devs[i].segments;
-	v = dev_segments(st.st_dev);
+	segs = block_queue_attr(st.st_dev, "max_segments");
+	v = segs > 0 ? (unsigned)segs : 0;
 	if (b->ndevs < BOUNCE_DEVS)
 		b->devs[b->ndevs++] = (typeof(b->devs[0])){ st.st_dev, v };
 	return v;

@@ -30,13 +30,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <linux/fuse.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "fs/fs_i.h"
 #include "fs/once.h"
 
@@ -171,23 +171,6 @@ static void lift_strict_limit(const char *real)
 		close(fd);
 }
 
-/* A number from a sysfs file, or -1. */
-static long sysfs_num(const char *path)
-{
-	char buf[32];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd == -1)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	return strtol(buf, NULL, 10);
-}
-
 /*
  * With the writeback cache, cached files' backing files are read O_DIRECT
  * on ext4 and XFS (handle.c), so the source disk's readahead no longer runs
@@ -199,25 +182,18 @@ static long sysfs_num(const char *path)
  */
 static void match_readahead(const char *real, int root_fd)
 {
-	char knob[96];
+	char knob[64];
 	struct stat st;
 	unsigned maj, min;
 	uint64_t id;
 	long disk, mine;
 	int fd;
 
-	if (fstat(root_fd, &st) == -1 || major(st.st_dev) == 0 ||
-	    mount_info(real, &id, &maj, &min))
-		return;	/* not on a block device: its backing files stay buffered */
-	/* a whole disk or a device mapper has a queue; a partition's is its disk's */
-	snprintf(knob, sizeof(knob), "/sys/dev/block/%u:%u/queue/read_ahead_kb",
-		 major(st.st_dev), minor(st.st_dev));
-	disk = sysfs_num(knob);
-	if (disk < 0) {
-		snprintf(knob, sizeof(knob), "/sys/dev/block/%u:%u/../queue/read_ahead_kb",
-			 major(st.st_dev), minor(st.st_dev));
-		disk = sysfs_num(knob);
-	}
+	if (fstat(root_fd, &st) == -1 || mount_info(real, &id, &maj, &min))
+		return;
+	disk = block_queue_attr(st.st_dev, "read_ahead_kb");
+	if (disk < 0)
+		return;	/* no block device (NFS, tmpfs): backing files stay buffered */
 	snprintf(knob, sizeof(knob), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
 	mine = sysfs_num(knob);
 	if (disk <= mine || mine < 0)
