@@ -35,6 +35,13 @@
 /* The layout of everything the shared region holds, as --version names
  * it: a binary can take a mount over only from one of the same layout. */
 #define RELOCFS_LAYOUT_STR "2"
+/* How the handles' backing descriptors are opened, as --version names it:
+ * 1 as the kernel opened the file; 2 O_DIRECT also where the kernel caches
+ * the file itself (fs/handle.c), which a worker of 1 would take for a
+ * buffered descriptor and send it unaligned writes.  A binary takes a mount
+ * over only from one of the same or a lower number; none printed is 1. */
+#define RELOCFS_BACKING 2
+#define RELOCFS_BACKING_STR "2"
 
 /* How a worker ends (its exit status). */
 enum {

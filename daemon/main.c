@@ -318,9 +318,10 @@ int main(int argc, char *argv[])
 		if (d.o.help)
 			usage(stdout);
 		else
-			printf("relocfs %s (libfuse %s, state record %s, state layout %s)\n",
-			       RELOCFS_VERSION, fuse_pkgversion(), MS_VERSION_STR,
-			       RELOCFS_LAYOUT_STR);
+			/* "state layout N)" last: binaries look for it so */
+			printf("relocfs %s (libfuse %s, state record %s, backing %s, "
+			       "state layout %s)\n", RELOCFS_VERSION, fuse_pkgversion(),
+			       MS_VERSION_STR, RELOCFS_BACKING_STR, RELOCFS_LAYOUT_STR);
 		return 0;
 	}
 	if (d.o.debug) {

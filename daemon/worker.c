@@ -248,6 +248,13 @@ static int check_binary(const char *path, char *err, size_t errlen)
 			 "cannot take the mount over", path, MS_VERSION);
 		return -EPROTO;
 	}
+	rec = strstr(out, ", backing ");
+	if ((rec ? atoi(rec + strlen(", backing ")) : 1) < RELOCFS_BACKING) {
+		snprintf(err, errlen, "'%s' would take this mount's O_DIRECT backing descriptors "
+			 "of cached files for buffered ones (backing %d): it cannot take the "
+			 "mount over", path, RELOCFS_BACKING);
+		return -EPROTO;
+	}
 	return 0;
 }
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-test_description='relocctl restart hands the mount to a new worker, and restart --exec to a new binary, again and again under a flushing writer, namespace churn and a migration: no call fails, the migration goes on and cuts over, every byte is what was written; a binary that is missing, not relocfs, of another state layout or reading only an older record is refused with one line and the worker serving goes on'
+test_description='relocctl restart hands the mount to a new worker, and restart --exec to a new binary, again and again under a flushing writer, namespace churn and a migration: no call fails, the migration goes on and cuts over, every byte is what was written; a binary that is missing, not relocfs, of another state layout, reading only an older record or knowing only buffered backing descriptors is refused with one line and the worker serving goes on'
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib.sh"
 . "$HERE/../reloc/lib_reloc.sh"
@@ -48,6 +48,15 @@ echo "relocfs 0.2.0 (libfuse 3.14.0, state record $((record - 1)), state layout 
 EOS
 chmod +x "$TEST_DIR/record-before"
 refused "$TEST_DIR/record-before" "a record before version $record"
+# one of this record and layout from before the backing descriptors of
+# cached files could be O_DIRECT (no "backing" named): it would send them
+# unaligned writes
+cat >"$TEST_DIR/backing1" <<EOS
+#!/bin/sh
+echo "relocfs 0.2.0 (libfuse 3.14.0, state record $record, state layout $layout)"
+EOS
+chmod +x "$TEST_DIR/backing1"
+refused "$TEST_DIR/backing1" 'buffered backing descriptors only'
 rc=0
 ctl restart --exec >/dev/null 2>&1 || rc=$?
 [ "$rc" != 0 ] || fail "restart --exec without a path succeeded"
