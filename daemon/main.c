@@ -187,6 +187,42 @@ static int check_transport(struct daemon *d)
 	return 0;
 }
 
+/*
+ * The arguments as given, but with the source and the mountpoint as the
+ * absolute paths they resolved to: a re-execution (restart --exec, or the
+ * supervisor running itself again) parses them again after the daemon has
+ * left its starting directory for /, where relative ones would name
+ * something else, the new binary would refuse them and the mount would go.
+ * The paths are the arguments that are not options, in order (opt_proc);
+ * an option's value follows "-o" or is joined to it.
+ */
+static void absolute_args(struct daemon *d)
+{
+	char **argv = calloc((size_t)d->argc + 1, sizeof(*argv));
+	int k = 0;
+
+	if (!argv)
+		return;	/* a re-execution then needs the same directory */
+	for (int i = 0; i < d->argc; i++) {
+		argv[i] = d->argv[i];
+		if (i == 0)
+			continue;
+		if (!strcmp(d->argv[i], "-o") && i + 1 < d->argc) {
+			argv[i + 1] = d->argv[i + 1];
+			i++;
+			continue;
+		}
+		if (d->argv[i][0] == '-')
+			continue;
+		if (k == 0)
+			argv[i] = d->source;
+		if (k == d->o.npaths - 1)
+			argv[i] = d->mnt;
+		k++;
+	}
+	d->argv = argv;
+}
+
 /* Options and paths: 0, or the exit status (2: usage, 1: a bad path). */
 static int check_args(struct daemon *d)
 {
@@ -220,6 +256,7 @@ static int check_args(struct daemon *d)
 			d->o.paths[d->o.npaths - 1], strerror(errno));
 		return 1;
 	}
+	absolute_args(d);
 	if (d->o.takeover_fd >= 0)
 		return 0;	/* the mount is ours already */
 	if (stat(d->mnt, &st) == -1 || !S_ISDIR(st.st_mode)) {
