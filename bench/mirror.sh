@@ -135,12 +135,11 @@ run_fio() {
 	    --output-format=json --output="$json" >/dev/null ||
 		die "fio $1 on $2 failed"
 	[ -z "${DISK_OUT:-}" ] || disk_use "$DISK_OUT" "$d0" "$(disk_stat)"
-	case $4 in *read) d=read ;; *) d=write ;; esac
+	case $4 in *read) dir=read ;; *) dir=write ;; esac
 	[ -z "${CACHE_OUT:-}" ] ||
-		jq -r --arg d "$d" --argjson c "$(($(cached_kib) - c0))" \
+		jq -r --arg d "$dir" --argjson c "$(($(cached_kib) - c0))" \
 			'.jobs[0][$d].io_bytes / 1048576 | if . > 0 then $c / 1024 / . else 0 end' \
 			"$json" >>"$CACHE_OUT"
-	case $4 in *read) dir=read ;; *) dir=write ;; esac
 	jq -r --arg d "$dir" '.jobs[0][$d] | "\(.bw) \(.total_ios)"' "$json"
 }
 

@@ -144,6 +144,18 @@ long sysfs_num(const char *path)
 	return strtol(buf, NULL, 10);
 }
 
+int sysfs_set_num(const char *path, long v)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), err = 0;
+
+	if (fd == -1)
+		return -errno;
+	if (dprintf(fd, "%ld", v) < 0)
+		err = errno ? -errno : -EIO;
+	close(fd);
+	return err;
+}
+
 long block_queue_attr(dev_t dev, const char *attr)
 {
 	static const char *const fmt[] = { "/sys/dev/block/%u:%u/queue/%s",

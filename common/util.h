@@ -37,6 +37,8 @@ void empty_dir(int dirfd, const char *keep);
 
 /* The number a sysfs file holds, or -1 if it cannot be read. */
 long sysfs_num(const char *path);
+/* Write v into a sysfs file: 0 or -errno. */
+int sysfs_set_num(const char *path, long v);
 
 /* An attribute of block device dev's request queue (a partition's is its
  * disk's), e.g. "max_segments"; -1 where dev is no block device (NFS,

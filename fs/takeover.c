@@ -153,22 +153,16 @@ int mount_info(const char *path, uint64_t *id, unsigned *maj, unsigned *min)
  * dirty limits and the mount's share of them above the background
  * threshold still apply).  Not being allowed to is said once.
  */
-static void lift_strict_limit(const char *real)
+static void lift_strict_limit(unsigned maj, unsigned min)
 {
 	char knob[64];
-	unsigned maj, min;
-	uint64_t id;
-	int fd;
+	int err;
 
-	if (mount_info(real, &id, &maj, &min))
-		return;
 	snprintf(knob, sizeof(knob), "/sys/class/bdi/%u:%u/strict_limit", maj, min);
-	fd = open(knob, O_WRONLY | O_CLOEXEC);
-	if (fd == -1 || write(fd, "0", 1) != 1)
+	err = sysfs_set_num(knob, 0);
+	if (err)
 		log_info("the kernel keeps this mount's strict limit of dirty pages (%s: %s): "
-			 "buffered writes wait for relocfs sooner", knob, strerror(errno));
-	if (fd != -1)
-		close(fd);
+			 "buffered writes wait for relocfs sooner", knob, strerror(-err));
 }
 
 /*
@@ -180,35 +174,33 @@ static void lift_strict_limit(const char *real)
  * native with 128 KiB and at native speed with 8 MiB).  So the mount reads
  * ahead as far as the disk under the source does, if that is further.
  */
-static void match_readahead(const char *real, int root_fd)
+static void match_readahead(unsigned maj, unsigned min, int root_fd)
 {
 	char knob[64];
 	struct stat st;
-	unsigned maj, min;
-	uint64_t id;
 	long disk, mine;
-	int fd;
+	int err;
 
-	if (fstat(root_fd, &st) == -1 || mount_info(real, &id, &maj, &min))
+	if (fstat(root_fd, &st) == -1)
 		return;
 	disk = block_queue_attr(st.st_dev, "read_ahead_kb");
 	if (disk < 0)
 		return;	/* no block device (NFS, tmpfs): backing files stay buffered */
 	snprintf(knob, sizeof(knob), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
 	mine = sysfs_num(knob);
-	if (disk <= mine || mine < 0)
+	if (mine < 0 || disk <= mine)
 		return;
-	fd = open(knob, O_WRONLY | O_CLOEXEC);
-	if (fd == -1 || dprintf(fd, "%ld", disk) < 0)
+	err = sysfs_set_num(knob, disk);
+	if (err)
 		log_info("the mount reads ahead %ld KiB, the source's disk %ld KiB (%s: %s)",
-			 mine, disk, knob, strerror(errno));
-	if (fd != -1)
-		close(fd);
+			 mine, disk, knob, strerror(-err));
 }
 
 int fs_mount(struct fs *fs, const char *mountpoint)
 {
 	char real[PATH_MAX];
+	unsigned maj, min;
+	uint64_t id;
 	bool known;
 	int fd;
 
@@ -216,9 +208,9 @@ int fs_mount(struct fs *fs, const char *mountpoint)
 	known = realpath(mountpoint, real) != NULL;
 	if (fuse_session_mount(fs->se, mountpoint))
 		return -EIO;
-	if (fs->cfg.writeback != 0 && known) {
-		lift_strict_limit(real);
-		match_readahead(real, fs->cfg.root_fd);
+	if (fs->cfg.writeback != 0 && known && mount_info(real, &id, &maj, &min) == 0) {
+		lift_strict_limit(maj, min);
+		match_readahead(maj, min, fs->cfg.root_fd);
 	}
 	fd = fuse_session_fd(fs->se);
 	__atomic_store_n(&fs->itab.r->fuse_fd, (uint64_t)fd, __ATOMIC_RELEASE);
